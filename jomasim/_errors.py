@@ -1,0 +1,94 @@
+"""Error types and the input checks that raise them.
+
+Every check names the offending value and says what is allowed. Checks only look at concrete
+values: inside `jax.jit` / `jax.vmap` the values are tracers and the checks pass silently (the
+caller validated them before tracing, or they are derived from validated values).
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+class JomasimError(Exception):
+    """Base class of every error jomasim raises on purpose."""
+
+
+class InvalidChoiceError(JomasimError, ValueError):
+    """A name (attention kind, activation, solver, batch mode, ...) is not one of the allowed ones."""
+
+
+class OutOfRangeError(JomasimError, ValueError):
+    """A number lies outside its allowed range (learning rate <= 0, temperature <= 0, ...)."""
+
+
+class ShapeMismatchError(JomasimError, ValueError):
+    """An array does not have the shape the computation needs."""
+
+
+class NonFiniteError(JomasimError, ValueError):
+    """An input array holds NaN or infinity."""
+
+
+def concrete(value: Any) -> np.ndarray | None:
+    """Returns `value` as a NumPy array, or `None` when it is a JAX tracer (no concrete value)."""
+    try:
+        return np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
+    """Raises `InvalidChoiceError` unless `value` is one of `allowed`."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        names = ", ".join(repr(a) for a in allowed)
+        raise InvalidChoiceError(f"{name}={value!r} is not allowed; choose one of {names}")
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Raises `OutOfRangeError` unless every entry of `value` is finite and > 0."""
+    array = concrete(value)
+    if array is None:
+        return
+    allowed = np.isfinite(array) & (array > 0)
+    if not np.all(allowed):
+        raise OutOfRangeError(f"{name}={_show(array, allowed)} is not allowed; it must be finite and > 0")
+
+
+def check_nonnegative(name: str, value: Any) -> None:
+    """Raises `OutOfRangeError` unless every entry of `value` is finite and >= 0."""
+    array = concrete(value)
+    if array is None:
+        return
+    allowed = np.isfinite(array) & (array >= 0)
+    if not np.all(allowed):
+        raise OutOfRangeError(f"{name}={_show(array, allowed)} is not allowed; it must be finite and >= 0")
+
+
+def check_finite(name: str, value: Any) -> None:
+    """Raises `NonFiniteError` if `value` holds NaN or infinity."""
+    array = concrete(value)
+    if array is None:
+        return
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise NonFiniteError(f"{name} holds {bad} NaN/infinite entries; all entries must be finite")
+
+
+def check_shape(name: str, value: Any, shape: tuple[int, ...]) -> None:
+    """Raises `ShapeMismatchError` unless `value` has exactly `shape`."""
+    if tuple(np.shape(value)) != tuple(shape):
+        raise ShapeMismatchError(
+            f"{name} has shape {tuple(np.shape(value))}; expected shape {tuple(shape)}"
+        )
+
+
+def _show(array: np.ndarray, allowed: np.ndarray) -> str:
+    """The offending value (a scalar, or the first bad entry of an array) for error messages."""
+    if array.ndim == 0:
+        return repr(array.item())
+    index = tuple(int(i) for i in np.argwhere(~allowed)[0])
+    return f"array with entry {array[index].item()!r} at index {index}"

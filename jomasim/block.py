@@ -1,0 +1,50 @@
+"""The one-layer JoMA block of §3.5 as a pure function: attention, residual, MLP, cross-entropy.
+
+For class y the block reads `f_y = U_C b_y + u_q` (J1), with b_y the attention over the class's
+token frequencies, and its K hidden nodes `h = φ(Wᵀ f_y)` (J2) are the logits of a K-class
+cross-entropy with label y (the authors' Fig. 2 model). Every class is one sample, so the loss is
+the full-batch loss and its gradient flow is the continuous-time limit of full-batch training.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from .activation import get_activation
+from .attention import attention_weights
+from .data import TokenData
+
+
+def block_hidden(W: jax.Array, z: jax.Array, data: TokenData, *, attention: str, temperature: float) -> jax.Array:
+    """Pre-activations `Fᵀ W` of the hidden nodes, one row per class (sample).
+
+    **Arguments:**
+
+    - `W`: MLP weights, `(d, K)`, column k = w_k.
+    - `z`: attention logits, `(M_c,)`.
+    - `data`: the token data.
+    - `attention`: attention kind; `temperature`: T.
+
+    **Returns:**
+
+    `(K, K)`: row y holds `w_kᵀ f_y` for every hidden node k.
+    """
+    B = attention_weights(attention, z, data.X, temperature)
+    F = data.U_c @ B + data.u_q[:, None]
+    return F.T @ W
+
+
+def block_loss(
+    W: jax.Array, z: jax.Array, data: TokenData, *, attention: str, activation: str, temperature: float
+) -> jax.Array:
+    """Mean cross-entropy of the block over the K classes (labels y = 0..K−1).
+
+    **Arguments:** as `block_hidden`, plus `activation`, the name of φ.
+
+    **Returns:**
+
+    The scalar loss.
+    """
+    hidden = block_hidden(W, z, data, attention=attention, temperature=temperature)
+    logits = get_activation(activation).fn(hidden)
+    log_probs = jax.nn.log_softmax(logits, axis=1)
+    return -jnp.mean(jnp.diagonal(log_probs))

@@ -1,0 +1,166 @@
+"""The synthetic data model of JoMA §3.5: class-conditional token frequencies and embeddings.
+
+Each class y has a deterministic contextual-token frequency vector (the limit of infinitely long
+sequences), stored as column y of `X` (shape `(M_c, K)`). The first `n_distinct` tokens are the
+*distinct* tokens, the rest are *common* tokens. Embeddings `U` are orthonormal: columns
+`0..M_c−1` are the contextual tokens, column `M_c` is the single query token (the residual
+direction u_q).
+"""
+
+import jax
+import jax.numpy as jnp
+import equinox as eqx
+import numpy as np
+
+from ._errors import (
+    OutOfRangeError,
+    ShapeMismatchError,
+    check_choice,
+    check_finite,
+    check_nonnegative,
+    check_positive,
+    concrete,
+)
+
+VARIANTS = ("gaussian", "random")
+EMBEDDINGS = ("identity", "random")
+
+
+class TokenData(eqx.Module):
+    """Token frequencies and embeddings for one query token.
+
+    **Fields:**
+
+    - `X`: `(M_c, K)`, column y = contextual-token frequencies of class y (non-negative, each column
+      sums to one).
+    - `U`: `(d, M_c + 1)` orthonormal embeddings; `U[:, :M_c]` = U_C, `U[:, M_c]` = u_q.
+    """
+
+    X: jax.Array
+    U: jax.Array
+
+    def __check_init__(self):
+        if jnp.ndim(self.X) != 2 or jnp.ndim(self.U) != 2:
+            raise ShapeMismatchError(
+                f"X has shape {jnp.shape(self.X)} and U has shape {jnp.shape(self.U)}; both must be matrices"
+            )
+        n_tokens = jnp.shape(self.X)[0]
+        if jnp.shape(self.U)[1] != n_tokens + 1:
+            raise ShapeMismatchError(
+                f"U has shape {jnp.shape(self.U)}; it needs M_c + 1 = {n_tokens + 1} columns for X of shape {jnp.shape(self.X)}"
+            )
+        check_finite("X", self.X)
+        check_finite("U", self.U)
+        check_nonnegative("X", self.X)
+        U = concrete(self.U)
+        if U is not None and not np.allclose(U.T @ U, np.eye(U.shape[1]), atol=1e-6):
+            raise OutOfRangeError("U does not have orthonormal columns (UᵀU != I); JoMA needs orthonormal embeddings")
+
+    @property
+    def n_tokens(self) -> int:
+        """M_c, the number of contextual tokens."""
+        return self.X.shape[0]
+
+    @property
+    def n_classes(self) -> int:
+        """K, the number of classes (and of MLP hidden nodes in the §3.5 model)."""
+        return self.X.shape[1]
+
+    @property
+    def dim(self) -> int:
+        """d, the embedding dimension."""
+        return self.U.shape[0]
+
+    @property
+    def U_c(self) -> jax.Array:
+        """Contextual embeddings U_C, `(d, M_c)`."""
+        return self.U[:, : self.n_tokens]
+
+    @property
+    def u_q(self) -> jax.Array:
+        """Query embedding u_q, `(d,)`."""
+        return self.U[:, self.n_tokens]
+
+    def mean_frequency(self) -> jax.Array:
+        """x̄ = mean over classes of the frequencies: the attention at uniform logits, used as b̄."""
+        return jnp.mean(self.X, axis=1)
+
+    def salience(self) -> jax.Array:
+        """Δ = E[x gᵀ] at the start of training (J14), shape `(M_c, K)`.
+
+        With the cross-entropy head at uniform output, g_{h_k} = (1[k = y] − 1/K) / K, so
+        Δ = (X − x̄ 1ᵀ) / K: token frequency times how much it discriminates the class.
+        """
+        return (self.X - self.mean_frequency()[:, None]) / self.n_classes
+
+
+def make_token_data(
+    seed: int | jax.Array = 0,
+    *,
+    n_distinct: int = 10,
+    n_common: int = 10,
+    n_classes: int = 20,
+    dim: int = 30,
+    variant: str = "gaussian",
+    saliency: float = 1.0,
+    bump_width: float = 30.0,
+    embedding: str = "identity",
+) -> TokenData:
+    """The §3.5 data model (the authors' `draw_figure_2_3.py` generator), seeded.
+
+    Frequencies start i.i.d. uniform on [0, 0.5). With `variant="gaussian"` the distinct rows become
+    a Gaussian bump over classes, `X[l, y] = exp(−(l − y·n_distinct/K)² / bump_width)`; with
+    `variant="random"` they stay random. The distinct rows are then multiplied by `saliency` (1 is
+    the paper's setting; larger makes distinct tokens stand out more, 0 removes them) and every
+    column is normalised to sum to one.
+
+    **Arguments:**
+
+    - `seed`: an integer seed or a `jax.random` key (use a key to `vmap` over seeds).
+    - `n_distinct`, `n_common`: numbers of distinct and common tokens (M_c is their sum).
+    - `n_classes`: K.
+    - `dim`: d, at least M_c + 1 (orthonormal contextual and query embeddings).
+    - `variant`: `"gaussian"` or `"random"`.
+    - `saliency`: ≥ 0, the factor on the distinct rows.
+    - `bump_width`: > 0, the width of the Gaussian bump.
+    - `embedding`: `"identity"` (U = [I; 0], as the authors' code) or `"random"` (a random
+      orthonormal basis drawn from the same key).
+
+    **Returns:**
+
+    A `TokenData`.
+    """
+    check_choice("variant", variant, VARIANTS)
+    check_choice("embedding", embedding, EMBEDDINGS)
+    for name, count in (("n_distinct", n_distinct), ("n_common", n_common)):
+        if count < 0:
+            raise OutOfRangeError(f"{name}={count} is not allowed; it must be >= 0")
+    n_tokens = n_distinct + n_common
+    if n_tokens < 1 or n_classes < 1:
+        raise OutOfRangeError(f"n_distinct + n_common = {n_tokens} and n_classes = {n_classes} must both be >= 1")
+    if dim < n_tokens + 1:
+        raise OutOfRangeError(
+            f"dim={dim} is too small for orthonormal embeddings of {n_tokens} contextual tokens and one "
+            f"query; it must be >= {n_tokens + 1}"
+        )
+    check_nonnegative("saliency", saliency)
+    check_positive("bump_width", bump_width)
+
+    key = jax.random.key(seed) if isinstance(seed, int) else seed
+    freq_key, embed_key = jax.random.split(key)
+    X = jax.random.uniform(freq_key, (n_tokens, n_classes)) / 2
+    if variant == "gaussian":
+        tokens = jnp.arange(n_distinct)[:, None]
+        centres = jnp.arange(n_classes)[None, :] * n_distinct / n_classes
+        X = X.at[:n_distinct].set(jnp.exp(-((tokens - centres) ** 2) / bump_width))
+    X = X.at[:n_distinct].multiply(saliency)
+    totals = jnp.sum(X, axis=0, keepdims=True)
+    if concrete(totals) is not None and np.any(concrete(totals) <= 0):
+        raise OutOfRangeError(f"saliency={saliency!r} leaves a class with no tokens; use saliency > 0 or n_common > 0")
+    X = X / totals
+
+    if embedding == "identity":
+        U = jnp.eye(dim, n_tokens + 1)
+    else:
+        U, _ = jnp.linalg.qr(jax.random.normal(embed_key, (dim, n_tokens + 1)))
+    return TokenData(X, U)

@@ -1,0 +1,52 @@
+"""Measures on arrays: normalized correlation, attention entropy, stable rank."""
+
+import jax
+import jax.numpy as jnp
+
+
+def normalized_correlation(a: jax.Array, b: jax.Array, axis: int = -1) -> jax.Array:
+    """The normalized correlation (mean-centred cosine) of JoMA's Fig. 2.
+
+    NC(a, b) = ⟨a − ā, b − b̄⟩ / (‖a − ā‖ ‖b − b̄‖), computed along `axis` and broadcast over the
+    other axes.
+
+    **Arguments:**
+
+    - `a`, `b`: arrays of the same shape.
+    - `axis`: the axis holding the vectors.
+
+    **Returns:**
+
+    Values in [−1, 1]. Where either vector is constant along `axis` there is no correlation to
+    measure and the result is 0.
+    """
+    a = a - jnp.mean(a, axis=axis, keepdims=True)
+    b = b - jnp.mean(b, axis=axis, keepdims=True)
+    norms = jnp.linalg.norm(a, axis=axis) * jnp.linalg.norm(b, axis=axis)
+    inner = jnp.sum(a * b, axis=axis)
+    safe = jnp.where(norms > 0, norms, 1.0)
+    return jnp.clip(jnp.where(norms > 0, inner / safe, 0.0), -1.0, 1.0)
+
+
+def entropy(p: jax.Array, axis: int = 0) -> jax.Array:
+    """Shannon entropy −Σ p log p (nats) of distributions along `axis`, with 0 log 0 = 0.
+
+    **Arguments:**
+
+    - `p`: non-negative weights; normalised along `axis` before use.
+    - `axis`: the axis of the distribution.
+
+    **Returns:**
+
+    The entropies, with `axis` removed.
+    """
+    p = p / jnp.sum(p, axis=axis, keepdims=True)
+    safe = jnp.where(p > 0, p, 1.0)
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0), axis=axis)
+
+
+def stable_rank(W: jax.Array) -> jax.Array:
+    """The stable rank ‖W‖_F² / ‖W‖₂² of a matrix (JOMA_MATH §4.4); 0 for the zero matrix."""
+    singular = jnp.linalg.svd(W, compute_uv=False)
+    top = singular[0] ** 2
+    return jnp.where(top > 0, jnp.sum(singular**2) / jnp.where(top > 0, top, 1.0), 0.0)

@@ -1,0 +1,199 @@
+"""Vector fields of the JoMA dynamics on the §3.5 block: the joint (W, z) flow and the reduced W flow.
+
+Every field is an `equinox.Module` callable as `field(t, y, args)`, so it can be wrapped in
+`diffrax.ODETerm` directly, and it can say what the attention is at a state (`logits`,
+`attention`), which `Trajectory` uses for derived quantities.
+"""
+
+import abc
+
+import jax
+import jax.numpy as jnp
+import equinox as eqx
+
+from .._errors import check_choice, check_positive
+from ..activation import ACTIVATIONS
+from ..attention import ATTENTION_KINDS, LogitInvariant, attention_distribution
+from ..block import block_loss
+from ..data import TokenData
+
+
+class AbstractFlow(eqx.Module):
+    """A JoMA vector field: `field(t, y, args) -> dy/dt`, plus the attention it implies at `y`."""
+
+    @abc.abstractmethod
+    def __call__(self, t, y, args):
+        """The time derivative of the state `y`."""
+
+    @abc.abstractmethod
+    def logits(self, y) -> jax.Array:
+        """The attention logits z at state `y`, shape `(M_c,)`."""
+
+    @abc.abstractmethod
+    def attention(self, y) -> jax.Array:
+        """The attention distribution over tokens at state `y` (columns sum to one)."""
+
+
+def _as_float(value) -> jax.Array:
+    return jnp.asarray(value, dtype=jnp.result_type(float))
+
+
+class _BlockFlow(AbstractFlow):
+    """What the joint and the reduced flow share: the §3.5 block and its loss."""
+
+    data: TokenData
+    eta_w: jax.Array
+    temperature: jax.Array
+    attention_kind: str = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+
+    def loss(self, W: jax.Array, z: jax.Array) -> jax.Array:
+        """The block's cross-entropy at weights `W` and logits `z`."""
+        return block_loss(
+            W, z, self.data, attention=self.attention_kind, activation=self.activation, temperature=self.temperature
+        )
+
+    @abc.abstractmethod
+    def weights(self, y) -> jax.Array:
+        """The MLP weights W, `(d, K)`, at state `y`."""
+
+    def projected_weights(self, y) -> jax.Array:
+        """V = U_Cᵀ W, `(M_c, K)`: how much each hidden node reads each contextual token."""
+        return self.data.U_c.T @ self.weights(y)
+
+    def attention(self, y) -> jax.Array:
+        """Attention distribution per class, `(M_c, K)`."""
+        return attention_distribution(self.attention_kind, self.logits(y), self.data.X, self.temperature)
+
+    def initial_weights(self, key: jax.Array, scale: float = 0.01) -> jax.Array:
+        """W(0) ~ N(0, scale²) entry-wise, `(d, K)` (the authors use scale 0.01)."""
+        return scale * jax.random.normal(key, (self.data.dim, self.data.n_classes))
+
+
+def _check_block_options(attention: str, activation: str, eta_w, temperature) -> None:
+    check_choice("attention", attention, ATTENTION_KINDS)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_positive("eta_w", eta_w)
+    check_positive("temperature", temperature)
+
+
+class JointFlow(_BlockFlow):
+    """The joint gradient flow of MLP weights and attention logits (J5–J8).
+
+        Ẇ = −η_w ∂L/∂W,    ż = −η_z ∂L/∂z,    state y = (W, z)
+
+    with L the block's cross-entropy (`jomasim.block.block_loss`). Full-batch gradient descent
+    with rates (η_w, η_z) for k steps is the explicit-Euler discretisation of this flow with step 1
+    up to t = k; equivalently the flow with rates (η_w/η, η_z/η) at t = η·k, for any η.
+    """
+
+    eta_z: jax.Array
+
+    def __init__(
+        self,
+        data: TokenData,
+        *,
+        attention: str = "softmax",
+        activation: str = "linear",
+        eta_w: float = 1.0,
+        eta_z: float = 1.0,
+        temperature: float = 1.0,
+    ):
+        """**Arguments:**
+
+        - `data`: the token data (`make_token_data`).
+        - `attention`: `"linear"`, `"exp"` or `"softmax"`.
+        - `activation`: `"linear"`, `"relu"`, `"silu"` or `"gelu"`.
+        - `eta_w`, `eta_z`: learning rates (> 0) of W and z.
+        - `temperature`: T > 0; the logits are divided by T.
+        """
+        _check_block_options(attention, activation, eta_w, temperature)
+        check_positive("eta_z", eta_z)
+        self.data = data
+        self.eta_w = _as_float(eta_w)
+        self.eta_z = _as_float(eta_z)
+        self.temperature = _as_float(temperature)
+        self.attention_kind = attention
+        self.activation = activation
+
+    def __call__(self, t, y, args):
+        W, z = y
+        grad_W, grad_z = jax.grad(self.loss, argnums=(0, 1))(W, z)
+        return -self.eta_w * grad_W, -self.eta_z * grad_z
+
+    def weights(self, y) -> jax.Array:
+        return y[0]
+
+    def logits(self, y) -> jax.Array:
+        return y[1]
+
+    def initial_state(self, key: jax.Array, scale: float = 0.01) -> tuple[jax.Array, jax.Array]:
+        """(W(0), z(0)) with entries i.i.d. N(0, scale²), as the authors' Fig. 2 code."""
+        weight_key, logit_key = jax.random.split(key)
+        return self.initial_weights(weight_key, scale), scale * jax.random.normal(logit_key, (self.data.n_tokens,))
+
+    def invariant(self, y0) -> LogitInvariant:
+        """Theorem 1 for this flow, with the constant fixed so that it is exact at `y0`.
+
+        For softmax attention b̄ is the mean token frequency x̄ (the attention at uniform logits),
+        as in the authors' code.
+        """
+        b_bar = self.data.mean_frequency() if self.attention_kind == "softmax" else None
+        return LogitInvariant.from_initial(
+            self.attention_kind,
+            self.projected_weights(y0),
+            self.logits(y0),
+            lr_ratio=self.eta_z / self.eta_w,
+            temperature=self.temperature,
+            b_bar=b_bar,
+        )
+
+
+class ReducedFlow(_BlockFlow):
+    """JoMA's modified MLP dynamics with attention integrated out (J12, J13, J13a, J13b).
+
+        Ẇ = −η_w ∂L/∂W (W, z = ẑ(U_Cᵀ W)),    state y = W
+
+    ẑ is Theorem 1's prediction (`LogitInvariant`); it is held fixed while differentiating, so the
+    field is the MLP gradient with the attention that the invariant implies. Its projection
+    V̇ = U_Cᵀ Ẇ is (J13) for exp attention, (J13a) for linear and (J13b) for softmax.
+    """
+
+    invariant: LogitInvariant
+
+    def __init__(
+        self,
+        data: TokenData,
+        invariant: LogitInvariant,
+        *,
+        activation: str = "linear",
+        eta_w: float = 1.0,
+    ):
+        """**Arguments:**
+
+        - `data`: the token data.
+        - `invariant`: Theorem 1 (its kind, temperature and η_z/η_w are the flow's).
+        - `activation`: the MLP activation name.
+        - `eta_w`: learning rate of W (> 0).
+        """
+        _check_block_options(invariant.kind, activation, eta_w, invariant.temperature)
+        self.data = data
+        self.invariant = invariant
+        self.eta_w = _as_float(eta_w)
+        self.temperature = invariant.temperature
+        self.attention_kind = invariant.kind
+        self.activation = activation
+
+    @classmethod
+    def from_joint(cls, joint: JointFlow, y0) -> "ReducedFlow":
+        """The reduced flow of `joint` started from the joint state `y0` (its W(0) is `y0[0]`)."""
+        return cls(joint.data, joint.invariant(y0), activation=joint.activation, eta_w=joint.eta_w)
+
+    def __call__(self, t, W, args):
+        return -self.eta_w * jax.grad(self.loss)(W, self.logits(W))
+
+    def weights(self, y) -> jax.Array:
+        return y
+
+    def logits(self, y) -> jax.Array:
+        return self.invariant.predict(self.projected_weights(y))

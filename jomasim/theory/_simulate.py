@@ -1,0 +1,348 @@
+"""`simulate`: the one place that calls `diffrax.diffeqsolve`, and the `Trajectory` it returns."""
+
+import dataclasses
+import enum
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+
+from .._errors import (
+    JomasimError,
+    OutOfRangeError,
+    ShapeMismatchError,
+    check_choice,
+    check_finite,
+    check_positive,
+)
+from ..metrics import entropy
+from ._flows import AbstractFlow
+
+SOLVERS = {
+    "tsit5": dfx.Tsit5,
+    "dopri5": dfx.Dopri5,
+    "dopri8": dfx.Dopri8,
+    "kvaerno5": dfx.Kvaerno5,
+    "heun": dfx.Heun,
+    "euler": dfx.Euler,
+}
+FIXED_STEP_SOLVERS = ("euler",)
+BATCH_MODES = (None, "vmap", "ode")
+
+
+class Status(enum.IntEnum):
+    """How a trajectory ended."""
+
+    OK = 0
+    MAX_STEPS = 1
+    BLOWUP = 2
+    NONFINITE = 3
+    SOLVER_FAILURE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """Static (hashable) solver settings; one compile per distinct value."""
+
+    solver: str
+    rtol: float
+    atol: float
+    dt0: float | None
+    max_steps: int
+    batch: str | None
+    blowup: float | None
+    progress: bool
+
+
+class _BatchedField(eqx.Module):
+    """A batch of fields as one ODE over the stacked state (shared step size)."""
+
+    field: AbstractFlow
+
+    def __call__(self, t, y, args):
+        return jax.vmap(lambda field, state: field(t, state, args))(self.field, y)
+
+
+def _largest_magnitude(y) -> jax.Array:
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in jax.tree_util.tree_leaves(y)]))
+
+
+def _diffrax_status(result) -> jax.Array:
+    return jnp.select(
+        [result == dfx.RESULTS.successful, result == dfx.RESULTS.event_occurred, result == dfx.RESULTS.max_steps_reached],
+        [Status.OK, Status.BLOWUP, Status.MAX_STEPS],
+        Status.SOLVER_FAILURE,
+    )
+
+
+def _solve_one(field, y0, ts, t0, options: _Options):
+    """One `diffeqsolve`; returns (ys at ts, time reached, status, step statistics).
+
+    The time reached is the end time, the event time, or after a failure the last save time
+    the solve got to.
+    """
+    if options.solver in FIXED_STEP_SOLVERS:
+        controller = dfx.ConstantStepSize()
+    else:
+        controller = dfx.PIDController(rtol=options.rtol, atol=options.atol)
+    event = None
+    if options.blowup is not None:
+        threshold = options.blowup
+        event = dfx.Event(
+            lambda t, y, args, **kwargs: _largest_magnitude(y) - threshold,
+            root_finder=optx.Newton(rtol=1e-10, atol=1e-10),
+        )
+    solution = dfx.diffeqsolve(
+        dfx.ODETerm(field),
+        SOLVERS[options.solver](),
+        t0,
+        ts[-1],
+        options.dt0,
+        y0,
+        saveat=dfx.SaveAt(ts=ts, t1=True),
+        stepsize_controller=controller,
+        max_steps=options.max_steps,
+        event=event,
+        throw=False,
+        progress_meter=dfx.TqdmProgressMeter() if options.progress else dfx.NoProgressMeter(),
+    )
+    ys = jax.tree_util.tree_map(lambda leaf: leaf[:-1], solution.ys)
+    stats = tuple(solution.stats[name] for name in ("num_steps", "num_accepted_steps", "num_rejected_steps"))
+    reached = jnp.max(jnp.where(jnp.isfinite(solution.ts), solution.ts, t0))
+    return ys, reached, _diffrax_status(solution.result), stats
+
+
+def _mark_nonfinite(ys, ts, t_final, status):
+    """Status NONFINITE for a trajectory the solver called fine but whose saved states are not finite."""
+    reached = ts <= t_final
+    finite = jnp.all(
+        jnp.stack(
+            [
+                jnp.all(jnp.isfinite(leaf) | ~jnp.reshape(reached, reached.shape + (1,) * (leaf.ndim - 1)))
+                for leaf in jax.tree_util.tree_leaves(ys)
+            ]
+        )
+    )
+    return jnp.where((status == Status.OK) & ~finite, Status.NONFINITE, status)
+
+
+@eqx.filter_jit
+def _solve(field, y0, ts, t0, options: _Options):
+    if options.batch is None:
+        ys, t_final, status, stats = _solve_one(field, y0, ts, t0, options)
+        return ys, t_final, _mark_nonfinite(ys, ts, t_final, status), stats
+    if options.batch == "vmap":
+        ys, t_final, status, stats = jax.vmap(lambda f, y: _solve_one(f, y, ts, t0, options))(field, y0)
+    else:
+        ys, t_final, status, stats = _solve_one(_BatchedField(field), y0, ts, t0, options)
+        ys = jax.tree_util.tree_map(lambda leaf: jnp.moveaxis(leaf, 1, 0), ys)
+        size = jax.tree_util.tree_leaves(y0)[0].shape[0]
+        t_final, status = jnp.full(size, t_final), jnp.full(size, status)
+        stats = tuple(jnp.full(size, s) for s in stats)
+    status = jax.vmap(_mark_nonfinite, in_axes=(0, None, 0, 0))(ys, ts, t_final, status)
+    return ys, t_final, status, stats
+
+
+class Trajectory(eqx.Module):
+    """The result of `simulate`: saved states, how each trajectory ended, and derived quantities.
+
+    With a batch, every field below (except `ts`) has a leading batch axis.
+
+    **Fields:**
+
+    - `field`: the vector field (batched like the states).
+    - `ts`: save times, `(n,)`.
+    - `ys`: states at `ts`, a pytree of arrays `([B,] n, ...)`. States at times after a trajectory
+      stopped (blow-up, failure) are ±inf; see `reached`.
+    - `t_final`: the time each trajectory reached (the last save time if it finished).
+    - `status`: a `Status` code per trajectory.
+    - `num_steps`, `num_accepted_steps`, `num_rejected_steps`: solver step counts.
+    """
+
+    field: AbstractFlow
+    ts: jax.Array
+    ys: object
+    t_final: jax.Array
+    status: jax.Array
+    num_steps: jax.Array
+    num_accepted_steps: jax.Array
+    num_rejected_steps: jax.Array
+    batched: bool = eqx.field(static=True)
+
+    @property
+    def ok(self) -> jax.Array:
+        """Whether each trajectory finished without trouble."""
+        return self.status == Status.OK
+
+    @property
+    def reached(self) -> jax.Array:
+        """`([B,] n)` mask of the save times each trajectory actually reached."""
+        return self.ts <= jnp.expand_dims(self.t_final, -1)
+
+    def messages(self) -> list[str]:
+        """One line per trajectory: `ok`, `blow-up at t = …`, `max steps reached at t = …`, ..."""
+        texts = {
+            Status.OK: "ok",
+            Status.MAX_STEPS: "max steps reached at t = {:.6g}",
+            Status.BLOWUP: "blow-up at t = {:.6g}",
+            Status.NONFINITE: "NaN or infinity in the state before t = {:.6g}",
+            Status.SOLVER_FAILURE: "solver failure at t = {:.6g}",
+        }
+        codes = np.atleast_1d(np.asarray(self.status))
+        times = np.atleast_1d(np.asarray(self.t_final))
+        return [texts[Status(int(code))].format(time) for code, time in zip(codes, times)]
+
+    def member(self, index: int) -> "Trajectory":
+        """Trajectory `index` of a batch, as an unbatched `Trajectory`."""
+        if not self.batched:
+            raise ShapeMismatchError("member() needs a batched trajectory; this one is a single solve")
+        parts = jax.tree_util.tree_map(
+            lambda leaf: leaf[index],
+            (self.field, self.ys, self.t_final, self.status, self.num_steps, self.num_accepted_steps, self.num_rejected_steps),
+        )
+        field, ys, t_final, status, *stats = parts
+        return Trajectory(field, self.ts, ys, t_final, status, *stats, batched=False)
+
+    def map_states(self, fn):
+        """Applies `fn(field, y)` to every saved state; returns arrays `([B,] n, ...)`."""
+        over_time = jax.vmap(fn, in_axes=(None, 0))
+        if self.batched:
+            return jax.vmap(over_time)(self.field, self.ys)
+        return over_time(self.field, self.ys)
+
+    def logits(self) -> jax.Array:
+        """Attention logits z at every saved state, `([B,] n, M_c)`."""
+        return self.map_states(lambda field, y: field.logits(y))
+
+    def attention(self) -> jax.Array:
+        """Attention distribution at every saved state, `([B,] n, M_c[, K])`."""
+        return self.map_states(lambda field, y: field.attention(y))
+
+    def entropy(self) -> jax.Array:
+        """Attention entropy (nats) at every saved state, averaged over classes, `([B,] n)`."""
+
+        def mean_entropy(field, y):
+            return jnp.mean(entropy(field.attention(y), axis=0))
+
+        return self.map_states(mean_entropy)
+
+
+def _batch_size(tree) -> int:
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(tree)}
+    if len(sizes) != 1 or None in sizes:
+        raise ShapeMismatchError(
+            f"a batch needs every array of the field and of y0 to share one leading batch axis; found leading sizes {sorted(map(str, sizes))}"
+        )
+    return sizes.pop()
+
+
+def _check_state(field, y0, t0) -> None:
+    """Raises `ShapeMismatchError` unless `field(t0, y0)` has the structure and shapes of `y0`."""
+    try:
+        derivative = jax.eval_shape(lambda: field(t0, y0, None))
+    except JomasimError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ShapeMismatchError(f"y0 does not fit the field: {str(error).splitlines()[0]}") from None
+    shapes = jax.tree_util.tree_map(np.shape, y0)
+    expected = jax.tree_util.tree_map(lambda s: s.shape, derivative)
+    if shapes != expected:
+        raise ShapeMismatchError(f"y0 has shapes {shapes}; the field's state has shapes {expected}")
+
+
+def simulate(
+    field: AbstractFlow,
+    y0,
+    ts,
+    *,
+    t0: float = 0.0,
+    solver: str = "tsit5",
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    dt0: float | None = None,
+    max_steps: int = 65536,
+    batch: str | None = None,
+    blowup: float | None = None,
+    progress: bool = False,
+) -> Trajectory:
+    """Integrates a JoMA vector field with Diffrax and saves the state at `ts`.
+
+    **Arguments:**
+
+    - `field`: an `AbstractFlow` (`JointFlow`, `ReducedFlow`, `SalienceFlow`, `NonlinearToyFlow`).
+    - `y0`: the initial state (a pytree matching the field).
+    - `ts`: increasing save times, `(n,)`; the solve runs from `t0` to `ts[-1]`.
+    - `solver`: `"tsit5"` (default), `"dopri5"`, `"dopri8"`, `"kvaerno5"` (stiff), `"heun"`, or
+      `"euler"` (fixed step `dt0`).
+    - `rtol`, `atol`: tolerances of the PID step-size controller.
+    - `dt0`: first step (adaptive solvers choose one when `None`; required for `"euler"`).
+    - `max_steps`: step budget per solve; a trajectory that exhausts it is reported, not raised.
+    - `batch`: `None` for one trajectory; `"vmap"` for a batch solved with one step size per
+      trajectory; `"ode"` for a batch solved as one ODE with a shared step size (cheaper per step,
+      tolerance applied to the whole batch). In both batch modes every array in `field` and `y0`
+      carries a leading batch axis (build it with `jomasim.stack`).
+    - `blowup`: stop a trajectory when any |state entry| reaches this value (a Diffrax event) and
+      report it as a blow-up at that time. Not available with `batch="ode"`.
+    - `progress`: show a tqdm progress bar over time.
+
+    **Returns:**
+
+    A `Trajectory`. Failures never raise and are never hidden: each trajectory carries its
+    `status` and `t_final`, and `messages()` says what happened.
+    """
+    check_choice("solver", solver, SOLVERS)
+    check_choice("batch", batch, BATCH_MODES)
+    check_positive("rtol", rtol)
+    check_positive("atol", atol)
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise OutOfRangeError(f"max_steps={max_steps!r} is not allowed; it must be an integer >= 1")
+    if solver in FIXED_STEP_SOLVERS and dt0 is None:
+        raise OutOfRangeError(f"solver={solver!r} takes fixed steps; give dt0 > 0")
+    if dt0 is not None:
+        check_positive("dt0", dt0)
+    if blowup is not None:
+        check_positive("blowup", blowup)
+        if batch == "ode":
+            raise OutOfRangeError("blowup needs one solve per trajectory; use batch='vmap' or None with blowup")
+    ts = jnp.asarray(ts, dtype=jnp.result_type(float))
+    if ts.ndim != 1 or ts.size == 0:
+        raise ShapeMismatchError(f"ts has shape {ts.shape}; expected a non-empty vector of save times")
+    check_finite("ts", ts)
+    if np.any(np.diff(np.asarray(ts)) < 0) or float(ts[0]) < t0:
+        raise OutOfRangeError(f"ts must be non-decreasing and start at or after t0={t0}; got ts from {float(ts[0])} to {float(ts[-1])}")
+    for leaf in jax.tree_util.tree_leaves(y0):
+        check_finite("y0", leaf)
+    y0 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(float)), y0)
+    if batch is None:
+        _check_state(field, y0, t0)
+    else:
+        _batch_size((field, y0))
+        first = jax.tree_util.tree_map(lambda leaf: leaf[0], (field, y0))
+        _check_state(*first, t0)
+    options = _Options(solver, float(rtol), float(atol), None if dt0 is None else float(dt0), int(max_steps), batch, None if blowup is None else float(blowup), bool(progress))
+    ys, t_final, status, (steps, accepted, rejected) = _solve(field, y0, ts, float(t0), options)
+    return Trajectory(field, ts, ys, t_final, status, steps, accepted, rejected, batched=batch is not None)
+
+
+def stack(items):
+    """Stacks a list of fields or states (pytrees of equal structure) along a new leading batch axis.
+
+    Static parts (attention kind, activation, ...) must agree across the list.
+
+    **Arguments:**
+
+    - `items`: a non-empty sequence of pytrees.
+
+    **Returns:**
+
+    One pytree whose arrays have a leading axis of size `len(items)`.
+    """
+    if len(items) == 0:
+        raise ShapeMismatchError("stack needs at least one item")
+    structures = {jax.tree_util.tree_structure(item) for item in items}
+    if len(structures) != 1:
+        raise ShapeMismatchError("stack needs items of one structure (same field type, attention kind and activation)")
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *items)
