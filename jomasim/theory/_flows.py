@@ -157,6 +157,9 @@ class ReducedFlow(_BlockFlow):
     ẑ is Theorem 1's prediction (`LogitInvariant`); it is held fixed while differentiating, so the
     field is the MLP gradient with the attention that the invariant implies. Its projection
     V̇ = U_Cᵀ Ẇ is (J13) for exp attention, (J13a) for linear and (J13b) for softmax.
+
+    With linear attention ẑ = branch · √(κ'Σv² + c) follows the sign of z(0); it matches the joint
+    flow only while no logit crosses zero, which c > 0 (|z(0)| large enough) guarantees.
     """
 
     invariant: LogitInvariant

@@ -109,22 +109,26 @@ def _solve_one(field, y0, ts, t0, options: _Options):
         throw=False,
         progress_meter=dfx.TqdmProgressMeter() if options.progress else dfx.NoProgressMeter(),
     )
-    ys = jax.tree_util.tree_map(lambda leaf: leaf[:-1], solution.ys)
-    stats = tuple(solution.stats[name] for name in ("num_steps", "num_accepted_steps", "num_rejected_steps"))
     reached = jnp.max(jnp.where(jnp.isfinite(solution.ts), solution.ts, t0))
+    # diffrax may interpolate save times inside the step that ended at an event; past the time
+    # reached there is no solution, so those states are marked inf like the rest.
+    ys = jax.tree_util.tree_map(
+        lambda leaf: jnp.where(_expand(ts > reached, leaf[:-1]), jnp.inf, leaf[:-1]), solution.ys
+    )
+    stats = tuple(solution.stats[name] for name in ("num_steps", "num_accepted_steps", "num_rejected_steps"))
     return ys, reached, _diffrax_status(solution.result), stats
+
+
+def _expand(mask: jax.Array, leaf: jax.Array) -> jax.Array:
+    """A per-save-time mask `(n,)` with trailing unit axes to broadcast against a state leaf."""
+    return jnp.reshape(mask, mask.shape + (1,) * (leaf.ndim - 1))
 
 
 def _mark_nonfinite(ys, ts, t_final, status):
     """Status NONFINITE for a trajectory the solver called fine but whose saved states are not finite."""
     reached = ts <= t_final
     finite = jnp.all(
-        jnp.stack(
-            [
-                jnp.all(jnp.isfinite(leaf) | ~jnp.reshape(reached, reached.shape + (1,) * (leaf.ndim - 1)))
-                for leaf in jax.tree_util.tree_leaves(ys)
-            ]
-        )
+        jnp.stack([jnp.all(jnp.isfinite(leaf) | ~_expand(reached, leaf)) for leaf in jax.tree_util.tree_leaves(ys)])
     )
     return jnp.where((status == Status.OK) & ~finite, Status.NONFINITE, status)
 
@@ -285,7 +289,9 @@ def simulate(
       tolerance applied to the whole batch). In both batch modes every array in `field` and `y0`
       carries a leading batch axis (build it with `jomasim.stack`).
     - `blowup`: stop a trajectory when any |state entry| reaches this value (a Diffrax event) and
-      report it as a blow-up at that time. Not available with `batch="ode"`.
+      report it as a blow-up at that time. Not available with `batch="ode"`. Pick a value the
+      solver can reach: near a finite-time singularity the step size shrinks towards the float64
+      resolution of t, and a threshold set too high ends as `max steps reached` instead.
     - `progress`: show a tqdm progress bar over time.
 
     **Returns:**
