@@ -9,6 +9,7 @@ the full-batch loss and its gradient flow is the continuous-time limit of full-b
 import jax
 import jax.numpy as jnp
 
+from ._errors import ShapeMismatchError
 from .activation import get_activation
 from .attention import attention_weights
 from .data import TokenData
@@ -28,6 +29,11 @@ def block_hidden(W: jax.Array, z: jax.Array, data: TokenData, *, attention: str,
 
     `(K, K)`: row y holds `w_kᵀ f_y` for every hidden node k.
     """
+    if W.shape != (data.dim, data.n_classes) or z.shape != (data.n_tokens,):
+        raise ShapeMismatchError(
+            f"W has shape {W.shape} and z has shape {z.shape}; the block needs W of shape "
+            f"(d, K) = {(data.dim, data.n_classes)} and z of shape (M_c,) = {(data.n_tokens,)}"
+        )
     B = attention_weights(attention, z, data.X, temperature)
     F = data.U_c @ B + data.u_q[:, None]
     return F.T @ W

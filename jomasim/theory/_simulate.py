@@ -245,13 +245,15 @@ def _batch_size(tree) -> int:
 
 def _check_state(field, y0, t0) -> None:
     """Raises `ShapeMismatchError` unless `field(t0, y0)` has the structure and shapes of `y0`."""
+    shapes = jax.tree_util.tree_map(np.shape, y0)
     try:
         derivative = jax.eval_shape(lambda: field(t0, y0, None))
     except JomasimError:
         raise
     except (TypeError, ValueError) as error:
-        raise ShapeMismatchError(f"y0 does not fit the field: {str(error).splitlines()[0]}") from None
-    shapes = jax.tree_util.tree_map(np.shape, y0)
+        raise ShapeMismatchError(
+            f"y0 has shapes {shapes}, which the field cannot take: {str(error).splitlines()[0]}"
+        ) from None
     expected = jax.tree_util.tree_map(lambda s: s.shape, derivative)
     if shapes != expected:
         raise ShapeMismatchError(f"y0 has shapes {shapes}; the field's state has shapes {expected}")

@@ -1,0 +1,133 @@
+"""`simulate`: batch modes against one-by-one solves, failure reporting, input checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jomasim as js
+
+SMALL = dict(n_distinct=3, n_common=3, n_classes=4, dim=8)
+TS = jnp.linspace(0.0, 6.0, 13)
+TOL = dict(rtol=1e-8, atol=1e-10)
+
+
+def _setting(key):
+    """One of many settings: its own data, learning-rate ratio, temperature and initial state."""
+    keys = jax.random.split(key, 4)
+    joint = js.JointFlow(
+        js.make_token_data(keys[0], **SMALL),
+        attention="softmax",
+        activation="silu",
+        eta_z=jax.random.uniform(keys[1], minval=0.5, maxval=2.0),
+        temperature=jax.random.uniform(keys[2], minval=0.3, maxval=1.5),
+    )
+    return joint, joint.initial_state(keys[3], scale=0.3)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    keys = jax.random.split(jax.random.key(11), 64)
+    fields, y0s = jax.vmap(_setting)(keys)
+    return keys, fields, y0s, js.simulate(fields, y0s, TS, batch="vmap", **TOL)
+
+
+def test_vmapped_batch_equals_one_by_one(batch):
+    keys, _, _, batched = batch
+    assert batched.ys[0].shape == (64, 13, 8, 4) and batched.status.shape == (64,)
+    assert bool(jnp.all(batched.ok))
+    for i, key in enumerate(keys):
+        field, y0 = _setting(key)
+        single = js.simulate(field, y0, TS, **TOL)
+        np.testing.assert_allclose(single.ys[0], batched.ys[0][i], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(single.ys[1], batched.ys[1][i], rtol=0, atol=1e-10)
+        assert int(single.num_steps) == int(batched.num_steps[i])
+
+
+def test_batched_ode_agrees_to_solver_tolerance(batch):
+    _, fields, y0s, batched = batch
+    shared = js.simulate(fields, y0s, TS, batch="ode", **TOL)
+    assert bool(jnp.all(shared.ok))
+    for got, want in zip(shared.ys, batched.ys):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert len(set(np.asarray(shared.num_steps).tolist())) == 1  # one shared step sequence
+
+
+def test_member_and_derived_quantities(batch):
+    _, _, _, batched = batch
+    member = batched.member(5)
+    assert not member.batched
+    np.testing.assert_array_equal(member.logits(), batched.logits()[5])
+    attention = batched.attention()
+    assert attention.shape == (64, 13, 6, 4)
+    np.testing.assert_allclose(attention.sum(axis=2), 1.0, rtol=1e-12)
+    assert batched.entropy().shape == (64, 13)
+
+
+def test_a_failing_member_is_reported_and_the_rest_are_unharmed():
+    delta = jnp.array([[0.2], [0.9], [-0.4]])
+    rates = jnp.array([0.1, 1.0, 0.2, 5.0])  # members 1 and 3 blow up before t = 2.5
+    fields = jax.vmap(lambda eta: js.SalienceFlow(delta, eta_w=eta))(rates)
+    ts = jnp.linspace(0.0, 2.5, 11)
+    traj = js.simulate(fields, jnp.zeros((4, 3, 1)), ts, batch="vmap", blowup=3.0, rtol=1e-10, atol=1e-12)
+    assert np.asarray(traj.status).tolist() == [js.Status.OK, js.Status.BLOWUP, js.Status.OK, js.Status.BLOWUP]
+    messages = traj.messages()
+    assert messages[0] == "ok" and messages[1].startswith("blow-up at t = ")
+    # the event fires where the erf solution reaches 3: erf(3/√2) = √(2/π) η Δ t
+    t_event = jax.scipy.special.erf(3.0 / jnp.sqrt(2.0)) / (jnp.sqrt(2.0 / jnp.pi) * rates * 0.9)
+    np.testing.assert_allclose(traj.t_final[jnp.array([1, 3])], t_event[jnp.array([1, 3])], rtol=1e-7)
+    for i in (0, 2):
+        np.testing.assert_allclose(traj.ys[i, :, :, 0], js.erf_solution(ts, 0.0, delta[:, 0], eta_w=rates[i]), rtol=1e-7)
+    assert bool(jnp.all(jnp.isinf(traj.ys[1][~traj.reached[1]])))
+
+
+def test_exhausted_step_budget_is_reported_not_raised():
+    flow = js.NonlinearToyFlow(jnp.array([1.0, 3.0]))
+    traj = js.simulate(flow, jnp.zeros(2), jnp.linspace(0, 50, 6), max_steps=5)
+    assert int(traj.status) == js.Status.MAX_STEPS
+    assert traj.messages()[0].startswith("max steps reached at t = ")
+
+
+def test_fixed_step_euler_is_the_discrete_update():
+    mu = jnp.array([1.2, 2.5, 3.1])
+    flow = js.NonlinearToyFlow(mu, temperature=3.0, normalized=True)
+    traj = js.simulate(flow, jnp.full(3, 0.05), jnp.array([0.02 * 50]), solver="euler", dt0=0.02)
+    v = jnp.full(3, 0.05)
+    for _ in range(50):
+        v = v + 0.02 * (mu - v) * jax.nn.softmax(v**2 / 3.0)
+    np.testing.assert_allclose(traj.ys[0], v, rtol=1e-12)
+
+
+def test_bad_simulate_inputs_are_named():
+    flow = js.NonlinearToyFlow(jnp.array([1.0, 2.0]))
+    y0 = jnp.zeros(2)
+    with pytest.raises(js.InvalidChoiceError, match="'rk4'"):
+        js.simulate(flow, y0, TS, solver="rk4")
+    with pytest.raises(js.InvalidChoiceError, match="'pmap'"):
+        js.simulate(flow, y0, TS, batch="pmap")
+    with pytest.raises(js.OutOfRangeError, match="rtol=-1"):
+        js.simulate(flow, y0, TS, rtol=-1e-6)
+    with pytest.raises(js.OutOfRangeError, match="non-decreasing"):
+        js.simulate(flow, y0, TS[::-1])
+    with pytest.raises(js.OutOfRangeError, match="dt0"):
+        js.simulate(flow, y0, TS, solver="euler")
+    with pytest.raises(js.ShapeMismatchError, match="y0 has shapes"):
+        js.simulate(flow, jnp.zeros(3), TS)
+    with pytest.raises(js.NonFiniteError, match="y0 holds 1 NaN"):
+        js.simulate(flow, jnp.array([0.0, jnp.nan]), TS)
+    with pytest.raises(js.ShapeMismatchError, match="leading batch axis"):
+        js.simulate(js.stack([flow, flow]), jnp.zeros((3, 2)), TS, batch="vmap")
+    with pytest.raises(js.OutOfRangeError, match="blowup"):
+        js.simulate(js.stack([flow, flow]), jnp.zeros((2, 2)), TS, batch="ode", blowup=5.0)
+    joint = js.JointFlow(js.make_token_data(0, **SMALL))
+    with pytest.raises(js.ShapeMismatchError, match=r"W has shape \(8, 5\)"):
+        js.simulate(joint, (jnp.zeros((8, 5)), jnp.zeros(6)), TS)
+
+
+def test_stack_checks_structure():
+    a = js.NonlinearToyFlow(jnp.array([1.0, 2.0]))
+    b = js.NonlinearToyFlow(jnp.array([1.0, 2.0]), normalized=True)
+    with pytest.raises(js.ShapeMismatchError, match="one structure"):
+        js.stack([a, b])
+    stacked = js.stack([a, a, a])
+    assert stacked.mu.shape == (3, 2)
