@@ -10,6 +10,7 @@ jax.config.update("jax_enable_x64", True)
 
 from . import metrics as metrics  # noqa: E402
 from ._errors import InvalidChoiceError as InvalidChoiceError  # noqa: E402
+from ._errors import InvalidPathError as InvalidPathError  # noqa: E402
 from ._errors import JomasimError as JomasimError  # noqa: E402
 from ._errors import NonFiniteError as NonFiniteError  # noqa: E402
 from ._errors import OutOfRangeError as OutOfRangeError  # noqa: E402

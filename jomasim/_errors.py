@@ -32,6 +32,10 @@ class NonFiniteError(JomasimError, ValueError):
     """An input array holds NaN or infinity."""
 
 
+class InvalidPathError(JomasimError, ValueError):
+    """A file or folder is missing, unreadable, unwritable, or already exists."""
+
+
 def concrete(value: Any) -> np.ndarray | None:
     """Returns `value` as a NumPy array, or `None` when it is a JAX tracer (no concrete value)."""
     try:

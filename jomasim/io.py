@@ -1,0 +1,132 @@
+"""Run directories: atomic writes, and the record of what produced a run."""
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ._errors import InvalidPathError
+
+PACKAGES = ("jomasim", "jax", "jaxlib", "diffrax", "equinox", "flax", "optax", "numpy", "matplotlib")
+
+
+def environment() -> dict[str, Any]:
+    """What a run needs to be rerun: Python, platform, package versions, devices, float64 flag."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "devices": [f"{device.platform}:{device.device_kind}" for device in jax.devices()],
+        "jax_enable_x64": bool(jax.config.jax_enable_x64),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return _jsonable(np.asarray(value).tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _default_mode(directory: bool) -> int:
+    """The permissions a plain `open` / `mkdir` would give under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Writes through a temporary file in the same folder, then renames it into place."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(temporary, _default_mode(directory=False))
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Writes `value` as indented JSON, atomically (NumPy/JAX arrays become lists)."""
+    text = json.dumps(_jsonable(value), indent=2, allow_nan=False) + "\n"
+    _atomic_write(Path(path), lambda stream: stream.write(text.encode()))
+
+
+def write_npz(path: Path, **arrays: Any) -> None:
+    """Writes arrays to a compressed `.npz`, atomically."""
+    _atomic_write(Path(path), lambda stream: np.savez_compressed(stream, **{k: np.asarray(v) for k, v in arrays.items()}))
+
+
+def unique_run_name(root: Path, stem: str) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ... : the first name not yet taken under `root`."""
+    name, number = stem, 1
+    while (Path(root) / name).exists():
+        number += 1
+        name = f"{stem}-{number}"
+    return name
+
+
+@contextlib.contextmanager
+def run_directory(root: Path, name: str) -> Iterator[Path]:
+    """A run folder that appears under `root/name` only once everything in it is written.
+
+    Files are written into a hidden partial folder beside it; on success it is renamed to its
+    final name, on any error it is removed, so a half-written run never looks finished.
+
+    **Arguments:**
+
+    - `root`: the parent folder (created if missing).
+    - `name`: the run's name; `root/name` must not exist yet.
+
+    **Returns:**
+
+    A context manager yielding the partial folder to write into.
+    """
+    root = Path(root)
+    final = root / name
+    if root.exists() and not root.is_dir():
+        raise InvalidPathError(f"output folder {str(root)!r} is a file; give a folder")
+    if final.exists():
+        raise InvalidPathError(f"run folder {str(final)!r} already exists; choose another --name")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.partial-"))
+        os.chmod(partial, _default_mode(directory=True))
+    except OSError as error:
+        raise InvalidPathError(f"cannot write to output folder {str(root)!r}: {error.strerror}") from None
+    try:
+        yield partial
+        os.replace(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise

@@ -1,0 +1,70 @@
+"""The `jomasim` command line: a small real run, its files, and one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jomasim.cli import main
+
+SMALL_RUN = ["simulate", "--seeds", "2", "--t-end", "30", "--saves", "7", "--rtol", "1e-5", "--atol", "1e-8"]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(SMALL_RUN + ["--out", str(out), "--name", "small"]) == 0
+    return out / "small"
+
+
+def test_simulate_writes_a_complete_run(run_folder, capsys):
+    assert sorted(p.name for p in run_folder.iterdir()) == ["config.json", "data.npz", "summary.json", "theory.png"]
+    config = json.loads((run_folder / "config.json").read_text())
+    assert config["config"]["seeds"] == 2 and config["seeds"] == [0, 1]
+    assert config["environment"]["packages"]["diffrax"]
+    summary = json.loads((run_folder / "summary.json").read_text())
+    assert len(summary["nc_zhat_z"]) == 2 and all(value > 0.97 for value in summary["nc_zhat_z"])
+    assert summary["status_joint"] == ["ok", "ok"] and summary["wall_seconds"] > 0
+    data = np.load(run_folder / "data.npz")
+    assert data["z"].shape == (2, 7, 20) and data["nc_zhat_z"].shape == (2, 7)
+    assert not [p for p in run_folder.parent.iterdir() if p.name.startswith(".")], "no partial folders left"
+
+
+def test_existing_run_folder_is_refused(run_folder, capsys):
+    assert main(SMALL_RUN + ["--out", str(run_folder.parent), "--name", "small"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "already exists" in error
+
+
+def _exit_code(arguments):
+    """The exit code of `jomasim ARGUMENTS`, whether argparse exits or `main` returns."""
+    try:
+        return main(arguments)
+    except SystemExit as stop:
+        return stop.code
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["simulate", "--attention", "cosine"], "invalid choice: 'cosine'"),
+        (["simulate", "--eta-w", "-0.1"], "eta_w=-0.1"),
+        (["simulate", "--temperature", "0"], "temperature=0.0"),
+        (["simulate", "--seeds", "0"], "seeds=0"),
+        (["simulate", "--saves", "abc"], "invalid int value: 'abc'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(arguments, expected, capsys, tmp_path):
+    out = ["--out", str(tmp_path)] if arguments[0] == "simulate" else []
+    assert _exit_code(arguments + out) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and expected in error
+    assert not list(tmp_path.iterdir()), "nothing is written for a rejected command"
+
+
+def test_output_folder_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    assert main(SMALL_RUN + ["--out", str(target)]) == 2
+    assert "is a file" in capsys.readouterr().err
