@@ -62,6 +62,12 @@ def check_positive(name: str, value: Any) -> None:
         raise OutOfRangeError(f"{name}={_show(array, allowed)} is not allowed; it must be finite and > 0")
 
 
+def check_integer(name: str, value: Any, *, least: int) -> None:
+    """Raises `OutOfRangeError` unless `value` is a whole number >= `least` (e.g. steps, seeds)."""
+    if isinstance(value, bool) or not float(value).is_integer() or value < least:
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must be an integer >= {least}")
+
+
 def check_nonnegative(name: str, value: Any) -> None:
     """Raises `OutOfRangeError` unless every entry of `value` is finite and >= 0."""
     array = concrete(value)

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .experiments.compare import last_common_index  # noqa: E402
 from .theory import Status  # noqa: E402
 
 
@@ -17,6 +18,36 @@ def _mark_failures(axis, ts, t_final, status) -> None:
         if code != Status.OK:
             axis.axvline(time, color="red", linestyle=":", linewidth=1)
             axis.plot([time], [axis.get_ylim()[0]], "rx")
+
+
+def _frequency_map(figure, axis, results: dict) -> None:
+    """Heat map of the first seed's token frequencies X (tokens × classes)."""
+    image = axis.imshow(results["X"][0], aspect="auto", cmap="viridis")
+    axis.set_xlabel("class y")
+    axis.set_ylabel("contextual token l")
+    axis.set_title(f"X (seed {int(results['seeds'][0])})")
+    figure.colorbar(image, ax=axis)
+
+
+def _seed_curves(axis, x, curves, reached, label, **style) -> None:
+    """One line per seed, each drawn only where `reached` is true; the first carries the label."""
+    for seed, curve in enumerate(curves):
+        axis.plot(x[reached[seed]], curve[reached[seed]], alpha=0.6, label=label if seed == 0 else None, **style)
+
+
+def _theorem1_styles(prefix: str = "") -> dict:
+    return {
+        f"{prefix}nc_zhat_z": dict(color="red", linestyle="-", label="NC(ẑ, z)"),
+        f"{prefix}nc_zhat1_z": dict(color="green", linestyle="--", label="NC(ẑ₁, z)"),
+        f"{prefix}nc_zhat2_z": dict(color="blue", linestyle="--", label="NC(ẑ₂, z)"),
+    }
+
+
+def _finish(axis, xlabel: str, ylabel: str, title: str) -> None:
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.legend(loc="best", fontsize=8)
 
 
 def plot_block_theory(results: dict, path: Path) -> None:
@@ -33,44 +64,66 @@ def plot_block_theory(results: dict, path: Path) -> None:
     ts = results["ts"]
     reached = ts[None, :] <= np.minimum(results["t_final_joint"], results["t_final_reduced"])[:, None]
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    _frequency_map(figure, left, results)
 
-    image = left.imshow(results["X"][0], aspect="auto", cmap="viridis")
-    left.set_xlabel("class y")
-    left.set_ylabel("contextual token l")
-    left.set_title(f"X (seed {int(results['seeds'][0])})")
-    figure.colorbar(image, ax=left)
-
-    styles = {
-        "nc_zhat_z": ("red", "-", "NC(ẑ, z)"),
-        "nc_zhat1_z": ("green", "--", "NC(ẑ₁, z)"),
-        "nc_zhat2_z": ("blue", "--", "NC(ẑ₂, z)"),
-        "nc_reduced_z": ("black", ":", "NC(z reduced ODE, z joint ODE)"),
-    }
-    for name, (color, style, label) in styles.items():
-        if name not in results:
-            continue
-        for seed, curve in enumerate(results[name]):
-            middle.plot(ts[reached[seed]], curve[reached[seed]], color=color, linestyle=style, alpha=0.6,
-                        label=label if seed == 0 else None)
+    styles = {**_theorem1_styles(), "nc_reduced_z": dict(color="black", linestyle=":", label="NC(z reduced ODE, z joint ODE)")}
+    for name, style in styles.items():
+        if name in results:
+            _seed_curves(middle, ts, results[name], reached, **style)
     middle.axhline(1.0, color="gray", linewidth=0.8)
-    middle.set_xlabel("t")
-    middle.set_ylabel("normalized correlation")
-    middle.set_title("Theorem 1 on the joint flow")
-    middle.legend(loc="lower right", fontsize=8)
+    _finish(middle, "t", "normalized correlation", "Theorem 1 on the joint flow")
     _mark_failures(middle, ts, results["t_final_joint"], results["status_joint"])
 
-    for seed in range(len(results["seeds"])):
-        mask = reached[seed]
-        right.plot(ts[mask], results["entropy_joint"][seed][mask], color="tab:orange", alpha=0.7,
-                   label="joint flow" if seed == 0 else None)
-        right.plot(ts[mask], results["entropy_reduced"][seed][mask], color="tab:purple", linestyle="--", alpha=0.7,
-                   label="reduced JoMA flow" if seed == 0 else None)
-    right.set_xlabel("t")
-    right.set_ylabel("attention entropy (nats)")
-    right.set_title("attention entropy, mean over classes")
-    right.legend(fontsize=8)
+    _seed_curves(right, ts, results["entropy_joint"], reached, "joint flow", color="tab:orange")
+    _seed_curves(right, ts, results["entropy_reduced"], reached, "reduced JoMA flow", color="tab:purple", linestyle="--")
+    _finish(right, "t", "attention entropy (nats)", "attention entropy, mean over classes")
     _mark_failures(right, ts, results["t_final_reduced"], results["status_reduced"])
 
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_compare(results: dict, path: Path) -> None:
+    """The Fig. 2 picture with theory overlaid: X, Theorem 1 on the trained model (solid) and on
+    the joint ODE (thin dashed), theory-vs-training NC, and the attention entropy of all three.
+
+    A seed whose flow stopped early or whose training diverged is drawn only up to where all
+    three sides are valid, and the stop is marked with a red dotted line.
+
+    **Arguments:**
+
+    - `results`: the output of `run_compare`.
+    - `path`: the PNG to write.
+    """
+    steps = results["steps"]
+    last = last_common_index(results)
+    reached = np.arange(len(steps))[None, :] <= last[:, None]
+    figure, axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    _frequency_map(figure, axes[0], results)
+
+    for name, style in _theorem1_styles().items():
+        if name in results:
+            _seed_curves(axes[1], steps, results[name], reached, **{**style, "label": style["label"] + " trained"})
+            _seed_curves(axes[1], steps, results[f"ode_{name}"], reached, **{**style, "label": style["label"] + " joint ODE",
+                                                                              "linestyle": ":", "linewidth": 2.0})
+    axes[1].axhline(1.0, color="gray", linewidth=0.8)
+    _finish(axes[1], "SGD step", "normalized correlation", "Theorem 1: predicted ẑ(V) vs learned z")
+
+    _seed_curves(axes[2], steps, results["nc_ode_z"], reached, "NC(z joint ODE, z trained)", color="tab:orange")
+    _seed_curves(axes[2], steps, results["nc_reduced_z"], reached, "NC(z reduced ODE, z trained)", color="tab:purple")
+    _seed_curves(axes[2], steps, results["nc_reduced_V"], reached, "NC(V reduced ODE, V trained)", color="tab:purple",
+                 linestyle="--")
+    _finish(axes[2], "SGD step", "normalized correlation", "theory vs training")
+
+    _seed_curves(axes[3], steps, results["entropy_train"], reached, "trained", color="black")
+    _seed_curves(axes[3], steps, results["entropy_ode"], reached, "joint ODE", color="tab:orange", linestyle="--")
+    _seed_curves(axes[3], steps, results["entropy_reduced"], reached, "reduced JoMA ODE", color="tab:purple", linestyle=":")
+    _finish(axes[3], "SGD step", "attention entropy (nats)", "attention entropy, mean over classes")
+
+    for axis in axes[1:]:
+        for stop in steps[last[last < len(steps) - 1]]:
+            axis.axvline(stop, color="red", linestyle=":", linewidth=1)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -7,31 +7,31 @@ entropy on both sides.
 """
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import OutOfRangeError, check_choice, check_positive
+from .._errors import check_choice, check_integer, check_positive
 from ..activation import ACTIVATIONS
 from ..attention import ATTENTION_KINDS
 from ..data import EMBEDDINGS, VARIANTS, make_token_data
-from ..metrics import normalized_correlation
-from ..theory import JointFlow, ReducedFlow, simulate
+from ..comparison import agreement_curves, final_values, theorem1_curves
+from ..theory import JointFlow, ReducedFlow, Trajectory, simulate
 
 
 @dataclasses.dataclass(frozen=True)
-class BlockTheoryConfig:
-    """Settings of a block-theory run. Defaults are the paper's Fig. 2 setting (rates 1 up to
-    t = 200 are SGD with learning rate 0.1 for 2000 steps)."""
+class BlockSetting:
+    """What every §3.5 block experiment shares: the data model, the block, the seeds and the solver.
+
+    Defaults are the paper's Fig. 2 setting: Gaussian X, 10 distinct + 10 common tokens, K = 20
+    classes, d = 30, T = 0.5, softmax attention, linear activation, 8 seeds.
+    """
 
     attention: str = "softmax"
     activation: str = "linear"
-    eta_w: float = 1.0
-    eta_z: float = 1.0
     temperature: float = 0.5
-    t_end: float = 200.0
-    saves: int = 101
     seeds: int = 8
     first_seed: int = 0
     variant: str = "gaussian"
@@ -51,11 +51,10 @@ class BlockTheoryConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("variant", self.variant, VARIANTS)
         check_choice("embedding", self.embedding, EMBEDDINGS)
-        for name in ("eta_w", "eta_z", "temperature", "t_end", "init_scale", "rtol", "atol"):
+        for name in ("temperature", "init_scale", "rtol", "atol"):
             check_positive(name, getattr(self, name))
-        for name, least in (("saves", 2), ("seeds", 1), ("first_seed", 0)):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < least:
-                raise OutOfRangeError(f"{name}={getattr(self, name)!r} is not allowed; it must be an integer >= {least}")
+        check_integer("seeds", self.seeds, least=1)
+        check_integer("first_seed", self.first_seed, least=0)
 
     @property
     def seed_list(self) -> list[int]:
@@ -63,51 +62,89 @@ class BlockTheoryConfig:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
 
-def _build(config: BlockTheoryConfig, seed: jax.Array):
+@dataclasses.dataclass(frozen=True)
+class BlockTheoryConfig(BlockSetting):
+    """A theory-only run: the flows with rates (η_w, η_z) up to `t_end`, saved at `saves` times.
+    Rates 1 up to t = 200 are SGD with learning rate 0.1 for 2000 steps."""
+
+    eta_w: float = 1.0
+    eta_z: float = 1.0
+    t_end: float = 200.0
+    saves: int = 101
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("eta_w", "eta_z", "t_end"):
+            check_positive(name, getattr(self, name))
+        check_integer("saves", self.saves, least=2)
+
+
+class BlockTheory(NamedTuple):
+    """The theory side of a block experiment, batched over seeds (leading axis of every array)."""
+
+    joint: JointFlow
+    y0: tuple[jax.Array, jax.Array]
+    reduced: ReducedFlow
+    joint_trajectory: Trajectory
+    reduced_trajectory: Trajectory
+
+
+def _build(setting: BlockSetting, seed: jax.Array, eta_w, eta_z):
     data_key, init_key = jax.random.split(jax.random.key(seed))
     data = make_token_data(
         data_key,
-        n_distinct=config.n_distinct,
-        n_common=config.n_common,
-        n_classes=config.n_classes,
-        dim=config.dim,
-        variant=config.variant,
-        saliency=config.saliency,
-        embedding=config.embedding,
+        n_distinct=setting.n_distinct,
+        n_common=setting.n_common,
+        n_classes=setting.n_classes,
+        dim=setting.dim,
+        variant=setting.variant,
+        saliency=setting.saliency,
+        embedding=setting.embedding,
     )
     joint = JointFlow(
         data,
-        attention=config.attention,
-        activation=config.activation,
-        eta_w=config.eta_w,
-        eta_z=config.eta_z,
-        temperature=config.temperature,
+        attention=setting.attention,
+        activation=setting.activation,
+        eta_w=eta_w,
+        eta_z=eta_z,
+        temperature=setting.temperature,
     )
-    y0 = joint.initial_state(init_key, config.init_scale)
+    y0 = joint.initial_state(init_key, setting.init_scale)
     return joint, y0, ReducedFlow.from_joint(joint, y0)
 
 
+def integrate_block_theory(setting: BlockSetting, eta_w: float, eta_z: float, ts: jax.Array) -> BlockTheory:
+    """Builds every seed's data and initial state and integrates the joint and the reduced flow.
+
+    **Arguments:**
+
+    - `setting`: the data, block, seeds and solver.
+    - `eta_w`, `eta_z`: the flow rates.
+    - `ts`: save times, `(n,)`, starting at 0.
+
+    **Returns:**
+
+    A `BlockTheory`; both flows are solved in one vmapped call each.
+    """
+    seeds = jnp.asarray(setting.seed_list)
+    joint, y0, reduced = jax.vmap(lambda seed: _build(setting, seed, eta_w, eta_z))(seeds)
+    options = dict(solver=setting.solver, rtol=setting.rtol, atol=setting.atol, batch="vmap")
+    return BlockTheory(joint, y0, reduced, simulate(joint, y0, ts, **options), simulate(reduced, y0[0], ts, **options))
+
+
 def _measures(joint: JointFlow, y0, reduced: ReducedFlow, joint_ys, reduced_ys) -> dict[str, jax.Array]:
-    """Theorem 1 and theory-vs-theory numbers over time for one seed."""
-    invariant = joint.invariant(y0)
+    """Theorem 1 on the joint flow, and the reduced flow against the joint flow, for one seed."""
     V = jax.vmap(joint.projected_weights)(joint_ys)
     z = joint_ys[1]
-    z_hat = jax.vmap(invariant.predict)(V)
+    V_reduced = jax.vmap(reduced.projected_weights)(reduced_ys)
     z_reduced = jax.vmap(reduced.logits)(reduced_ys)
-    out = {
+    return {
         "z": z,
         "V": V,
-        "z_hat": z_hat,
         "z_reduced": z_reduced,
-        "invariant_residual": jax.vmap(invariant.residual)(V, z),
-        "nc_zhat_z": normalized_correlation(z_hat, z),
-        "nc_reduced_z": normalized_correlation(z_reduced, z),
+        **theorem1_curves(joint.invariant(y0), V, z),
+        **agreement_curves("reduced", z_reduced, V_reduced, z, V),
     }
-    if joint.attention_kind != "linear":
-        zhat1, zhat2 = jax.vmap(invariant.terms)(V)
-        out["nc_zhat1_z"] = normalized_correlation(zhat1, z)
-        out["nc_zhat2_z"] = normalized_correlation(zhat2, z)
-    return out
 
 
 def run_block_theory(config: BlockTheoryConfig) -> dict[str, np.ndarray]:
@@ -120,20 +157,16 @@ def run_block_theory(config: BlockTheoryConfig) -> dict[str, np.ndarray]:
     **Returns:**
 
     A dict of NumPy arrays with a leading seed axis (except `ts`, `seeds`): `z`, `V`, `z_hat`,
-    `z_reduced`, `invariant_residual`, `nc_*` curves, `entropy_joint`, `entropy_reduced`,
+    `z_reduced`, `invariant_residual`, `nc_*` and `relerr_*` curves, `entropy_joint`, `entropy_reduced`,
     `status_joint`, `status_reduced`, `X` (the token frequencies), and `messages_*` lists.
     """
-    seeds = jnp.asarray(config.seed_list)
-    joint, y0, reduced = jax.vmap(lambda seed: _build(config, seed))(seeds)
     ts = jnp.linspace(0.0, config.t_end, config.saves)
-    options = dict(solver=config.solver, rtol=config.rtol, atol=config.atol, batch="vmap")
-    joint_traj = simulate(joint, y0, ts, **options)
-    reduced_traj = simulate(reduced, y0[0], ts, **options)
+    joint, y0, reduced, joint_traj, reduced_traj = integrate_block_theory(config, config.eta_w, config.eta_z, ts)
     measures = jax.vmap(_measures)(joint, y0, reduced, joint_traj.ys, reduced_traj.ys)
     results = {name: np.asarray(value) for name, value in measures.items()}
     results.update(
         ts=np.asarray(ts),
-        seeds=np.asarray(seeds),
+        seeds=np.asarray(config.seed_list),
         X=np.asarray(joint.data.X),
         entropy_joint=np.asarray(joint_traj.entropy()),
         entropy_reduced=np.asarray(reduced_traj.entropy()),
@@ -152,18 +185,18 @@ def summarize(results: dict) -> dict:
 
     **Returns:**
 
-    A dict of lists (one value per seed) for every `nc_*` curve and the entropies, plus the
-    status messages of both flows.
+    A dict of lists (one value per seed) for every `nc_*` / `relerr_*` curve and the entropies,
+    plus the status messages of both flows.
     """
     reached = np.minimum(results["t_final_joint"], results["t_final_reduced"])
     last = np.sum(results["ts"][None, :] <= reached[:, None], axis=1) - 1
     rows = np.arange(len(last))
-    summary = {"seeds": results["seeds"].tolist()}
-    for name in sorted(key for key in results if key.startswith("nc_")):
-        summary[name] = results[name][rows, last].tolist()
-    summary["entropy_joint_initial"] = results["entropy_joint"][:, 0].tolist()
-    summary["entropy_joint_final"] = results["entropy_joint"][rows, last].tolist()
-    summary["entropy_reduced_final"] = results["entropy_reduced"][rows, last].tolist()
-    summary["status_joint"] = results["messages_joint"]
-    summary["status_reduced"] = results["messages_reduced"]
-    return summary
+    return {
+        "seeds": results["seeds"].tolist(),
+        **final_values(results, last),
+        "entropy_joint_initial": results["entropy_joint"][:, 0].tolist(),
+        "entropy_joint_final": results["entropy_joint"][rows, last].tolist(),
+        "entropy_reduced_final": results["entropy_reduced"][rows, last].tolist(),
+        "status_joint": results["messages_joint"],
+        "status_reduced": results["messages_reduced"],
+    }

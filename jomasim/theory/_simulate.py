@@ -15,6 +15,7 @@ from .._errors import (
     OutOfRangeError,
     ShapeMismatchError,
     check_choice,
+    check_integer,
     check_finite,
     check_positive,
 )
@@ -324,8 +325,7 @@ def simulate(
     check_choice("batch", batch, BATCH_MODES)
     check_positive("rtol", rtol)
     check_positive("atol", atol)
-    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise OutOfRangeError(f"max_steps={max_steps!r} is not allowed; it must be an integer >= 1")
+    check_integer("max_steps", max_steps, least=1)
     if solver in FIXED_STEP_SOLVERS and dt0 is None:
         raise OutOfRangeError(f"solver={solver!r} takes fixed steps; give dt0 > 0")
     if dt0 is not None:

@@ -1,0 +1,155 @@
+"""A multilayer decoder-only Transformer in Flax NNX that exposes its attention maps and MLP hidden
+activations (for attention entropy and latent/hidden correlation)."""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .._errors import OutOfRangeError, ShapeMismatchError
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Shape and wiring of a `Transformer`.
+
+    **Fields:**
+
+    - `vocab_size`: number of token ids.
+    - `n_outputs`: size of the output head (vocab size for language modelling, C for classes).
+    - `d_model`, `n_layers`, `n_heads`, `d_hidden`: width, depth, heads, MLP hidden width.
+    - `max_len`: longest sequence (for positional encodings).
+    - `post_ln`: LayerNorm after each residual (as the reference code) or before (pre-LN).
+    - `positional`: add sinusoidal positional encodings.
+    - `causal`: causal attention mask.
+    - `out_projection`: an output projection after attention (the WikiText reference has one,
+      the hierarchical-data reference does not).
+    - `embedding_scale`: multiply embeddings by √d_model (the WikiText reference does).
+    """
+
+    vocab_size: int
+    n_outputs: int
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 1
+    d_hidden: int = 128
+    max_len: int = 128
+    post_ln: bool = True
+    positional: bool = True
+    causal: bool = True
+    out_projection: bool = True
+    embedding_scale: bool = False
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_outputs", "d_model", "n_layers", "n_heads", "d_hidden", "max_len"):
+            if getattr(self, name) < 1:
+                raise OutOfRangeError(f"{name}={getattr(self, name)!r} is not allowed; it must be >= 1")
+        if self.d_model % self.n_heads:
+            raise OutOfRangeError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+
+
+def sinusoidal_positions(length: int, d_model: int) -> jax.Array:
+    """The sinusoidal positional encodings of Vaswani et al., `(length, d_model)`."""
+    position = jnp.arange(length)[:, None]
+    frequency = jnp.exp(jnp.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    table = jnp.zeros((length, d_model))
+    table = table.at[:, 0::2].set(jnp.sin(position * frequency))
+    return table.at[:, 1::2].set(jnp.cos(position * frequency[: d_model // 2]))
+
+
+class SelfAttention(nnx.Module):
+    """Multi-head self-attention with learned W_Q, W_K, W_V that also returns its attention maps."""
+
+    def __init__(self, config: TransformerConfig, rngs: nnx.Rngs):
+        d = config.d_model
+        self.query = nnx.Linear(d, d, use_bias=False, rngs=rngs)
+        self.key = nnx.Linear(d, d, use_bias=False, rngs=rngs)
+        self.value = nnx.Linear(d, d, use_bias=False, rngs=rngs)
+        self.out = nnx.Linear(d, d, rngs=rngs) if config.out_projection else None
+        self.n_heads = config.n_heads
+        self.causal = config.causal
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """`x`: `(L, d)`. Returns the output `(L, d)` and the attention maps `(H, L, L)`."""
+        length, d = x.shape
+        split = lambda a: a.reshape(length, self.n_heads, d // self.n_heads).transpose(1, 0, 2)  # noqa: E731
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        scores = q @ k.transpose(0, 2, 1) / math.sqrt(d // self.n_heads)
+        if self.causal:
+            scores = jnp.where(jnp.tril(jnp.ones((length, length), dtype=bool)), scores, -jnp.inf)
+        maps = jax.nn.softmax(scores, axis=-1)
+        out = (maps @ v).transpose(1, 0, 2).reshape(length, d)
+        return (self.out(out) if self.out is not None else out), maps
+
+
+class Block(nnx.Module):
+    """Attention, residual, LayerNorm, ReLU MLP, residual, LayerNorm (post-LN) or the pre-LN order."""
+
+    def __init__(self, config: TransformerConfig, rngs: nnx.Rngs):
+        self.attention = SelfAttention(config, rngs)
+        self.norm1 = nnx.LayerNorm(config.d_model, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(config.d_model, rngs=rngs)
+        self.up = nnx.Linear(config.d_model, config.d_hidden, rngs=rngs)
+        self.down = nnx.Linear(config.d_hidden, config.d_model, rngs=rngs)
+        self.post_ln = config.post_ln
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Returns the block output `(L, d)`, attention maps `(H, L, L)`, MLP hidden `(L, d_hidden)`."""
+        if self.post_ln:
+            attended, maps = self.attention(x)
+            x = self.norm1(x + attended)
+            hidden = jax.nn.relu(self.up(x))
+            return self.norm2(x + self.down(hidden)), maps, hidden
+        attended, maps = self.attention(self.norm1(x))
+        x = x + attended
+        hidden = jax.nn.relu(self.up(self.norm2(x)))
+        return x + self.down(hidden), maps, hidden
+
+
+class Transformer(nnx.Module):
+    """Token embedding (+ positions), `n_layers` blocks, and a linear head on every position."""
+
+    #: parameter-path names that the attention learning rate η_z applies to (W_Q, W_K)
+    attention_parameters = ("query", "key")
+
+    def __init__(self, config: TransformerConfig, rngs: nnx.Rngs):
+        """**Arguments:**
+
+        - `config`: a `TransformerConfig`.
+        - `rngs`: `nnx.Rngs` for the initialisation.
+        """
+        self.config = config
+        self.embed = nnx.Embed(config.vocab_size, config.d_model, rngs=rngs)
+        self.blocks = nnx.List([Block(config, rngs) for _ in range(config.n_layers)])
+        self.head = nnx.Linear(config.d_model, config.n_outputs, rngs=rngs)
+
+    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Runs one sequence.
+
+        **Arguments:**
+
+        - `tokens`: integer ids, `(L,)` with L ≤ `max_len` (vmap for a batch).
+
+        **Returns:**
+
+        `(logits, inside)`: logits `(L, n_outputs)`, and `inside` with `"attention"`
+        `(n_layers, H, L, L)` (rows sum to one) and `"hidden"` `(n_layers, L, d_hidden)` (the
+        ReLU activations of each block's MLP).
+        """
+        if tokens.ndim != 1 or tokens.shape[0] > self.config.max_len:
+            raise ShapeMismatchError(
+                f"tokens has shape {tokens.shape}; expected one sequence (L,) with L <= max_len={self.config.max_len}"
+            )
+        x = self.embed(tokens)
+        if self.config.embedding_scale:
+            x = x * math.sqrt(self.config.d_model)
+        if self.config.positional:
+            x = x + sinusoidal_positions(tokens.shape[0], self.config.d_model)
+        maps, hiddens = [], []
+        for block in self.blocks:
+            x, attention, hidden = block(x)
+            maps.append(attention)
+            hiddens.append(hidden)
+        return self.head(x), {"attention": jnp.stack(maps), "hidden": jnp.stack(hiddens)}

@@ -1,0 +1,151 @@
+"""optax training of Flax NNX models as one jitted `lax.scan`, vmappable over configurations.
+
+A model is split once into its graph definition, trainable parameters and other state; the step
+loop is a pure function of arrays, so `jax.vmap` trains many configurations (seeds, learning rates,
+data) in one compiled call. Parameters are grouped: the attention group (the model's
+`attention_parameters`, e.g. the logits z or W_Q, W_K) gets the rate η_z, everything else η_w.
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from ._errors import OutOfRangeError, check_choice, check_integer
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """The static part of an optimiser (what changes the compiled code).
+
+    **Fields:**
+
+    - `name`: `"sgd"` or `"adam"`.
+    - `momentum`: SGD momentum (`None` for plain SGD).
+    - `clip_norm`: clip gradients to this global norm (`None`: no clipping).
+    """
+
+    name: str = "sgd"
+    momentum: float | None = None
+    clip_norm: float | None = None
+
+    def __post_init__(self):
+        check_choice("optimizer", self.name, OPTIMIZERS)
+        if self.momentum is not None and not 0.0 <= self.momentum < 1.0:
+            raise OutOfRangeError(f"momentum={self.momentum!r} is not allowed; it must lie in [0, 1)")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise OutOfRangeError(f"clip_norm={self.clip_norm!r} is not allowed; it must be > 0")
+
+
+def parameter_groups(params, attention_names: tuple[str, ...]):
+    """Labels every parameter `"z"` (its path passes through one of `attention_names`) or `"w"`."""
+
+    def label(path, _):
+        names = {getattr(key, "key", getattr(key, "name", None)) for key in path}
+        return "z" if names & set(attention_names) else "w"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(spec: OptimizerSpec, labels, eta_w, eta_z, weight_decay=0.0) -> optax.GradientTransformation:
+    """The optax optimiser: clipping, then per group coupled L2 weight decay and SGD / Adam.
+
+    The numbers may be traced values (learning rates vmapped over configurations).
+
+    **Arguments:**
+
+    - `spec`: the static `OptimizerSpec`.
+    - `labels`: `parameter_groups(params, ...)`.
+    - `eta_w`, `eta_z`: learning rates of the two groups.
+    - `weight_decay`: L2 coefficient added to the gradient (as `torch.optim`'s `weight_decay`).
+
+    **Returns:**
+
+    An `optax.GradientTransformation`.
+    """
+
+    def group(rate):
+        if spec.name == "sgd":
+            base = optax.sgd(rate, momentum=spec.momentum)
+        else:
+            base = optax.adam(rate)
+        return optax.chain(optax.add_decayed_weights(weight_decay), base)
+
+    optimizer = optax.multi_transform({"w": group(eta_w), "z": group(eta_z)}, labels)
+    if spec.clip_norm is not None:
+        optimizer = optax.chain(optax.clip_by_global_norm(spec.clip_norm), optimizer)
+    return optimizer
+
+
+def check_save_steps(save_steps, steps: int) -> jax.Array:
+    """Validates the steps at which parameters are kept: sorted, unique, within [0, steps]."""
+    check_integer("steps", steps, least=1)
+    save = jnp.asarray(save_steps, dtype=int)
+    if save.ndim != 1 or save.size == 0 or bool(jnp.any(jnp.diff(save) <= 0)) or int(save[0]) < 0 or int(save[-1]) > steps:
+        raise OutOfRangeError(f"save_steps must be increasing integers in [0, steps={steps}]; got {save.tolist()}")
+    return save
+
+
+def train(
+    model: nnx.Module,
+    loss: Callable[[nnx.Module, object], jax.Array],
+    optimizer_of: Callable[[object], optax.GradientTransformation],
+    *,
+    steps: int,
+    save_steps: jax.Array,
+    batches: Callable[[jax.Array], object] | None = None,
+):
+    """Trains `model` for `steps` optimiser steps in one `lax.scan`; a pure function of its arrays.
+
+    **Arguments:**
+
+    - `model`: the NNX model at initialisation.
+    - `loss`: `loss(model, batch) -> scalar`.
+    - `optimizer_of`: builds the optax optimiser from the parameter labels (`parameter_groups`).
+    - `steps`: number of steps.
+    - `save_steps`: increasing step numbers in [0, steps] at which to keep the parameters (step 0
+      is the initialisation; step k is after k updates).
+    - `batches`: `batches(step) -> batch` (a pure function of the step index), or `None` for
+      full-batch models whose loss ignores the batch.
+
+    **Returns:**
+
+    `(saved, losses)`: the parameter state stacked over `save_steps` (an `nnx.State` of arrays
+    `(n_save, ...)`), and the loss before every step, `(steps,)`.
+    """
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    optimizer = optimizer_of(parameter_groups(params, type(model).attention_parameters))
+    opt_state = optimizer.init(params)
+
+    def objective(params, batch):
+        return loss(nnx.merge(graphdef, params, rest), batch)
+
+    saved = jax.tree_util.tree_map(lambda leaf: jnp.zeros((save_steps.shape[0],) + leaf.shape, leaf.dtype), params)
+    saved = _keep(saved, params, save_steps, 0)
+
+    def step(carry, index):
+        params, opt_state, saved = carry
+        batch = None if batches is None else batches(index)
+        value, grads = jax.value_and_grad(objective)(params, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, _keep(saved, params, save_steps, index + 1)), value
+
+    (_, _, saved), losses = jax.lax.scan(step, (params, opt_state, saved), jnp.arange(steps))
+    return saved, losses
+
+
+def _keep(saved, params, save_steps: jax.Array, step: jax.Array):
+    """Writes `params` into its slot of `saved` if `step` is a save step (one slot write per step)."""
+    slot = jnp.clip(jnp.searchsorted(save_steps, step), 0, save_steps.shape[0] - 1)
+    is_save = save_steps[slot] == step
+    return jax.tree_util.tree_map(
+        lambda buffer, leaf: jax.lax.dynamic_update_index_in_dim(buffer, jnp.where(is_save, leaf, buffer[slot]), slot, 0),
+        saved,
+        params,
+    )
