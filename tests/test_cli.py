@@ -52,19 +52,45 @@ def _exit_code(arguments):
         (["simulate", "--temperature", "0"], "temperature=0.0"),
         (["simulate", "--seeds", "0"], "seeds=0"),
         (["simulate", "--saves", "abc"], "invalid int value: 'abc'"),
+        (["compare", "--attention", "cosine"], "invalid choice: 'cosine'"),
+        (["compare", "--eta-w", "-0.1"], "eta_w=-0.1"),
+        (["compare", "--eta-z", "nan"], "eta_z=nan"),
+        (["compare", "--steps", "0"], "steps=0"),
+        (["compare", "--save-every", "500", "--steps", "100"], "save_every=500"),
+        (["compare", "--variant", "uniform"], "invalid choice: 'uniform'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(arguments, expected, capsys, tmp_path):
-    out = ["--out", str(tmp_path)] if arguments[0] == "simulate" else []
+    out = ["--out", str(tmp_path)] if arguments[0] in ("simulate", "compare") else []
     assert _exit_code(arguments + out) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and expected in error
     assert not list(tmp_path.iterdir()), "nothing is written for a rejected command"
 
 
-def test_output_folder_that_is_a_file(tmp_path, capsys):
+@pytest.mark.parametrize("command", [SMALL_RUN, ["compare", "--steps", "10", "--save-every", "5"]])
+def test_output_folder_that_is_a_file(command, tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("not a folder")
-    assert main(SMALL_RUN + ["--out", str(target)]) == 2
-    assert "is a file" in capsys.readouterr().err
+    assert main(command + ["--out", str(target)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "is a file; give a folder" in error
+
+
+@pytest.fixture(scope="module")
+def compare_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["compare", "--seeds", "2", "--steps", "200", "--save-every", "50", "--out", str(out), "--name", "small"]) == 0
+    return out / "small"
+
+
+def test_compare_writes_a_complete_run(compare_folder):
+    assert sorted(p.name for p in compare_folder.iterdir()) == ["config.json", "data.npz", "fig2.png", "summary.json"]
+    config = json.loads((compare_folder / "config.json").read_text())
+    assert config["command"] == "compare" and config["seeds"] == [0, 1]
+    assert config["config"]["steps"] == 200 and config["environment"]["packages"]["flax"]
+    summary = json.loads((compare_folder / "summary.json").read_text())
+    assert summary["step"] == [200, 200] and len(summary["nc_ode_z"]) == 2
+    data = np.load(compare_folder / "data.npz")
+    assert data["steps"].tolist() == [0, 50, 100, 150, 200] and data["entropy_train"].shape == (2, 5)
