@@ -131,3 +131,14 @@ def test_stack_checks_structure():
         js.stack([a, b])
     stacked = js.stack([a, a, a])
     assert stacked.mu.shape == (3, 2)
+
+
+def test_overflowing_trial_steps_are_rejected_not_stuck():
+    """exp(v²/2) overflows in a too-long trial step; the step must shrink, not turn the step size NaN."""
+    mu = jnp.array([1.41, 1.54, 1.58, 1.87, 2.11, 2.44, 2.53, 3.25, 3.60, 3.93])
+    trajectory = js.simulate(js.NonlinearToyFlow(mu), jnp.full(10, 0.05), jnp.linspace(0.0, 3.0, 4))
+    assert trajectory.messages() == ["ok"]
+    assert int(trajectory.num_accepted_steps) < 5000 and int(trajectory.num_rejected_steps) < 2000
+    stiff = js.simulate(js.NonlinearToyFlow(mu), jnp.full(10, 0.05), jnp.linspace(0.0, 3.0, 4), solver="kvaerno5",
+                        rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(trajectory.ys[-1], stiff.ys[-1], rtol=1e-5)

@@ -75,6 +75,17 @@ def _diffrax_status(result) -> jax.Array:
     )
 
 
+def _error_norm(tree) -> jax.Array:
+    """The RMS norm of a scaled error estimate, with NaN read as infinite.
+
+    A trial step far too long can overflow a stage (e.g. exp(v²/2)) to inf and then inf − inf = NaN
+    in the error estimate; Diffrax's controller would turn a NaN error into a NaN step size and
+    reject forever. Read as infinite, the step is rejected and shrunk by the smallest factor.
+    """
+    norm = optx.rms_norm(tree)
+    return jnp.where(jnp.isnan(norm), jnp.inf, norm)
+
+
 def _solve_one(field, y0, ts, t0, options: _Options):
     """One `diffeqsolve`; returns (ys at ts, time reached, status, step statistics).
 
@@ -84,7 +95,7 @@ def _solve_one(field, y0, ts, t0, options: _Options):
     if options.solver in FIXED_STEP_SOLVERS:
         controller = dfx.ConstantStepSize()
     else:
-        controller = dfx.PIDController(rtol=options.rtol, atol=options.atol)
+        controller = dfx.PIDController(rtol=options.rtol, atol=options.atol, norm=_error_norm)
     event = None
     if options.blowup is not None:
         threshold = options.blowup
