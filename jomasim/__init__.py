@@ -24,6 +24,18 @@ from .attention import attention_weights as attention_weights  # noqa: E402
 from .block import block_loss as block_loss  # noqa: E402
 from .data import TokenData as TokenData  # noqa: E402
 from .data import make_token_data as make_token_data  # noqa: E402
-from .theory import *  # noqa: E402,F401,F403
+from .theory import AbstractFlow as AbstractFlow  # noqa: E402
+from .theory import JointFlow as JointFlow  # noqa: E402
+from .theory import NonlinearToyFlow as NonlinearToyFlow  # noqa: E402
+from .theory import ReducedFlow as ReducedFlow  # noqa: E402
+from .theory import SalienceFlow as SalienceFlow  # noqa: E402
+from .theory import Status as Status  # noqa: E402
+from .theory import Trajectory as Trajectory  # noqa: E402
+from .theory import blowup_time as blowup_time  # noqa: E402
+from .theory import convergence_time as convergence_time  # noqa: E402
+from .theory import erf_solution as erf_solution  # noqa: E402
+from .theory import matrix_solution as matrix_solution  # noqa: E402
+from .theory import simulate as simulate  # noqa: E402
+from .theory import stack as stack  # noqa: E402
 
 __version__ = "0.1.0"
