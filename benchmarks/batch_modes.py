@@ -12,13 +12,13 @@ repeated runs after a warm-up call, with `block_until_ready`.
 """
 
 import argparse
-import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 
 import jomasim as js
+from _timing import median_seconds
 
 
 def _toy(key):
@@ -33,16 +33,6 @@ def _reduced(key):
     return js.ReducedFlow.from_joint(joint, y0), y0[0]
 
 
-def _median_seconds(run, repeats: int) -> float:
-    jax.block_until_ready(run().ys)  # warm-up: compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run().ys)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(name, build, t_end, batch_size, repeats, loop_size):
     keys = jax.random.split(jax.random.key(0), batch_size)
     fields, y0s = jax.vmap(build)(keys)
@@ -50,12 +40,12 @@ def measure(name, build, t_end, batch_size, repeats, loop_size):
     singles = [build(key) for key in keys[:loop_size]]
 
     def loop():
-        return [js.simulate(field, y0, ts) for field, y0 in singles][-1]
+        return [js.simulate(field, y0, ts).ys for field, y0 in singles]
 
-    per_loop = _median_seconds(loop, repeats) / loop_size
+    per_loop = median_seconds(loop, repeats) / loop_size
     rates = {"one by one": 1.0 / per_loop}
     for mode in ("vmap", "ode"):
-        seconds = _median_seconds(lambda: js.simulate(fields, y0s, ts, batch=mode), repeats)
+        seconds = median_seconds(lambda: js.simulate(fields, y0s, ts, batch=mode).ys, repeats)
         rates[mode] = batch_size / seconds
     print(f"{name:8s} B={batch_size:5d}  " + "  ".join(f"{mode}: {rate:10.1f} traj/s" for mode, rate in rates.items())
           + f"  vmap/one-by-one: {rates['vmap'] / rates['one by one']:.1f}x")

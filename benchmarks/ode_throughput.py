@@ -28,7 +28,6 @@ after a warm-up call, with `block_until_ready`.
 """
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -36,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jomasim as js
+from _timing import median_seconds
 
 RTOL, ATOL = 1e-6, 1e-9
 
@@ -85,16 +85,6 @@ def hand_written_field(name: str, field, xp=np):
     return rhs
 
 
-def _median_seconds(run, repeats: int) -> float:
-    jax.block_until_ready(run())  # warm-up: compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _rk4(field, y0, t_end, n):
     dt = t_end / n
 
@@ -134,14 +124,14 @@ def measure(name: str, batch: int, repeats: int, loop: int) -> None:
         if failed:
             print(f"  jomasim {mode}: {failed} of {batch} solves did not finish: {sorted(set(trajectory.messages()))}")
         steps = int(np.max(trajectory.num_accepted_steps))
-        rows[f"jomasim {mode}"] = (_median_seconds(lambda: run().ys, repeats), _error(trajectory.ys[:, -1], reference), steps)
+        rows[f"jomasim {mode}"] = (median_seconds(lambda: run().ys, repeats), _error(trajectory.ys[:, -1], reference), steps)
     target = rows["jomasim vmap"][1]
     # the smallest RK4 step count as accurate as jomasim, searched on (at most) 64 members
     sample = jax.tree_util.tree_map(lambda a: a[:64], (fields, y0s))
     n = 16
     while not _error(_rk4_batch(*sample, t_end, n), reference[:64]) <= target and n < 2**16:
         n *= 2
-    rows["RK4 lax.scan"] = (_median_seconds(lambda: _rk4_batch(fields, y0s, t_end, n), repeats),
+    rows["RK4 lax.scan"] = (median_seconds(lambda: _rk4_batch(fields, y0s, t_end, n), repeats),
                             _error(_rk4_batch(fields, y0s, t_end, n), reference), n)
     subset = min(batch, loop)
     singles = [jax.tree_util.tree_map(lambda a, i=i: a[i], (fields, y0s)) for i in range(subset)]

@@ -17,7 +17,6 @@ are timed on a subset of configurations and scaled. Medians after a warm-up call
 """
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jomasim as js
+from _timing import median_seconds
 from jomasim.experiments.compare import train_blocks
 
 
@@ -39,16 +39,6 @@ def configurations(count: int):
     joints, y0s = jax.vmap(one)(jax.random.split(jax.random.key(0), count))
     rates = jax.random.uniform(jax.random.key(1), (2, count), minval=0.05, maxval=0.2)
     return joints, y0s, rates[0], rates[1]
-
-
-def _median_seconds(run, repeats: int) -> float:
-    jax.block_until_ready(run())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _member(tree, index: int):
@@ -85,12 +75,12 @@ def main():
     joints, y0s, eta_w, eta_z = configurations(count)
     save = jnp.array([steps])
 
-    seconds = {"jomasim vmapped": _median_seconds(lambda: train_blocks(joints, y0s, eta_w, eta_z, steps, save).W, repeats)}
+    seconds = {"jomasim vmapped": median_seconds(lambda: train_blocks(joints, y0s, eta_w, eta_z, steps, save).W, repeats)}
 
     def one_by_one():
         return [train_blocks(_member(joints, i), _member(y0s, i), eta_w[i], eta_z[i], steps, save).W for i in range(loop)]
 
-    seconds["jomasim one by one"] = _median_seconds(one_by_one, repeats) * count / loop
+    seconds["jomasim one by one"] = median_seconds(one_by_one, repeats) * count / loop
     try:
         import torch
 
