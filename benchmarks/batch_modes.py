@@ -12,7 +12,6 @@ repeated runs after a warm-up call, with `block_until_ready`.
 """
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp

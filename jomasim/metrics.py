@@ -45,6 +45,12 @@ def entropy(p: jax.Array, axis: int = 0) -> jax.Array:
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0), axis=axis)
 
 
+def mean_attention_entropy(attention: jax.Array) -> jax.Array:
+    """Attention entropy (nats) averaged over classes: `attention` is `(M_c, K)`, one
+    distribution per class (column)."""
+    return jnp.mean(entropy(attention, axis=0))
+
+
 def stable_rank(W: jax.Array) -> jax.Array:
     """The stable rank ‖W‖_F² / ‖W‖₂² of a matrix (JOMA_MATH §4.4); 0 for the zero matrix."""
     singular = jnp.linalg.svd(W, compute_uv=False)

@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
-from ._errors import OutOfRangeError, check_choice, check_integer
+from ._errors import OutOfRangeError, check_choice, check_integer, concrete
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -82,13 +83,17 @@ def make_optimizer(spec: OptimizerSpec, labels, eta_w, eta_z, weight_decay=0.0) 
     return optimizer
 
 
-def check_save_steps(save_steps, steps: int) -> jax.Array:
-    """Validates the steps at which parameters are kept: sorted, unique, within [0, steps]."""
+def check_save_steps(save_steps, steps: int) -> None:
+    """Validates the steps at which parameters are kept: sorted, unique, within [0, steps].
+
+    Traced `save_steps` (inside `jit`) have no values to check and pass.
+    """
     check_integer("steps", steps, least=1)
-    save = jnp.asarray(save_steps, dtype=int)
-    if save.ndim != 1 or save.size == 0 or bool(jnp.any(jnp.diff(save) <= 0)) or int(save[0]) < 0 or int(save[-1]) > steps:
+    save = concrete(save_steps)
+    if save is None:
+        return
+    if save.ndim != 1 or save.size == 0 or np.any(np.diff(save) <= 0) or save[0] < 0 or save[-1] > steps:
         raise OutOfRangeError(f"save_steps must be increasing integers in [0, steps={steps}]; got {save.tolist()}")
-    return save
 
 
 def train(
@@ -118,6 +123,8 @@ def train(
     `(saved, losses)`: the parameter state stacked over `save_steps` (an `nnx.State` of arrays
     `(n_save, ...)`), and the loss before every step, `(steps,)`.
     """
+    check_save_steps(save_steps, steps)
+    save_steps = jnp.asarray(save_steps)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     optimizer = optimizer_of(parameter_groups(params, type(model).attention_parameters))
     opt_state = optimizer.init(params)

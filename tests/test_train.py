@@ -109,6 +109,13 @@ def test_bad_save_steps_are_refused(save_steps, steps, expected):
         check_save_steps(save_steps, steps)
 
 
+def test_train_refuses_bad_save_steps():
+    _, _, model = _block()
+    with pytest.raises(js.OutOfRangeError, match="steps=4"):
+        train(model, lambda m, _: m(), lambda labels: make_optimizer(OptimizerSpec(), labels, 0.1, 0.1),
+              steps=4, save_steps=jnp.array([0, 5]))
+
+
 def test_bad_optimizer_settings_are_refused():
     with pytest.raises(js.InvalidChoiceError, match="'rmsprop'"):
         OptimizerSpec("rmsprop")

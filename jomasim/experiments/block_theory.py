@@ -17,7 +17,7 @@ from .._errors import check_choice, check_integer, check_positive
 from ..activation import ACTIVATIONS
 from ..attention import ATTENTION_KINDS
 from ..data import EMBEDDINGS, VARIANTS, make_token_data
-from ..comparison import agreement_curves, final_values, theorem1_curves
+from ..comparison import agreement_curves, final_values, last_reached_index, logits_and_weights, theorem1_curves
 from ..theory import JointFlow, ReducedFlow, Trajectory, simulate
 
 
@@ -134,10 +134,8 @@ def integrate_block_theory(setting: BlockSetting, eta_w: float, eta_z: float, ts
 
 def _measures(joint: JointFlow, y0, reduced: ReducedFlow, joint_ys, reduced_ys) -> dict[str, jax.Array]:
     """Theorem 1 on the joint flow, and the reduced flow against the joint flow, for one seed."""
-    V = jax.vmap(joint.projected_weights)(joint_ys)
-    z = joint_ys[1]
-    V_reduced = jax.vmap(reduced.projected_weights)(reduced_ys)
-    z_reduced = jax.vmap(reduced.logits)(reduced_ys)
+    z, V = logits_and_weights(joint, joint_ys)
+    z_reduced, V_reduced = logits_and_weights(reduced, reduced_ys)
     return {
         "z": z,
         "V": V,
@@ -188,8 +186,7 @@ def summarize(results: dict) -> dict:
     A dict of lists (one value per seed) for every `nc_*` / `relerr_*` curve and the entropies,
     plus the status messages of both flows.
     """
-    reached = np.minimum(results["t_final_joint"], results["t_final_reduced"])
-    last = np.sum(results["ts"][None, :] <= reached[:, None], axis=1) - 1
+    last = last_reached_index(results["ts"], np.minimum(results["t_final_joint"], results["t_final_reduced"]))
     rows = np.arange(len(last))
     return {
         "seeds": results["seeds"].tolist(),

@@ -22,8 +22,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._errors import OutOfRangeError, check_integer, check_positive
-from ..comparison import agreement_curves, final_values, theorem1_curves
-from ..metrics import entropy
+from ..comparison import agreement_curves, final_values, last_reached_index, logits_and_weights, theorem1_curves
+from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
 from ..theory import JointFlow, ReducedFlow
 from ..train import OptimizerSpec, make_optimizer, train
@@ -98,16 +98,12 @@ def train_blocks(joint: JointFlow, y0, eta_w: jax.Array, eta_z: jax.Array, steps
     return jax.vmap(one)(joint, *y0, *rates)
 
 
-def _mean_entropy(attention: jax.Array) -> jax.Array:
-    return jnp.mean(entropy(attention, axis=0))
-
-
 def _measures(joint: JointFlow, y0, reduced: ReducedFlow, W_train, z_train, joint_ys, reduced_ys) -> dict[str, jax.Array]:
     """All curves over the save steps of one seed (vmapped over seeds by the caller)."""
     invariant = joint.invariant(y0)
     V_train = jax.vmap(joint.projected_weights)((W_train, z_train))
-    z_ode, V_ode = joint_ys[1], jax.vmap(joint.projected_weights)(joint_ys)
-    z_reduced, V_reduced = jax.vmap(reduced.logits)(reduced_ys), jax.vmap(reduced.projected_weights)(reduced_ys)
+    z_ode, V_ode = logits_and_weights(joint, joint_ys)
+    z_reduced, V_reduced = logits_and_weights(reduced, reduced_ys)
     on_ode = theorem1_curves(invariant, V_ode, z_ode)
     return {
         "z_train": z_train,
@@ -120,7 +116,7 @@ def _measures(joint: JointFlow, y0, reduced: ReducedFlow, W_train, z_train, join
         **{f"ode_{name}": curve for name, curve in on_ode.items() if name.startswith("nc_")},
         **agreement_curves("ode", z_ode, V_ode, z_train, V_train),
         **agreement_curves("reduced", z_reduced, V_reduced, z_train, V_train),
-        "entropy_train": jax.vmap(lambda z: _mean_entropy(joint.attention((None, z))))(z_train),
+        "entropy_train": jax.vmap(lambda z: mean_attention_entropy(joint.attention((None, z))))(z_train),
         "loss_train": jax.vmap(joint.loss)(W_train, z_train),
     }
 
@@ -181,8 +177,7 @@ def run_compare(config: CompareConfig, progress: bool = False) -> dict:
 
 def last_common_index(results: dict) -> np.ndarray:
     """Per seed, the last save index that training and both flows reached with finite values."""
-    reached = np.minimum(results["t_final_ode"], results["t_final_reduced"])
-    last = np.sum(results["ts"][None, :] <= reached[:, None], axis=1) - 1
+    last = last_reached_index(results["ts"], np.minimum(results["t_final_ode"], results["t_final_reduced"]))
     diverged = results["train_diverged_at"]
     before_divergence = np.sum(results["steps"][None, :] < diverged[:, None], axis=1) - 1
     return np.where(diverged >= 0, np.minimum(last, before_divergence), last)

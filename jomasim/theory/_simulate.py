@@ -19,7 +19,7 @@ from .._errors import (
     check_finite,
     check_positive,
 )
-from ..metrics import entropy
+from ..metrics import mean_attention_entropy
 from ._flows import AbstractFlow
 
 SOLVERS = {
@@ -240,11 +240,7 @@ class Trajectory(eqx.Module):
 
     def entropy(self) -> jax.Array:
         """Attention entropy (nats) at every saved state, averaged over classes, `([B,] n)`."""
-
-        def mean_entropy(field, y):
-            return jnp.mean(entropy(field.attention(y), axis=0))
-
-        return self.map_states(mean_entropy)
+        return self.map_states(lambda field, y: mean_attention_entropy(field.attention(y)))
 
 
 def _batch_size(tree) -> int:
