@@ -37,6 +37,9 @@ def _add_block_options(parser: argparse.ArgumentParser, defaults: BlockSetting) 
     parser.add_argument("--solver", choices=tuple(SOLVERS), default=defaults.solver)
     parser.add_argument("--rtol", type=float, default=defaults.rtol)
     parser.add_argument("--atol", type=float, default=defaults.atol)
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="solver step budget per trajectory")
+    parser.add_argument("--blowup", type=float, default=defaults.blowup,
+                        help="stop a flow when a logit |z| reaches this value and report a blow-up (default: never)")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder")
     parser.add_argument("--name", default=None, help="run folder name (default: COMMAND-ATTENTION-ACTIVATION[-N])")
 
@@ -115,9 +118,9 @@ def _simulate(args) -> None:
         summary["wall_seconds"] = time.perf_counter() - started
         return results, summary
 
-    columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_reduced_z", "entropy_joint_final")
+    columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_reduced_z", "entropy_ode_final")
     _run("simulate", _config_from(BlockTheoryConfig, args), args, work, plot_block_theory, "theory.png",
-         lambda summary: _print_table(summary, columns, ("status_joint", "status_reduced")))
+         lambda summary: _print_table(summary, columns, ("status_ode", "status_reduced")))
 
 
 def _compare(args) -> None:

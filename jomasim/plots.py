@@ -8,7 +8,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .experiments.compare import last_common_index  # noqa: E402
 from .theory import Status  # noqa: E402
 
 
@@ -27,6 +26,11 @@ def _frequency_map(figure, axis, results: dict) -> None:
     axis.set_ylabel("contextual token l")
     axis.set_title(f"X (seed {int(results['seeds'][0])})")
     figure.colorbar(image, ax=axis)
+
+
+def _reached(results: dict) -> np.ndarray:
+    """`(seeds, saves)`: the saves up to the last one every run of a seed reached (`last_index`)."""
+    return np.arange(len(results["steps"]))[None, :] <= results["last_index"][:, None]
 
 
 def _seed_curves(axis, x, curves, reached, label, **style) -> None:
@@ -62,7 +66,7 @@ def plot_block_theory(results: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     ts = results["ts"]
-    reached = ts[None, :] <= np.minimum(results["t_final_joint"], results["t_final_reduced"])[:, None]
+    reached = _reached(results)
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
     _frequency_map(figure, left, results)
 
@@ -72,9 +76,9 @@ def plot_block_theory(results: dict, path: Path) -> None:
             _seed_curves(middle, ts, results[name], reached, **style)
     middle.axhline(1.0, color="gray", linewidth=0.8)
     _finish(middle, "t", "normalized correlation", "Theorem 1 on the joint flow")
-    _mark_failures(middle, ts, results["t_final_joint"], results["status_joint"])
+    _mark_failures(middle, ts, results["t_final_ode"], results["status_ode"])
 
-    _seed_curves(right, ts, results["entropy_joint"], reached, "joint flow", color="tab:orange")
+    _seed_curves(right, ts, results["entropy_ode"], reached, "joint flow", color="tab:orange")
     _seed_curves(right, ts, results["entropy_reduced"], reached, "reduced JoMA flow", color="tab:purple", linestyle="--")
     _finish(right, "t", "attention entropy (nats)", "attention entropy, mean over classes")
     _mark_failures(right, ts, results["t_final_reduced"], results["status_reduced"])
@@ -97,8 +101,8 @@ def plot_compare(results: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     steps = results["steps"]
-    last = last_common_index(results)
-    reached = np.arange(len(steps))[None, :] <= last[:, None]
+    last = results["last_index"]
+    reached = _reached(results)
     figure, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     _frequency_map(figure, axes[0], results)
 

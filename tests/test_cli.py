@@ -24,9 +24,9 @@ def test_simulate_writes_a_complete_run(run_folder, capsys):
     assert config["environment"]["packages"]["diffrax"]
     summary = json.loads((run_folder / "summary.json").read_text())
     assert len(summary["nc_zhat_z"]) == 2 and all(value > 0.97 for value in summary["nc_zhat_z"])
-    assert summary["status_joint"] == ["ok", "ok"] and summary["wall_seconds"] > 0
+    assert summary["status_ode"] == ["ok", "ok"] and summary["wall_seconds"] > 0
     data = np.load(run_folder / "data.npz")
-    assert data["z"].shape == (2, 7, 20) and data["nc_zhat_z"].shape == (2, 7)
+    assert data["z_ode"].shape == (2, 7, 20) and data["nc_zhat_z"].shape == (2, 7)
     assert not [p for p in run_folder.parent.iterdir() if p.name.startswith(".")], "no partial folders left"
 
 

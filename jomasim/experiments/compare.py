@@ -1,10 +1,10 @@
 """Theory against training on the §3.5 block: the `jomasim compare` job.
 
 For every seed the JoMA block (a Flax NNX model) is trained with full-batch SGD at rates
-(η_w, η_z), vmapped over seeds in one compiled `lax.scan`, while Diffrax integrates the joint
-gradient flow and the reduced JoMA flow from the same data and initial state. Time is measured in
-units of η_w: the flows run with rates (1, η_z/η_w) and step k of training sits at t = η_w·k.
-At every saved step the job measures
+(η_w, η_z) while Diffrax integrates the joint gradient flow and the reduced JoMA flow from the
+same data and initial state, all seeds in one compiled, vmapped call
+(`jomasim.experiments.block.measure_member`). Time is measured in units of η_w: the flows run with
+rates (1, η_z/η_w) and step k of training sits at t = η_w·k. At every saved step the job measures
 
 1. Theorem 1 on the trained model: NC(ẑ(V_k), z_k), NC(ẑ₁, z_k), NC(ẑ₂, z_k) and the residual;
 2. theory against training: z and V of the joint and of the reduced flow against z_k and V_k;
@@ -13,7 +13,6 @@ At every saved step the job measures
 
 import dataclasses
 import time
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -22,12 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._errors import OutOfRangeError, check_integer, check_positive
-from ..comparison import agreement_curves, final_values, last_reached_index, logits_and_weights, theorem1_curves
-from ..metrics import mean_attention_entropy
-from ..models import JoMABlock
-from ..theory import JointFlow, ReducedFlow
-from ..train import OptimizerSpec, make_optimizer, train
-from .block_theory import BlockSetting, integrate_block_theory
+from ..theory import JointFlow
+from .block import BlockSetting, BlockTraining, run_members, summarize_members, train_member
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +50,6 @@ class CompareConfig(BlockSetting):
         return np.unique(np.append(np.arange(0, self.steps + 1, self.save_every), self.steps))
 
 
-class BlockTraining(NamedTuple):
-    """Trained parameters at the save steps and the loss before every step, per seed."""
-
-    W: jax.Array
-    z: jax.Array
-    losses: jax.Array
-
-
 @eqx.filter_jit
 def train_blocks(joint: JointFlow, y0, eta_w: jax.Array, eta_z: jax.Array, steps: int, save_steps: jax.Array) -> BlockTraining:
     """Full-batch SGD on one `JoMABlock` per member of a batch, vmapped in one compiled call.
@@ -80,45 +67,11 @@ def train_blocks(joint: JointFlow, y0, eta_w: jax.Array, eta_z: jax.Array, steps
 
     A `BlockTraining` with `W` `(B, n_save, d, K)`, `z` `(B, n_save, M_c)`, `losses` `(B, steps)`.
     """
-
-    def one(flow, W0, z0, rate_w, rate_z):
-        model = JoMABlock(flow.data, W0, z0, attention=flow.attention_kind, activation=flow.activation,
-                          temperature=flow.temperature)
-        saved, losses = train(
-            model,
-            lambda block, _: block(),
-            lambda labels: make_optimizer(OptimizerSpec("sgd"), labels, rate_w, rate_z),
-            steps=steps,
-            save_steps=save_steps,
-        )
-        return BlockTraining(saved["W"][...], saved["z"][...], losses)
-
     batch = y0[0].shape[0]
     rates = jnp.broadcast_to(eta_w, (batch,)), jnp.broadcast_to(eta_z, (batch,))
-    return jax.vmap(one)(joint, *y0, *rates)
-
-
-def _measures(joint: JointFlow, y0, reduced: ReducedFlow, W_train, z_train, joint_ys, reduced_ys) -> dict[str, jax.Array]:
-    """All curves over the save steps of one seed (vmapped over seeds by the caller)."""
-    invariant = joint.invariant(y0)
-    V_train = jax.vmap(joint.projected_weights)((W_train, z_train))
-    z_ode, V_ode = logits_and_weights(joint, joint_ys)
-    z_reduced, V_reduced = logits_and_weights(reduced, reduced_ys)
-    on_ode = theorem1_curves(invariant, V_ode, z_ode)
-    return {
-        "z_train": z_train,
-        "V_train": V_train,
-        "z_ode": z_ode,
-        "V_ode": V_ode,
-        "z_reduced": z_reduced,
-        "V_reduced": V_reduced,
-        **theorem1_curves(invariant, V_train, z_train),
-        **{f"ode_{name}": curve for name, curve in on_ode.items() if name.startswith("nc_")},
-        **agreement_curves("ode", z_ode, V_ode, z_train, V_train),
-        **agreement_curves("reduced", z_reduced, V_reduced, z_train, V_train),
-        "entropy_train": jax.vmap(lambda z: mean_attention_entropy(joint.attention((None, z))))(z_train),
-        "loss_train": jax.vmap(joint.loss)(W_train, z_train),
-    }
+    return jax.vmap(lambda flow, W0, z0, rate_w, rate_z: train_member(flow, (W0, z0), rate_w, rate_z, steps, save_steps))(
+        joint, *y0, *rates
+    )
 
 
 def run_compare(config: CompareConfig, progress: bool = False) -> dict:
@@ -127,89 +80,25 @@ def run_compare(config: CompareConfig, progress: bool = False) -> dict:
     **Arguments:**
 
     - `config`: a `CompareConfig`.
-    - `progress`: show a progress bar over the stages (theory, training, measures).
+    - `progress`: show a progress line while the job compiles and runs.
 
     **Returns:**
 
-    A dict of NumPy arrays with a leading seed axis (except `ts`, `steps`, `seeds`): the trained,
-    joint-flow and reduced-flow `z_*`, `V_*`; the curves `nc_*`, `relerr_*`, `invariant_residual`;
-    `entropy_train`, `entropy_ode`, `entropy_reduced`; `loss_train` at the saves and `losses` before
-    every step; the flows' `status_*` and
-    `t_final_*`, the first non-finite training step `train_diverged_at` (−1 if none), `X`, and the
-    `messages_*` lists.
+    The curves of `jomasim.experiments.block.run_members` in `both` mode (runs `train`, `ode` =
+    the joint flow, `reduced`; training is the reference), with `ts` = η_w · `steps`.
     """
-    save_steps = config.save_steps
-    ts = config.eta_w * save_steps
-    bar = tqdm(total=3, desc="compare", unit="stage", disable=not progress)
-    bar.set_postfix_str("joint + reduced ODE (Diffrax)")
-    theory = integrate_block_theory(config, 1.0, config.eta_z / config.eta_w, jnp.asarray(ts))
-    bar.update()
-    bar.set_postfix_str(f"training {config.seeds} seeds x {config.steps} steps")
-    trained = train_blocks(theory.joint, theory.y0, jnp.asarray(config.eta_w), jnp.asarray(config.eta_z),
-                           config.steps, jnp.asarray(save_steps))
-    bar.update()
-    bar.set_postfix_str("measures")
-    measures = jax.vmap(_measures)(theory.joint, theory.y0, theory.reduced, trained.W, trained.z,
-                                   theory.joint_trajectory.ys, theory.reduced_trajectory.ys)
-    results = {name: np.asarray(value) for name, value in measures.items()}
+    bar = tqdm(total=1, desc="compare", unit="job", disable=not progress)
+    bar.set_postfix_str(f"training {config.seeds} seeds x {config.steps} steps + joint and reduced ODE (Diffrax)")
+    results = run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "both")
+    results["ts"] = config.eta_w * results["steps"]
     bar.update()
     bar.close()
-    losses = np.asarray(trained.losses)
-    finite = np.isfinite(losses)
-    results.update(
-        ts=np.asarray(ts),
-        steps=save_steps,
-        seeds=np.asarray(config.seed_list),
-        X=np.asarray(theory.joint.data.X),
-        losses=losses,
-        train_diverged_at=np.where(finite.all(axis=1), -1, np.argmin(finite, axis=1)),
-        entropy_ode=np.asarray(theory.joint_trajectory.entropy()),
-        entropy_reduced=np.asarray(theory.reduced_trajectory.entropy()),
-        status_ode=np.asarray(theory.joint_trajectory.status),
-        status_reduced=np.asarray(theory.reduced_trajectory.status),
-        t_final_ode=np.asarray(theory.joint_trajectory.t_final),
-        t_final_reduced=np.asarray(theory.reduced_trajectory.t_final),
-        messages_ode=theory.joint_trajectory.messages(),
-        messages_reduced=theory.reduced_trajectory.messages(),
-    )
     return results
 
 
-def last_common_index(results: dict) -> np.ndarray:
-    """Per seed, the last save index that training and both flows reached with finite values."""
-    last = last_reached_index(results["ts"], np.minimum(results["t_final_ode"], results["t_final_reduced"]))
-    diverged = results["train_diverged_at"]
-    before_divergence = np.sum(results["steps"][None, :] < diverged[:, None], axis=1) - 1
-    return np.where(diverged >= 0, np.minimum(last, before_divergence), last)
-
-
 def summarize_compare(results: dict, wall_seconds: float) -> dict:
-    """The headline numbers, one value per seed at the last step all three sides reached.
-
-    **Returns:**
-
-    A dict with `seeds`, `step` (the step read), every `nc_*` / `relerr_*` curve's value,
-    `invariant_residual_max`, the final entropies, the final loss, what happened to each side
-    (`status_train`, `status_ode`, `status_reduced`) and `wall_seconds` (the whole job).
-    """
-    last = last_common_index(results)
-    rows = np.arange(len(last))
-    diverged = results["train_diverged_at"]
-    return {
-        "seeds": results["seeds"].tolist(),
-        "step": results["steps"][last].tolist(),
-        **final_values(results, last),
-        "invariant_residual_max": np.abs(results["invariant_residual"][rows, last]).max(axis=-1).tolist(),
-        "entropy_initial": results["entropy_train"][:, 0].tolist(),
-        "entropy_train_final": results["entropy_train"][rows, last].tolist(),
-        "entropy_ode_final": results["entropy_ode"][rows, last].tolist(),
-        "entropy_reduced_final": results["entropy_reduced"][rows, last].tolist(),
-        "loss_final": results["loss_train"][rows, last].tolist(),
-        "status_train": ["ok" if step < 0 else f"non-finite loss at step {step}" for step in diverged],
-        "status_ode": results["messages_ode"],
-        "status_reduced": results["messages_reduced"],
-        "wall_seconds": wall_seconds,
-    }
+    """`summarize_members` of a comparison, with `wall_seconds` (the whole job)."""
+    return {**summarize_members(results, "both"), "wall_seconds": wall_seconds}
 
 
 def compare(config: CompareConfig, progress: bool = False) -> tuple[dict, dict]:

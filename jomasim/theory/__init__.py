@@ -7,9 +7,12 @@ from ._closed_forms import matrix_solution as matrix_solution
 from ._flows import AbstractFlow as AbstractFlow
 from ._flows import JointFlow as JointFlow
 from ._flows import ReducedFlow as ReducedFlow
+from ._simulate import SolverOptions as SolverOptions
 from ._simulate import Status as Status
 from ._simulate import Trajectory as Trajectory
 from ._simulate import simulate as simulate
+from ._simulate import solve as solve
 from ._simulate import stack as stack
+from ._simulate import status_messages as status_messages
 from ._toy_flows import NonlinearToyFlow as NonlinearToyFlow
 from ._toy_flows import SalienceFlow as SalienceFlow

@@ -45,17 +45,36 @@ class Status(enum.IntEnum):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Options:
-    """Static (hashable) solver settings; one compile per distinct value."""
+class SolverOptions:
+    """How `simulate` and `solve` integrate: solver, tolerances, step budget, batch mode, blow-up event.
 
-    solver: str
-    rtol: float
-    atol: float
-    dt0: float | None
-    max_steps: int
-    batch: str | None
-    blowup: float | None
-    progress: bool
+    Static (hashable): one compile per distinct value. The fields are the keyword arguments of
+    `simulate`, which documents them; they are checked when the options are made.
+    """
+
+    solver: str = "tsit5"
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    dt0: float | None = None
+    max_steps: int = 65536
+    batch: str | None = None
+    blowup: float | None = None
+    progress: bool = False
+
+    def __post_init__(self):
+        check_choice("solver", self.solver, SOLVERS)
+        check_choice("batch", self.batch, BATCH_MODES)
+        check_positive("rtol", self.rtol)
+        check_positive("atol", self.atol)
+        check_integer("max_steps", self.max_steps, least=1)
+        if self.solver in FIXED_STEP_SOLVERS and self.dt0 is None:
+            raise OutOfRangeError(f"solver={self.solver!r} takes fixed steps; give dt0 > 0")
+        if self.dt0 is not None:
+            check_positive("dt0", self.dt0)
+        if self.blowup is not None:
+            check_positive("blowup", self.blowup)
+            if self.batch == "ode":
+                raise OutOfRangeError("blowup needs one solve per trajectory; use batch='vmap' or None with blowup")
 
 
 class _BatchedField(eqx.Module):
@@ -86,7 +105,7 @@ def _error_norm(tree) -> jax.Array:
     return jnp.where(jnp.isnan(norm), jnp.inf, norm)
 
 
-def _solve_one(field, y0, ts, t0, options: _Options):
+def _solve_one(field, y0, ts, t0, options: SolverOptions):
     """One `diffeqsolve`; returns (ys at ts, time reached, status, step statistics).
 
     The time reached is the end time, the event time, or after a failure the last save time
@@ -146,11 +165,31 @@ def _mark_nonfinite(ys, ts, t_final, status):
     return jnp.where((status == Status.OK) & ~finite, Status.NONFINITE, status)
 
 
+def solve(field: AbstractFlow, y0, ts, options: SolverOptions = SolverOptions(), t0: float = 0.0) -> "Trajectory":
+    """Integrates one trajectory, without the input checks of `simulate`: the traceable core to
+    call inside `jax.jit`, `jax.vmap` or `jax.shard_map` (sweeps vmap it over points whose fields,
+    initial states and save times all differ).
+
+    **Arguments:**
+
+    - `field`, `y0`, `ts`, `t0`: as in `simulate`, for one trajectory; the caller has checked them.
+    - `options`: a `SolverOptions` with `batch=None`.
+
+    **Returns:**
+
+    An unbatched `Trajectory` (vmapped, every field gains the batch axis, `ts` included).
+    """
+    if options.batch is not None:
+        raise OutOfRangeError(f"solve integrates one trajectory; got batch={options.batch!r} (vmap solve, or use simulate)")
+    ys, t_final, status, stats = _solve_one(field, y0, ts, t0, options)
+    return Trajectory(field, ts, ys, t_final, _mark_nonfinite(ys, ts, t_final, status), *stats)
+
+
+_solve_single = eqx.filter_jit(solve)
+
+
 @eqx.filter_jit
-def _solve(field, y0, ts, t0, options: _Options):
-    if options.batch is None:
-        ys, t_final, status, stats = _solve_one(field, y0, ts, t0, options)
-        return ys, t_final, _mark_nonfinite(ys, ts, t_final, status), stats
+def _solve_batch(field, y0, ts, t0, options: SolverOptions) -> "Trajectory":
     if options.batch == "vmap":
         ys, t_final, status, stats = jax.vmap(lambda f, y: _solve_one(f, y, ts, t0, options))(field, y0)
     else:
@@ -160,7 +199,32 @@ def _solve(field, y0, ts, t0, options: _Options):
         t_final, status = jnp.full(size, t_final), jnp.full(size, status)
         stats = tuple(jnp.full(size, s) for s in stats)
     status = jax.vmap(_mark_nonfinite, in_axes=(0, None, 0, 0))(ys, ts, t_final, status)
-    return ys, t_final, status, stats
+    return Trajectory(field, ts, ys, t_final, status, *stats)
+
+
+_STATUS_TEXTS = {
+    Status.OK: "ok",
+    Status.MAX_STEPS: "max steps reached at t = {:.6g}",
+    Status.BLOWUP: "blow-up at t = {:.6g}",
+    Status.NONFINITE: "NaN or infinity in the state before t = {:.6g}",
+    Status.SOLVER_FAILURE: "solver failure at t = {:.6g}",
+}
+
+
+def status_messages(status, t_final) -> list[str]:
+    """What happened to each trajectory, in words, from its `Status` codes and the times reached.
+
+    **Arguments:**
+
+    - `status`, `t_final`: scalars or `(B,)` arrays.
+
+    **Returns:**
+
+    One line per trajectory: `ok`, `blow-up at t = …`, `max steps reached at t = …`, ...
+    """
+    codes = np.atleast_1d(np.asarray(status))
+    times = np.atleast_1d(np.asarray(t_final))
+    return [_STATUS_TEXTS[Status(int(code))].format(time) for code, time in zip(codes, times)]
 
 
 class Trajectory(eqx.Module):
@@ -171,7 +235,7 @@ class Trajectory(eqx.Module):
     **Fields:**
 
     - `field`: the vector field (batched like the states).
-    - `ts`: save times, `(n,)`.
+    - `ts`: save times, `(n,)` (or `(B, n)` when `solve` was vmapped with its own times per member).
     - `ys`: states at `ts`, a pytree of arrays `([B,] n, ...)`. States at times after a trajectory
       stopped (blow-up, failure) are ±inf; see `reached`.
     - `t_final`: the time each trajectory reached (the last save time if it finished).
@@ -187,7 +251,11 @@ class Trajectory(eqx.Module):
     num_steps: jax.Array
     num_accepted_steps: jax.Array
     num_rejected_steps: jax.Array
-    batched: bool = eqx.field(static=True)
+
+    @property
+    def batched(self) -> bool:
+        """Whether this is a batch of trajectories (then `t_final` has a batch axis)."""
+        return jnp.ndim(self.t_final) == 1
 
     @property
     def ok(self) -> jax.Array:
@@ -201,16 +269,7 @@ class Trajectory(eqx.Module):
 
     def messages(self) -> list[str]:
         """One line per trajectory: `ok`, `blow-up at t = …`, `max steps reached at t = …`, ..."""
-        texts = {
-            Status.OK: "ok",
-            Status.MAX_STEPS: "max steps reached at t = {:.6g}",
-            Status.BLOWUP: "blow-up at t = {:.6g}",
-            Status.NONFINITE: "NaN or infinity in the state before t = {:.6g}",
-            Status.SOLVER_FAILURE: "solver failure at t = {:.6g}",
-        }
-        codes = np.atleast_1d(np.asarray(self.status))
-        times = np.atleast_1d(np.asarray(self.t_final))
-        return [texts[Status(int(code))].format(time) for code, time in zip(codes, times)]
+        return status_messages(self.status, self.t_final)
 
     def member(self, index: int) -> "Trajectory":
         """Trajectory `index` of a batch, as an unbatched `Trajectory`."""
@@ -221,7 +280,8 @@ class Trajectory(eqx.Module):
             (self.field, self.ys, self.t_final, self.status, self.num_steps, self.num_accepted_steps, self.num_rejected_steps),
         )
         field, ys, t_final, status, *stats = parts
-        return Trajectory(field, self.ts, ys, t_final, status, *stats, batched=False)
+        ts = self.ts[index] if jnp.ndim(self.ts) == 2 else self.ts
+        return Trajectory(field, ts, ys, t_final, status, *stats)
 
     def map_states(self, fn):
         """Applies `fn(field, y)` to every saved state; returns arrays `([B,] n, ...)`."""
@@ -328,19 +388,10 @@ def simulate(
     A `Trajectory`. Failures never raise and are never hidden: each trajectory carries its
     `status` and `t_final`, and `messages()` says what happened.
     """
-    check_choice("solver", solver, SOLVERS)
-    check_choice("batch", batch, BATCH_MODES)
-    check_positive("rtol", rtol)
-    check_positive("atol", atol)
-    check_integer("max_steps", max_steps, least=1)
-    if solver in FIXED_STEP_SOLVERS and dt0 is None:
-        raise OutOfRangeError(f"solver={solver!r} takes fixed steps; give dt0 > 0")
-    if dt0 is not None:
-        check_positive("dt0", dt0)
-    if blowup is not None:
-        check_positive("blowup", blowup)
-        if batch == "ode":
-            raise OutOfRangeError("blowup needs one solve per trajectory; use batch='vmap' or None with blowup")
+    options = SolverOptions(
+        solver, float(rtol), float(atol), None if dt0 is None else float(dt0), max_steps, batch,
+        None if blowup is None else float(blowup), bool(progress),
+    )
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     if ts.ndim != 1 or ts.size == 0:
         raise ShapeMismatchError(f"ts has shape {ts.shape}; expected a non-empty vector of save times")
@@ -352,13 +403,11 @@ def simulate(
     y0 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(float)), y0)
     if batch is None:
         _check_state(field, y0, t0)
-    else:
-        _batch_size((field, y0))
-        first = jax.tree_util.tree_map(lambda leaf: leaf[0], (field, y0))
-        _check_state(*first, t0)
-    options = _Options(solver, float(rtol), float(atol), None if dt0 is None else float(dt0), int(max_steps), batch, None if blowup is None else float(blowup), bool(progress))
-    ys, t_final, status, (steps, accepted, rejected) = _solve(field, y0, ts, float(t0), options)
-    return Trajectory(field, ts, ys, t_final, status, steps, accepted, rejected, batched=batch is not None)
+        return _solve_single(field, y0, ts, options, float(t0))
+    _batch_size((field, y0))
+    first = jax.tree_util.tree_map(lambda leaf: leaf[0], (field, y0))
+    _check_state(*first, t0)
+    return _solve_batch(field, y0, ts, float(t0), options)
 
 
 def stack(items):

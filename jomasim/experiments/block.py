@@ -1,0 +1,291 @@
+"""The §3.5 block, member by member: theory, training and every measure, for any batch of members.
+
+A *member* is one seed with its own numbers (learning rates, temperature, saliency, initial scale).
+`measure_member` does everything for one member in traceable JAX: it builds the data and the
+initial state, trains the `JoMABlock` with SGD (`train` and `both` modes), integrates the joint
+gradient flow and the reduced JoMA flow (`theory` and `both` modes), and measures them at the saved
+steps. `run_members` vmaps it over a batch in one compiled call; `simulate`, `compare` and the
+sweeps are batches of members.
+
+Time is counted in SGD steps: the flows run with rates (1, η_z/η_w) and step k sits at t = η_w·k,
+so a member's curves line up with its training whatever its η_w.
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._errors import check_choice, check_integer, check_positive
+from ..activation import ACTIVATIONS
+from ..attention import ATTENTION_KINDS
+from ..comparison import agreement_curves, final_values, logits_and_weights, theorem1_curves
+from ..data import EMBEDDINGS, VARIANTS, make_token_data
+from ..metrics import mean_attention_entropy
+from ..models import JoMABlock
+from ..theory import JointFlow, ReducedFlow, SolverOptions, solve, status_messages
+from ..train import OptimizerSpec, make_optimizer, train
+
+MODES = ("theory", "train", "both")
+"""`theory`: the joint and the reduced flow; `train`: SGD only; `both`: all three."""
+
+
+def sides_of(mode: str) -> tuple[str, ...]:
+    """The runs a mode makes: `train` (SGD), `ode` (the joint flow), `reduced` (the JoMA flow)."""
+    return {"theory": ("ode", "reduced"), "train": ("train",), "both": ("train", "ode", "reduced")}[mode]
+
+
+def flow_sides(mode: str) -> tuple[str, ...]:
+    """The flows a mode integrates (`ode`, `reduced`), if any."""
+    return tuple(side for side in sides_of(mode) if side != "train")
+
+
+def reference_of(mode: str) -> str:
+    """The run the others are compared against: training when there is one, else the joint flow."""
+    return sides_of(mode)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSetting:
+    """What every §3.5 block experiment shares: the data model, the block, the seeds and the solver.
+
+    Defaults are the paper's Fig. 2 setting: Gaussian X, 10 distinct + 10 common tokens, K = 20
+    classes, d = 30, T = 0.5, softmax attention, linear activation, 8 seeds. `blowup` stops a flow
+    when a logit |z| reaches it (reported as a blow-up); `None` never stops.
+    """
+
+    attention: str = "softmax"
+    activation: str = "linear"
+    temperature: float = 0.5
+    seeds: int = 8
+    first_seed: int = 0
+    variant: str = "gaussian"
+    saliency: float = 1.0
+    n_distinct: int = 10
+    n_common: int = 10
+    n_classes: int = 20
+    dim: int = 30
+    embedding: str = "identity"
+    init_scale: float = 0.01
+    solver: str = "tsit5"
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    max_steps: int = 65536
+    blowup: float | None = None
+
+    def __post_init__(self):
+        check_choice("attention", self.attention, ATTENTION_KINDS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("embedding", self.embedding, EMBEDDINGS)
+        for name in ("temperature", "init_scale"):
+            check_positive(name, getattr(self, name))
+        check_integer("seeds", self.seeds, least=1)
+        check_integer("first_seed", self.first_seed, least=0)
+        # the data model and the solver options check the rest, now rather than inside a trace
+        make_token_data(0, n_distinct=self.n_distinct, n_common=self.n_common, n_classes=self.n_classes,
+                        dim=self.dim, variant=self.variant, saliency=self.saliency, embedding=self.embedding)
+        self.solver_options  # noqa: B018 (building the options checks them)
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds run, one per member."""
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    @property
+    def solver_options(self) -> SolverOptions:
+        """How the flows are integrated (one trajectory per member)."""
+        return SolverOptions(self.solver, self.rtol, self.atol, max_steps=self.max_steps, blowup=self.blowup)
+
+    def members(self, eta_w: float, eta_z: float) -> "MemberNumbers":
+        """One member per seed, all with this setting's numbers and the rates (η_w, η_z)."""
+        seeds = np.asarray(self.seed_list)
+        same = lambda value: np.full(len(seeds), value, dtype=float)  # noqa: E731
+        return MemberNumbers(seeds, same(eta_w), same(eta_z), same(self.temperature), same(self.saliency),
+                             same(self.init_scale))
+
+
+class MemberNumbers(NamedTuple):
+    """The numbers that may differ between members of one compiled batch: arrays with a leading
+    member axis (scalars inside `measure_member`)."""
+
+    seed: jax.Array
+    eta_w: jax.Array
+    eta_z: jax.Array
+    temperature: jax.Array
+    saliency: jax.Array
+    init_scale: jax.Array
+
+
+def build_member(setting: BlockSetting, numbers: MemberNumbers) -> tuple[JointFlow, tuple, ReducedFlow]:
+    """A member's data, joint flow (rates `numbers.eta_w`, `numbers.eta_z`), initial state and
+    reduced flow. Traceable.
+
+    **Returns:**
+
+    `(joint, (W0, z0), reduced)`.
+    """
+    data_key, init_key = jax.random.split(jax.random.key(numbers.seed))
+    data = make_token_data(
+        data_key,
+        n_distinct=setting.n_distinct,
+        n_common=setting.n_common,
+        n_classes=setting.n_classes,
+        dim=setting.dim,
+        variant=setting.variant,
+        saliency=numbers.saliency,
+        embedding=setting.embedding,
+    )
+    joint = JointFlow(data, attention=setting.attention, activation=setting.activation,
+                      eta_w=numbers.eta_w, eta_z=numbers.eta_z, temperature=numbers.temperature)
+    y0 = joint.initial_state(init_key, numbers.init_scale)
+    return joint, y0, ReducedFlow.from_joint(joint, y0)
+
+
+class BlockTraining(NamedTuple):
+    """Trained parameters at the save steps and the loss before every step (batched or not)."""
+
+    W: jax.Array
+    z: jax.Array
+    losses: jax.Array
+
+
+def train_member(joint: JointFlow, y0, eta_w, eta_z, steps: int, save_steps) -> BlockTraining:
+    """Full-batch SGD on the `JoMABlock` of `joint` (its data, attention, activation, temperature;
+    not its rates) from `y0` with learning rates (η_w, η_z). Traceable.
+
+    **Returns:**
+
+    A `BlockTraining` with `W` `(n_save, d, K)`, `z` `(n_save, M_c)`, `losses` `(steps,)`.
+    """
+    model = JoMABlock(joint.data, *y0, attention=joint.attention_kind, activation=joint.activation,
+                      temperature=joint.temperature)
+    saved, losses = train(
+        model,
+        lambda block, _: block(),
+        lambda labels: make_optimizer(OptimizerSpec("sgd"), labels, eta_w, eta_z),
+        steps=steps,
+        save_steps=save_steps,
+    )
+    return BlockTraining(saved["W"][...], saved["z"][...], losses)
+
+
+def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str) -> dict[str, jax.Array]:
+    """Everything one member's runs give, at the saved steps. Traceable (vmap it over members).
+
+    **Arguments:**
+
+    - `setting`: the shared setting.
+    - `numbers`: this member's numbers (scalars).
+    - `steps`: SGD steps (static; unused in `theory` mode).
+    - `save_steps`: the steps measured, `(n,)` (any non-negative reals in `theory` mode).
+    - `mode`: `"theory"`, `"train"` or `"both"` (see `MODES`).
+
+    **Returns:**
+
+    Curves over the saves, for every run `side` of the mode (`train`, `ode`, `reduced`): `z_side`,
+    `V_side`, `entropy_side`; the Theorem 1 curves of the reference run (`nc_zhat_z`, ...,
+    `invariant_residual`, `z_hat`) and, in `both` mode, of the joint flow (`ode_nc_zhat_z`, ...);
+    every other run against the reference (`nc_side_z`, `nc_side_V`, `relerr_side_z`). For flows:
+    `status_side`, `t_final_side` (in flow time t = η_w·step), `num_steps_side`,
+    `num_rejected_steps_side`; for training: `losses` (every step), `loss_train`,
+    `train_diverged_at` (first non-finite loss, −1 if none). `last_index`: the last save every run
+    reached with finite values. `X`: the token frequencies.
+    """
+    save_steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
+    flow_numbers = numbers._replace(eta_w=jnp.ones_like(numbers.eta_w), eta_z=numbers.eta_z / numbers.eta_w)
+    joint, y0, reduced = build_member(setting, flow_numbers)
+    invariant = joint.invariant(y0)
+    runs, reached, curves = {}, [], {"X": joint.data.X}
+    if mode != "theory":
+        trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps.astype(int))
+        runs["train"] = trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z))
+        finite = jnp.isfinite(trained.losses)
+        diverged = jnp.where(jnp.all(finite), -1, jnp.argmin(finite))
+        reached.append((diverged < 0) | (save_steps < diverged))
+        curves.update(losses=trained.losses, loss_train=jax.vmap(joint.loss)(trained.W, trained.z),
+                      train_diverged_at=diverged)
+    if mode != "train":
+        ts = numbers.eta_w * save_steps
+        for side, flow, start in (("ode", joint, y0), ("reduced", reduced, y0[0])):
+            trajectory = solve(flow, start, ts, setting.solver_options)
+            runs[side] = logits_and_weights(flow, trajectory.ys)
+            reached.append(trajectory.reached)
+            curves.update({f"status_{side}": trajectory.status, f"t_final_{side}": trajectory.t_final,
+                           f"num_steps_{side}": trajectory.num_steps,
+                           f"num_rejected_steps_{side}": trajectory.num_rejected_steps})
+    reference = reference_of(mode)
+    z_ref, V_ref = runs[reference]
+    curves.update(theorem1_curves(invariant, V_ref, z_ref))
+    if mode == "both":
+        z_ode, V_ode = runs["ode"]
+        curves.update({f"ode_{k}": v for k, v in theorem1_curves(invariant, V_ode, z_ode).items() if k.startswith("nc_")})
+    for side, (z, V) in runs.items():
+        curves.update({f"z_{side}": z, f"V_{side}": V,
+                       f"entropy_{side}": jax.vmap(lambda logits: mean_attention_entropy(joint.attention((None, logits))))(z)})
+        if side != reference:
+            curves.update(agreement_curves(side, z, V, z_ref, V_ref))
+    # every reached mask is a prefix of the saves
+    curves["last_index"] = jnp.sum(jnp.all(jnp.stack(reached), axis=0)) - 1
+    return curves
+
+
+@eqx.filter_jit
+def _measure_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str):
+    return jax.vmap(lambda member: measure_member(setting, member, steps, save_steps, mode))(numbers)
+
+
+def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str) -> dict:
+    """`measure_member` for a batch of members in one compiled, vmapped call.
+
+    **Arguments:**
+
+    - `setting`, `steps`, `save_steps`, `mode`: as in `measure_member`, shared by the batch.
+    - `numbers`: a `MemberNumbers` of arrays `(B,)`.
+
+    **Returns:**
+
+    The curves as NumPy arrays with a leading member axis, plus `steps` (the save steps),
+    `seeds`, and `messages_side` (what happened to each flow, in words).
+    """
+    check_choice("mode", mode, MODES)
+    measures = _measure_members(setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
+    results = {name: np.asarray(value) for name, value in measures.items()}
+    results.update(steps=np.asarray(save_steps), seeds=np.asarray(numbers.seed))
+    for side in flow_sides(mode):
+        results[f"messages_{side}"] = status_messages(results[f"status_{side}"], results[f"t_final_{side}"])
+    return results
+
+
+def summarize_members(results: dict, mode: str) -> dict:
+    """The headline numbers per member at the last save every run reached (`last_index`).
+
+    **Returns:**
+
+    A dict of lists, one value per member: `seeds`, `step` (the save step read), every `nc_*` /
+    `relerr_*` curve's value, `invariant_residual_max`, `entropy_initial`, `entropy_side_final`
+    for each run, `loss_final` (when trained), and `status_side` for each run (`ok` or what
+    went wrong).
+    """
+    last = results["last_index"]
+    rows = np.arange(len(last))
+    reference = reference_of(mode)
+    summary = {
+        "seeds": results["seeds"].tolist(),
+        "step": results["steps"][last].tolist(),
+        **final_values(results, last),
+        "invariant_residual_max": np.abs(results["invariant_residual"][rows, last]).max(axis=-1).tolist(),
+        "entropy_initial": results[f"entropy_{reference}"][:, 0].tolist(),
+    }
+    for side in sides_of(mode):
+        summary[f"entropy_{side}_final"] = results[f"entropy_{side}"][rows, last].tolist()
+    if mode != "theory":
+        diverged = results["train_diverged_at"]
+        summary["loss_final"] = results["loss_train"][rows, last].tolist()
+        summary["status_train"] = ["ok" if step < 0 else f"non-finite loss at step {step}" for step in diverged]
+    for side in flow_sides(mode):
+        summary[f"status_{side}"] = results[f"messages_{side}"]
+    return summary
