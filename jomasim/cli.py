@@ -7,14 +7,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ._errors import JomasimError
+from ._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_choice
 from .activation import ACTIVATIONS
 from .attention import ATTENTION_KINDS
 from .data import VARIANTS
 from .experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory, summarize
+from .experiments.block import MODES, reference_of
+from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
 from .experiments.compare import CompareConfig, compare
 from .io import environment, run_directory, unique_run_name, write_json, write_npz
-from .plots import plot_block_theory, plot_compare
+from .plots import plot_block_theory, plot_compare, plot_sweep
+from .sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
 from .theory._simulate import SOLVERS
 
 
@@ -83,6 +86,111 @@ def _add_compare(commands) -> None:
     parser.set_defaults(handler=_compare)
 
 
+SWEEP_SETTINGS = ("steps", "save_every", "n_distinct", "n_common", "n_classes", "dim", "embedding", "solver", "rtol",
+                  "atol", "max_steps", "blowup")
+"""Fixed settings of a sweep that have their own options (the grid file's `settings` may hold any
+field of `CompareConfig` except `seeds` and `first_seed`, and `mode`)."""
+
+
+def _add_sweep(commands) -> None:
+    parser = commands.add_parser(
+        "sweep",
+        help="run theory and/or training of the §3.5 block at every point of a grid",
+        description="Sweep the §3.5 block over learning rates, saliency, temperature, attention, activation, data "
+        "variant and seeds. Each axis takes a comma-separated list (0.05,0.1) or an integer range (0:8); every "
+        "combination is a point. Points run in chunks, one compiled vmapped call each, sharded over all local "
+        "devices; finished chunks are kept, so rerunning with the same --name resumes. Writes points.csv, "
+        "points.npz, summary.json and plots into OUT/NAME.",
+    )
+    defaults = CompareConfig()
+    parser.add_argument("--grid", type=Path, default=None, help="TOML or JSON file with tables axes, points, settings")
+    parser.add_argument("--mode", choices=MODES, default=None, help="theory (joint + reduced ODE), train (SGD) or both (default)")
+    axes = parser.add_argument_group("axes (comma-separated lists or START:STOP ranges)")
+    for name in (*STATIC_AXES, *NUMERIC_AXES):
+        axes.add_argument(f"--{name.replace('_', '-')}", dest=f"axis_{name}", metavar="VALUES", default=None,
+                          help=f"default {getattr(defaults, 'first_seed' if name == 'seed' else name, None)}"
+                          if name != "eta_ratio" else "eta_z / eta_w (instead of --eta-z)")
+    settings = parser.add_argument_group("fixed settings")
+    for name in SWEEP_SETTINGS:
+        kind = type(getattr(defaults, name)) if getattr(defaults, name) is not None else float
+        settings.add_argument(f"--{name.replace('_', '-')}", dest=f"setting_{name}", type=kind, default=None,
+                              help=f"default {getattr(defaults, name)}")
+    run = parser.add_argument_group("running")
+    run.add_argument("--chunk-size", type=int, default=64, help="points per compiled call")
+    run.add_argument("--devices", type=int, default=None, help="local devices to shard over (default: all)")
+    run.add_argument("--plot", action="append", default=None, metavar="VALUE:X[:Y]",
+                     help="a heat map of result VALUE over axes X and Y (a line over X without Y); repeatable")
+    run.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the sweep folder")
+    run.add_argument("--name", default=None, help="sweep folder name; an existing sweep of that name is resumed")
+    run.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="join JAX's multi-process runtime")
+    run.add_argument("--num-processes", type=int, default=1)
+    run.add_argument("--process-id", type=int, default=0)
+    run.add_argument("--merge-timeout", type=float, default=3600.0, help="seconds process 0 waits for the others")
+    parser.set_defaults(handler=_sweep)
+
+
+def _sweep_grid(args) -> tuple[Grid, BlockSweep]:
+    """The grid (file, then options) and the task it runs; every setting checked."""
+    grid = load_grid(args.grid) if args.grid else Grid()
+    axes = {name.removeprefix("axis_"): parse_axis_values(name.removeprefix("axis_"), text)
+            for name, text in vars(args).items() if name.startswith("axis_") and text is not None}
+    settings = {name.removeprefix("setting_"): value for name, value in vars(args).items()
+                if name.startswith("setting_") and value is not None}
+    if args.mode is not None:
+        settings["mode"] = args.mode
+    grid = grid.with_axes(axes, settings)
+    settings = dict(grid.settings)
+    mode = settings.pop("mode", "both")
+    allowed = sorted({field.name for field in dataclasses.fields(CompareConfig)} - {"seeds", "first_seed"} | {"mode"})
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise InvalidChoiceError(f"unknown sweep settings {unknown}; allowed: {allowed}")
+    return grid, BlockSweep(CompareConfig(seeds=1, **settings), mode)
+
+
+def _plot_specs(args, task: BlockSweep, grid: Grid) -> list[tuple[str, str, str | None]]:
+    """The plots asked for, or by default the entropy-minimum step over the first two varied axes."""
+    if args.plot is None:
+        varied = [name for name, values in grid.axes.items() if len(values) > 1 and name != "seed"]
+        if not varied:
+            return []
+        return [(f"entropy_min_step_{reference_of(task.mode)}", varied[0], varied[1] if len(varied) > 1 else None)]
+    specs = []
+    for text in args.plot:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise OutOfRangeError(f"--plot {text!r} is not allowed; write VALUE:X or VALUE:X:Y")
+        for axis in parts[1:]:
+            check_choice("plot axis", axis, task.axes)
+        specs.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
+    return specs
+
+
+def _sweep(args) -> None:
+    if args.coordinator is not None:
+        if args.name is None:
+            raise OutOfRangeError("a multi-process sweep needs --name (every process writes into the same folder)")
+        initialize_processes(args.coordinator, args.num_processes, args.process_id)
+    grid, task = _sweep_grid(args)
+    specs = _plot_specs(args, task, grid)
+    name = args.name or unique_run_name(args.out, f"sweep-{task.mode}")
+    result = run_sweep(task, grid, args.out / name, chunk_size=args.chunk_size, devices=args.devices, progress=True,
+                       merge_timeout=args.merge_timeout)
+    if result is None:
+        print(f"process {args.process_id}: chunks written to {args.out / name}/chunks; process 0 merges")
+        return
+    for value, x, y in specs:
+        check_choice("plot value", value, [c for c in result.columns if c not in task.axes])
+        plot_sweep(result.table, value, x, y, result.folder / f"{value}-{x}{'-' + y if y else ''}.png")
+    summary = result.summary
+    print(f"{summary['points']} points in {summary['chunks']} chunks, {summary['failed']} failed, "
+          f"{summary['points_per_second']:.2f} points/s of compute")
+    for row, text in list(summary["failed_points"].items())[:10]:
+        print(f"  point {row}: {text}")
+    print(f"wrote {result.folder}/ (grid.json, points.csv, points.npz, summary.json"
+          f"{', ' + str(len(specs)) + ' plots' if specs else ''})")
+
+
 def _run(command: str, config, args, work: Callable, plot: Callable, figure: str, print_table: Callable) -> None:
     """Runs `work(config) -> (results, summary)` inside a fresh run folder and writes config.json,
     data.npz, summary.json and the figure; nothing is left behind if anything fails."""
@@ -136,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     _add_compare(commands)
     _add_simulate(commands)
+    _add_sweep(commands)
     return parser
 
 

@@ -94,6 +94,33 @@ class TokenData(eqx.Module):
         return (self.X - self.mean_frequency()[:, None]) / self.n_classes
 
 
+def check_data_options(*, n_distinct: int, n_common: int, n_classes: int, dim: int, variant: str, saliency,
+                       embedding: str, bump_width: float = 30.0) -> None:
+    """Checks the options of `make_token_data` (same names) without computing anything.
+
+    **Raises:**
+
+    `InvalidChoiceError` or `OutOfRangeError` naming the first bad option.
+    """
+    check_choice("variant", variant, VARIANTS)
+    check_choice("embedding", embedding, EMBEDDINGS)
+    for name, count in (("n_distinct", n_distinct), ("n_common", n_common)):
+        if count < 0:
+            raise OutOfRangeError(f"{name}={count} is not allowed; it must be >= 0")
+    n_tokens = n_distinct + n_common
+    if n_tokens < 1 or n_classes < 1:
+        raise OutOfRangeError(f"n_distinct + n_common = {n_tokens} and n_classes = {n_classes} must both be >= 1")
+    if dim < n_tokens + 1:
+        raise OutOfRangeError(
+            f"dim={dim} is too small for orthonormal embeddings of {n_tokens} contextual tokens and one "
+            f"query; it must be >= {n_tokens + 1}"
+        )
+    check_nonnegative("saliency", saliency)
+    check_positive("bump_width", bump_width)
+    if n_common == 0 and concrete(saliency) is not None and np.any(concrete(saliency) == 0):
+        raise OutOfRangeError(f"saliency={saliency!r} with n_common=0 leaves every class with no tokens; use saliency > 0 or n_common > 0")
+
+
 def make_token_data(
     seed: int | jax.Array = 0,
     *,
@@ -130,22 +157,9 @@ def make_token_data(
 
     A `TokenData`.
     """
-    check_choice("variant", variant, VARIANTS)
-    check_choice("embedding", embedding, EMBEDDINGS)
-    for name, count in (("n_distinct", n_distinct), ("n_common", n_common)):
-        if count < 0:
-            raise OutOfRangeError(f"{name}={count} is not allowed; it must be >= 0")
+    check_data_options(n_distinct=n_distinct, n_common=n_common, n_classes=n_classes, dim=dim, variant=variant,
+                       saliency=saliency, bump_width=bump_width, embedding=embedding)
     n_tokens = n_distinct + n_common
-    if n_tokens < 1 or n_classes < 1:
-        raise OutOfRangeError(f"n_distinct + n_common = {n_tokens} and n_classes = {n_classes} must both be >= 1")
-    if dim < n_tokens + 1:
-        raise OutOfRangeError(
-            f"dim={dim} is too small for orthonormal embeddings of {n_tokens} contextual tokens and one "
-            f"query; it must be >= {n_tokens + 1}"
-        )
-    check_nonnegative("saliency", saliency)
-    check_positive("bump_width", bump_width)
-
     key = jax.random.key(seed) if isinstance(seed, int) else seed
     freq_key, embed_key = jax.random.split(key)
     X = jax.random.uniform(freq_key, (n_tokens, n_classes)) / 2
@@ -154,10 +168,7 @@ def make_token_data(
         centres = jnp.arange(n_classes)[None, :] * n_distinct / n_classes
         X = X.at[:n_distinct].set(jnp.exp(-((tokens - centres) ** 2) / bump_width))
     X = X.at[:n_distinct].multiply(saliency)
-    totals = jnp.sum(X, axis=0, keepdims=True)
-    if concrete(totals) is not None and np.any(concrete(totals) <= 0):
-        raise OutOfRangeError(f"saliency={saliency!r} leaves a class with no tokens; use saliency > 0 or n_common > 0")
-    X = X / totals
+    X = X / jnp.sum(X, axis=0, keepdims=True)
 
     if embedding == "identity":
         U = jnp.eye(dim, n_tokens + 1)

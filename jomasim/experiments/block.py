@@ -23,7 +23,7 @@ from .._errors import check_choice, check_integer, check_positive
 from ..activation import ACTIVATIONS
 from ..attention import ATTENTION_KINDS
 from ..comparison import agreement_curves, final_values, logits_and_weights, theorem1_curves
-from ..data import EMBEDDINGS, VARIANTS, make_token_data
+from ..data import check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
 from ..theory import JointFlow, ReducedFlow, SolverOptions, solve, status_messages
@@ -79,15 +79,12 @@ class BlockSetting:
     def __post_init__(self):
         check_choice("attention", self.attention, ATTENTION_KINDS)
         check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("variant", self.variant, VARIANTS)
-        check_choice("embedding", self.embedding, EMBEDDINGS)
         for name in ("temperature", "init_scale"):
             check_positive(name, getattr(self, name))
         check_integer("seeds", self.seeds, least=1)
         check_integer("first_seed", self.first_seed, least=0)
-        # the data model and the solver options check the rest, now rather than inside a trace
-        make_token_data(0, n_distinct=self.n_distinct, n_common=self.n_common, n_classes=self.n_classes,
-                        dim=self.dim, variant=self.variant, saliency=self.saliency, embedding=self.embedding)
+        check_data_options(n_distinct=self.n_distinct, n_common=self.n_common, n_classes=self.n_classes, dim=self.dim,
+                           variant=self.variant, saliency=self.saliency, embedding=self.embedding)
         self.solver_options  # noqa: B018 (building the options checks them)
 
     @property

@@ -1,0 +1,137 @@
+"""A sweep's folder: the saved grid, one file per finished chunk, and the merged table.
+
+    runs/<name>/grid.json            the task's settings and every resolved point (the sweep's identity)
+    runs/<name>/chunks/chunk-00012.npz   the results of one chunk, written atomically when it finishes
+    runs/<name>/chunks/log.jsonl     one line per chunk computed (which process, when, how long)
+    runs/<name>/points.csv|.npz      the merged table, one row per point
+"""
+
+import csv
+import hashlib
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import InvalidPathError
+from ..io import write_json, write_npz
+
+CHUNK_FIELDS = ("index", "seconds", "fingerprint")
+
+
+def fingerprint(identity: dict[str, Any]) -> str:
+    """A short hash of a sweep's identity (task settings and points): chunk files carry it."""
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prepare_folder(folder: Path, identity: dict[str, Any]) -> None:
+    """Creates the sweep folder, or checks that an existing one holds the same sweep.
+
+    **Raises:**
+
+    `InvalidPathError` if `folder` is a file, cannot be written, or holds another sweep.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidPathError(f"sweep folder {str(folder)!r} is a file; give a folder")
+    grid_file = folder / "grid.json"
+    try:
+        (folder / "chunks").mkdir(parents=True, exist_ok=True)
+        if grid_file.exists():
+            saved = json.loads(grid_file.read_text())
+            if saved.get("fingerprint") != fingerprint(identity):
+                raise InvalidPathError(
+                    f"sweep folder {str(folder)!r} holds another sweep (different grid or settings); "
+                    "choose another --name, or rerun with the grid saved in its grid.json"
+                )
+        else:
+            write_json(grid_file, {"fingerprint": fingerprint(identity), **identity})
+    except OSError as error:
+        raise InvalidPathError(f"cannot write to sweep folder {str(folder)!r}: {error.strerror}") from None
+    except json.JSONDecodeError:
+        raise InvalidPathError(f"{str(grid_file)!r} is not valid JSON; remove it or choose another --name") from None
+
+
+def chunk_path(folder: Path, chunk: int) -> Path:
+    """Where chunk number `chunk` is stored."""
+    return Path(folder) / "chunks" / f"chunk-{chunk:05d}.npz"
+
+
+def write_chunk(folder: Path, chunk: int, index: np.ndarray, results: dict[str, np.ndarray], seconds: float,
+                sweep_fingerprint: str, process: int) -> None:
+    """Stores a finished chunk atomically and logs it.
+
+    **Arguments:**
+
+    - `folder`, `chunk`: the sweep folder and chunk number.
+    - `index`: the chunk's point numbers, `(C,)`.
+    - `results`: result name → `(C,)` values.
+    - `seconds`: wall time of the chunk's computation.
+    - `sweep_fingerprint`: the sweep's `fingerprint`.
+    - `process`: the JAX process index that computed it.
+    """
+    write_npz(chunk_path(folder, chunk), index=index, seconds=seconds, fingerprint=sweep_fingerprint, **results)
+    line = json.dumps({"chunk": chunk, "process": process, "points": len(index), "seconds": seconds, "time": time.time()})
+    with open(Path(folder) / "chunks" / "log.jsonl", "a") as log:
+        log.write(line + "\n")
+
+
+def read_chunk(folder: Path, chunk: int, index: np.ndarray, sweep_fingerprint: str) -> dict[str, np.ndarray] | None:
+    """A finished chunk's arrays, or `None` if it is missing, unreadable, from another sweep, or
+    not for exactly the points `index` (then it is recomputed)."""
+    path = chunk_path(folder, chunk)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        return None
+    if any(field not in arrays for field in CHUNK_FIELDS) or str(arrays["fingerprint"]) != sweep_fingerprint:
+        return None
+    if arrays["index"].shape != index.shape or not np.array_equal(arrays["index"], index):
+        return None
+    if any(np.shape(value) != index.shape for name, value in arrays.items() if name not in CHUNK_FIELDS):
+        return None
+    return arrays
+
+
+def computed_chunks(folder: Path) -> list[dict[str, Any]]:
+    """Every line of the chunk log: which chunk was computed, by which process, when."""
+    log = Path(folder) / "chunks" / "log.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def write_table(folder: Path, table: dict[str, np.ndarray], columns: list[str]) -> None:
+    """Writes the merged table as `points.csv` (one row per point; empty cells for NaN) and
+    `points.npz`, both atomically."""
+    folder = Path(folder)
+    write_npz(folder / "points.npz", **table)
+    rows = len(next(iter(table.values())))
+    temporary = folder / f".points.csv.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(columns)
+            for row in range(rows):
+                writer.writerow([_cell(table[column][row]) for column in columns])
+        os.replace(temporary, folder / "points.csv")
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise InvalidPathError(f"cannot write {str(folder / 'points.csv')!r}: {error.strerror}") from None
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return "" if np.isnan(value) else repr(float(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+

@@ -1,0 +1,201 @@
+"""Sweeps: one table whatever the devices, processes or interruptions; failures kept per point."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import jomasim as js
+from jomasim.cli import main
+from jomasim.experiments.block import MemberNumbers, run_members
+from jomasim.experiments.block_sweep import BlockSweep
+from jomasim.experiments.compare import CompareConfig
+from jomasim.sweep import Grid, computed_chunks, load_grid, parse_axis_values, resolve_points, run_sweep
+
+GRID_TOML = """
+[settings]
+mode = "theory"
+attention = "exp"
+n_distinct = 3
+n_common = 3
+n_classes = 4
+dim = 8
+steps = 40
+save_every = 10
+max_steps = 2000
+
+[axes]
+eta_w = [0.1, 0.5]
+temperature = [0.5, 0.002]
+seed = [0, 1]
+"""
+CHUNK = 4
+COMPARED = ("entropy_final_ode", "entropy_min_ode", "nc_zhat_z", "nc_reduced_z", "relerr_reduced_z", "stop_step_ode",
+            "status_ode", "status_reduced", "num_steps_ode")
+
+
+def _task(grid: Grid) -> BlockSweep:
+    settings = dict(grid.settings)
+    return BlockSweep(CompareConfig(seeds=1, **{k: v for k, v in settings.items() if k != "mode"}), settings["mode"])
+
+
+@pytest.fixture(scope="module")
+def grid_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("grid") / "grid.toml"
+    path.write_text(GRID_TOML)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(grid_file, tmp_path_factory):
+    """The grid run in this process on one device, 4 points per chunk."""
+    grid = load_grid(grid_file)
+    return grid, run_sweep(_task(grid), grid, tmp_path_factory.mktemp("runs") / "reference", chunk_size=CHUNK, devices=1)
+
+
+def _assert_same_table(table, expected, exact: bool = False):
+    for name in COMPARED:
+        if exact:
+            np.testing.assert_array_equal(table[name], expected[name], err_msg=name)
+        else:
+            np.testing.assert_allclose(table[name], expected[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(table["failures"], expected["failures"])
+
+
+def _jomasim(*args, env=None):
+    """The CLI in a fresh Python process."""
+    return subprocess.Popen([sys.executable, "-m", "jomasim.cli", *map(str, args)], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process, timeout=300):
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_grid_resolves_product_then_explicit_points():
+    task = BlockSweep()
+    grid = Grid({"eta_w": (0.1, 0.2), "eta_ratio": (1.0, 3.0)}, points=({"eta_w": 0.5, "seed": 4},))
+    points = resolve_points(grid, task)
+    assert len(points) == 5
+    assert [(p["eta_w"], p["eta_z"]) for p in points[:4]] == [(0.1, 0.1), (0.1, 0.30000000000000004), (0.2, 0.2), (0.2, 0.6000000000000001)]
+    assert points[4]["eta_w"] == 0.5 and points[4]["eta_z"] == task.base.eta_z and points[4]["seed"] == 4
+    assert parse_axis_values("seed", "0:6:2") == (0, 2, 4) and parse_axis_values("attention", "exp,softmax") == ("exp", "softmax")
+
+
+def test_sweep_matches_members_run_one_by_one(reference):
+    grid, result = reference
+    task = _task(grid)
+    assert result.summary["points"] == 8 and result.summary["compiles_per_process"] == 1
+    for row in (0, 5):
+        point = {name: result.table[name][row] for name in task.numeric_names}
+        curves = run_members(task.base, MemberNumbers(**{k: np.asarray([v]) for k, v in point.items()}),
+                             task.base.steps, task.base.save_steps, "theory")
+        last = curves["last_index"][0]
+        np.testing.assert_allclose(result.table["entropy_final_ode"][row], curves["entropy_ode"][0, last], rtol=1e-9)
+        np.testing.assert_allclose(result.table["nc_zhat_z"][row], curves["nc_zhat_z"][0, last], rtol=1e-9)
+        assert result.table["status_ode"][row] == curves["status_ode"][0]
+
+
+def test_failed_points_are_marked_and_leave_their_chunk_unharmed(reference, tmp_path):
+    grid, result = reference
+    table = result.table
+    hard = table["temperature"] == 0.002
+    np.testing.assert_array_equal(table["failed"], hard)
+    assert all("max steps" in text for text in table["failures"][hard])
+    assert np.isfinite(table["nc_zhat_z"][~hard]).all() and (table["nc_zhat_z"][~hard] > 0.99).all()
+    assert set(result.summary["failed_points"]) == set(np.flatnonzero(hard).tolist())
+    easy_points = tuple({name: table[name][row].item() for name in ("eta_w", "temperature", "seed")}
+                        for row in np.flatnonzero(~hard))
+    alone = run_sweep(_task(grid), Grid(points=easy_points, settings=grid.settings), tmp_path / "easy",
+                      chunk_size=CHUNK, devices=1)
+    for name in COMPARED:
+        np.testing.assert_array_equal(alone.table[name], table[name][~hard], err_msg=name)
+
+
+def test_eight_devices_give_the_same_table(reference, grid_file, tmp_path):
+    _, expected = reference
+    process = _jomasim("sweep", "--grid", grid_file, "--out", tmp_path, "--name", "eight", "--chunk-size", 8,
+                       env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    _finish(process)
+    table = np.load(tmp_path / "eight" / "points.npz")
+    assert json.loads((tmp_path / "eight" / "summary.json").read_text())["devices_per_process"] == 8
+    _assert_same_table(table, expected.table)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_merge_into_the_same_table(reference, grid_file, tmp_path):
+    _, expected = reference
+    common = ["sweep", "--grid", grid_file, "--out", tmp_path, "--name", "two", "--chunk-size", CHUNK,
+              "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", 2]
+    processes = [_jomasim(*common, "--process-id", rank) for rank in (0, 1)]
+    outputs = [_finish(process) for process in processes]
+    assert "process 0 merges" in outputs[1]
+    table = np.load(tmp_path / "two" / "points.npz")
+    _assert_same_table(table, expected.table, exact=True)
+    assert sorted(entry["process"] for entry in computed_chunks(tmp_path / "two")) == [0, 1]
+
+
+def test_killed_sweep_resumes_without_recomputing(reference, grid_file, tmp_path):
+    grid, expected = reference
+    folder = tmp_path / "killed"
+    process = _jomasim("sweep", "--grid", grid_file, "--out", tmp_path, "--name", "killed", "--chunk-size", 1)
+    deadline = time.monotonic() + 240
+    while len(list((folder / "chunks").glob("chunk-*.npz"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {int(path.stem.split("-")[1]) for path in (folder / "chunks").glob("chunk-*.npz")}
+    assert 3 <= len(finished) < 8, "killed after some chunks and before the end"
+    before = len(computed_chunks(folder))
+    result = run_sweep(_task(grid), grid, folder, chunk_size=1, devices=1)
+    again = [entry["chunk"] for entry in computed_chunks(folder)[before:]]
+    assert sorted(again) == sorted(set(range(8)) - finished), "every chunk computed exactly once"
+    _assert_same_table(result.table, expected.table)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--eta-w", "0.1,-0.2"], "eta_w=-0.2 is not allowed"),
+        (["--eta-w", ","], "axis 'eta_w' has no values"),
+        (["--seed", "0:x"], "is not a range"),
+        (["--eta-z", "0.1", "--eta-ratio", "2"], "give one"),
+        (["--attention", "cosine"], "attention='cosine' is not allowed"),
+        (["--plot", "entropy_final_ode:dim"], "plot axis='dim' is not allowed"),
+    ],
+)
+def test_bad_grids_fail_before_any_work(arguments, message, tmp_path, capsys):
+    assert main(["sweep", "--mode", "theory", "--eta-w", "0.1", *arguments, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_shape_settings_are_not_axes(tmp_path):
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text('{"axes": {"dim": [8, 10]}}')
+    with pytest.raises(js.InvalidChoiceError, match="unknown axes \\['dim'\\].*cannot share a compiled chunk"):
+        resolve_points(load_grid(grid_file), BlockSweep())
+    with pytest.raises(js.InvalidChoiceError, match="unknown tables"):
+        grid_file.write_text('{"axis": {}}')
+        load_grid(grid_file)
+
+
+def test_folder_of_another_sweep_is_refused(reference, tmp_path):
+    grid, result = reference
+    other = Grid({"eta_w": (0.3,)}, settings=grid.settings)
+    with pytest.raises(js.InvalidPathError, match="holds another sweep"):
+        run_sweep(_task(grid), other, result.folder, chunk_size=CHUNK, devices=1)
