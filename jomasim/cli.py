@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from .experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block
 from .experiments.block import MODES, reference_of
 from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
 from .experiments.compare import CompareConfig, compare
+from .experiments.reproduce import REPRODUCTIONS, reproduce
 from .io import environment, run_directory, unique_run_name, write_json, write_npz
 from .plots import plot_block_theory, plot_compare, plot_sweep
 from .sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
@@ -191,6 +193,51 @@ def _sweep(args) -> None:
           f"{', ' + str(len(specs)) + ' plots' if specs else ''})")
 
 
+REPRODUCE_OPTIONS = {"seed": ("fig3",), "variant": ("fig3",), "mu_seed": ("fig4",), "mu": ("fig4",)}
+"""Options of `jomasim reproduce` and the reproductions they apply to (each a field of their config)."""
+
+
+def _add_reproduce(commands) -> None:
+    lines = "; ".join(f"{name}: {entry.what}" for name, entry in REPRODUCTIONS.items())
+    parser = commands.add_parser(
+        "reproduce",
+        help="regenerate one of the paper's results (figure, data, summary) into runs/reproduce-NAME/",
+        description=f"Regenerate a published result from the package alone ({lines}). Writes NAME.png, NAME.npz "
+        "(the plotted data), summary.json (the numbers behind the claim) and config.json.",
+    )
+    parser.add_argument("reproduction", choices=tuple(REPRODUCTIONS))
+    parser.add_argument("--seed", type=int, default=None, help="fig3: seed of the data and initial weights")
+    parser.add_argument("--variant", choices=VARIANTS, default=None, help="fig3: token-frequency model")
+    parser.add_argument("--mu-seed", type=int, default=None, help="fig4: generator seed of the targets mu")
+    parser.add_argument("--mu", default=None, help="fig4: explicit comma-separated targets, e.g. 1.27,1.40,2.2")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of reproduce-NAME/")
+    parser.set_defaults(handler=_reproduce)
+
+
+def _without_lists(value):
+    """A summary's scalars (nested dicts kept, lists dropped), for printing."""
+    if isinstance(value, dict):
+        return {key: _without_lists(item) for key, item in value.items() if not isinstance(item, list)}
+    return value
+
+
+def _reproduce(args) -> None:
+    name = args.reproduction
+    given = {option: getattr(args, option) for option in REPRODUCE_OPTIONS if getattr(args, option) is not None}
+    for option in given:
+        if name not in REPRODUCE_OPTIONS[option]:
+            raise OutOfRangeError(f"--{option.replace('_', '-')} does not apply to {name}; it applies to "
+                                  f"{', '.join(REPRODUCE_OPTIONS[option])}")
+    if "mu" in given:
+        values = parse_axis_values("mu", given["mu"])
+        if not all(isinstance(value, (int, float)) for value in values):
+            raise OutOfRangeError(f"--mu {given['mu']!r} is not allowed; give comma-separated numbers")
+        given["mu"] = tuple(float(value) for value in values)
+    folder, summary = reproduce(name, REPRODUCTIONS[name].config(**given), args.out)
+    print(json.dumps(_without_lists(summary), indent=2, default=str))
+    print(f"wrote {folder}/ ({name}.png, {name}.npz, summary.json, config.json) in {summary['wall_seconds']:.1f} s")
+
+
 def _run(command: str, config, args, work: Callable, plot: Callable, figure: str, print_table: Callable) -> None:
     """Runs `work(config) -> (results, summary)` inside a fresh run folder and writes config.json,
     data.npz, summary.json and the figure; nothing is left behind if anything fails."""
@@ -245,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(commands)
     _add_simulate(commands)
     _add_sweep(commands)
+    _add_reproduce(commands)
     return parser
 
 

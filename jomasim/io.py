@@ -97,7 +97,7 @@ def unique_run_name(root: Path, stem: str) -> str:
 
 
 @contextlib.contextmanager
-def run_directory(root: Path, name: str) -> Iterator[Path]:
+def run_directory(root: Path, name: str, replace: bool = False) -> Iterator[Path]:
     """A run folder that appears under `root/name` only once everything in it is written.
 
     Files are written into a hidden partial folder beside it; on success it is renamed to its
@@ -106,7 +106,9 @@ def run_directory(root: Path, name: str) -> Iterator[Path]:
     **Arguments:**
 
     - `root`: the parent folder (created if missing).
-    - `name`: the run's name; `root/name` must not exist yet.
+    - `name`: the run's name; `root/name` must not exist yet, unless `replace`.
+    - `replace`: swap an earlier run folder of that name for the new one once the new one is
+      complete (the earlier one stays untouched if anything fails).
 
     **Returns:**
 
@@ -116,7 +118,7 @@ def run_directory(root: Path, name: str) -> Iterator[Path]:
     final = root / name
     if root.exists() and not root.is_dir():
         raise InvalidPathError(f"output folder {str(root)!r} is a file; give a folder")
-    if final.exists():
+    if final.exists() and not (replace and final.is_dir()):
         raise InvalidPathError(f"run folder {str(final)!r} already exists; choose another --name")
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,13 @@ def run_directory(root: Path, name: str) -> Iterator[Path]:
         raise InvalidPathError(f"cannot write to output folder {str(root)!r}: {error.strerror}") from None
     try:
         yield partial
-        os.replace(partial, final)
+        if final.exists():
+            earlier = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.earlier-"))
+            os.replace(final, earlier / name)
+            os.replace(partial, final)
+            shutil.rmtree(earlier, ignore_errors=True)
+        else:
+            os.replace(partial, final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -188,3 +188,85 @@ def plot_sweep(table: dict, value: str, x: str, y: str | None, path: Path) -> No
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _snapshots(axis, vs: np.ndarray, times: np.ndarray, mu: np.ndarray, label: str) -> None:
+    """v against the component index, one line per snapshot coloured by time, μ dashed."""
+    colours = plt.cm.rainbow(np.linspace(0.0, 1.0, len(vs)))
+    index = np.arange(len(mu))
+    for v, colour in zip(vs, colours):
+        axis.plot(index, v, color=colour, linewidth=0.8)
+    axis.plot(index, mu, "k--", linewidth=1.5, label="μ")
+    axis.figure.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(times[0], times[-1]), cmap="rainbow"), ax=axis,
+                         label=label)
+    _finish(axis, "component (sorted by μ)", "v", "")
+
+
+def _entropy_curve(axis, x: np.ndarray, entropy: np.ndarray, limit: float, xlabel: str) -> None:
+    """Entropy over time with its minimum marked and the limit H(softmax(μ²/T)) dotted."""
+    lowest = int(np.argmin(entropy))
+    axis.plot(x, entropy, color="black", label="attention entropy")
+    axis.axhline(limit, color="gray", linestyle=":", label=f"limit H(softmax(μ²/T)) = {limit:.3f}")
+    axis.plot([x[lowest]], [entropy[lowest]], "rv", label=f"minimum {entropy[lowest]:.3f} at {x[lowest]:.4g}")
+    _finish(axis, xlabel, "entropy (nats)", "")
+
+
+def plot_fig4(data: dict, summary: dict, path: Path) -> None:
+    """Fig. 4: (a) the authors' discrete update, (b) the paper's ODE; left v snapshots with μ
+    dashed, right the attention entropy.
+
+    **Arguments:**
+
+    - `data`, `summary`: the output of `jomasim.experiments.fig4.run_fig4`.
+    - `path`: the PNG to write.
+    """
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
+    mu = data["mu"]
+    _snapshots(axes[0, 0], data["discrete_v"], data["discrete_snapshot_steps"], mu, "iteration")
+    axes[0, 0].set_title("(a) discrete update: v every 100 iterations")
+    _entropy_curve(axes[0, 1], np.arange(len(data["discrete_entropy"])), data["discrete_entropy"],
+                   summary["discrete"]["entropy_limit"], "iteration")
+    axes[0, 1].set_title("(a) entropy of softmax(v²/T): sparse, then dense")
+    every = max(1, len(data["ode_ts"]) // 50)
+    _snapshots(axes[1, 0], data["ode_v"][::every], data["ode_ts"][::every], mu, "t")
+    axes[1, 0].set_title(f"(b) v̇ = (μ − v) ∘ exp(v²/2) (Diffrax): {summary['ode']['status']}")
+    _entropy_curve(axes[1, 1], data["ode_ts"], data["ode_entropy"], summary["ode"]["entropy_limit"], "t")
+    axes[1, 1].set_title("(b) entropy of softmax(v²/2)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_fig3(data: dict, summary: dict, path: Path) -> None:
+    """Fig. 3: V(0) and V at the end (components 0..3 of v_0 boxed), those components over time
+    with the closed form (J18–J19) dotted, and the singular values of V over time.
+
+    **Arguments:**
+
+    - `data`, `summary`: the output of `jomasim.experiments.fig3.run_fig3`.
+    - `path`: the PNG to write.
+    """
+    figure, axes = plt.subplots(1, 4, figsize=(21, 4.5))
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+    for axis, index, title in ((axes[0], 0, "V(0) = U_Cᵀ W(0)"), (axes[1], -1, f"V after {data['steps'][-1]} steps")):
+        image = axis.imshow(data["V"][index], cmap="RdBu_r", aspect="auto")
+        figure.colorbar(image, ax=axis)
+        _finish_image(axis, title)
+    for row, colour in enumerate(colours):
+        axes[1].add_patch(plt.Rectangle((-0.5, row - 0.5), 1, 1, fill=False, edgecolor=colour, linewidth=2))
+        axes[2].plot(data["steps"], data["V"][:, row, 0], color=colour, label=f"component {row}")
+        axes[2].plot(data["steps"], data["closed_form_V0"][:, row], color=colour, linestyle=":", linewidth=1)
+    axes[2].axhline(0.0, color="gray", linestyle="--", linewidth=0.8)
+    _finish(axes[2], "SGD step", "V[i, 0]", f"v_0 (dotted: closed form J18–J19); winner token {summary['winner'][0]}")
+    lines = axes[3].semilogy(data["steps"], data["singular_values"], color="black", alpha=0.5, linewidth=0.8)
+    lines[0].set_label("σ_i(V), i = 1 … min(M_c, K)")
+    _finish(axes[3], "SGD step", "singular values of V", f"σ₁/σ₂ = {summary['sigma_ratio']:.1f} at the end")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _finish_image(axis, title: str) -> None:
+    axis.set_xlabel("hidden node k")
+    axis.set_ylabel("contextual token l")
+    axis.set_title(title)

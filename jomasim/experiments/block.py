@@ -190,13 +190,13 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     `status_side`, `t_final_side` (in flow time t = η_w·step), `num_steps_side`,
     `num_rejected_steps_side`; for training: `losses` (every step), `loss_train`,
     `train_diverged_at` (first non-finite loss, −1 if none). `last_index`: the last save every run
-    reached with finite values. `X`: the token frequencies.
+    reached with finite values. `X`: the token frequencies; `delta`: the salience Δ = E[x gᵀ].
     """
     save_steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
     flow_numbers = numbers._replace(eta_w=jnp.ones_like(numbers.eta_w), eta_z=numbers.eta_z / numbers.eta_w)
     joint, y0, reduced = build_member(setting, flow_numbers)
     invariant = joint.invariant(y0)
-    runs, reached, curves = {}, [], {"X": joint.data.X}
+    runs, reached, curves = {}, [], {"X": joint.data.X, "delta": joint.data.salience()}
     if mode != "theory":
         trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps.astype(int))
         runs["train"] = trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z))

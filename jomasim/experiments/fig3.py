@@ -1,0 +1,105 @@
+"""Fig. 3: with a linear activation the most salient token wins and V becomes low-rank (§3.3, §3.5).
+
+The §3.5 block (softmax attention, linear MLP, Gaussian-bump token frequencies, T = 0.5) is trained
+with SGD at learning rate 0.1 for 2000 steps. Recorded: V = U_Cᵀ W at the start and the end, the
+first four components of v_0 (column 0 of V) over time, the singular values of V over time, and,
+overlaid, the closed form (J18–J19) V(t) = diag(s(t)) Δ of the same data's salience Δ = E[x gᵀ]
+(exact for exp attention from V(0) = 0 with Δ held fixed, so a guide, not a fit, for softmax).
+The claims checked: hidden node 0 (the plotted v_0) ends dominated by its most salient token
+argmax_l Δ_l0; every node's winning token is one of the few tokens with the largest salience
+across nodes ‖Δ_l:‖ (the rows that blow up first in J18–J19); and σ₁(V) ≫ σ₂(V) (low rank).
+"""
+
+SALIENT_TOKENS = 3
+"""How many tokens, by largest ‖Δ_l:‖, count as "the most salient" across nodes."""
+
+import dataclasses
+
+import numpy as np
+
+from .._errors import check_integer, check_positive
+from ..theory import matrix_solution
+from .block import BlockSetting, run_members
+
+
+@dataclasses.dataclass(frozen=True)
+class Fig3Config:
+    """Settings of Fig. 3; the defaults are the paper's (`draw_figure_2_3.py`, seed chosen here).
+
+    **Fields:**
+
+    - `seed`: the seed of the data and the initial weights.
+    - `variant`: `"gaussian"` (Fig. 3) or `"random"` token frequencies.
+    - `lr`, `steps`, `save_every`: SGD on W and z with one learning rate.
+    - `temperature`: T of the softmax attention.
+    """
+
+    seed: int = 0
+    variant: str = "gaussian"
+    lr: float = 0.1
+    steps: int = 2000
+    save_every: int = 10
+    temperature: float = 0.5
+
+    def __post_init__(self):
+        self.setting  # noqa: B018 (building the setting checks variant, temperature and seed)
+        check_positive("lr", self.lr)
+        check_integer("steps", self.steps, least=1)
+        check_integer("save_every", self.save_every, least=1)
+
+    @property
+    def setting(self) -> BlockSetting:
+        """The block: softmax attention, linear activation, one seed."""
+        return BlockSetting(attention="softmax", activation="linear", temperature=self.temperature, seeds=1,
+                            first_seed=self.seed, variant=self.variant)
+
+
+def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
+    """Trains the block and measures V.
+
+    **Returns:**
+
+    `(data, summary)`. `data`: `steps`, `V` `(n, M_c, K)` at every save, `singular_values`
+    `(n, min(M_c, K))`, `delta` (Δ), `closed_form_V0` `(n, 4)` (J18–J19 for components 0..3 of
+    v_0, NaN past their blow-up), `entropy` `(n,)`, `X`. `summary`: `winner` and
+    `predicted_winner` per hidden node (argmax_l V_lk at the end and argmax_l Δ_lk),
+    `winner_matches` (fraction of nodes where they agree), `salient_tokens` (the `SALIENT_TOKENS`
+    largest ‖Δ_l:‖), `winner_in_salient` (fraction of nodes whose winner is one of them), `sigma1`, `sigma2`, `sigma_ratio` at
+    the end, `v0_final` (the four plotted components), `entropy_initial`, `entropy_final`.
+    """
+    setting = config.setting
+    save_steps = np.unique(np.append(np.arange(0, config.steps + 1, config.save_every), config.steps))
+    results = run_members(setting, setting.members(config.lr, config.lr), config.steps, save_steps, "train")
+    V = results["V_train"][0]
+    delta = results["delta"][0]
+    kappa = 1.0 / (2.0 * config.temperature)
+    closed = np.asarray(matrix_solution(config.lr * save_steps, delta, kappa=kappa))[:, :4, 0]
+    singular_values = np.linalg.svd(V, compute_uv=False)
+    winner = np.argmax(V[-1], axis=0)
+    predicted = np.argmax(delta, axis=0)
+    salient = np.argsort(-np.linalg.norm(delta, axis=1))[:SALIENT_TOKENS]
+    data = {
+        "steps": save_steps,
+        "V": V,
+        "singular_values": singular_values,
+        "delta": delta,
+        "closed_form_V0": np.where(np.isfinite(closed), closed, np.nan),
+        "entropy": results["entropy_train"][0],
+        "X": results["X"][0],
+    }
+    summary = {
+        "seed": config.seed,
+        "winner": winner.tolist(),
+        "predicted_winner": predicted.tolist(),
+        "winner_matches": float(np.mean(winner == predicted)),
+        "salient_tokens": salient.tolist(),
+        "winner_in_salient": float(np.mean(np.isin(winner, salient))),
+        "sigma1": float(singular_values[-1, 0]),
+        "sigma2": float(singular_values[-1, 1]),
+        "sigma_ratio": float(singular_values[-1, 0] / singular_values[-1, 1]),
+        "v0_final": V[-1, :4, 0].tolist(),
+        "entropy_initial": float(data["entropy"][0]),
+        "entropy_final": float(data["entropy"][-1]),
+        "status_train": "ok" if results["train_diverged_at"][0] < 0 else f"non-finite loss at step {results['train_diverged_at'][0]}",
+    }
+    return data, summary

@@ -1,0 +1,63 @@
+"""`jomasim reproduce NAME`: the paper's results regenerated from the package alone.
+
+Each reproduction is a config dataclass, a function `run(config) -> (data, summary)` and a plot;
+`reproduce` writes `NAME.png`, `NAME.npz` (the plotted data), `summary.json` (the numbers that
+carry the claim) and `config.json` (settings and environment) into `runs/reproduce-NAME/`,
+replacing an earlier run of the same name only once the new one is complete.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._errors import check_choice
+from ..io import environment, run_directory, write_json, write_npz
+from ..plots import plot_fig3, plot_fig4
+from .fig3 import Fig3Config, run_fig3
+from .fig4 import Fig4Config, run_fig4
+
+
+@dataclasses.dataclass(frozen=True)
+class Reproduction:
+    """One reproducible result: its config type, what computes it, and its figure."""
+
+    config: type
+    run: Callable[[Any], tuple[dict, dict]]
+    plot: Callable[[dict, dict, Path], None]
+    what: str
+
+
+REPRODUCTIONS = {
+    "fig3": Reproduction(Fig3Config, run_fig3, plot_fig3, "linear activation: the most salient token wins, V low-rank"),
+    "fig4": Reproduction(Fig4Config, run_fig4, plot_fig4, "nonlinear toy: attention sparse first, dense later"),
+}
+
+
+def reproduce(name: str, config: Any, out: Path) -> tuple[Path, dict]:
+    """Runs reproduction `name` with `config` and writes its run folder.
+
+    **Arguments:**
+
+    - `name`: a key of `REPRODUCTIONS`.
+    - `config`: an instance of its config type.
+    - `out`: the parent folder; the run goes to `out/reproduce-NAME/`.
+
+    **Returns:**
+
+    `(folder, summary)`; the summary includes `wall_seconds`.
+    """
+    check_choice("reproduction", name, REPRODUCTIONS)
+    entry = REPRODUCTIONS[name]
+    started = time.perf_counter()
+    folder_name = f"reproduce-{name}"
+    with run_directory(out, folder_name, replace=True) as folder:
+        data, summary = entry.run(config)
+        summary = {**summary, "wall_seconds": time.perf_counter() - started}
+        write_json(folder / "config.json", {"reproduction": name, "config": dataclasses.asdict(config),
+                                            "environment": environment()})
+        write_npz(folder / f"{name}.npz", **data)
+        entry.plot(data, summary, folder / f"{name}.png")
+        write_json(folder / "summary.json", summary)
+    return Path(out) / folder_name, summary

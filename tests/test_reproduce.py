@@ -1,0 +1,79 @@
+"""`jomasim reproduce`: each reproduction's claim, checked on its output."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jomasim.cli import main
+from jomasim.experiments.fig3 import Fig3Config, run_fig3
+from jomasim.experiments.fig4 import Fig4Config, run_fig4
+
+
+@pytest.fixture(scope="module")
+def fig4():
+    return run_fig4(Fig4Config())
+
+
+def test_fig4_discrete_update_gets_sparse_then_dense(fig4):
+    data, summary = fig4
+    discrete = summary["discrete"]
+    assert discrete["entropy_initial"] == pytest.approx(np.log(10))
+    assert 0 < discrete["entropy_min_step"] < len(data["discrete_entropy"]) - 1, "interior minimum"
+    assert discrete["entropy_min"] < discrete["entropy_final"] - 0.2, "rebounds"
+    assert discrete["entropy_final"] < discrete["entropy_limit"], "still below the limit after 5000 steps"
+    assert data["discrete_v"].shape == (50, 10) and np.all(np.diff(data["mu"]) > 0)
+
+
+def test_fig4_ode_dips_and_converges_salient_first(fig4):
+    _, summary = fig4
+    ode = summary["ode"]
+    assert ode["status"] == "ok" and 0 < ode["entropy_min_time"] < 1.0
+    assert ode["entropy_min"] < ode["entropy_final"] - 0.5
+    assert ode["entropy_final"] == pytest.approx(ode["entropy_limit"], abs=1e-4)
+    predicted, measured = np.asarray(ode["convergence_time_predicted"]), np.asarray(ode["convergence_time_measured"])
+    assert np.all(np.diff(measured) <= 0), "larger targets converge first"
+    np.testing.assert_allclose(measured, predicted, atol=0.011)  # save spacing 0.005 + J24 quadrature
+
+
+def test_fig3_most_salient_token_wins_and_V_is_low_rank():
+    data, summary = run_fig3(Fig3Config())
+    assert summary["status_train"] == "ok"
+    assert summary["winner"][0] == summary["predicted_winner"][0] == int(np.argmax(data["delta"][:, 0]))
+    assert summary["winner_in_salient"] >= 0.9
+    assert summary["sigma_ratio"] >= 5.0
+    assert summary["entropy_final"] < summary["entropy_initial"] - 1.5, "attention gets sparse"
+
+
+def test_cli_writes_and_replaces_a_reproduction(tmp_path, capsys):
+    arguments = ["reproduce", "fig4", "--mu", "1.5,2.5,3.5", "--out", str(tmp_path)]
+    assert main(arguments) == 0
+    folder = tmp_path / "reproduce-fig4"
+    assert {path.name for path in folder.iterdir()} == {"fig4.png", "fig4.npz", "summary.json", "config.json"}
+    assert json.loads((folder / "summary.json").read_text())["mu"] == [1.5, 2.5, 3.5]
+    assert main(["reproduce", "fig4", "--mu-seed", "3", "--out", str(tmp_path)]) == 0
+    assert json.loads((folder / "config.json").read_text())["config"]["mu_seed"] == 3
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")], "no partial folders left"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["fig3", "--mu", "1,2"], "--mu does not apply to fig3"),
+        (["fig4", "--mu", "1,x"], "give comma-separated numbers"),
+        (["fig4", "--mu", "0.04,2"], "every target must exceed"),
+        (["fig4", "--mu-seed", "-1"], "mu_seed=-1 is not allowed"),
+    ],
+)
+def test_bad_reproduction_options_are_one_line(arguments, message, tmp_path, capsys):
+    assert main(["reproduce", *arguments, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_unknown_reproduction_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "fig2000"])
+    assert exit_info.value.code == 2 and "invalid choice: 'fig2000'" in capsys.readouterr().err
