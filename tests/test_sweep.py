@@ -199,3 +199,12 @@ def test_folder_of_another_sweep_is_refused(reference, tmp_path):
     other = Grid({"eta_w": (0.3,)}, settings=grid.settings)
     with pytest.raises(js.InvalidPathError, match="holds another sweep"):
         run_sweep(_task(grid), other, result.folder, chunk_size=CHUNK, devices=1)
+
+
+def test_corrupt_chunk_is_recomputed(reference):
+    grid, result = reference
+    before = len(computed_chunks(result.folder))
+    (result.folder / "chunks" / "chunk-00001.npz").write_bytes(b"half-written")
+    again = run_sweep(_task(grid), grid, result.folder, chunk_size=CHUNK, devices=1)
+    assert [entry["chunk"] for entry in computed_chunks(result.folder)[before:]] == [1]
+    _assert_same_table(again.table, result.table, exact=True)
