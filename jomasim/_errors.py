@@ -52,9 +52,17 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
         raise InvalidChoiceError(f"{name}={value!r} is not allowed; choose one of {names}")
 
 
+def _numbers(name: str, value: Any) -> np.ndarray | None:
+    """`value` as a numeric NumPy array (`None` for a tracer); `OutOfRangeError` if it is not numbers."""
+    array = concrete(value)
+    if array is not None and (array.dtype == bool or not np.issubdtype(array.dtype, np.number)):
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must be a number")
+    return array
+
+
 def check_positive(name: str, value: Any) -> None:
     """Raises `OutOfRangeError` unless every entry of `value` is finite and > 0."""
-    array = concrete(value)
+    array = _numbers(name, value)
     if array is None:
         return
     allowed = np.isfinite(array) & (array > 0)
@@ -64,13 +72,17 @@ def check_positive(name: str, value: Any) -> None:
 
 def check_integer(name: str, value: Any, *, least: int) -> None:
     """Raises `OutOfRangeError` unless `value` is a whole number >= `least` (e.g. steps, seeds)."""
-    if isinstance(value, bool) or not float(value).is_integer() or value < least:
+    try:
+        whole = not isinstance(value, bool) and float(value).is_integer() and value >= least
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
         raise OutOfRangeError(f"{name}={value!r} is not allowed; it must be an integer >= {least}")
 
 
 def check_nonnegative(name: str, value: Any) -> None:
     """Raises `OutOfRangeError` unless every entry of `value` is finite and >= 0."""
-    array = concrete(value)
+    array = _numbers(name, value)
     if array is None:
         return
     allowed = np.isfinite(array) & (array >= 0)
