@@ -76,10 +76,14 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def write_text(path: Path, text: str) -> None:
+    """Writes `text` (UTF-8), atomically."""
+    _atomic_write(Path(path), lambda stream: stream.write(text.encode()))
+
+
 def write_json(path: Path, value: Any) -> None:
     """Writes `value` as indented JSON, atomically (NumPy/JAX arrays become lists)."""
-    text = json.dumps(_jsonable(value), indent=2, allow_nan=False) + "\n"
-    _atomic_write(Path(path), lambda stream: stream.write(text.encode()))
+    write_text(path, json.dumps(_jsonable(value), indent=2, allow_nan=False) + "\n")
 
 
 def write_npz(path: Path, **arrays: Any) -> None:

@@ -38,6 +38,11 @@ def sides_of(mode: str) -> tuple[str, ...]:
     return {"theory": ("ode", "reduced"), "train": ("train",), "both": ("train", "ode", "reduced")}[mode]
 
 
+def training_status(diverged_at: int) -> str:
+    """What happened to a training run, in words, from its first non-finite step (−1 if none)."""
+    return "ok" if diverged_at < 0 else f"non-finite loss at step {int(diverged_at)}"
+
+
 def flow_sides(mode: str) -> tuple[str, ...]:
     """The flows a mode integrates (`ode`, `reduced`), if any."""
     return tuple(side for side in sides_of(mode) if side != "train")
@@ -282,7 +287,7 @@ def summarize_members(results: dict, mode: str) -> dict:
     if mode != "theory":
         diverged = results["train_diverged_at"]
         summary["loss_final"] = results["loss_train"][rows, last].tolist()
-        summary["status_train"] = ["ok" if step < 0 else f"non-finite loss at step {step}" for step in diverged]
+        summary["status_train"] = [training_status(step) for step in diverged]
     for side in flow_sides(mode):
         summary[f"status_{side}"] = results[f"messages_{side}"]
     return summary

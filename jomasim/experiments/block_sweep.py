@@ -19,8 +19,8 @@ from ..activation import ACTIVATIONS
 from ..attention import ATTENTION_KINDS
 from ..data import VARIANTS
 from ..sweep import SweepTask
-from ..theory import Status
-from .block import MODES, MemberNumbers, flow_sides, measure_member, reference_of, sides_of
+from ..theory import Status, status_messages
+from .block import MODES, MemberNumbers, flow_sides, measure_member, reference_of, sides_of, training_status
 from .compare import CompareConfig
 
 STATIC_AXES = {"attention": ATTENTION_KINDS, "activation": tuple(ACTIVATIONS), "variant": VARIANTS}
@@ -146,13 +146,13 @@ class BlockSweep(SweepTask):
         return one_point
 
     def failures(self, row: dict[str, Any]) -> str:
-        problems = []
-        for side in flow_sides(self.mode):
-            status = Status(int(row[f"status_{side}"]))
-            if status not in (Status.OK, Status.BLOWUP):
-                problems.append(f"{side}: {status.name.lower().replace('_', ' ')} at step {row[f'stop_step_{side}']:.6g}")
+        problems = [
+            f"{side}: {status_messages(row[f'status_{side}'], row[f'stop_step_{side}'], clock='step')[0]}"
+            for side in flow_sides(self.mode)
+            if row[f"status_{side}"] not in (Status.OK, Status.BLOWUP)
+        ]
         if self.mode != "theory" and row["train_diverged_at"] >= 0:
-            problems.append(f"train: non-finite loss at step {int(row['train_diverged_at'])}")
+            problems.append(f"train: {training_status(row['train_diverged_at'])}")
         return "; ".join(problems) or "ok"
 
     def describe(self) -> dict[str, Any]:

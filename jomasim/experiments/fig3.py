@@ -17,9 +17,10 @@ import dataclasses
 
 import numpy as np
 
-from .._errors import check_integer, check_positive
+from .._errors import check_positive
 from ..theory import matrix_solution
-from .block import BlockSetting, run_members
+from .block import run_members, training_status
+from .compare import CompareConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,16 +43,15 @@ class Fig3Config:
     temperature: float = 0.5
 
     def __post_init__(self):
-        self.setting  # noqa: B018 (building the setting checks variant, temperature and seed)
         check_positive("lr", self.lr)
-        check_integer("steps", self.steps, least=1)
-        check_integer("save_every", self.save_every, least=1)
+        self.setting  # noqa: B018 (building the setting checks the rest)
 
     @property
-    def setting(self) -> BlockSetting:
-        """The block: softmax attention, linear activation, one seed."""
-        return BlockSetting(attention="softmax", activation="linear", temperature=self.temperature, seeds=1,
-                            first_seed=self.seed, variant=self.variant)
+    def setting(self) -> CompareConfig:
+        """The block (softmax attention, linear activation, one seed) and its SGD schedule."""
+        return CompareConfig(attention="softmax", activation="linear", temperature=self.temperature, seeds=1,
+                             first_seed=self.seed, variant=self.variant, eta_w=self.lr, eta_z=self.lr,
+                             steps=self.steps, save_every=self.save_every)
 
 
 def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
@@ -68,7 +68,7 @@ def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
     the end, `v0_final` (the four plotted components), `entropy_initial`, `entropy_final`.
     """
     setting = config.setting
-    save_steps = np.unique(np.append(np.arange(0, config.steps + 1, config.save_every), config.steps))
+    save_steps = setting.save_steps
     results = run_members(setting, setting.members(config.lr, config.lr), config.steps, save_steps, "train")
     V = results["V_train"][0]
     delta = results["delta"][0]
@@ -100,6 +100,6 @@ def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
         "v0_final": V[-1, :4, 0].tolist(),
         "entropy_initial": float(data["entropy"][0]),
         "entropy_final": float(data["entropy"][-1]),
-        "status_train": "ok" if results["train_diverged_at"][0] < 0 else f"non-finite loss at step {results['train_diverged_at'][0]}",
+        "status_train": training_status(results["train_diverged_at"][0]),
     }
     return data, summary

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .._errors import InvalidPathError, JomasimError, OutOfRangeError, check_integer
 from ..io import environment, write_json
 from ._grid import Grid, resolve_points
-from ._store import computed_chunks, fingerprint, prepare_folder, read_chunk, write_chunk, write_table
+from ._store import CHUNK_FIELDS, computed_chunks, fingerprint, prepare_folder, read_chunk, write_chunk, write_table
 from ._task import SweepTask
 
 
@@ -102,10 +102,12 @@ def _run_chunk(task: SweepTask, chunk: Chunk, points: list[dict], mesh: Mesh, pa
     return {name: np.asarray(value)[: len(chunk.index)] for name, value in results.items()}
 
 
-def _wait_for_chunks(folder: Path, chunks: list[Chunk], sweep_fingerprint: str, timeout: float) -> list[dict]:
-    """Every chunk's stored results, waiting up to `timeout` seconds for other processes."""
+def _wait_for_chunks(folder: Path, chunks: list[Chunk], sweep_fingerprint: str, timeout: float,
+                     known: dict[int, dict]) -> list[dict]:
+    """Every chunk's stored results (those in `known`, by chunk number, are not read again),
+    waiting up to `timeout` seconds for other processes."""
     deadline = time.monotonic() + timeout
-    stored = [None] * len(chunks)
+    stored = [known.get(chunk.number) for chunk in chunks]
     while True:
         for chunk in chunks:
             if stored[chunk.number] is None:
@@ -129,7 +131,7 @@ def _merge(task: SweepTask, points: list[dict], chunks: list[Chunk], stored: lis
     seconds = np.zeros(size)
     for chunk, arrays in zip(chunks, stored):
         for name, values in arrays.items():
-            if name in ("index", "seconds", "fingerprint"):
+            if name in CHUNK_FIELDS:
                 continue
             if name not in results:
                 results[name] = np.full(size, np.nan if np.issubdtype(values.dtype, np.floating) else 0, dtype=values.dtype)
@@ -192,7 +194,9 @@ def run_sweep(
 
     process, processes = jax.process_index(), jax.process_count()
     mine = [chunk for chunk in chunks if chunk.number % processes == process]
-    todo = [chunk for chunk in mine if read_chunk(folder, chunk.number, chunk.index, sweep_fingerprint) is None]
+    finished = {chunk.number: read_chunk(folder, chunk.number, chunk.index, sweep_fingerprint) for chunk in mine}
+    finished = {number: arrays for number, arrays in finished.items() if arrays is not None}
+    todo = [chunk for chunk in mine if chunk.number not in finished]
     started = time.perf_counter()
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep", unit="chunk", disable=not progress)
     computed_points = 0
@@ -211,7 +215,7 @@ def run_sweep(
     if process != 0:
         return None
 
-    stored = _wait_for_chunks(folder, chunks, sweep_fingerprint, merge_timeout)
+    stored = _wait_for_chunks(folder, chunks, sweep_fingerprint, merge_timeout, finished)
     table, columns = _merge(task, points, chunks, stored)
     write_table(folder, table, columns)
     log = computed_chunks(folder)

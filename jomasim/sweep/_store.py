@@ -8,8 +8,8 @@
 
 import csv
 import hashlib
+import io
 import json
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InvalidPathError
-from ..io import write_json, write_npz
+from ..io import write_json, write_npz, write_text
 
 CHUNK_FIELDS = ("index", "seconds", "fingerprint")
 
@@ -113,19 +113,17 @@ def write_table(folder: Path, table: dict[str, np.ndarray], columns: list[str]) 
     """Writes the merged table as `points.csv` (one row per point; empty cells for NaN) and
     `points.npz`, both atomically."""
     folder = Path(folder)
-    write_npz(folder / "points.npz", **table)
     rows = len(next(iter(table.values())))
-    temporary = folder / f".points.csv.{os.getpid()}.tmp"
+    lines = io.StringIO()
+    writer = csv.writer(lines)
+    writer.writerow(columns)
+    for row in range(rows):
+        writer.writerow([_cell(table[column][row]) for column in columns])
     try:
-        with open(temporary, "w", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(columns)
-            for row in range(rows):
-                writer.writerow([_cell(table[column][row]) for column in columns])
-        os.replace(temporary, folder / "points.csv")
+        write_npz(folder / "points.npz", **table)
+        write_text(folder / "points.csv", lines.getvalue())
     except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise InvalidPathError(f"cannot write {str(folder / 'points.csv')!r}: {error.strerror}") from None
+        raise InvalidPathError(f"cannot write the table to {str(folder)!r}: {error.strerror}") from None
 
 
 def _cell(value: Any) -> Any:

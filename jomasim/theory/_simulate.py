@@ -204,19 +204,20 @@ def _solve_batch(field, y0, ts, t0, options: SolverOptions) -> "Trajectory":
 
 _STATUS_TEXTS = {
     Status.OK: "ok",
-    Status.MAX_STEPS: "max steps reached at t = {:.6g}",
-    Status.BLOWUP: "blow-up at t = {:.6g}",
-    Status.NONFINITE: "NaN or infinity in the state before t = {:.6g}",
-    Status.SOLVER_FAILURE: "solver failure at t = {:.6g}",
+    Status.MAX_STEPS: "max steps reached at {clock} = {time:.6g}",
+    Status.BLOWUP: "blow-up at {clock} = {time:.6g}",
+    Status.NONFINITE: "NaN or infinity in the state before {clock} = {time:.6g}",
+    Status.SOLVER_FAILURE: "solver failure at {clock} = {time:.6g}",
 }
 
 
-def status_messages(status, t_final) -> list[str]:
+def status_messages(status, t_final, clock: str = "t") -> list[str]:
     """What happened to each trajectory, in words, from its `Status` codes and the times reached.
 
     **Arguments:**
 
     - `status`, `t_final`: scalars or `(B,)` arrays.
+    - `clock`: what the times count (`"t"`, or `"step"` for times in SGD steps).
 
     **Returns:**
 
@@ -224,7 +225,7 @@ def status_messages(status, t_final) -> list[str]:
     """
     codes = np.atleast_1d(np.asarray(status))
     times = np.atleast_1d(np.asarray(t_final))
-    return [_STATUS_TEXTS[Status(int(code))].format(time) for code, time in zip(codes, times)]
+    return [_STATUS_TEXTS[Status(int(code))].format(clock=clock, time=time) for code, time in zip(codes, times)]
 
 
 class Trajectory(eqx.Module):
@@ -388,10 +389,7 @@ def simulate(
     A `Trajectory`. Failures never raise and are never hidden: each trajectory carries its
     `status` and `t_final`, and `messages()` says what happened.
     """
-    options = SolverOptions(
-        solver, float(rtol), float(atol), None if dt0 is None else float(dt0), max_steps, batch,
-        None if blowup is None else float(blowup), bool(progress),
-    )
+    options = SolverOptions(solver, rtol, atol, dt0, max_steps, batch, blowup, bool(progress))
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     if ts.ndim != 1 or ts.size == 0:
         raise ShapeMismatchError(f"ts has shape {ts.shape}; expected a non-empty vector of save times")
