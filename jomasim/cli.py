@@ -193,7 +193,7 @@ def _sweep(args) -> None:
           f"{', ' + str(len(specs)) + ' plots' if specs else ''})")
 
 
-REPRODUCE_OPTIONS = {"seed": ("fig3",), "variant": ("fig3",), "mu_seed": ("fig4",), "mu": ("fig4",)}
+REPRODUCE_OPTIONS = {"seed": ("fig3",), "variant": ("fig3",), "mu_seed": ("fig4",), "mu": ("fig4",), "seeds": ("scan-snap",)}
 """Options of `jomasim reproduce` and the reproductions they apply to (each a field of their config)."""
 
 
@@ -210,6 +210,7 @@ def _add_reproduce(commands) -> None:
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="fig3: token-frequency model")
     parser.add_argument("--mu-seed", type=int, default=None, help="fig4: generator seed of the targets mu")
     parser.add_argument("--mu", default=None, help="fig4: explicit comma-separated targets, e.g. 1.27,1.40,2.2")
+    parser.add_argument("--seeds", type=int, default=None, help="scan-snap: seeds per learning-rate cell (default 10)")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of reproduce-NAME/")
     parser.set_defaults(handler=_reproduce)
 
@@ -219,6 +220,14 @@ def _without_lists(value):
     if isinstance(value, dict):
         return {key: _without_lists(item) for key, item in value.items() if not isinstance(item, list)}
     return value
+
+
+def _format_rows(rows: list[dict]) -> str:
+    """A list of rows (dicts with the same keys) as an aligned text table."""
+    cells = [list(rows[0])] + [[f"{value:.4g}" if isinstance(value, float) else str(value) for value in row.values()]
+                               for row in rows]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(cells[0]))]
+    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
 
 
 def _reproduce(args) -> None:
@@ -235,7 +244,11 @@ def _reproduce(args) -> None:
         given["mu"] = tuple(float(value) for value in values)
     folder, summary = reproduce(name, REPRODUCTIONS[name].config(**given), args.out)
     print(json.dumps(_without_lists(summary), indent=2, default=str))
-    print(f"wrote {folder}/ ({name}.png, {name}.npz, summary.json, config.json) in {summary['wall_seconds']:.1f} s")
+    files = [f"{name}.png", f"{name}.npz", "summary.json", "config.json"]
+    if "table" in summary:
+        print(_format_rows(summary["table"]))
+        files.insert(2, f"{name}_table.csv")
+    print(f"wrote {folder}/ ({', '.join(files)}) in {summary['wall_seconds']:.1f} s")
 
 
 def _run(command: str, config, args, work: Callable, plot: Callable, figure: str, print_table: Callable) -> None:

@@ -17,6 +17,7 @@ from ._errors import (
     ShapeMismatchError,
     check_choice,
     check_finite,
+    check_integer,
     check_nonnegative,
     check_positive,
     concrete,
@@ -175,3 +176,108 @@ def make_token_data(
     else:
         U, _ = jnp.linalg.qr(jax.random.normal(embed_key, (dim, n_tokens + 1)))
     return TokenData(X, U)
+
+
+class SequenceClasses(eqx.Module):
+    """Scan&Snap's sequence classes (JOMA_MATH §7.2, the authors' `Dataset2`).
+
+    Class n is a next token with a fixed query (last) token; its contextual tokens are drawn i.i.d.
+    from `context[n]`. Token ids: contextual tokens `0..n_context−1` (global common, then common
+    per query, then distinct per class), then the query tokens, then the next tokens.
+
+    **Fields:**
+
+    - `context`: `(n_classes, vocab_size)`, row n = P(l | class n) (zero outside the contextual ids).
+    - `query`: `(n_classes,)` query-token id of each class.
+    - `target`: `(n_classes,)` next-token id of each class (the label).
+    """
+
+    context: jax.Array
+    query: jax.Array
+    target: jax.Array
+
+    @property
+    def vocab_size(self) -> int:
+        """M, every token id (contextual, query and next tokens)."""
+        return self.context.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        """The number of classes (next tokens)."""
+        return self.context.shape[0]
+
+    def sample(self, key: jax.Array, batch: int, length: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """A batch of sequences: classes uniform, contextual tokens i.i.d. given the class. Without
+        positional encoding a sequence is its token counts, which is what is returned.
+
+        **Arguments:**
+
+        - `key`: a `jax.random` key.
+        - `batch`: number of sequences.
+        - `length`: sequence length L (L − 1 contextual tokens, then the query).
+
+        **Returns:**
+
+        `(counts, query, label)`: contextual-token counts `(batch, M)` (each row sums to L − 1),
+        query ids `(batch,)` and next-token ids `(batch,)`.
+        """
+        class_key, token_key = jax.random.split(key)
+        classes = jax.random.randint(class_key, (batch,), 0, self.n_classes)
+        # inverse-CDF sampling: one uniform per token (Gumbel-max would need one per token and id)
+        cdf = jnp.cumsum(self.context[classes], axis=1)
+        uniforms = (1.0 - jax.random.uniform(token_key, (batch, length - 1), dtype=cdf.dtype)) * cdf[:, -1:]  # in (0, total]
+        tokens = jnp.minimum(jax.vmap(jnp.searchsorted)(cdf, uniforms), self.vocab_size - 1)
+        counts = jnp.sum(jax.nn.one_hot(tokens, self.vocab_size, dtype=self.context.dtype), axis=1)
+        return counts, self.query[classes], self.target[classes]
+
+
+def check_sequence_class_sizes(n_queries: int, next_per_query: int, n_common: int, common_per_query: int,
+                               distinct_per_class: int) -> None:
+    """Checks the sizes of `make_sequence_classes` (same names) without any JAX work.
+
+    **Raises:**
+
+    `OutOfRangeError` naming the first bad size.
+    """
+    for name, value, least in (("n_queries", n_queries, 1), ("next_per_query", next_per_query, 1),
+                               ("n_common", n_common, 0), ("common_per_query", common_per_query, 0),
+                               ("distinct_per_class", distinct_per_class, 0)):
+        check_integer(name, value, least=least)
+    if n_common + common_per_query + distinct_per_class < 1:
+        raise OutOfRangeError("n_common + common_per_query + distinct_per_class must be >= 1 (every class needs a contextual token)")
+
+
+def make_sequence_classes(n_queries: int = 2, next_per_query: int = 2, n_common: int = 10, common_per_query: int = 0,
+                          distinct_per_class: int = 10) -> SequenceClasses:
+    """The sequence classes of Scan&Snap's Fig. 6 setting (defaults) or any other sizes.
+
+    Every class has `n_common` global common tokens and the `common_per_query` tokens of its query
+    (unnormalised probability 1 each), and `distinct_per_class` tokens of its own with unnormalised
+    probabilities `linspace(0.1, 1, distinct_per_class)`; each row is then normalised.
+
+    **Arguments:**
+
+    - `n_queries`: number of query (last) tokens, ≥ 1.
+    - `next_per_query`: classes (next tokens) per query, ≥ 1.
+    - `n_common`, `common_per_query`: ≥ 0.
+    - `distinct_per_class`: ≥ 0; with `n_common + common_per_query` at least one token per class.
+
+    **Returns:**
+
+    A `SequenceClasses`.
+    """
+    check_sequence_class_sizes(n_queries, next_per_query, n_common, common_per_query, distinct_per_class)
+    n_classes = n_queries * next_per_query
+    n_context = n_common + n_queries * common_per_query + n_classes * distinct_per_class
+    vocab = n_context + n_queries + n_classes
+    query_of_class = np.repeat(np.arange(n_queries), next_per_query)
+    weights = np.zeros((n_classes, vocab))
+    weights[:, :n_common] = 1.0
+    for n, m in enumerate(query_of_class):
+        shared = n_common + m * common_per_query
+        weights[n, shared:shared + common_per_query] = 1.0
+        own = n_common + n_queries * common_per_query + n * distinct_per_class
+        weights[n, own:own + distinct_per_class] = np.linspace(0.1, 1.0, distinct_per_class)
+    context = weights / weights.sum(axis=1, keepdims=True)
+    return SequenceClasses(jnp.asarray(context), jnp.asarray(n_context + query_of_class),
+                           jnp.asarray(n_context + n_queries + np.arange(n_classes)))

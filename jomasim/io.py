@@ -1,6 +1,8 @@
 """Run directories: atomic writes, and the record of what produced a run."""
 
 import contextlib
+import csv
+import io
 import json
 import os
 import platform
@@ -84,6 +86,15 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, value: Any) -> None:
     """Writes `value` as indented JSON, atomically (NumPy/JAX arrays become lists)."""
     write_text(path, json.dumps(_jsonable(value), indent=2, allow_nan=False) + "\n")
+
+
+def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Writes a table given as rows (dicts with the same keys) as CSV, atomically."""
+    lines = io.StringIO()
+    writer = csv.DictWriter(lines, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, lines.getvalue())
 
 
 def write_npz(path: Path, **arrays: Any) -> None:

@@ -270,3 +270,30 @@ def _finish_image(axis, title: str) -> None:
     axis.set_xlabel("hidden node k")
     axis.set_ylabel("contextual token l")
     axis.set_title(title)
+
+
+def plot_scan_snap(data: dict, summary: dict, path: Path) -> None:
+    """The Scan&Snap learning-rate effect: final attention entropy (left) and the attention kept by
+    the common tokens (right) against η_Z, one line per η_Y/η_Z, mean ± std over seeds.
+
+    **Arguments:**
+
+    - `data`, `summary`: the output of `jomasim.experiments.scan_snap.run_scan_snap`.
+    - `path`: the PNG to write.
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    eta_z, ratios = data["grid_eta_z"], data["grid_eta_ratio"]
+    colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(ratios)))
+    for column, (ratio, colour) in enumerate(zip(ratios, colours)):
+        label = f"η_Y/η_Z = {ratio:g}"
+        axes[0].errorbar(eta_z, data["entropy_mean"][:, column], yerr=data["entropy_std"][:, column], color=colour,
+                         marker="o", capsize=3, label=label)
+        axes[1].plot(eta_z, data["common_mass_mean"][:, column], color=colour, marker="o", label=label)
+    axes[0].axhline(summary["entropy_initial_mean"], color="gray", linestyle=":", label="at initialisation")
+    failed = f"; {summary['failed']} runs diverged (left out)" if summary["failed"] else ""
+    _finish(axes[0], "attention learning rate η_Z", "final attention entropy (nats)",
+            f"larger η_Z, sparser attention{failed}")
+    _finish(axes[1], "attention learning rate η_Z", "attention on common tokens", "common tokens lose attention")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

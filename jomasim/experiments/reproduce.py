@@ -2,7 +2,8 @@
 
 Each reproduction is a config dataclass, a function `run(config) -> (data, summary)` and a plot;
 `reproduce` writes `NAME.png`, `NAME.npz` (the plotted data), `summary.json` (the numbers that
-carry the claim) and `config.json` (settings and environment) into `runs/reproduce-NAME/`,
+carry the claim), `NAME_table.csv` when the summary has a `table` (a list of rows) and
+`config.json` (settings and environment) into `runs/reproduce-NAME/`,
 replacing an earlier run of the same name only once the new one is complete.
 """
 
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import check_choice
-from ..io import environment, run_directory, write_json, write_npz
-from ..plots import plot_fig3, plot_fig4
+from ..io import environment, run_directory, write_json, write_npz, write_rows_csv
+from ..plots import plot_fig3, plot_fig4, plot_scan_snap
 from .fig3 import Fig3Config, run_fig3
 from .fig4 import Fig4Config, run_fig4
+from .scan_snap import ScanSnapConfig, run_scan_snap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Reproduction:
 REPRODUCTIONS = {
     "fig3": Reproduction(Fig3Config, run_fig3, plot_fig3, "linear activation: the most salient token wins, V low-rank"),
     "fig4": Reproduction(Fig4Config, run_fig4, plot_fig4, "nonlinear toy: attention sparse first, dense later"),
+    "scan-snap": Reproduction(ScanSnapConfig, run_scan_snap, plot_scan_snap,
+                              "Scan&Snap model: a larger attention learning rate gives sparser attention"),
 }
 
 
@@ -59,5 +63,7 @@ def reproduce(name: str, config: Any, out: Path) -> tuple[Path, dict]:
                                             "environment": environment()})
         write_npz(folder / f"{name}.npz", **data)
         entry.plot(data, summary, folder / f"{name}.png")
+        if "table" in summary:
+            write_rows_csv(folder / f"{name}_table.csv", summary["table"])
         write_json(folder / "summary.json", summary)
     return Path(out) / folder_name, summary

@@ -124,7 +124,8 @@ def _wait_for_chunks(folder: Path, chunks: list[Chunk], sweep_fingerprint: str, 
 
 
 def _merge(task: SweepTask, points: list[dict], chunks: list[Chunk], stored: list[dict]) -> tuple[dict, list[str]]:
-    """The table in grid order: axis values, results, `failures`, `failed`, `chunk`, `seconds_per_point`."""
+    """The table in grid order: axis values (and any values the task derives for a point), results,
+    `failures`, `failed`, `chunk`, `seconds_per_point`."""
     size = len(points)
     results: dict[str, np.ndarray] = {}
     chunk_of = np.zeros(size, dtype=int)
@@ -138,8 +139,8 @@ def _merge(task: SweepTask, points: list[dict], chunks: list[Chunk], stored: lis
             results[name][chunk.index] = values
         chunk_of[chunk.index] = chunk.number
         seconds[chunk.index] = float(arrays["seconds"]) / len(chunk.index)
-    axes = list(task.axes)
-    table = {name: np.asarray([point[name] for point in points]) for name in axes}
+    described = list(task.axes) + [name for name in points[0] if name not in task.axes]
+    table = {name: np.asarray([point[name] for point in points]) for name in described}
     table.update(sorted(results.items()))
     failures = [task.failures({name: values[row] for name, values in table.items()}) for row in range(size)]
     table.update(failures=np.asarray(failures), failed=np.asarray([text != "ok" for text in failures]),

@@ -1,0 +1,134 @@
+"""Scan&Snap: sequence classes, the reparameterised model, and the learning-rate effect."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jomasim._errors import OutOfRangeError
+from jomasim.data import make_sequence_classes
+from jomasim.experiments.reproduce import reproduce
+from jomasim.experiments.scan_snap import ScanSnapConfig, ScanSnapSweep, run_scan_snap, train_scan_snap
+from jomasim.models.scan_snap import ScanSnapModel, token_attention
+
+SMALL = dict(eta_z=(0.5, 1.5, 3.0), eta_ratio=(1.0, 4.0), seeds=2, steps=40, batch=32, length=48, eval_batch=64,
+             save_every=20)
+
+
+def test_sequence_classes_layout():
+    classes = make_sequence_classes(n_queries=2, next_per_query=3, n_common=4, common_per_query=2, distinct_per_class=5)
+    n_context = 4 + 2 * 2 + 6 * 5
+    assert classes.vocab_size == n_context + 2 + 6 and classes.n_classes == 6
+    np.testing.assert_allclose(classes.context.sum(axis=1), 1.0)
+    context = np.asarray(classes.context)
+    assert np.all(context[:, n_context:] == 0), "query and next tokens never appear in the context"
+    assert np.all(context[:, :4] > 0), "global common tokens appear in every class"
+    distinct = context[:, 8:n_context] > 0
+    assert np.all(distinct.sum(axis=0) == 1) and np.all(distinct.sum(axis=1) == 5), "distinct tokens: one class each"
+    own = context[0, 8:13]
+    np.testing.assert_allclose(own / own[-1], np.linspace(0.1, 1.0, 5), err_msg="graded distinct probabilities")
+    np.testing.assert_array_equal(classes.query, n_context + np.array([0, 0, 0, 1, 1, 1]))
+    per_query_common = context[:, 4:8] > 0
+    assert per_query_common[:3, :2].all() and not per_query_common[:3, 2:].any() and per_query_common[3:, 2:].all()
+
+
+def test_sampled_counts_follow_the_class_distribution():
+    classes = make_sequence_classes()
+    counts, query, label = classes.sample(jax.random.key(0), 4000, 101)
+    np.testing.assert_allclose(counts.sum(axis=1), 100)
+    class_index = np.asarray(label) - int(classes.target[0])
+    np.testing.assert_array_equal(query, np.asarray(classes.query)[class_index])
+    for n in range(classes.n_classes):
+        mine = np.asarray(counts)[class_index == n]
+        frequency = mine.sum(axis=0) / mine.sum()
+        np.testing.assert_allclose(frequency, classes.context[n], atol=0.01)
+        assert np.all(mine[:, np.asarray(classes.context[n]) == 0] == 0), "zero-probability tokens never drawn"
+
+
+@pytest.mark.parametrize("sizes", [dict(n_queries=0), dict(n_common=0, distinct_per_class=0), dict(next_per_query="2")])
+def test_bad_sequence_class_sizes_are_rejected(sizes):
+    with pytest.raises(OutOfRangeError):
+        make_sequence_classes(**sizes)
+
+
+def test_token_attention_is_the_positional_softmax_summed_per_token():
+    vocab = 7
+    Z = jax.random.normal(jax.random.key(1), (vocab, vocab))
+    tokens = jnp.array([0, 2, 2, 5, 0, 0, 3])
+    counts = jnp.zeros(vocab).at[tokens].add(1.0)
+
+    def by_position(Z):
+        weights = jax.nn.softmax(Z[4, tokens])
+        return jax.ops.segment_sum(weights, tokens, num_segments=vocab)
+
+    np.testing.assert_allclose(token_attention(Z, counts, 4), by_position(Z), rtol=1e-12)
+    probe = jnp.arange(vocab, dtype=float)
+    np.testing.assert_allclose(jax.grad(lambda Z: token_attention(Z, counts, 4) @ probe)(Z),
+                               jax.grad(lambda Z: by_position(Z) @ probe)(Z), atol=1e-12)
+
+
+def test_model_gradient_matches_finite_differences():
+    vocab = 6
+    Y0, Z0 = jax.random.normal(jax.random.key(2), (2, vocab, vocab))
+    counts = jnp.array([3.0, 0.0, 1.0, 2.0, 0.0, 0.0])
+
+    def loss(Z):
+        logits = ScanSnapModel(Y0, Z)(counts, 4)
+        return -jax.nn.log_softmax(logits)[5]
+
+    gradient = jax.grad(loss)(Z0)
+    step = 1e-6
+    for row, column in [(4, 0), (4, 3), (4, 1), (2, 2)]:
+        bump = jnp.zeros_like(Z0).at[row, column].set(step)
+        numeric = (loss(Z0 + bump) - loss(Z0 - bump)) / (2 * step)
+        assert gradient[row, column] == pytest.approx(float(numeric), abs=1e-8)
+
+
+def test_bad_config_is_rejected():
+    for bad in (dict(eta_z=()), dict(eta_ratio=(1.0, -2.0)), dict(momentum=1.0), dict(length=1), dict(seeds=0)):
+        with pytest.raises(OutOfRangeError):
+            ScanSnapConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    return run_scan_snap(ScanSnapConfig(**SMALL))
+
+
+def test_larger_attention_rate_gives_sparser_attention(small_run):
+    data, summary = small_run
+    assert summary["failed"] == 0
+    assert summary["all_decreasing_in_eta_z"], data["entropy_mean"]
+    assert summary["entropy_slope_eta_z"] < 0
+    assert np.all(data["entropy_mean"] < summary["entropy_initial_mean"]), "attention sparsifies everywhere"
+    assert np.all(np.diff(data["common_mass_mean"], axis=0) < 0), "common tokens lose attention faster with η_Z"
+
+
+def test_grid_point_equals_a_single_run(small_run):
+    data, _ = small_run
+    config = ScanSnapConfig(**SMALL)
+    row = int(np.flatnonzero((data["eta_z"] == 3.0) & (data["eta_ratio"] == 4.0) & (data["seed"] == 1))[0])
+    single = jax.jit(lambda: train_scan_snap(config, 1, 12.0, 3.0))()
+    assert data["eta_y"][row] == 12.0
+    np.testing.assert_allclose(data["entropy_final"][row], single["entropy"][-1], rtol=1e-9)
+    np.testing.assert_allclose(data["loss_final"][row], single["losses"][-1], rtol=1e-9, atol=1e-14)
+
+
+def test_sweep_task_checks_points():
+    task = ScanSnapSweep(ScanSnapConfig(**SMALL))
+    assert task.complete({"eta_z": 2.0, "eta_ratio": 5.0}) == {"eta_z": 2.0, "eta_ratio": 5.0, "eta_y": 10.0, "seed": 0}
+    with pytest.raises(OutOfRangeError, match="eta_z"):
+        task.complete({"eta_z": -1.0})
+
+
+def test_reproduce_writes_the_table(tmp_path):
+    config = ScanSnapConfig(**{**SMALL, "eta_z": (1.0, 3.0), "eta_ratio": (2.0,), "seeds": 1})
+    folder, summary = reproduce("scan-snap", config, tmp_path)
+    names = {path.name for path in folder.iterdir()}
+    assert names == {"scan-snap.png", "scan-snap.npz", "scan-snap_table.csv", "summary.json", "config.json"}
+    lines = (folder / "scan-snap_table.csv").read_text().splitlines()
+    assert lines[0].startswith("eta_z,eta_ratio,entropy_final_mean") and len(lines) == 3
+    assert json.loads((folder / "summary.json").read_text())["table"][1]["eta_z"] == 3.0
+    assert summary["table"][0]["entropy_final_mean"] > summary["table"][1]["entropy_final_mean"]
