@@ -17,7 +17,7 @@ from .experiments.block import MODES, reference_of
 from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
 from .experiments.compare import CompareConfig, compare
 from .experiments.reproduce import REPRODUCTIONS, reproduce
-from .io import environment, run_directory, unique_run_name, write_json, write_npz
+from .io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from .plots import plot_block_theory, plot_compare, plot_sweep
 from .sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
 from .theory._simulate import SOLVERS
@@ -175,7 +175,8 @@ def _sweep(args) -> None:
         initialize_processes(args.coordinator, args.num_processes, args.process_id)
     grid, task = _sweep_grid(args)
     specs = _plot_specs(args, task, grid)
-    name = args.name or unique_run_name(args.out, f"sweep-{task.mode}")
+    name = args.name if args.name is not None else unique_run_name(args.out, f"sweep-{task.mode}")
+    check_run_name(name)
     result = run_sweep(task, grid, args.out / name, chunk_size=args.chunk_size, devices=args.devices, progress=True,
                        merge_timeout=args.merge_timeout)
     if result is None:
@@ -254,7 +255,7 @@ def _reproduce(args) -> None:
 def _run(command: str, config, args, work: Callable, plot: Callable, figure: str, print_table: Callable) -> None:
     """Runs `work(config) -> (results, summary)` inside a fresh run folder and writes config.json,
     data.npz, summary.json and the figure; nothing is left behind if anything fails."""
-    name = args.name or unique_run_name(args.out, f"{command}-{config.attention}-{config.activation}")
+    name = args.name if args.name is not None else unique_run_name(args.out, f"{command}-{config.attention}-{config.activation}")
     with run_directory(args.out, name) as folder:
         results, summary = work(config)
         write_json(folder / "config.json", {"command": command, "config": dataclasses.asdict(config),

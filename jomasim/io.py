@@ -63,18 +63,29 @@ def _default_mode(directory: bool) -> int:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Writes through a temporary file in the same folder, then renames it into place."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(temporary, _default_mode(directory=False))
+    """Writes through a temporary file in the same folder, then renames it into place.
+
+    **Raises:**
+
+    `InvalidPathError` naming the file and the reason (a full disk, a folder that cannot be
+    written) if the operating system refuses; nothing is left at `path` then.
+    """
     try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise InvalidPathError(f"cannot write {str(path)!r}: {error.strerror}") from None
+    try:
+        os.chmod(temporary, _default_mode(directory=False))
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise InvalidPathError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
         raise
 
 
@@ -100,6 +111,17 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def write_npz(path: Path, **arrays: Any) -> None:
     """Writes arrays to a compressed `.npz`, atomically."""
     _atomic_write(Path(path), lambda stream: np.savez_compressed(stream, **{k: np.asarray(v) for k, v in arrays.items()}))
+
+
+def check_run_name(name: str) -> None:
+    """Checks that `name` names one folder (no path separator, not empty, not `.` or `..`).
+
+    **Raises:**
+
+    `InvalidPathError` naming the value.
+    """
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\x00" in name:
+        raise InvalidPathError(f"run name {name!r} is not allowed; it must be one folder name (no '/', not '.' or '..')")
 
 
 def unique_run_name(root: Path, stem: str) -> str:
@@ -129,6 +151,7 @@ def run_directory(root: Path, name: str, replace: bool = False) -> Iterator[Path
 
     A context manager yielding the partial folder to write into.
     """
+    check_run_name(name)
     root = Path(root)
     final = root / name
     if root.exists() and not root.is_dir():

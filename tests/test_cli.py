@@ -1,6 +1,10 @@
 """The `jomasim` command line: a small real run, its files, and one-line errors."""
 
+import errno
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -94,3 +98,35 @@ def test_compare_writes_a_complete_run(compare_folder):
     assert summary["step"] == [200, 200] and len(summary["nc_ode_z"]) == 2
     data = np.load(compare_folder / "data.npz")
     assert data["steps"].tolist() == [0, 50, 100, 150, 200] and data["entropy_train"].shape == (2, 5)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".", ".."])
+def test_run_names_must_be_one_folder(name, tmp_path, capsys):
+    assert main(SMALL_RUN + ["--out", str(tmp_path), "--name", name]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"run name {name!r} is not allowed" in error
+    assert not list(tmp_path.iterdir())
+
+
+def test_full_disk_gives_one_line_and_leaves_no_run(tmp_path, capsys, monkeypatch):
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    assert main(SMALL_RUN + ["--out", str(tmp_path), "--name", "full"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "No space left on device" in error and "cannot write" in error
+    assert not list(tmp_path.iterdir()), "neither the run nor its partial folder is left"
+
+
+def test_same_config_gives_bitwise_identical_results_in_a_fresh_process(run_folder, tmp_path):
+    command = [sys.executable, "-m", "jomasim.cli", *SMALL_RUN, "--out", str(tmp_path), "--name", "again"]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    first, again = np.load(run_folder / "data.npz"), np.load(tmp_path / "again" / "data.npz")
+    assert sorted(first.files) == sorted(again.files)
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], again[name], err_msg=name)
+    recorded = json.loads((tmp_path / "again" / "config.json").read_text())
+    environment = recorded["environment"]
+    assert recorded["seeds"] == [0, 1] and recorded["config"]["seeds"] == 2
+    assert {"jax", "diffrax", "flax", "optax"} <= set(environment["packages"]) and environment["devices"]

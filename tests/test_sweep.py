@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -148,17 +149,22 @@ def test_two_processes_merge_into_the_same_table(reference, grid_file, tmp_path)
     assert sorted(entry["process"] for entry in computed_chunks(tmp_path / "two")) == [0, 1]
 
 
-def test_killed_sweep_resumes_without_recomputing(reference, grid_file, tmp_path):
+@pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_sweep_resumes_without_recomputing(kill, reference, grid_file, tmp_path):
     grid, expected = reference
     folder = tmp_path / "killed"
+    moment = random.Random(int(kill))
+    wait_for_chunks, extra_delay = moment.randint(1, 5), moment.uniform(0.0, 0.2)
     process = _jomasim("sweep", "--grid", grid_file, "--out", tmp_path, "--name", "killed", "--chunk-size", 1)
     deadline = time.monotonic() + 240
-    while len(list((folder / "chunks").glob("chunk-*.npz"))) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
+    while (len(list((folder / "chunks").glob("chunk-*.npz"))) < wait_for_chunks and process.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.02)
+    time.sleep(extra_delay)
+    process.send_signal(kill)
     process.wait()
     finished = {int(path.stem.split("-")[1]) for path in (folder / "chunks").glob("chunk-*.npz")}
-    assert 3 <= len(finished) < 8, "killed after some chunks and before the end"
+    assert wait_for_chunks <= len(finished) < 8, "killed after some chunks and before the end"
     before = len(computed_chunks(folder))
     result = run_sweep(_task(grid), grid, folder, chunk_size=1, devices=1)
     again = [entry["chunk"] for entry in computed_chunks(folder)[before:]]

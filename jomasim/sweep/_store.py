@@ -119,11 +119,8 @@ def write_table(folder: Path, table: dict[str, np.ndarray], columns: list[str]) 
     writer.writerow(columns)
     for row in range(rows):
         writer.writerow([_cell(table[column][row]) for column in columns])
-    try:
-        write_npz(folder / "points.npz", **table)
-        write_text(folder / "points.csv", lines.getvalue())
-    except OSError as error:
-        raise InvalidPathError(f"cannot write the table to {str(folder)!r}: {error.strerror}") from None
+    write_npz(folder / "points.npz", **table)
+    write_text(folder / "points.csv", lines.getvalue())
 
 
 def _cell(value: Any) -> Any:
