@@ -99,23 +99,33 @@ def _rk4(field, y0, t_end, n):
     return jax.lax.scan(step, y0, jnp.arange(n))[0]
 
 
-_rk4_batch = jax.jit(jax.vmap(_rk4, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
+rk4_batch = jax.jit(jax.vmap(_rk4, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
 
 
-def _error(final, reference) -> float:
+def relative_error(final, reference) -> float:
     """Largest error of a final state relative to the reference's size, over the batch."""
     final, reference = np.asarray(final).reshape(len(reference), -1), np.asarray(reference).reshape(len(reference), -1)
     return float(np.max(np.abs(final - reference).max(1) / np.abs(reference).max(1)))
 
 
-def measure(name: str, batch: int, repeats: int, loop: int) -> None:
-    build, t_end, euler_dt = SYSTEMS[name]
-    fields, y0s = jax.vmap(build)(jax.random.split(jax.random.key(0), batch))
-    ts = jnp.array([0.0, t_end])
-    exact = js.simulate(fields, y0s, ts, solver="dopri8", rtol=1e-12, atol=1e-14, batch="vmap")
+def settings(name: str, batch: int):
+    """`batch` settings (fields and initial states, with a leading batch axis) of system `name`."""
+    return jax.vmap(SYSTEMS[name][0])(jax.random.split(jax.random.key(0), batch))
+
+
+def reference_finals(fields, y0s, t_end: float):
+    """The final states of a tight Dopri8 solve (rtol 1e-12), the yardstick of every error."""
+    exact = js.simulate(fields, y0s, jnp.array([0.0, t_end]), solver="dopri8", rtol=1e-12, atol=1e-14, batch="vmap")
     if not all(message == "ok" for message in exact.messages()):
         raise RuntimeError(f"the reference solve failed: {sorted(set(exact.messages()))}")
-    reference = exact.ys[:, -1]
+    return exact.ys[:, -1]
+
+
+def measure(name: str, batch: int, repeats: int, loop: int) -> None:
+    _, t_end, euler_dt = SYSTEMS[name]
+    fields, y0s = settings(name, batch)
+    ts = jnp.array([0.0, t_end])
+    reference = reference_finals(fields, y0s, t_end)
     rows = {}
     for mode in ("vmap", "ode"):
         run = lambda: js.simulate(fields, y0s, ts, rtol=RTOL, atol=ATOL, batch=mode)  # noqa: E731
@@ -124,15 +134,15 @@ def measure(name: str, batch: int, repeats: int, loop: int) -> None:
         if failed:
             print(f"  jomasim {mode}: {failed} of {batch} solves did not finish: {sorted(set(trajectory.messages()))}")
         steps = int(np.max(trajectory.num_accepted_steps))
-        rows[f"jomasim {mode}"] = (median_seconds(lambda: run().ys, repeats), _error(trajectory.ys[:, -1], reference), steps)
+        rows[f"jomasim {mode}"] = (median_seconds(lambda: run().ys, repeats), relative_error(trajectory.ys[:, -1], reference), steps)
     target = rows["jomasim vmap"][1]
     # the smallest RK4 step count as accurate as jomasim, searched on (at most) 64 members
     sample = jax.tree_util.tree_map(lambda a: a[:64], (fields, y0s))
     n = 16
-    while not _error(_rk4_batch(*sample, t_end, n), reference[:64]) <= target and n < 2**16:
+    while not relative_error(rk4_batch(*sample, t_end, n), reference[:64]) <= target and n < 2**16:
         n *= 2
-    rows["RK4 lax.scan"] = (median_seconds(lambda: _rk4_batch(fields, y0s, t_end, n), repeats),
-                            _error(_rk4_batch(fields, y0s, t_end, n), reference), n)
+    rows["RK4 lax.scan"] = (median_seconds(lambda: rk4_batch(fields, y0s, t_end, n), repeats),
+                            relative_error(rk4_batch(fields, y0s, t_end, n), reference), n)
     subset = min(batch, loop)
     singles = [jax.tree_util.tree_map(lambda a, i=i: a[i], (fields, y0s)) for i in range(subset)]
     _scipy_rows(name, singles, t_end, reference[:subset], batch, rows)
@@ -143,24 +153,37 @@ def measure(name: str, batch: int, repeats: int, loop: int) -> None:
               f"  jomasim vmap is {seconds / base:8.1f}x faster")
 
 
+def scipy_solve(name, singles, t_end, method, rtol, atol):
+    """SciPy `solve_ivp` on each of `singles` (pairs of field and initial state) in turn.
+
+    **Returns:**
+
+    `(seconds, finals, steps)`: the wall time of the loop, the final states stacked, and the
+    largest number of steps taken.
+    """
+    from scipy.integrate import solve_ivp
+
+    finals, steps = [], 0
+    start = time.perf_counter()
+    for field, y0 in singles:
+        f, shape = hand_written_field(name, field), np.shape(y0)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowing trial steps are rejected by SciPy
+            solution = solve_ivp(lambda t, y, f=f: f(y.reshape(shape)).ravel(), (0.0, t_end), np.asarray(y0).ravel(),
+                                 method=method, rtol=rtol, atol=atol)
+        finals.append(solution.y[:, -1])
+        steps = max(steps, solution.t.size - 1)
+    return time.perf_counter() - start, np.stack(finals), steps
+
+
 def _scipy_rows(name, singles, t_end, reference, batch, rows) -> None:
     try:
-        from scipy.integrate import solve_ivp
+        import scipy  # noqa: F401
     except ImportError:
         print("  (scipy not installed: pip install -e '.[bench]')")
         return
     for method in ("RK45", "DOP853"):
-        finals, steps = [], 0
-        start = time.perf_counter()
-        for field, y0 in singles:
-            f, shape = hand_written_field(name, field), np.shape(y0)
-            with np.errstate(over="ignore", invalid="ignore"):  # overflowing trial steps are rejected by SciPy
-                solution = solve_ivp(lambda t, y, f=f: f(y.reshape(shape)).ravel(), (0.0, t_end), np.asarray(y0).ravel(),
-                                     method=method, rtol=RTOL, atol=ATOL)
-            finals.append(solution.y[:, -1])
-            steps = max(steps, solution.t.size - 1)
-        seconds = (time.perf_counter() - start) * batch / len(singles)
-        rows[f"SciPy {method}"] = (seconds, _error(np.stack(finals), reference), steps)
+        seconds, finals, steps = scipy_solve(name, singles, t_end, method, RTOL, ATOL)
+        rows[f"SciPy {method}"] = (seconds * batch / len(singles), relative_error(finals, reference), steps)
 
 
 def _torch_row(name, singles, t_end, dt, reference, batch, rows) -> None:
@@ -179,7 +202,7 @@ def _torch_row(name, singles, t_end, dt, reference, batch, rows) -> None:
             y = y + dt * rhs(y)
         finals.append(y.numpy())
     seconds = (time.perf_counter() - start) * batch / len(singles)
-    rows["PyTorch Euler"] = (seconds, _error(np.stack(finals), reference), n)
+    rows["PyTorch Euler"] = (seconds, relative_error(np.stack(finals), reference), n)
 
 
 def main():
