@@ -17,6 +17,7 @@ from .experiments.block import MODES, reference_of
 from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
 from .experiments.compare import CompareConfig, compare
 from .experiments.reproduce import REPRODUCTIONS, reproduce
+from .experiments.table1 import PAPER_SIZES
 from .io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from .plots import plot_block_theory, plot_compare, plot_sweep
 from .sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
@@ -194,7 +195,8 @@ def _sweep(args) -> None:
           f"{', ' + str(len(specs)) + ' plots' if specs else ''})")
 
 
-REPRODUCE_OPTIONS = {"seed": ("fig3",), "variant": ("fig3",), "mu_seed": ("fig4",), "mu": ("fig4",), "seeds": ("scan-snap",)}
+REPRODUCE_OPTIONS = {"seed": ("fig3",), "variant": ("fig3",), "mu_seed": ("fig4",), "mu": ("fig4",), "seeds": ("scan-snap", "table1"),
+                     "paper_sizes": ("table1",)}
 """Options of `jomasim reproduce` and the reproductions they apply to (each a field of their config)."""
 
 
@@ -211,7 +213,10 @@ def _add_reproduce(commands) -> None:
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="fig3: token-frequency model")
     parser.add_argument("--mu-seed", type=int, default=None, help="fig4: generator seed of the targets mu")
     parser.add_argument("--mu", default=None, help="fig4: explicit comma-separated targets, e.g. 1.27,1.40,2.2")
-    parser.add_argument("--seeds", type=int, default=None, help="scan-snap: seeds per learning-rate cell (default 10)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="scan-snap: seeds per learning-rate cell (default 10); table1: seeds per row (default 5)")
+    parser.add_argument("--paper-sizes", action="store_const", const=True, default=None,
+                        help="table1: the paper's model and schedule (d 1024, 400 hidden, 10000 Adam steps, batch 128)")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of reproduce-NAME/")
     parser.set_defaults(handler=_reproduce)
 
@@ -243,8 +248,13 @@ def _reproduce(args) -> None:
         if not all(isinstance(value, (int, float)) for value in values):
             raise OutOfRangeError(f"--mu {given['mu']!r} is not allowed; give comma-separated numbers")
         given["mu"] = tuple(float(value) for value in values)
+    if given.pop("paper_sizes", False):
+        given.update(PAPER_SIZES)
     folder, summary = reproduce(name, REPRODUCTIONS[name].config(**given), args.out)
-    print(json.dumps(_without_lists(summary), indent=2, default=str))
+    print(json.dumps(_without_lists({key: value for key, value in summary.items() if key != "layout"}), indent=2,
+                     default=str))
+    if "layout" in summary:
+        print(summary["layout"])
     files = [f"{name}.png", f"{name}.npz", "summary.json", "config.json"]
     if "table" in summary:
         print(_format_rows(summary["table"]))

@@ -297,3 +297,32 @@ def plot_scan_snap(data: dict, summary: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def plot_table1(data: dict, summary: dict, path: Path) -> None:
+    """Table 1: best-match correlation of level-0 and level-1 latents per setting (mean ± std over
+    seeds, zero-mean and raw), and the latent tree's co-occurrence against (J26).
+
+    **Arguments:**
+
+    - `data`, `summary`: the output of `jomasim.experiments.table1.run_table1`.
+    - `path`: the PNG to write.
+    """
+    rows = summary["table"]
+    figure, axes = plt.subplots(1, 2, figsize=(15, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    positions = np.arange(len(rows))
+    styles = {("zero_mean", 0): ("tab:blue", "o"), ("zero_mean", 1): ("tab:orange", "o"),
+              ("raw", 0): ("tab:blue", "x"), ("raw", 1): ("tab:orange", "x")}
+    for (kind, level), (colour, marker) in styles.items():
+        axes[0].errorbar(positions + (0.1 if kind == "raw" else -0.1), [row[f"s{level}_{kind}_mean"] for row in rows],
+                         yerr=[row[f"s{level}_{kind}_std"] for row in rows], color=colour, marker=marker, linestyle="",
+                         capsize=3, label=f"s = {level}, {kind.replace('_', '-')}")
+    axes[0].set_xticks(positions, [f"C={r['n_classes']}\nN_ch={r['n_children']}\n({r['n0']},{r['n1']})" for r in rows],
+                       fontsize=7)
+    _finish(axes[0], "setting", "best-match correlation", "latent ↔ hidden node of the same layer")
+    axes[1].plot(data["cooccurrence_height"], data["cooccurrence_exact"], "k-", label="exact (J26)")
+    axes[1].plot(data["cooccurrence_height"], data["cooccurrence_estimate"], "ro", label="Monte Carlo")
+    _finish(axes[1], "height of the common ancestor", "P[y_l = 1 | y_m = 1]", "latent-tree co-occurrence")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

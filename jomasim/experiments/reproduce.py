@@ -15,10 +15,11 @@ from typing import Any
 
 from .._errors import check_choice
 from ..io import environment, run_directory, write_json, write_npz, write_rows_csv
-from ..plots import plot_fig3, plot_fig4, plot_scan_snap
+from ..plots import plot_fig3, plot_fig4, plot_scan_snap, plot_table1
 from .fig3 import Fig3Config, run_fig3
 from .fig4 import Fig4Config, run_fig4
 from .scan_snap import ScanSnapConfig, run_scan_snap
+from .table1 import Table1Config, run_table1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,8 @@ REPRODUCTIONS = {
     "fig4": Reproduction(Fig4Config, run_fig4, plot_fig4, "nonlinear toy: attention sparse first, dense later"),
     "scan-snap": Reproduction(ScanSnapConfig, run_scan_snap, plot_scan_snap,
                               "Scan&Snap model: a larger attention learning rate gives sparser attention"),
+    "table1": Reproduction(Table1Config, run_table1, plot_table1,
+                           "hierarchical data: MLP hidden nodes of each layer match the latents of its level"),
 }
 
 

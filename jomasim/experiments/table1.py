@@ -1,0 +1,236 @@
+"""Table 1: do the MLP hidden nodes of a multilayer Transformer learn the latents of hierarchical data?
+
+For every setting (C classes, N_ch children per latent, (N0, N1) latents on the two lower levels)
+and seed, `jomasim.hierarchy.make_hierarchy` draws the latent structure, a 3-block Transformer
+(`jomasim.models.Transformer`: no positional encoding, causal, one head, no attention output
+projection, post-LN, ReLU MLP) is trained with Adam (coupled L2 weight decay) to predict the class
+from the last position of fresh sequences every step, and then the correlation protocol of
+JOMA_MATH §5.4 runs on a fresh test batch: each block's hidden activations are max-pooled over
+positions, each latent of level s is correlated with every hidden node of block s (zero-mean:
+Pearson, i.e. normalised correlation; raw: cosine), the best-matched node is kept, and the score
+of level s is the mean best match over the latents of that level that vary in the test batch.
+The seeds of one setting train vmapped in one compiled call.
+"""
+
+import dataclasses
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from .._errors import OutOfRangeError, check_integer, check_positive
+from ..hierarchy import Hierarchy, check_hierarchy_sizes, make_hierarchy, sample_sequences, tree_cooccurrence
+from ..metrics import normalized_correlation
+from ..models import Transformer, TransformerConfig
+from ..train import OptimizerSpec, make_optimizer, train
+
+VOCAB = 100
+"""Token ids of the authors' generator; the last one pads."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Table1Setting:
+    """One row of the table: C classes, N_ch children per latent, N0 and N1 latents."""
+
+    n_classes: int
+    n_children: int
+    n0: int
+    n1: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Table1Config:
+    """Settings of Table 1. The grid is the paper's; the model and schedule default to a reduced
+    size that runs on a CPU in minutes; `PAPER_SIZES` holds the paper's (`d_model=1024,
+    d_hidden=400, steps=10000, batch=128, lr=1e-4`, wd 1e-4 as here).
+
+    **Fields:**
+
+    - `n_classes`, `n_children`, `latents`: the grid (C, N_ch, (N0, N1)); every combination is a row.
+    - `seeds`: seeds per row (each draws its own hierarchy, initialisation and data).
+    - `d_model`, `d_hidden`, `n_layers`: the Transformer (3 layers: one per level, the top one
+      for the classes).
+    - `steps`, `batch`, `lr`, `weight_decay`: Adam with coupled L2 decay, fresh sequences each step.
+    - `length`: sequence length L.
+    - `rho`: 1 for the authors' deterministic generator; < 1 for the noisy channel (J25).
+    - `test_batch`: samples of the correlation test batch.
+    """
+
+    n_classes: tuple[int, ...] = (20, 30, 50)
+    n_children: tuple[int, ...] = (2, 3)
+    latents: tuple[tuple[int, int], ...] = ((10, 20), (20, 30))
+    seeds: int = 5
+    d_model: int = 32
+    d_hidden: int = 128
+    n_layers: int = 3
+    steps: int = 600
+    batch: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    length: int = 30
+    rho: float = 1.0
+    test_batch: int = 1280
+
+    def __post_init__(self):
+        for name, least in (("seeds", 1), ("d_model", 1), ("d_hidden", 1), ("n_layers", 2), ("steps", 1), ("batch", 1),
+                            ("length", 1), ("test_batch", 2)):
+            check_integer(name, getattr(self, name), least=least)
+        check_positive("lr", self.lr)
+        if not self.weight_decay >= 0:
+            raise OutOfRangeError(f"weight_decay={self.weight_decay!r} is not allowed; it must be >= 0")
+        if not 0.0 < self.rho <= 1.0:
+            raise OutOfRangeError(f"rho={self.rho!r} is not allowed; it must lie in (0, 1]")
+        for setting in self.settings:
+            check_hierarchy_sizes(setting.n0, setting.n1, setting.n_classes, setting.n_children, VOCAB)
+            if setting.n_children ** 3 > self.length:
+                raise OutOfRangeError(f"length={self.length} is too short for n_children={setting.n_children}: a class "
+                                      f"activates up to {setting.n_children ** 3} tokens")
+
+    @property
+    def settings(self) -> list[Table1Setting]:
+        """The rows, in the paper's order (C, then N_ch, then (N0, N1))."""
+        return [Table1Setting(c, n_ch, n0, n1)
+                for c, n_ch, (n0, n1) in itertools.product(self.n_classes, self.n_children, self.latents)]
+
+    def transformer(self, n_classes: int) -> TransformerConfig:
+        """The model of a row with `n_classes` outputs."""
+        return TransformerConfig(vocab_size=VOCAB, n_outputs=n_classes, d_model=self.d_model, n_layers=self.n_layers,
+                                 n_heads=1, d_hidden=self.d_hidden, max_len=self.length, post_ln=True,
+                                 positional=False, causal=True, out_projection=False)
+
+
+def best_match_scores(latents: jax.Array, hidden: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Best-matched hidden node per latent, with and without mean-centring.
+
+    **Arguments:**
+
+    - `latents`: `(B, N)` 0/1 ground truth; `hidden`: `(B, H)` max-pooled activations.
+
+    **Returns:**
+
+    `(zero_mean, raw, varies)`: per latent the largest correlation over hidden nodes (Pearson and
+    cosine), and whether the latent varies in the batch (the others have no correlation to measure).
+    """
+    pearson = jax.vmap(lambda column: normalized_correlation(hidden.T, column[None, :]))(latents.T)
+
+    def cosine(column):
+        norms = jnp.linalg.norm(hidden, axis=0) * jnp.linalg.norm(column)
+        return jnp.where(norms > 0, column @ hidden / jnp.where(norms > 0, norms, 1.0), 0.0)
+
+    raw = jax.vmap(cosine)(latents.T)
+    varies = jnp.std(latents, axis=0) > 0
+    return jnp.max(pearson, axis=1), jnp.max(raw, axis=1), varies
+
+
+def train_member(config: Table1Config, setting: Table1Setting, seed, hierarchy: Hierarchy) -> dict[str, jax.Array]:
+    """Trains one seed's Transformer and measures it. Traceable in `seed` and `hierarchy`.
+
+    **Returns:**
+
+    `losses` `(steps,)`; `accuracy` on the test batch; per level s = 0, 1: `zero_mean_s`, `raw_s`
+    (best match per latent, `(N_s,)`) and `varies_s`.
+    """
+    init_key, data_key, test_key = jax.random.split(jax.random.key(seed), 3)
+    model = Transformer(config.transformer(setting.n_classes), nnx.Rngs(init_key))
+
+    def batch_loss(model, batch):
+        tokens, labels = batch
+        logits = jax.vmap(lambda sequence: model(sequence)[0][-1])(tokens)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    def batches(step):
+        return sample_sequences(hierarchy, jax.random.fold_in(data_key, step), config.batch, config.length, config.rho)[:2]
+
+    saved, losses = train(model, batch_loss,
+                          lambda labels: make_optimizer(OptimizerSpec("adam"), labels, config.lr, config.lr,
+                                                        config.weight_decay),
+                          steps=config.steps, save_steps=np.array([config.steps]), batches=batches)
+    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+    trained = nnx.merge(graphdef, jax.tree_util.tree_map(lambda leaf: leaf[-1], saved), rest)
+    tokens, labels, levels = sample_sequences(hierarchy, test_key, config.test_batch, config.length, config.rho)
+    logits, inside = jax.vmap(trained)(tokens)
+    pooled = jnp.max(inside["hidden"], axis=2)  # (B, n_layers, d_hidden): max over positions
+    measures = {"losses": losses, "accuracy": jnp.mean(jnp.argmax(logits[:, -1], axis=-1) == labels)}
+    for level, latents in enumerate(levels):
+        zero_mean, raw, varies = best_match_scores(latents, pooled[:, level])
+        measures.update({f"zero_mean_{level}": zero_mean, f"raw_{level}": raw, f"varies_{level}": varies})
+    return measures
+
+
+
+
+PAPER_SIZES = {"d_model": 1024, "d_hidden": 400, "steps": 10000, "batch": 128, "lr": 1e-4}
+"""The authors' model and schedule (`draw_table_1.py` filter; the README command has lr 1e-5)."""
+
+COOCCURRENCE = {"depth": 5, "rho": 0.8, "root_on": 0.7, "samples": 200_000}
+"""The binary latent tree of the Monte-Carlo co-occurrence check (J26)."""
+
+
+def _train_row(config: Table1Config, setting: Table1Setting) -> dict[str, np.ndarray]:
+    """Every seed of one row, trained vmapped in one compiled call."""
+    hierarchies = [make_hierarchy(seed, setting.n0, setting.n1, setting.n_classes, setting.n_children, VOCAB)
+                   for seed in range(config.seeds)]
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *hierarchies)
+    run = jax.jit(jax.vmap(lambda seed, hierarchy: train_member(config, setting, seed, hierarchy)))
+    return jax.tree_util.tree_map(np.asarray, run(np.arange(config.seeds), stacked))
+
+
+def _level_score(measures: dict[str, np.ndarray], kind: str, level: int) -> np.ndarray:
+    """Per seed, the mean best match over the latents of `level` that vary in the test batch."""
+    values, varies = measures[f"{kind}_{level}"], measures[f"varies_{level}"]
+    return np.asarray([row[mask].mean() if mask.any() else np.nan for row, mask in zip(values, varies)])
+
+
+def _layout(rows: list[dict], config: Table1Config, kind: str) -> str:
+    """The table as the paper lays it out: one line per C, a column per level and (N_ch, (N0, N1))."""
+    columns = [(level, n_ch, n0, n1) for level in (0, 1) for n_ch, (n0, n1) in itertools.product(config.n_children, config.latents)]
+    titles = [f"s={level} N_ch={n_ch} ({n0},{n1})" for level, n_ch, n0, n1 in columns]
+    by_setting = {(row["n_classes"], row["n_children"], row["n0"], row["n1"]): row for row in rows}
+    lines = [f"{kind} correlation, mean ± std over {config.seeds} seeds", "  C  " + "  ".join(titles)]
+    for n_classes in config.n_classes:
+        cells = []
+        for (level, n_ch, n0, n1), title in zip(columns, titles):
+            row = by_setting[n_classes, n_ch, n0, n1]
+            cells.append(f"{row[f's{level}_{kind}_mean']:.2f} ± {row[f's{level}_{kind}_std']:.2f}".rjust(len(title)))
+        lines.append(f"{n_classes:3d}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
+    """Trains every row of the table and runs the correlation protocol; plus the co-occurrence check.
+
+    **Returns:**
+
+    `(data, summary)`. `data`: per row (index r) `scores_r` `(seeds, 4)` (s = 0, 1 zero-mean, then
+    raw), `accuracy_r`, `loss_r` (the training loss of every step, `(seeds, steps)`), and the
+    co-occurrence check `cooccurrence_height`, `cooccurrence_estimate`, `cooccurrence_exact`.
+    `summary`: `table` (one dict per row: the setting, `s0_zero_mean_mean`, `..._std`, the same
+    for `s1` and for `raw`, `accuracy_mean`, `loss_final_mean`), `layout` (the zero-mean table as
+    the paper prints it), `cooccurrence` (`{height: [estimate, exact]}`) and `cooccurrence_max_error`.
+    """
+    data, rows = {}, []
+    for index, setting in enumerate(config.settings):
+        measures = _train_row(config, setting)
+        scores = np.stack([_level_score(measures, kind, level) for kind in ("zero_mean", "raw") for level in (0, 1)], axis=1)
+        data.update({f"scores_{index}": scores, f"accuracy_{index}": measures["accuracy"], f"loss_{index}": measures["losses"]})
+        row = dataclasses.asdict(setting)
+        for column, (kind, level) in enumerate(itertools.product(("zero_mean", "raw"), (0, 1))):
+            row[f"s{level}_{kind}_mean"] = float(np.nanmean(scores[:, column]))
+            row[f"s{level}_{kind}_std"] = float(np.nanstd(scores[:, column]))
+        row.update(accuracy_mean=float(measures["accuracy"].mean()), loss_final_mean=float(measures["losses"][:, -1].mean()))
+        rows.append(row)
+    cooccurrence = tree_cooccurrence(**COOCCURRENCE)
+    heights = sorted(cooccurrence)
+    data.update(cooccurrence_height=np.asarray(heights),
+                cooccurrence_estimate=np.asarray([cooccurrence[h][0] for h in heights]),
+                cooccurrence_exact=np.asarray([cooccurrence[h][1] for h in heights]))
+    summary = {
+        "table": rows,
+        "layout": _layout(rows, config, "zero_mean"),
+        "cooccurrence": {str(h): list(cooccurrence[h]) for h in heights},
+        "cooccurrence_max_error": float(np.max(np.abs(data["cooccurrence_estimate"] - data["cooccurrence_exact"]))),
+    }
+    return data, summary
