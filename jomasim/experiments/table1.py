@@ -209,7 +209,7 @@ def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
     co-occurrence check `cooccurrence_height`, `cooccurrence_estimate`, `cooccurrence_exact`.
     `summary`: `table` (one dict per row: the setting, `s0_zero_mean_mean`, `..._std`, the same
     for `s1` and for `raw`, `accuracy_mean`, `loss_final_mean`), `layout` (the zero-mean table as
-    the paper prints it), `cooccurrence` (`{height: [estimate, exact]}`) and `cooccurrence_max_error`.
+    the paper prints it), `cooccurrence` (`{height: {estimate, exact}}`) and `cooccurrence_max_error`.
     """
     data, rows = {}, []
     for index, setting in enumerate(config.settings):
@@ -230,7 +230,7 @@ def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
     summary = {
         "table": rows,
         "layout": _layout(rows, config, "zero_mean"),
-        "cooccurrence": {str(h): list(cooccurrence[h]) for h in heights},
+        "cooccurrence": {str(h): {"estimate": cooccurrence[h][0], "exact": cooccurrence[h][1]} for h in heights},
         "cooccurrence_max_error": float(np.max(np.abs(data["cooccurrence_estimate"] - data["cooccurrence_exact"]))),
     }
     return data, summary
