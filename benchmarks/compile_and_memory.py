@@ -12,7 +12,7 @@
    accounts for it in the compiled program (`memory_analysis()`: arguments, outputs and temporary
    buffers), for several numbers of saved time points and for a longer time span (many more
    solver steps, same saves): the memory should grow with the saves, not with the steps. The
-   largest setting is then run once and the process's peak resident memory reported.
+   total (arguments + outputs + temporaries) bounds the device memory the solve needs.
 
     python benchmarks/compile_and_memory.py            # B = 4096, saves 10 … 1000
     python benchmarks/compile_and_memory.py --quick    # small sizes, for CI
@@ -20,7 +20,6 @@
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -105,11 +104,6 @@ def memory(batch: int, saves_list: list[int], long_t_end: float) -> None:
         outputs, temporaries = analysis.output_size_in_bytes / mib, analysis.temp_size_in_bytes / mib
         total = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes) / mib
         print(f"{saves:6d} {t_end:6.0f} {steps:13d} {saved:13.1f} {outputs:9.1f} {temporaries:12.1f} {total:8.1f}")
-    run, arguments = _batched_solve(batch, saves_list[-1], 3.0)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    jax.block_until_ready(run(*arguments))
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory of this process: {after:.0f} MiB (was {before:.0f} MiB before the {saves_list[-1]}-save solve)")
 
 
 def main():
