@@ -18,6 +18,7 @@ from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
 from .experiments.compare import CompareConfig, compare
 from .experiments.reproduce import REPRODUCTIONS, reproduce
 from .experiments.table1 import PAPER_SIZES
+from .experiments.wikitext import SMALL_SIZES
 from .io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from .plots import plot_block_theory, plot_compare, plot_sweep
 from .sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
@@ -196,7 +197,7 @@ def _sweep(args) -> None:
 
 
 REPRODUCE_OPTIONS = {"seed": ("fig3",), "variant": ("fig3",), "mu_seed": ("fig4",), "mu": ("fig4",), "seeds": ("scan-snap", "table1"),
-                     "paper_sizes": ("table1",)}
+                     "paper_sizes": ("table1",), "corpus": ("wikitext",), "small": ("wikitext",)}
 """Options of `jomasim reproduce` and the reproductions they apply to (each a field of their config)."""
 
 
@@ -217,6 +218,10 @@ def _add_reproduce(commands) -> None:
                         help="scan-snap: seeds per learning-rate cell (default 10); table1: seeds per row (default 5)")
     parser.add_argument("--paper-sizes", action="store_const", const=True, default=None,
                         help="table1: the paper's model and schedule (d 1024, 400 hidden, 10000 Adam steps, batch 128)")
+    parser.add_argument("--corpus", default=None,
+                        help="wikitext: a folder in the WikiText layout (default: $JOMASIM_WIKITEXT)")
+    parser.add_argument("--small", action="store_const", const=True, default=None,
+                        help="wikitext: a reduced run (2 depths, d 64, 1500 steps, one seed) instead of the sizes of §6.2")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of reproduce-NAME/")
     parser.set_defaults(handler=_reproduce)
 
@@ -250,6 +255,8 @@ def _reproduce(args) -> None:
         given["mu"] = tuple(float(value) for value in values)
     if given.pop("paper_sizes", False):
         given.update(PAPER_SIZES)
+    if given.pop("small", False):
+        given.update(SMALL_SIZES)
     folder, summary = reproduce(name, REPRODUCTIONS[name].config(**given), args.out)
     print(json.dumps(_without_lists({key: value for key, value in summary.items() if key != "layout"}), indent=2,
                      default=str))

@@ -326,3 +326,33 @@ def plot_table1(data: dict, summary: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
+    """Fig. 6 / Fig. 8: one panel per (depth, learning rate), one curve per layer (seed mean of the
+    attention entropy at each checkpoint), titled with the minimum validation loss.
+
+    **Arguments:**
+
+    - `data`, `summary`: the output of `jomasim.experiments.wikitext.run_wikitext`.
+    - `path`: the PNG to write.
+    """
+    runs = summary["runs"]
+    columns = min(4, len(runs))
+    rows = -(-len(runs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.6 * rows), squeeze=False)
+    for index, (axis, run) in enumerate(zip(axes.flat, runs)):
+        entropy = data[f"entropy_{index}"].mean(axis=0)
+        colours = plt.cm.rainbow(np.linspace(0.0, 1.0, run["depth"]))
+        for layer, colour in enumerate(colours):
+            axis.plot(data["steps"], entropy[:, layer], color=colour, label=f"layer {layer}" if run["depth"] <= 5 else None)
+        axis.set_title(f"layers: {run['depth']}, lr: {run['lr']:g}, val loss: {run['valid_loss_min']:.2f}", fontsize=9)
+        axis.set_xlabel("minibatch")
+        axis.set_ylabel("attention entropy (nats)")
+        if run["depth"] <= 5:
+            axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(runs):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,195 @@
+"""Fig. 6 and Fig. 8: per-layer attention entropy of Transformers trained from scratch on real text.
+
+Multilayer decoders (`jomasim.models.Transformer`: sinusoidal positions, embeddings scaled by
+√d, one head, post-LN, ReLU MLP, causal mask) are trained as language models on a corpus in the
+WikiText layout (`jomasim.corpus`) the way the authors' `decoder_wiki.py` does it: the training
+stream cut into 20 parallel columns, windows of 35 tokens taken in order (wrapping around at the
+end of the stream), Adam at a constant rate, gradient-norm clipping 0.5. Parameters are kept every
+`eval_every` steps; each checkpoint is then evaluated on the validation stream (10 columns):
+the token-averaged cross-entropy and, per layer, the attention entropy
+`mean over sequences and query positions of −Σ_j a_ij log(a_ij + 1e-8)` (JOMA_MATH §6.2). The
+seeds of one depth and rate train vmapped in one compiled call. The reference's dropout (0.2) is
+not modelled.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from .._errors import OutOfRangeError, check_integer, check_positive
+from ..corpus import batchify, load_corpus
+from ..models import Transformer, TransformerConfig
+from ..train import OptimizerSpec, make_optimizer, train
+
+
+@dataclasses.dataclass(frozen=True)
+class WikitextConfig:
+    """Settings of the WikiText runs; the defaults are the sizes of §6.2 (hours per depth on a CPU),
+    `SMALL_SIZES` a reduced set that runs on a CPU in minutes.
+
+    **Fields:**
+
+    - `corpus`: the corpus folder (`None`: the `JOMASIM_WIKITEXT` environment variable).
+    - `train_split`, `valid_split`, `min_count`: which files to train and validate on, and the
+      vocabulary's frequency cut-off (`jomasim.corpus.load_corpus`).
+    - `depths`: the numbers of layers trained at `lr` (Fig. 6).
+    - `lr`: Adam's learning rate for `depths`.
+    - `ablation_depth`, `ablation_lrs`: the depth and the rates of the learning-rate ablation
+      (Fig. 8); no ablation when `ablation_lrs` is empty.
+    - `seeds`: seeds per run (vmapped).
+    - `d_model`, `d_hidden`: width and MLP width.
+    - `steps`, `eval_every`: minibatches trained, and the spacing of the evaluated checkpoints.
+    - `bptt`, `columns`, `eval_columns`: window length and parallel columns of training and
+      validation; `eval_windows`: validation windows per checkpoint (`None`: the whole stream).
+    - `clip_norm`: gradient-norm clipping.
+    """
+
+    corpus: str | None = None
+    train_split: str = "train"
+    valid_split: str = "valid"
+    min_count: int = 1
+    depths: tuple[int, ...] = (1, 2, 5, 10)
+    lr: float = 1e-4
+    ablation_depth: int = 5
+    ablation_lrs: tuple[float, ...] = (1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2)
+    seeds: int = 3
+    d_model: int = 200
+    d_hidden: int = 200
+    steps: int = 58_000
+    eval_every: int = 1000
+    bptt: int = 35
+    columns: int = 20
+    eval_columns: int = 10
+    eval_windows: int | None = None
+    clip_norm: float = 0.5
+
+    def __post_init__(self):
+        for name, least in (("min_count", 1), ("ablation_depth", 1), ("seeds", 1), ("d_model", 1), ("d_hidden", 1),
+                            ("steps", 1), ("eval_every", 1), ("bptt", 2), ("columns", 1), ("eval_columns", 1)):
+            check_integer(name, getattr(self, name), least=least)
+        if self.eval_windows is not None:
+            check_integer("eval_windows", self.eval_windows, least=1)
+        if not self.depths:
+            raise OutOfRangeError("depths=() is not allowed; give at least one depth")
+        for depth in self.depths:
+            check_integer("depths", depth, least=1)
+        for rate in (self.lr, *self.ablation_lrs):
+            check_positive("lr", rate)
+        check_positive("clip_norm", self.clip_norm)
+        if self.eval_every > self.steps:
+            raise OutOfRangeError(f"eval_every={self.eval_every} is not allowed; it must be <= steps={self.steps}")
+
+    @property
+    def runs(self) -> list[tuple[int, float]]:
+        """Every (depth, learning rate) trained: the depths at `lr`, then the ablation."""
+        runs = [(depth, self.lr) for depth in self.depths]
+        return runs + [(self.ablation_depth, rate) for rate in self.ablation_lrs if (self.ablation_depth, rate) not in runs]
+
+    @property
+    def save_steps(self) -> np.ndarray:
+        """The evaluated checkpoints: 0, eval_every, …, and the last step."""
+        return np.unique(np.append(np.arange(0, self.steps + 1, self.eval_every), self.steps))
+
+
+SMALL_SIZES = {"d_model": 64, "d_hidden": 64, "steps": 1500, "eval_every": 100, "seeds": 1, "depths": (1, 2),
+         "ablation_lrs": (), "lr": 1e-3, "eval_windows": 40, "min_count": 3}
+"""A reduced set (`--small`): two depths, one seed, 1500 steps at lr 1e-3; about minutes on a CPU."""
+
+
+def _windows(stream: jax.Array, index, bptt: int) -> tuple[jax.Array, jax.Array]:
+    """Window `index` of a `(length, columns)` stream as sequences `(columns, bptt)` and their
+    next tokens (wrapping around at the end)."""
+    count = (stream.shape[0] - 1) // bptt
+    start = (index % count) * bptt
+    rows = jax.lax.dynamic_slice_in_dim(stream, start, bptt + 1, axis=0)
+    return rows[:-1].T, rows[1:].T
+
+
+def attention_entropy(maps: jax.Array) -> jax.Array:
+    """Per layer, −Σ_j a_ij log(a_ij + 1e-8) averaged over heads and query positions; `maps` is
+    `(n_layers, H, L, L)` (causal rows)."""
+    return jnp.mean(-jnp.sum(maps * jnp.log(maps + 1e-8), axis=-1), axis=(1, 2))
+
+
+def train_depth(config: WikitextConfig, depth: int, lr: float, train_stream: np.ndarray, valid_stream: np.ndarray,
+                vocab: int) -> dict[str, np.ndarray]:
+    """Every seed of one (depth, rate), vmapped: training losses and, per checkpoint, validation loss
+    and per-layer attention entropy.
+
+    **Returns:**
+
+    `losses` `(seeds, steps)`, `valid_loss` `(seeds, n_save)`, `entropy` `(seeds, n_save, depth)`.
+    """
+    model_config = TransformerConfig(vocab_size=vocab, n_outputs=vocab, d_model=config.d_model, n_layers=depth,
+                                     n_heads=1, d_hidden=config.d_hidden, max_len=config.bptt, post_ln=True,
+                                     positional=True, causal=True, out_projection=True, embedding_scale=True)
+    train_data, valid_data = jnp.asarray(train_stream), jnp.asarray(valid_stream)
+    windows = (valid_stream.shape[0] - 1) // config.bptt
+    windows = windows if config.eval_windows is None else min(windows, config.eval_windows)
+
+    def sequence_loss(model, inputs, targets):
+        logits, inside = jax.vmap(model)(inputs)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+        return loss, jax.vmap(attention_entropy)(inside["attention"]).mean(axis=0)
+
+    def one_seed(seed):
+        model = Transformer(model_config, nnx.Rngs(jax.random.key(seed)))
+        spec = OptimizerSpec("adam", clip_norm=config.clip_norm)
+        saved, losses = train(model, lambda model, batch: sequence_loss(model, *batch)[0],
+                              lambda labels: make_optimizer(spec, labels, lr, lr),
+                              steps=config.steps, save_steps=config.save_steps,
+                              batches=lambda step: _windows(train_data, step, config.bptt))
+        graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+
+        def evaluate(params):
+            checkpoint = nnx.merge(graphdef, params, rest)
+            per_window = jax.lax.map(lambda i: sequence_loss(checkpoint, *_windows(valid_data, i, config.bptt)),
+                                     jnp.arange(windows))
+            return jax.tree_util.tree_map(lambda values: values.mean(axis=0), per_window)
+
+        valid_loss, entropy = jax.lax.map(evaluate, saved)
+        return {"losses": losses, "valid_loss": valid_loss, "entropy": entropy}
+
+    results = jax.jit(jax.vmap(one_seed))(jnp.arange(config.seeds))
+    return jax.tree_util.tree_map(np.asarray, results)
+
+
+def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
+    """Trains every (depth, rate) of `config.runs` and evaluates the checkpoints.
+
+    **Returns:**
+
+    `(data, summary)`. `data`: `steps` (the checkpoints) and per run r: `depth_r`, `lr_r`,
+    `losses_r`, `valid_loss_r`, `entropy_r` (as `train_depth`). `summary`: `vocabulary_size`,
+    `train_tokens`, `valid_tokens`, and `runs`, one dict per run: `depth`, `lr`, `valid_loss_min`
+    (of the seed mean) and per layer `entropy_initial`, `entropy_min`, `entropy_min_step`,
+    `entropy_final`, `rebound` (final − minimum of the seed-mean curve).
+    """
+    corpus = load_corpus(config.corpus, train_split=config.train_split, valid_split=config.valid_split,
+                         min_count=config.min_count)
+    train_stream, valid_stream = batchify(corpus.train, config.columns), batchify(corpus.valid, config.eval_columns)
+    for name, stream in (("training", train_stream), ("validation", valid_stream)):
+        if stream.shape[0] <= config.bptt:
+            raise OutOfRangeError(f"the {name} stream has {stream.shape[0]} rows; it needs more than bptt={config.bptt}")
+    steps = config.save_steps
+    data, runs = {"steps": steps}, []
+    for index, (depth, lr) in enumerate(config.runs):
+        result = train_depth(config, depth, lr, train_stream, valid_stream, len(corpus.vocabulary))
+        data.update({f"depth_{index}": depth, f"lr_{index}": lr, f"losses_{index}": result["losses"],
+                     f"valid_loss_{index}": result["valid_loss"], f"entropy_{index}": result["entropy"]})
+        entropy = result["entropy"].mean(axis=0)  # (n_save, depth): the seed mean
+        lowest = entropy.argmin(axis=0)
+        layers = np.arange(depth)
+        runs.append({
+            "depth": depth, "lr": lr, "valid_loss_min": float(result["valid_loss"].mean(axis=0).min()),
+            "entropy_initial": entropy[0].tolist(), "entropy_min": entropy[lowest, layers].tolist(),
+            "entropy_min_step": steps[lowest].tolist(), "entropy_final": entropy[-1].tolist(),
+            "rebound": (entropy[-1] - entropy[lowest, layers]).tolist(),
+        })
+    summary = {"vocabulary_size": len(corpus.vocabulary), "train_tokens": int(corpus.train.size),
+               "valid_tokens": int(corpus.valid.size), "runs": runs}
+    return data, summary
