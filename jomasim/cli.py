@@ -197,7 +197,8 @@ def _sweep(args) -> None:
 
 
 REPRODUCE_OPTIONS = {"seed": ("fig3",), "variant": ("fig3",), "mu_seed": ("fig4",), "mu": ("fig4",), "seeds": ("scan-snap", "table1"),
-                     "paper_sizes": ("table1",), "corpus": ("wikitext",), "small": ("wikitext",)}
+                     "paper_sizes": ("table1",), "corpus": ("wikitext",), "small": ("wikitext",),
+                     "checkpoints": ("pretrained",), "text": ("pretrained",)}
 """Options of `jomasim reproduce` and the reproductions they apply to (each a field of their config)."""
 
 
@@ -222,6 +223,9 @@ def _add_reproduce(commands) -> None:
                         help="wikitext: a folder in the WikiText layout (default: $JOMASIM_WIKITEXT)")
     parser.add_argument("--small", action="store_const", const=True, default=None,
                         help="wikitext: a reduced run (2 depths, d 64, 1500 steps, one seed) instead of the sizes of §6.2")
+    parser.add_argument("--checkpoints", default=None,
+                        help="pretrained: comma-separated checkpoint folders of one model, in training order")
+    parser.add_argument("--text", default=None, help="pretrained: a UTF-8 text file to measure the attention on")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of reproduce-NAME/")
     parser.set_defaults(handler=_reproduce)
 
@@ -257,6 +261,8 @@ def _reproduce(args) -> None:
         given.update(PAPER_SIZES)
     if given.pop("small", False):
         given.update(SMALL_SIZES)
+    if "checkpoints" in given:
+        given["checkpoints"] = tuple(folder for folder in given["checkpoints"].split(",") if folder)
     folder, summary = reproduce(name, REPRODUCTIONS[name].config(**given), args.out)
     print(json.dumps(_without_lists({key: value for key, value in summary.items() if key != "layout"}), indent=2,
                      default=str))

@@ -356,3 +356,26 @@ def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def plot_pretrained(data: dict, summary: dict, path: Path) -> None:
+    """Attention entropy (left) and stable rank of the first MLP weight (right) per layer against
+    the checkpoint step.
+
+    **Arguments:**
+
+    - `data`, `summary`: the output of `jomasim.experiments.pretrained.run_pretrained`.
+    - `path`: the PNG to write.
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    layers = data["entropy"].shape[1]
+    colours = plt.cm.rainbow(np.linspace(0.0, 1.0, layers))
+    for layer, colour in enumerate(colours):
+        label = f"layer {layer}" if layers <= 12 else None
+        axes[0].plot(data["steps"], data["entropy"][:, layer], "o-", color=colour, label=label)
+        axes[1].plot(data["steps"], data["stable_rank"][:, layer], "o-", color=colour, label=label)
+    _finish(axes[0], "checkpoint step", "attention entropy (nats)", "attention entropy per layer")
+    _finish(axes[1], "checkpoint step", "‖W‖_F² / ‖W‖₂²", "stable rank of the MLP's first weight")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -15,9 +15,10 @@ from typing import Any
 
 from .._errors import check_choice
 from ..io import environment, run_directory, write_json, write_npz, write_rows_csv
-from ..plots import plot_fig3, plot_fig4, plot_scan_snap, plot_table1, plot_wikitext
+from ..plots import plot_fig3, plot_fig4, plot_pretrained, plot_scan_snap, plot_table1, plot_wikitext
 from .fig3 import Fig3Config, run_fig3
 from .fig4 import Fig4Config, run_fig4
+from .pretrained import PretrainedConfig, run_pretrained
 from .scan_snap import ScanSnapConfig, run_scan_snap
 from .table1 import Table1Config, run_table1
 from .wikitext import WikitextConfig, run_wikitext
@@ -42,6 +43,8 @@ REPRODUCTIONS = {
                            "hierarchical data: MLP hidden nodes of each layer match the latents of its level"),
     "wikitext": Reproduction(WikitextConfig, run_wikitext, plot_wikitext,
                              "Transformers on real text: per-layer attention entropy over training (Fig. 6, 8)"),
+    "pretrained": Reproduction(PretrainedConfig, run_pretrained, plot_pretrained,
+                               "checkpoints of one model: attention entropy and MLP stable rank per layer"),
 }
 
 

@@ -1,0 +1,136 @@
+"""Attention entropy and the stable rank of the MLP's first weight across checkpoints of one model
+(JOMA_MATH §4.4, §6.5): the joint dynamics predicts that the rank of the lower MLP layer first
+drops and then bounces back.
+
+Checkpoints are local folders that `transformers` can load (GPT-NeoX / Pythia and OPT layouts;
+the optional extra `[pretrained]` installs it with a CPU PyTorch). For each checkpoint and layer:
+the attention entropy on a given text (`mean over heads and query positions of
+−Σ_j a_ij log(a_ij + 1e-8)`, causal rows, as §6.2) and the stable rank ‖W‖_F² / ‖W‖₂² of the MLP's
+first weight (`gpt_neox.layers.i.mlp.dense_h_to_4h.weight`, `model.decoder.layers.i.fc1.weight`).
+Which checkpoints, text and weight the paper used are not published; these are the natural choices.
+"""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import InvalidChoiceError, InvalidPathError, OutOfRangeError, check_integer
+from ..metrics import stable_rank
+
+LAYOUTS = {
+    "gpt_neox": lambda model: [layer.mlp.dense_h_to_4h.weight for layer in model.gpt_neox.layers],
+    "opt": lambda model: [layer.fc1.weight for layer in model.model.decoder.layers],
+}
+"""Per supported `model_type`, the first MLP weight of every layer."""
+
+
+def _transformers():
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise InvalidChoiceError("the pretrained reproduction needs transformers and PyTorch: "
+                                 "pip install -e \".[pretrained]\"") from None
+    transformers.utils.logging.disable_progress_bar()
+    return torch, transformers
+
+
+def checkpoint_step(folder: str | Path, fallback: int) -> int:
+    """The training step in a checkpoint folder's name (`step1000`, `checkpoint-1000`, `...-1000`),
+    or `fallback` when the name has no number."""
+    numbers = re.findall(r"\d+", Path(folder).name)
+    return int(numbers[-1]) if numbers else fallback
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedConfig:
+    """Settings of the checkpoint study.
+
+    **Fields:**
+
+    - `checkpoints`: checkpoint folders of one model, in training order.
+    - `text`: a UTF-8 text file to measure attention on, tokenised by each checkpoint's tokenizer
+      (`None`: `token_ids` are used).
+    - `token_ids`: the token ids to measure on when there is no text (e.g. for checkpoints without
+      a tokenizer).
+    - `max_tokens`: the text is cut to this many tokens (one sequence).
+    """
+
+    checkpoints: tuple[str, ...] = ()
+    text: str | None = None
+    token_ids: tuple[int, ...] = ()
+    max_tokens: int = 512
+
+    def __post_init__(self):
+        if not self.checkpoints:
+            raise OutOfRangeError("checkpoints=() is not allowed; give the checkpoint folders of one model (--checkpoints)")
+        for folder in self.checkpoints:
+            if not Path(folder).is_dir():
+                raise InvalidPathError(f"checkpoint folder {str(folder)!r} does not exist or is not a folder")
+        if self.text is None and not self.token_ids:
+            raise OutOfRangeError("give a text file (--text) or token_ids to measure the attention on")
+        if self.text is not None and not Path(self.text).is_file():
+            raise InvalidPathError(f"text file {str(self.text)!r} does not exist")
+        check_integer("max_tokens", self.max_tokens, least=2)
+
+
+def measure_checkpoint(folder: str | Path, config: PretrainedConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer, the attention entropy on the config's text and the stable rank of the first MLP weight.
+
+    **Returns:**
+
+    `(entropy, stable_ranks)`, each `(n_layers,)`.
+    """
+    torch, transformers = _transformers()
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+    except (OSError, ValueError) as error:
+        raise InvalidPathError(f"cannot load a checkpoint from {str(folder)!r}: {' '.join(str(error).split())}") from None
+    kind = model.config.model_type
+    if kind not in LAYOUTS:
+        raise InvalidChoiceError(f"model_type={kind!r} in {str(folder)!r} is not supported; supported: {sorted(LAYOUTS)}")
+    if config.text is not None:
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError) as error:
+            raise InvalidPathError(f"no tokenizer in {str(folder)!r} for the text: {' '.join(str(error).split())}") from None
+        ids = tokenizer(Path(config.text).read_text(encoding="utf-8"))["input_ids"][: config.max_tokens]
+    else:
+        ids = list(config.token_ids[: config.max_tokens])
+    if len(ids) < 2 or max(ids) >= model.config.vocab_size or min(ids) < 0:
+        raise OutOfRangeError(f"the measured text must be at least 2 token ids in [0, {model.config.vocab_size}); got {len(ids)}")
+    with torch.no_grad():
+        attentions = model(torch.tensor([ids]), output_attentions=True).attentions
+    entropy = np.asarray([float((-(a * torch.log(a + 1e-8)).sum(-1)).mean()) for a in attentions])
+    weights = [weight.detach().double().numpy() for weight in LAYOUTS[kind](model)]
+    return entropy, np.asarray([float(stable_rank(weight)) for weight in weights])
+
+
+def run_pretrained(config: PretrainedConfig) -> tuple[dict[str, np.ndarray], dict]:
+    """Measures every checkpoint.
+
+    **Returns:**
+
+    `(data, summary)`. `data`: `steps` (from the folder names, else the position), `entropy` and
+    `stable_rank` `(n_checkpoints, n_layers)`. `summary`: `steps`, and per layer `entropy_min_step`,
+    `stable_rank_min_step` and `stable_rank_v_shape` (the minimum lies strictly inside the series and
+    the last value is above it).
+    """
+    steps = np.asarray([checkpoint_step(folder, index) for index, folder in enumerate(config.checkpoints)])
+    measured = [measure_checkpoint(folder, config) for folder in config.checkpoints]
+    if len({len(entropy) for entropy, _ in measured}) != 1:
+        raise OutOfRangeError("the checkpoints have different numbers of layers; give checkpoints of one model")
+    entropy = np.stack([entropy for entropy, _ in measured])
+    ranks = np.stack([rank for _, rank in measured])
+    lowest = ranks.argmin(axis=0)
+    layers = np.arange(ranks.shape[1])
+    summary = {
+        "steps": steps.tolist(),
+        "entropy_min_step": steps[entropy.argmin(axis=0)].tolist(),
+        "stable_rank_min_step": steps[lowest].tolist(),
+        "stable_rank_v_shape": [bool(0 < low < len(steps) - 1 and ranks[-1, layer] > ranks[low, layer])
+                                for layer, low in zip(layers, lowest)],
+    }
+    return {"steps": steps, "entropy": entropy, "stable_rank": ranks}, summary

@@ -1,0 +1,81 @@
+"""Checkpoint study: tiny random GPT-NeoX and OPT checkpoints built here, saved, and measured; the
+numbers must come from the saved weights (needs the `[pretrained]` extra; skipped without it)."""
+
+import numpy as np
+import pytest
+
+from jomasim._errors import InvalidPathError, OutOfRangeError
+from jomasim.cli import main
+from jomasim.experiments.pretrained import PretrainedConfig, checkpoint_step, run_pretrained
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TOKENS = (3, 17, 5, 9, 21, 2, 40, 11, 8, 30)
+
+
+def _model(kind: str):
+    sizes = dict(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64)
+    if kind == "gpt_neox":
+        return transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(intermediate_size=32, **sizes))
+    return transformers.OPTForCausalLM(transformers.OPTConfig(ffn_dim=32, word_embed_proj_dim=16, **sizes))
+
+
+def _first_weights(model, kind):
+    if kind == "gpt_neox":
+        return [layer.mlp.dense_h_to_4h.weight for layer in model.gpt_neox.layers]
+    return [layer.fc1.weight for layer in model.model.decoder.layers]
+
+
+@pytest.fixture(scope="module", params=["gpt_neox", "opt"])
+def checkpoints(request, tmp_path_factory):
+    """Three checkpoints whose layer-0 MLP weight is a known matrix of rank 1, 2 and 4."""
+    kind, root = request.param, tmp_path_factory.mktemp(request.param)
+    torch.manual_seed(0)
+    model = _model(kind)
+    folders, known = [], []
+    for step, rank in ((0, 4), (1000, 1), (2000, 2)):
+        matrix = np.zeros((32, 16))
+        matrix[np.arange(rank), np.arange(rank)] = [3.0, 2.0, 1.0, 1.0][:rank]
+        with torch.no_grad():
+            _first_weights(model, kind)[0].copy_(torch.tensor(matrix, dtype=torch.float32))
+        folder = root / f"step{step}"
+        model.save_pretrained(folder)
+        folders.append(str(folder))
+        known.append(np.sum(matrix**2) / np.max(np.linalg.svd(matrix, compute_uv=False)) ** 2)
+    return kind, folders, np.asarray(known)
+
+
+def test_stable_rank_and_entropy_come_from_the_saved_weights(checkpoints):
+    kind, folders, known = checkpoints
+    data, summary = run_pretrained(PretrainedConfig(checkpoints=tuple(folders), token_ids=TOKENS))
+    np.testing.assert_array_equal(data["steps"], [0, 1000, 2000])
+    np.testing.assert_allclose(data["stable_rank"][:, 0], known, rtol=1e-6)  # 15/9, 1, 13/9
+    assert summary["stable_rank_min_step"][0] == 1000 and summary["stable_rank_v_shape"][0]
+    for row, folder in enumerate(folders):
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+        with torch.no_grad():
+            attentions = model(torch.tensor([TOKENS]), output_attentions=True).attentions
+        for layer, maps in enumerate(attentions):
+            maps = maps[0].double().numpy()
+            expected = np.mean(-np.sum(maps * np.log(maps + 1e-8), axis=-1))
+            assert data["entropy"][row, layer] == pytest.approx(expected, rel=1e-5)
+        other = np.linalg.svd(_first_weights(model, kind)[1].detach().double().numpy(), compute_uv=False)
+        assert data["stable_rank"][row, 1] == pytest.approx(np.sum(other**2) / other[0] ** 2, rel=1e-9)
+    assert checkpoint_step("checkpoint-143000", 0) == 143000 and checkpoint_step("final", 7) == 7
+
+
+def test_bad_inputs_are_named(checkpoints, tmp_path, capsys):
+    _, folders, _ = checkpoints
+    with pytest.raises(OutOfRangeError, match="checkpoints=()"):
+        PretrainedConfig()
+    with pytest.raises(InvalidPathError, match="does not exist"):
+        PretrainedConfig(checkpoints=(str(tmp_path / "nowhere"),), token_ids=TOKENS)
+    with pytest.raises(OutOfRangeError, match="token ids in"):
+        run_pretrained(PretrainedConfig(checkpoints=tuple(folders[:1]), token_ids=(1, 99)))
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    assert main(["reproduce", "pretrained", "--checkpoints", str(tmp_path / "empty"), "--text", folders[0] + "/config.json",
+                 "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "cannot load a checkpoint" in error
