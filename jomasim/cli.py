@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -11,12 +12,13 @@ from pathlib import Path
 from ._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_choice
 from .activation import ACTIVATIONS
 from .attention import ATTENTION_KINDS
+from .corpus import CORPUS_VARIABLE
 from .data import VARIANTS
 from .experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory, summarize
 from .experiments.block import MODES, reference_of
 from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
 from .experiments.compare import CompareConfig, compare
-from .experiments.reproduce import REPRODUCTIONS, reproduce
+from .experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from .experiments.table1 import PAPER_SIZES
 from .experiments.wikitext import SMALL_SIZES
 from .io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
@@ -210,7 +212,8 @@ def _add_reproduce(commands) -> None:
         description=f"Regenerate a published result from the package alone ({lines}). Writes NAME.png, NAME.npz "
         "(the plotted data), summary.json (the numbers behind the claim) and config.json.",
     )
-    parser.add_argument("reproduction", choices=tuple(REPRODUCTIONS))
+    parser.add_argument("reproduction", choices=(*REPRODUCTIONS, "all"),
+                        help="one reproduction, or all of them in sequence and an index.html over them")
     parser.add_argument("--seed", type=int, default=None, help="fig3: seed of the data and initial weights")
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="fig3: token-frequency model")
     parser.add_argument("--mu-seed", type=int, default=None, help="fig4: generator seed of the targets mu")
@@ -245,25 +248,49 @@ def _format_rows(rows: list[dict]) -> str:
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
 
 
+def _config_for(name: str, given: dict):
+    """The config of reproduction `name` from the options given that apply to it."""
+    options = {option: value for option, value in given.items() if name in REPRODUCE_OPTIONS[option]}
+    if "mu" in options:
+        values = parse_axis_values("mu", options["mu"])
+        if not all(isinstance(value, (int, float)) for value in values):
+            raise OutOfRangeError(f"--mu {options['mu']!r} is not allowed; give comma-separated numbers")
+        options["mu"] = tuple(float(value) for value in values)
+    if options.pop("paper_sizes", False):
+        options.update(PAPER_SIZES)
+    if options.pop("small", False):
+        options.update(SMALL_SIZES)
+    if "checkpoints" in options:
+        options["checkpoints"] = tuple(folder for folder in options["checkpoints"].split(",") if folder)
+    return REPRODUCTIONS[name].config(**options)
+
+
+def _not_runnable(name: str, given: dict) -> str | None:
+    """Why `reproduce all` cannot run `name` with these options (its input is missing), or None."""
+    if name == "wikitext" and "corpus" not in given and not os.environ.get(CORPUS_VARIABLE):
+        return f"no corpus: give --corpus or set {CORPUS_VARIABLE}"
+    if name == "pretrained" and "checkpoints" not in given:
+        return "no checkpoints: give --checkpoints (and --text)"
+    return None
+
+
 def _reproduce(args) -> None:
     name = args.reproduction
     given = {option: getattr(args, option) for option in REPRODUCE_OPTIONS if getattr(args, option) is not None}
     for option in given:
-        if name not in REPRODUCE_OPTIONS[option]:
+        if name != "all" and name not in REPRODUCE_OPTIONS[option]:
             raise OutOfRangeError(f"--{option.replace('_', '-')} does not apply to {name}; it applies to "
                                   f"{', '.join(REPRODUCE_OPTIONS[option])}")
-    if "mu" in given:
-        values = parse_axis_values("mu", given["mu"])
-        if not all(isinstance(value, (int, float)) for value in values):
-            raise OutOfRangeError(f"--mu {given['mu']!r} is not allowed; give comma-separated numbers")
-        given["mu"] = tuple(float(value) for value in values)
-    if given.pop("paper_sizes", False):
-        given.update(PAPER_SIZES)
-    if given.pop("small", False):
-        given.update(SMALL_SIZES)
-    if "checkpoints" in given:
-        given["checkpoints"] = tuple(folder for folder in given["checkpoints"].split(",") if folder)
-    folder, summary = reproduce(name, REPRODUCTIONS[name].config(**given), args.out)
+    if name == "all":
+        skipped = {each: reason for each in REPRODUCTIONS if (reason := _not_runnable(each, given))}
+        configs = {each: _config_for(each, given) for each in REPRODUCTIONS if each not in skipped}
+        folder, entries = reproduce_all(configs, args.out, skipped)
+        for entry in entries:
+            done = f"{entry.summary['wall_seconds']:.1f} s" if entry.summary else f"not run: {entry.skipped}"
+            print(f"{entry.name:11s} {done}")
+        print(f"wrote {folder}/index.html (every figure and headline number, readable offline)")
+        return
+    folder, summary = reproduce(name, _config_for(name, given), args.out)
     print(json.dumps(_without_lists({key: value for key, value in summary.items() if key != "layout"}), indent=2,
                      default=str))
     if "layout" in summary:

@@ -8,6 +8,8 @@ import pytest
 from jomasim.cli import main
 from jomasim.experiments.fig3 import Fig3Config, run_fig3
 from jomasim.experiments.fig4 import Fig4Config, run_fig4
+from jomasim.experiments.reproduce import reproduce_all
+from jomasim.experiments.scan_snap import ScanSnapConfig
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +79,16 @@ def test_unknown_reproduction_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["reproduce", "fig2000"])
     assert exit_info.value.code == 2 and "invalid choice: 'fig2000'" in capsys.readouterr().err
+
+
+def test_reproduce_all_writes_one_offline_page(tmp_path):
+    scan_snap = ScanSnapConfig(eta_z=(1.0, 3.0), eta_ratio=(2.0,), seeds=1, steps=20, batch=16, length=24, eval_batch=32)
+    folder, entries = reproduce_all({"fig4": Fig4Config(mu=(1.5, 2.5, 3.5)), "scan-snap": scan_snap}, tmp_path,
+                                    skipped={"wikitext": "no corpus: give --corpus"})
+    assert [entry.name for entry in entries] == ["fig4", "scan-snap", "wikitext"]
+    page = (folder / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 2, "both figures embedded"
+    assert "discrete.entropy_min" in page and "all_decreasing_in_eta_z" in page and "eta_ratio" in page
+    assert "not run:</b> no corpus: give --corpus" in page
+    assert "src='http" not in page and "href=" not in page, "nothing outside the page"
+    assert {path.name for path in tmp_path.iterdir()} == {"reproduce-all", "reproduce-fig4", "reproduce-scan-snap"}

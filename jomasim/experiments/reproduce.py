@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import check_choice
-from ..io import environment, run_directory, write_json, write_npz, write_rows_csv
+from ..io import environment, run_directory, write_json, write_npz, write_rows_csv, write_text
+from ..report import ReportEntry, index_html
 from ..plots import plot_fig3, plot_fig4, plot_pretrained, plot_scan_snap, plot_table1, plot_wikitext
 from .fig3 import Fig3Config, run_fig3
 from .fig4 import Fig4Config, run_fig4
@@ -76,3 +77,30 @@ def reproduce(name: str, config: Any, out: Path) -> tuple[Path, dict]:
             write_rows_csv(folder / f"{name}_table.csv", summary["table"])
         write_json(folder / "summary.json", summary)
     return Path(out) / folder_name, summary
+
+
+def reproduce_all(configs: dict[str, Any], out: Path, skipped: dict[str, str] | None = None) -> tuple[Path, list[ReportEntry]]:
+    """Runs reproductions in sequence, then writes `out/reproduce-all/index.html`: one offline page
+    with every figure and the headline numbers of every summary.
+
+    **Arguments:**
+
+    - `configs`: reproduction name → its config, run in this order (each into its own
+      `out/reproduce-NAME/`, as `reproduce`).
+    - `out`: the parent folder.
+    - `skipped`: reproduction name → why it was not run (listed on the page).
+
+    **Returns:**
+
+    `(folder, entries)`: the `reproduce-all` folder and the page's entries.
+    """
+    entries = []
+    for name, config in configs.items():
+        folder, summary = reproduce(name, config, out)
+        entries.append(ReportEntry(name, REPRODUCTIONS[name].what, summary, folder / f"{name}.png"))
+    for name, reason in (skipped or {}).items():
+        check_choice("reproduction", name, REPRODUCTIONS)
+        entries.append(ReportEntry(name, REPRODUCTIONS[name].what, None, None, reason))
+    with run_directory(out, "reproduce-all", replace=True) as folder:
+        write_text(folder / "index.html", index_html(entries, "jomasim: the JoMA paper's results, reproduced"))
+    return Path(out) / "reproduce-all", entries
