@@ -2,7 +2,7 @@
 and the language-model batches of the PyTorch tutorial the authors' WikiText code follows.
 
 A corpus folder holds `train`, `valid` and `test` files named either `wiki.SPLIT.tokens` (the
-WikiText release) or `SPLIT.txt`. Any split can play any role (tests train on `valid` and validate
+WikiText release) or `SPLIT.txt`; without one, WikiText-2 can come from the `datasets` library. Any split can play any role (tests train on `valid` and validate
 on `test`, the two splits shipped with the project's CI data). Tokens are the `basic_english`
 rules of torchtext (lower case, punctuation split off, `<unk>` kept as a word); the vocabulary
 comes from the training split, most frequent first, with `<unk>` (id 0) for everything below
@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._errors import InvalidPathError, OutOfRangeError, check_integer
-from .io import write_npz
+from .io import write_npz, write_text
 
 SPLITS = ("train", "valid", "test")
 UNKNOWN = "<unk>"
@@ -45,16 +45,16 @@ def split_files(folder: str | Path | None) -> dict[str, Path]:
 
     **Arguments:**
 
-    - `folder`: the corpus folder; `None` reads it from the `JOMASIM_WIKITEXT` environment variable.
+    - `folder`: the corpus folder; `None` reads it from the `JOMASIM_WIKITEXT` environment variable,
+      or, when that is unset, fetches WikiText-2 (raw) with the `datasets` library if it is
+      installed and can reach its hub, writing it once into the cache as a corpus folder.
 
     **Raises:**
 
     `InvalidPathError` when there is no folder, it is not a folder, or it holds no split file.
     """
     if folder is None:
-        folder = os.environ.get(CORPUS_VARIABLE)
-        if not folder:
-            raise InvalidPathError(f"no corpus given: pass a folder in the WikiText layout or set {CORPUS_VARIABLE}")
+        folder = os.environ.get(CORPUS_VARIABLE) or _from_datasets()
     folder = Path(folder)
     if not folder.is_dir():
         raise InvalidPathError(f"corpus folder {str(folder)!r} does not exist or is not a folder")
@@ -70,6 +70,31 @@ def split_files(folder: str | Path | None) -> dict[str, Path]:
             "(or train.txt, valid.txt, test.txt) there, e.g. from the WikiText-2 release"
         )
     return found
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("JOMASIM_CACHE", Path.home() / ".cache" / "jomasim"))
+
+
+def _from_datasets() -> Path:
+    """WikiText-2 (raw) from the `datasets` library, written once under the cache as `SPLIT.txt`."""
+    target = _cache_root() / "wikitext-2-raw-v1"
+    if all((target / f"{split}.txt").is_file() for split in SPLITS):
+        return target
+    where = f"pass a folder in the WikiText layout (--corpus) or set {CORPUS_VARIABLE}"
+    try:
+        import datasets
+    except ImportError:
+        raise InvalidPathError(f"no corpus given: {where} (or install the datasets library to fetch WikiText-2)") from None
+    try:
+        loaded = datasets.load_dataset("wikitext", "wikitext-2-raw-v1")
+    except Exception as error:  # noqa: BLE001 (network and hub failures come in many types)
+        raise InvalidPathError(f"no corpus given and the datasets library could not fetch WikiText-2 "
+                               f"({' '.join(str(error).split())}); {where}") from None
+    target.mkdir(parents=True, exist_ok=True)
+    for split, name in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        write_text(target / f"{name}.txt", "\n".join(loaded[split]["text"]))
+    return target
 
 
 class Corpus(NamedTuple):
@@ -97,8 +122,7 @@ def _cache_file(files: dict[str, Path], train_split: str, valid_split: str, min_
                           for split, path in files.items() if split in (train_split, valid_split)},
                 "train": train_split, "valid": valid_split, "min_count": min_count, "rules": 1}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    root = Path(os.environ.get("JOMASIM_CACHE", Path.home() / ".cache" / "jomasim"))
-    return root / f"corpus-{digest}.npz"
+    return _cache_root() / f"corpus-{digest}.npz"
 
 
 def load_corpus(folder: str | Path | None = None, *, train_split: str = "train", valid_split: str = "valid",

@@ -2,6 +2,8 @@
 (when `JOMASIM_WIKITEXT` names them, as `.ci/run` does)."""
 
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -50,6 +52,7 @@ def test_vocabulary_ids_and_cache(naming, tmp_path, cache):
 
 def test_missing_corpus_says_where_to_put_it(tmp_path, monkeypatch, cache):
     monkeypatch.delenv(CORPUS_VARIABLE, raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
     with pytest.raises(InvalidPathError, match=CORPUS_VARIABLE):
         split_files(None)
     with pytest.raises(InvalidPathError, match="does not exist"):
@@ -80,3 +83,35 @@ def test_real_wikitext_valid_and_test(cache):
     assert 10_000 < len(corpus.vocabulary) < 30_000
     assert 150_000 < len(corpus.train) < 300_000 and 150_000 < len(corpus.valid) < 300_000
     assert corpus.train.max() < len(corpus.vocabulary) and "the" in corpus.vocabulary[:5]
+
+
+def _fake_datasets(monkeypatch, load_dataset):
+    module = types.ModuleType("datasets")
+    module.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", module)
+
+
+def test_without_a_folder_the_datasets_library_is_asked_once(monkeypatch, cache):
+    monkeypatch.delenv(CORPUS_VARIABLE, raising=False)
+    calls = []
+
+    def load_dataset(name, config):
+        calls.append((name, config))
+        return {split: {"text": [TEXT[key]]} for split, key in (("train", "train"), ("validation", "valid"), ("test", "test"))}
+
+    _fake_datasets(monkeypatch, load_dataset)
+    corpus = load_corpus(None, min_count=2)
+    assert calls == [("wikitext", "wikitext-2-raw-v1")] and corpus.vocabulary[1] == "the"
+    assert split_files(None)["test"].read_text().strip() == TEXT["test"].strip()
+    assert len(calls) == 1, "the fetched corpus is kept in the cache"
+
+
+def test_a_failing_hub_is_one_clear_error(monkeypatch, cache):
+    monkeypatch.delenv(CORPUS_VARIABLE, raising=False)
+
+    def load_dataset(name, config):
+        raise ConnectionError("hub\nunreachable")
+
+    _fake_datasets(monkeypatch, load_dataset)
+    with pytest.raises(InvalidPathError, match="could not fetch WikiText-2 \\(hub unreachable\\); pass a folder"):
+        split_files(None)
