@@ -51,6 +51,13 @@ def mean_attention_entropy(attention: jax.Array) -> jax.Array:
     return jnp.mean(entropy(attention, axis=0))
 
 
+def attention_map_entropy(maps: jax.Array) -> jax.Array:
+    """Per layer, the attention entropy of JOMA_MATH §6.2: −Σ_j a_ij log(a_ij + 1e-8), averaged over
+    heads and query positions. `maps` is `(n_layers, H, L, L)`, rows summing to one (causal rows
+    included); returns `(n_layers,)`."""
+    return jnp.mean(-jnp.sum(maps * jnp.log(maps + 1e-8), axis=-1), axis=(1, 2))
+
+
 def stable_rank(W: jax.Array) -> jax.Array:
     """The stable rank ‖W‖_F² / ‖W‖₂² of a matrix (JOMA_MATH §4.4); 0 for the zero matrix."""
     singular = jnp.linalg.svd(W, compute_uv=False)

@@ -83,6 +83,24 @@ def make_optimizer(spec: OptimizerSpec, labels, eta_w, eta_z, weight_decay=0.0) 
     return optimizer
 
 
+def every_steps(steps: int, every: int) -> np.ndarray:
+    """The steps kept by a run of `steps` steps saving every `every`: 0, every, 2·every, …, and always
+    the last step."""
+    return np.unique(np.append(np.arange(0, steps + 1, every), steps))
+
+
+def first_nonfinite(losses: jax.Array) -> jax.Array:
+    """The first step whose loss is not finite, −1 if every loss is. Traceable."""
+    finite = jnp.isfinite(losses)
+    return jnp.where(jnp.all(finite), -1, jnp.argmin(finite))
+
+
+def with_params(model: nnx.Module, params) -> nnx.Module:
+    """`model` with its parameters replaced by `params` (e.g. one saved step of `train`'s output)."""
+    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+    return nnx.merge(graphdef, params, rest)
+
+
 def check_save_steps(save_steps, steps: int) -> None:
     """Validates the steps at which parameters are kept: sorted, unique, within [0, steps].
 

@@ -27,7 +27,7 @@ from ..data import check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
 from ..theory import JointFlow, ReducedFlow, SolverOptions, solve, status_messages
-from ..train import OptimizerSpec, make_optimizer, train
+from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
 
 MODES = ("theory", "train", "both")
 """`theory`: the joint and the reduced flow; `train`: SGD only; `both`: all three."""
@@ -205,8 +205,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     if mode != "theory":
         trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps.astype(int))
         runs["train"] = trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z))
-        finite = jnp.isfinite(trained.losses)
-        diverged = jnp.where(jnp.all(finite), -1, jnp.argmin(finite))
+        diverged = first_nonfinite(trained.losses)
         reached.append((diverged < 0) | (save_steps < diverged))
         curves.update(losses=trained.losses, loss_train=jax.vmap(joint.loss)(trained.W, trained.z),
                       train_diverged_at=diverged)

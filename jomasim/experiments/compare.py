@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .._errors import OutOfRangeError, check_integer, check_positive
 from ..theory import JointFlow
+from ..train import every_steps
 from .block import BlockSetting, BlockTraining, run_members, summarize_members, train_member
 
 
@@ -47,7 +48,7 @@ class CompareConfig(BlockSetting):
     @property
     def save_steps(self) -> np.ndarray:
         """The training steps kept: 0, save_every, 2·save_every, …, and always the last step."""
-        return np.unique(np.append(np.arange(0, self.steps + 1, self.save_every), self.steps))
+        return every_steps(self.steps, self.save_every)
 
 
 @eqx.filter_jit

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InvalidChoiceError, InvalidPathError, OutOfRangeError, check_integer
-from ..metrics import stable_rank
+from ..metrics import attention_map_entropy, stable_rank
 
 LAYOUTS = {
     "gpt_neox": lambda model: [layer.mlp.dense_h_to_4h.weight for layer in model.gpt_neox.layers],
@@ -103,7 +103,7 @@ def measure_checkpoint(folder: str | Path, config: PretrainedConfig) -> tuple[np
         raise OutOfRangeError(f"the measured text must be at least 2 token ids in [0, {model.config.vocab_size}); got {len(ids)}")
     with torch.no_grad():
         attentions = model(torch.tensor([ids]), output_attentions=True).attentions
-    entropy = np.asarray([float((-(a * torch.log(a + 1e-8)).sum(-1)).mean()) for a in attentions])
+    entropy = np.asarray(attention_map_entropy(np.stack([maps[0].double().numpy() for maps in attentions])))
     weights = [weight.detach().double().numpy() for weight in LAYOUTS[kind](model)]
     return entropy, np.asarray([float(stable_rank(weight)) for weight in weights])
 

@@ -26,7 +26,7 @@ from ..metrics import entropy
 from ..models import ScanSnapModel
 from ..models.scan_snap import token_attention
 from ..sweep import Grid, SweepTask, run_sweep
-from ..train import OptimizerSpec, make_optimizer, train
+from ..train import OptimizerSpec, every_steps, first_nonfinite, make_optimizer, train
 from .block import training_status
 
 
@@ -78,10 +78,14 @@ class ScanSnapConfig:
         for name, least in (("seeds", 1), ("steps", 1), ("batch", 1), ("length", 2), ("eval_batch", 1), ("save_every", 1)):
             check_integer(name, getattr(self, name), least=least)
         check_positive("init_scale", self.init_scale)
-        if not 0.0 <= self.momentum < 1.0:
-            raise OutOfRangeError(f"momentum={self.momentum!r} is not allowed; it must lie in [0, 1)")
+        self.optimizer  # noqa: B018 (building the optimiser spec checks the momentum)
         check_sequence_class_sizes(self.n_queries, self.next_per_query, self.n_common, self.common_per_query,
                                    self.distinct_per_class)
+
+    @property
+    def optimizer(self) -> OptimizerSpec:
+        """SGD with this config's momentum (one for Y and one for Z, at their own rates)."""
+        return OptimizerSpec("sgd", momentum=self.momentum)
 
     @property
     def classes(self):
@@ -92,7 +96,7 @@ class ScanSnapConfig:
     @property
     def save_steps(self) -> np.ndarray:
         """The steps the entropy is measured at: 0, save_every, …, and the last step."""
-        return np.unique(np.append(np.arange(0, self.steps + 1, self.save_every), self.steps))
+        return every_steps(self.steps, self.save_every)
 
     @property
     def grid(self) -> Grid:
@@ -124,7 +128,7 @@ def train_scan_snap(config: ScanSnapConfig, seed, eta_y, eta_z) -> dict[str, jax
     saved, losses = train(
         model,
         batch_loss,
-        lambda labels: make_optimizer(OptimizerSpec("sgd", momentum=config.momentum), labels, eta_y, eta_z),
+        lambda labels: make_optimizer(config.optimizer, labels, eta_y, eta_z),
         steps=config.steps,
         save_steps=save_steps,
         batches=lambda step: classes.sample(jax.random.fold_in(data_key, step), config.batch, config.length),
@@ -172,7 +176,6 @@ class ScanSnapSweep(SweepTask):
     def point_function(self, key: tuple) -> Callable[[dict[str, jax.Array]], dict[str, jax.Array]]:
         def one_point(numbers: dict[str, jax.Array]) -> dict[str, jax.Array]:
             run = train_scan_snap(self.config, numbers["seed"], numbers["eta_y"], numbers["eta_z"])
-            finite = jnp.isfinite(run["losses"])
             entropy_curve = run["entropy"]
             return {
                 "entropy_initial": entropy_curve[0],
@@ -183,7 +186,7 @@ class ScanSnapSweep(SweepTask):
                 "loss_initial": run["losses"][0],
                 "loss_final": run["losses"][-1],
                 "accuracy_final": run["accuracy"],
-                "train_diverged_at": jnp.where(jnp.all(finite), -1, jnp.argmin(finite)),
+                "train_diverged_at": first_nonfinite(run["losses"]),
             }
 
         return one_point

@@ -25,7 +25,8 @@ from .._errors import OutOfRangeError, check_integer, check_positive
 from ..hierarchy import Hierarchy, check_hierarchy_sizes, make_hierarchy, sample_sequences, tree_cooccurrence
 from ..metrics import normalized_correlation
 from ..models import Transformer, TransformerConfig
-from ..train import OptimizerSpec, make_optimizer, train
+from ..theory import stack
+from ..train import OptimizerSpec, make_optimizer, train, with_params
 
 VOCAB = 100
 """Token ids of the authors' generator; the last one pads."""
@@ -148,8 +149,7 @@ def train_member(config: Table1Config, setting: Table1Setting, seed, hierarchy: 
                           lambda labels: make_optimizer(OptimizerSpec("adam"), labels, config.lr, config.lr,
                                                         config.weight_decay),
                           steps=config.steps, save_steps=np.array([config.steps]), batches=batches)
-    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
-    trained = nnx.merge(graphdef, jax.tree_util.tree_map(lambda leaf: leaf[-1], saved), rest)
+    trained = with_params(model, jax.tree_util.tree_map(lambda leaf: leaf[-1], saved))
     tokens, labels, levels = sample_sequences(hierarchy, test_key, config.test_batch, config.length, config.rho)
     logits, inside = jax.vmap(trained)(tokens)
     pooled = jnp.max(inside["hidden"], axis=2)  # (B, n_layers, d_hidden): max over positions
@@ -173,7 +173,7 @@ def _train_row(config: Table1Config, setting: Table1Setting) -> dict[str, np.nda
     """Every seed of one row, trained vmapped in one compiled call."""
     hierarchies = [make_hierarchy(seed, setting.n0, setting.n1, setting.n_classes, setting.n_children, VOCAB)
                    for seed in range(config.seeds)]
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *hierarchies)
+    stacked = stack(hierarchies)
     run = jax.jit(jax.vmap(lambda seed, hierarchy: train_member(config, setting, seed, hierarchy)))
     return jax.tree_util.tree_map(np.asarray, run(np.arange(config.seeds), stacked))
 

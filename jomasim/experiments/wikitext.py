@@ -22,8 +22,9 @@ from flax import nnx
 
 from .._errors import OutOfRangeError, check_integer, check_positive
 from ..corpus import batchify, load_corpus
+from ..metrics import attention_map_entropy
 from ..models import Transformer, TransformerConfig
-from ..train import OptimizerSpec, make_optimizer, train
+from ..train import OptimizerSpec, every_steps, make_optimizer, train, with_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,7 @@ class WikitextConfig:
     @property
     def save_steps(self) -> np.ndarray:
         """The evaluated checkpoints: 0, eval_every, …, and the last step."""
-        return np.unique(np.append(np.arange(0, self.steps + 1, self.eval_every), self.steps))
+        return every_steps(self.steps, self.eval_every)
 
 
 SMALL_SIZES = {"d_model": 64, "d_hidden": 64, "steps": 1500, "eval_every": 100, "seeds": 1, "depths": (1, 2),
@@ -107,12 +108,6 @@ def _windows(stream: jax.Array, index, bptt: int) -> tuple[jax.Array, jax.Array]
     start = (index % count) * bptt
     rows = jax.lax.dynamic_slice_in_dim(stream, start, bptt + 1, axis=0)
     return rows[:-1].T, rows[1:].T
-
-
-def attention_entropy(maps: jax.Array) -> jax.Array:
-    """Per layer, −Σ_j a_ij log(a_ij + 1e-8) averaged over heads and query positions; `maps` is
-    `(n_layers, H, L, L)` (causal rows)."""
-    return jnp.mean(-jnp.sum(maps * jnp.log(maps + 1e-8), axis=-1), axis=(1, 2))
 
 
 def train_depth(config: WikitextConfig, depth: int, lr: float, train_stream: np.ndarray, valid_stream: np.ndarray,
@@ -134,7 +129,7 @@ def train_depth(config: WikitextConfig, depth: int, lr: float, train_stream: np.
     def sequence_loss(model, inputs, targets):
         logits, inside = jax.vmap(model)(inputs)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
-        return loss, jax.vmap(attention_entropy)(inside["attention"]).mean(axis=0)
+        return loss, jax.vmap(attention_map_entropy)(inside["attention"]).mean(axis=0)
 
     def one_seed(seed):
         model = Transformer(model_config, nnx.Rngs(jax.random.key(seed)))
@@ -143,10 +138,8 @@ def train_depth(config: WikitextConfig, depth: int, lr: float, train_stream: np.
                               lambda labels: make_optimizer(spec, labels, lr, lr),
                               steps=config.steps, save_steps=config.save_steps,
                               batches=lambda step: _windows(train_data, step, config.bptt))
-        graphdef, _, rest = nnx.split(model, nnx.Param, ...)
-
         def evaluate(params):
-            checkpoint = nnx.merge(graphdef, params, rest)
+            checkpoint = with_params(model, params)
             per_window = jax.lax.map(lambda i: sequence_loss(checkpoint, *_windows(valid_data, i, config.bptt)),
                                      jnp.arange(windows))
             return jax.tree_util.tree_map(lambda values: values.mean(axis=0), per_window)

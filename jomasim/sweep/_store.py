@@ -6,9 +6,7 @@
     runs/<name>/points.csv|.npz      the merged table, one row per point
 """
 
-import csv
 import hashlib
-import io
 import json
 import time
 import zipfile
@@ -18,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InvalidPathError
-from ..io import write_json, write_npz, write_text
+from ..io import write_json, write_npz, write_rows_csv
 
 CHUNK_FIELDS = ("index", "seconds", "fingerprint")
 
@@ -114,13 +112,8 @@ def write_table(folder: Path, table: dict[str, np.ndarray], columns: list[str]) 
     `points.npz`, both atomically."""
     folder = Path(folder)
     rows = len(next(iter(table.values())))
-    lines = io.StringIO()
-    writer = csv.writer(lines)
-    writer.writerow(columns)
-    for row in range(rows):
-        writer.writerow([_cell(table[column][row]) for column in columns])
     write_npz(folder / "points.npz", **table)
-    write_text(folder / "points.csv", lines.getvalue())
+    write_rows_csv(folder / "points.csv", [{column: _cell(table[column][row]) for column in columns} for row in range(rows)])
 
 
 def _cell(value: Any) -> Any:
