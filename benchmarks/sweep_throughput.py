@@ -10,6 +10,7 @@ warm-up time, compile included, is printed too):
 Every chunk is one compiled `shard_map(vmap(...))` call over all local devices.
 
     python benchmarks/sweep_throughput.py            # 1024-point theory sweep, 64-point training sweep
+    python benchmarks/sweep_throughput.py --chunks 256,1024   # wide chunks (a GPU)
     python benchmarks/sweep_throughput.py --quick    # small sizes, for CI
 """
 
@@ -47,13 +48,18 @@ def _timed_sweep(task: BlockSweep, grid: Grid, chunk_size: int, folder: Path) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    parser.add_argument("--chunks", default=None,
+                        help="comma-separated chunk sizes of the theory sweep (default 16,64,256; the training sweep "
+                             "takes those up to its 64 points)")
     args = parser.parse_args()
     if args.quick:
         base = CompareConfig(seeds=1, n_distinct=3, n_common=3, n_classes=4, dim=8, steps=100, save_every=20)
-        sweeps = {"theory": (_grid(16), (4, 16)), "train": (_grid(16), (16,))}
+        points, chunks = (16, 16), [int(c) for c in (args.chunks or "4,16").split(",")]
     else:
         base = CompareConfig(seeds=1, save_every=100)
-        sweeps = {"theory": (_grid(1024), (16, 64, 256)), "train": (_grid(64), (16, 64))}
+        points, chunks = (1024, 64), [int(c) for c in (args.chunks or "16,64,256").split(",")]
+    sweeps = {"theory": (_grid(points[0]), chunks),
+              "train": (_grid(points[1]), [chunk for chunk in chunks if chunk <= points[1]] or [points[1]])}
     print(f"devices: {jax.local_devices()}")
     print(f"setting: M_c = {base.n_distinct + base.n_common}, K = {base.n_classes}, d = {base.dim}, {base.steps} steps")
     print(f"{'mode':>7} {'points':>7} {'chunk':>6} {'warm-up s':>10} {'timed s':>9} {'points/s':>10}")

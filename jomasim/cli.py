@@ -122,7 +122,8 @@ def _add_sweep(commands) -> None:
         settings.add_argument(f"--{name.replace('_', '-')}", dest=f"setting_{name}", type=kind, default=None,
                               help=f"default {getattr(defaults, name)}")
     run = parser.add_argument_group("running")
-    run.add_argument("--chunk-size", type=int, default=64, help="points per compiled call")
+    run.add_argument("--chunk-size", type=int, default=None,
+                     help="points per compiled call (default: 16 per CPU device, 256 per GPU/TPU)")
     run.add_argument("--devices", type=int, default=None, help="local devices to shard over (default: all)")
     run.add_argument("--plot", action="append", default=None, metavar="VALUE:X[:Y]",
                      help="a heat map of result VALUE over axes X and Y (a line over X without Y); repeatable")

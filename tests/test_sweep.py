@@ -17,7 +17,8 @@ from jomasim.cli import main
 from jomasim.experiments.block import MemberNumbers, run_members
 from jomasim.experiments.block_sweep import BlockSweep
 from jomasim.experiments.compare import CompareConfig
-from jomasim.sweep import Grid, computed_chunks, load_grid, parse_axis_values, resolve_points, run_sweep
+from jomasim.sweep import (Grid, computed_chunks, default_chunk_size, load_grid, local_mesh, parse_axis_values,
+                           resolve_points, run_sweep)
 
 GRID_TOML = """
 [settings]
@@ -205,6 +206,16 @@ def test_folder_of_another_sweep_is_refused(reference, tmp_path):
     other = Grid({"eta_w": (0.3,)}, settings=grid.settings)
     with pytest.raises(js.InvalidPathError, match="holds another sweep"):
         run_sweep(_task(grid), other, result.folder, chunk_size=CHUNK, devices=1)
+
+
+def test_resuming_with_another_chunk_size_names_the_saved_one(reference):
+    grid, result = reference
+    with pytest.raises(js.InvalidPathError, match=f"it was run with --chunk-size {CHUNK}"):
+        run_sweep(_task(grid), grid, result.folder, chunk_size=CHUNK + 1, devices=1)
+
+
+def test_default_chunk_is_sixteen_points_per_cpu_device():
+    assert default_chunk_size(local_mesh(1)) == 16
 
 
 def test_corrupt_chunk_is_recomputed(reference):

@@ -160,8 +160,6 @@ def train_member(config: Table1Config, setting: Table1Setting, seed, hierarchy: 
     return measures
 
 
-
-
 PAPER_SIZES = {"d_model": 1024, "d_hidden": 400, "steps": 10000, "batch": 128, "lr": 1e-4}
 """The authors' model and schedule (`draw_table_1.py` filter; the README command has lr 1e-5)."""
 

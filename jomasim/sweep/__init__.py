@@ -6,6 +6,7 @@ from ._grid import load_grid as load_grid
 from ._grid import parse_axis_values as parse_axis_values
 from ._grid import resolve_points as resolve_points
 from ._run import SweepResult as SweepResult
+from ._run import default_chunk_size as default_chunk_size
 from ._run import initialize_processes as initialize_processes
 from ._run import local_mesh as local_mesh
 from ._run import plan_chunks as plan_chunks

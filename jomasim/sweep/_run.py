@@ -67,6 +67,20 @@ def local_mesh(devices: int | None = None) -> Mesh:
     return Mesh(np.asarray(available[:devices]), ("points",))
 
 
+CPU_POINTS_PER_DEVICE = 16
+ACCELERATOR_POINTS_PER_DEVICE = 256
+"""Default points per device in a chunk. A vmapped adaptive solve waits for the slowest point of
+its chunk; on a CPU a wider batch buys little parallelism to pay for that, on a GPU width is nearly
+free (`benchmarks/sweep_throughput.py`: 16 points was best on a 2-core CPU, 256 on an H100)."""
+
+
+def default_chunk_size(mesh: Mesh) -> int:
+    """Points per chunk when none is given: `CPU_POINTS_PER_DEVICE` or `ACCELERATOR_POINTS_PER_DEVICE`
+    (by the mesh's platform) times its device count."""
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    return (CPU_POINTS_PER_DEVICE if on_cpu else ACCELERATOR_POINTS_PER_DEVICE) * mesh.devices.size
+
+
 def plan_chunks(task: SweepTask, points: list[dict], chunk_size: int) -> list[Chunk]:
     """Groups points by static key (first appearance order) and cuts each group into chunks of at
     most `chunk_size` points, numbered in that order."""
@@ -153,7 +167,7 @@ def run_sweep(
     grid: Grid,
     folder: Path,
     *,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
     devices: int | None = None,
     progress: bool = False,
     merge_timeout: float = 3600.0,
@@ -173,7 +187,9 @@ def run_sweep(
     - `task`: the experiment (`SweepTask`).
     - `grid`: the axes and explicit points; all are checked before any work starts.
     - `folder`: the sweep folder (created; an existing one must hold the same sweep).
-    - `chunk_size`: points per compiled call (≥ 1; rounded up to a multiple of the device count).
+    - `chunk_size`: points per compiled call (≥ 1; rounded up to a multiple of the device count);
+      `None` picks `default_chunk_size` (16 points per CPU device, 256 per GPU/TPU). It is part of
+      the sweep's identity: resume with the same value.
     - `devices`: local devices to shard over (all when `None`).
     - `progress`: show a progress bar over chunks with points per second.
     - `merge_timeout`: seconds process 0 waits for the chunks of other processes.
@@ -182,9 +198,11 @@ def run_sweep(
 
     A `SweepResult` on process 0; `None` on the other processes.
     """
-    check_integer("chunk_size", chunk_size, least=1)
     points = resolve_points(grid, task)
     mesh = local_mesh(devices)
+    if chunk_size is None:
+        chunk_size = default_chunk_size(mesh)
+    check_integer("chunk_size", chunk_size, least=1)
     device_count = mesh.devices.size
     padded_size = -(-chunk_size // device_count) * device_count
     chunks = plan_chunks(task, points, padded_size)

@@ -44,8 +44,9 @@ def prepare_folder(folder: Path, identity: dict[str, Any]) -> None:
             saved = json.loads(grid_file.read_text())
             if saved.get("fingerprint") != fingerprint(identity):
                 raise InvalidPathError(
-                    f"sweep folder {str(folder)!r} holds another sweep (different grid or settings); "
-                    "choose another --name, or rerun with the grid saved in its grid.json"
+                    f"sweep folder {str(folder)!r} holds another sweep (different grid, settings or chunk size; "
+                    f"it was run with --chunk-size {saved.get('chunk_size')}); choose another --name, or rerun "
+                    "with the grid and chunk size saved in its grid.json"
                 )
         else:
             write_json(grid_file, {"fingerprint": fingerprint(identity), **identity})
