@@ -54,12 +54,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         base = CompareConfig(seeds=1, n_distinct=3, n_common=3, n_classes=4, dim=8, steps=100, save_every=20)
-        points, chunks = (16, 16), [int(c) for c in (args.chunks or "4,16").split(",")]
+        theory_points, train_points, default_chunks = 16, 16, "4,16"
     else:
         base = CompareConfig(seeds=1, save_every=100)
-        points, chunks = (1024, 64), [int(c) for c in (args.chunks or "16,64,256").split(",")]
-    sweeps = {"theory": (_grid(points[0]), chunks),
-              "train": (_grid(points[1]), [chunk for chunk in chunks if chunk <= points[1]] or [points[1]])}
+        theory_points, train_points, default_chunks = 1024, 64, "16,64,256"
+    chunks = [int(chunk) for chunk in (args.chunks or default_chunks).split(",")]
+    train_chunks = [chunk for chunk in chunks if chunk <= train_points] or [train_points]
+    sweeps = {"theory": (_grid(theory_points), chunks), "train": (_grid(train_points), train_chunks)}
     print(f"devices: {jax.local_devices()}")
     print(f"setting: M_c = {base.n_distinct + base.n_common}, K = {base.n_classes}, d = {base.dim}, {base.steps} steps")
     print(f"{'mode':>7} {'points':>7} {'chunk':>6} {'warm-up s':>10} {'timed s':>9} {'points/s':>10}")
