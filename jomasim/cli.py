@@ -18,6 +18,7 @@ from .experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block
 from .experiments.block import MODES, reference_of
 from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
 from .experiments.compare import CompareConfig, compare
+from .experiments.overrides import field_values, split_assignment
 from .experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from .experiments.table1 import PAPER_SIZES
 from .experiments.wikitext import SMALL_SIZES
@@ -230,6 +231,10 @@ def _add_reproduce(commands) -> None:
     parser.add_argument("--checkpoints", default=None,
                         help="pretrained: comma-separated checkpoint folders of one model, in training order")
     parser.add_argument("--text", default=None, help="pretrained: a UTF-8 text file to measure the attention on")
+    parser.add_argument("--set", action="append", default=[], metavar="[NAME.]FIELD=VALUE", dest="assignments",
+                        help="any field of the reproduction's config, after the options above (repeatable; lists "
+                        "comma-separated, e.g. --set depths=1,2,5; with 'all' prefix the reproduction: "
+                        "--set wikitext.steps=3000)")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of reproduce-NAME/")
     parser.set_defaults(handler=_reproduce)
 
@@ -249,8 +254,9 @@ def _format_rows(rows: list[dict]) -> str:
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
 
 
-def _config_for(name: str, given: dict):
-    """The config of reproduction `name` from the options given that apply to it."""
+def _config_for(name: str, given: dict, assignments: list[str]):
+    """The config of reproduction `name` from the options given that apply to it, then the
+    `--set` assignments for it."""
     options = {option: value for option, value in given.items() if name in REPRODUCE_OPTIONS[option]}
     if "mu" in options:
         values = parse_axis_values("mu", options["mu"])
@@ -263,14 +269,27 @@ def _config_for(name: str, given: dict):
         options.update(SMALL_SIZES)
     if "checkpoints" in options:
         options["checkpoints"] = tuple(folder for folder in options["checkpoints"].split(",") if folder)
+    options.update(field_values(REPRODUCTIONS[name].config, name, assignments))
     return REPRODUCTIONS[name].config(**options)
 
 
-def _not_runnable(name: str, given: dict) -> str | None:
-    """Why `reproduce all` cannot run `name` with these options (its input is missing), or None."""
-    if name == "wikitext" and "corpus" not in given and not os.environ.get(CORPUS_VARIABLE):
+def _check_assignments(name: str, assignments: list[str]) -> None:
+    """Raises unless every `--set` names a reproduction that runs (a prefix is required with `all`)."""
+    for text in assignments:
+        target, field, _ = split_assignment(text)
+        if name == "all" and target is None:
+            raise OutOfRangeError(f"--set {text!r} needs the reproduction it is for with 'all': NAME.{field}=...")
+        if target is not None:
+            check_choice("--set reproduction", target, REPRODUCTIONS if name == "all" else (name,))
+
+
+def _not_runnable(name: str, given: dict, assignments: list[str]) -> str | None:
+    """Why `reproduce all` cannot run `name` with these options and `--set` assignments (its input
+    is missing), or None."""
+    named = given.keys() | {field for target, field, _ in map(split_assignment, assignments) if target == name}
+    if name == "wikitext" and "corpus" not in named and not os.environ.get(CORPUS_VARIABLE):
         return f"no corpus: give --corpus or set {CORPUS_VARIABLE}"
-    if name == "pretrained" and "checkpoints" not in given:
+    if name == "pretrained" and "checkpoints" not in named:
         return "no checkpoints: give --checkpoints (and --text)"
     return None
 
@@ -282,16 +301,17 @@ def _reproduce(args) -> None:
         if name != "all" and name not in REPRODUCE_OPTIONS[option]:
             raise OutOfRangeError(f"--{option.replace('_', '-')} does not apply to {name}; it applies to "
                                   f"{', '.join(REPRODUCE_OPTIONS[option])}")
+    _check_assignments(name, args.assignments)
     if name == "all":
-        skipped = {each: reason for each in REPRODUCTIONS if (reason := _not_runnable(each, given))}
-        configs = {each: _config_for(each, given) for each in REPRODUCTIONS if each not in skipped}
+        skipped = {each: reason for each in REPRODUCTIONS if (reason := _not_runnable(each, given, args.assignments))}
+        configs = {each: _config_for(each, given, args.assignments) for each in REPRODUCTIONS if each not in skipped}
         folder, entries = reproduce_all(configs, args.out, skipped)
         for entry in entries:
             done = f"{entry.summary['wall_seconds']:.1f} s" if entry.summary else f"not run: {entry.skipped}"
             print(f"{entry.name:11s} {done}")
         print(f"wrote {folder}/index.html (every figure and headline number, readable offline)")
         return
-    folder, summary = reproduce(name, _config_for(name, given), args.out)
+    folder, summary = reproduce(name, _config_for(name, given, args.assignments), args.out)
     print(json.dumps(_without_lists({key: value for key, value in summary.items() if key != "layout"}), indent=2,
                      default=str))
     if "layout" in summary:

@@ -1,15 +1,21 @@
 """`jomasim reproduce`: each reproduction's claim, checked on its output."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from jomasim.cli import main
+from jomasim.cli import _not_runnable, main
+from jomasim.corpus import CORPUS_VARIABLE
+from jomasim.experiments.overrides import field_values
+from jomasim.experiments.reproduce import REPRODUCTIONS
 from jomasim.experiments.fig3 import Fig3Config, run_fig3
 from jomasim.experiments.fig4 import Fig4Config, run_fig4
 from jomasim.experiments.reproduce import reproduce_all
 from jomasim.experiments.scan_snap import ScanSnapConfig
+from jomasim.experiments.table1 import Table1Config
+from jomasim.experiments.wikitext import WikitextConfig
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +59,11 @@ def test_cli_writes_and_replaces_a_reproduction(tmp_path, capsys):
     folder = tmp_path / "reproduce-fig4"
     assert {path.name for path in folder.iterdir()} == {"fig4.png", "fig4.npz", "summary.json", "config.json"}
     assert json.loads((folder / "summary.json").read_text())["mu"] == [1.5, 2.5, 3.5]
-    assert main(["reproduce", "fig4", "--mu-seed", "3", "--out", str(tmp_path)]) == 0
-    assert json.loads((folder / "config.json").read_text())["config"]["mu_seed"] == 3
+    assert main(["reproduce", "fig4", "--mu-seed", "3", "--set", "iterations=3000", "--set", "fig4.converged=0.02",
+                 "--out", str(tmp_path)]) == 0
+    config = json.loads((folder / "config.json").read_text())["config"]
+    assert (config["mu_seed"], config["iterations"], config["converged"]) == (3, 3000, 0.02)
+    assert np.load(folder / "fig4.npz")["discrete_entropy"].shape == (3000,), "the run used the setting"
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")], "no partial folders left"
     capsys.readouterr()
 
@@ -66,6 +75,13 @@ def test_cli_writes_and_replaces_a_reproduction(tmp_path, capsys):
         (["fig4", "--mu", "1,x"], "give comma-separated numbers"),
         (["fig4", "--mu", "0.04,2"], "every target must exceed"),
         (["fig4", "--mu-seed", "-1"], "mu_seed=-1 is not allowed"),
+        (["fig4", "--set", "iterations=abc"], "iterations of fig4 takes an integer"),
+        (["fig4", "--set", "iterations=0"], "iterations=0 is not allowed"),
+        (["fig4", "--set", "nope=1"], "--set field of fig4='nope' is not allowed"),
+        (["fig4", "--set", "iterations"], "write FIELD=VALUE or NAME.FIELD=VALUE"),
+        (["fig4", "--set", "table1.seeds=1"], "--set reproduction='table1' is not allowed"),
+        (["all", "--set", "seeds=1"], "needs the reproduction it is for with 'all'"),
+        (["table1", "--set", "latents=10:20:30"], "a comma-separated list of integer:integer tuples"),
     ],
 )
 def test_bad_reproduction_options_are_one_line(arguments, message, tmp_path, capsys):
@@ -92,3 +108,29 @@ def test_reproduce_all_writes_one_offline_page(tmp_path):
     assert "not run:</b> no corpus: give --corpus" in page
     assert "src='http" not in page and "href=" not in page, "nothing outside the page"
     assert {path.name for path in tmp_path.iterdir()} == {"reproduce-all", "reproduce-fig4", "reproduce-scan-snap"}
+
+
+def _as_text(value) -> str:
+    """A config value written as `--set` takes it."""
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(":".join(map(str, item)) if isinstance(item, tuple) else _as_text(item) for item in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@pytest.mark.parametrize("name", REPRODUCTIONS)
+def test_every_config_field_can_be_set_from_text(name):
+    config_type = REPRODUCTIONS[name].config
+    for field in dataclasses.fields(config_type):
+        assert field_values(config_type, name, [f"{field.name}={_as_text(field.default)}"]) == {field.name: field.default}
+    assert field_values(config_type, name, ["other.x=1"]) == {}, "assignments for other reproductions are skipped"
+
+
+def test_set_lists_and_an_input_folder_for_reproduce_all(monkeypatch):
+    assert field_values(WikitextConfig, "wikitext", ["depths=1, 2,5", "ablation_lrs=", "eval_windows=none"]) == {
+        "depths": (1, 2, 5), "ablation_lrs": (), "eval_windows": None}
+    assert field_values(Table1Config, "table1", ["latents=10:20,20:30", "latents=5:6"]) == {"latents": ((5, 6),)}
+    monkeypatch.delenv(CORPUS_VARIABLE, raising=False)
+    assert "no corpus" in _not_runnable("wikitext", {}, ["table1.corpus=x"])
+    assert _not_runnable("wikitext", {}, ["wikitext.corpus=/data/wikitext-2"]) is None
