@@ -31,6 +31,7 @@ from .theory import ReducedFlow as ReducedFlow  # noqa: E402
 from .theory import SalienceFlow as SalienceFlow  # noqa: E402
 from .theory import Status as Status  # noqa: E402
 from .theory import Trajectory as Trajectory  # noqa: E402
+from .theory import UnrolledERK as UnrolledERK  # noqa: E402
 from .theory import blowup_time as blowup_time  # noqa: E402
 from .theory import convergence_time as convergence_time  # noqa: E402
 from .theory import erf_solution as erf_solution  # noqa: E402

@@ -16,3 +16,4 @@ from ._simulate import stack as stack
 from ._simulate import status_messages as status_messages
 from ._toy_flows import NonlinearToyFlow as NonlinearToyFlow
 from ._toy_flows import SalienceFlow as SalienceFlow
+from ._unrolled import UnrolledERK as UnrolledERK
