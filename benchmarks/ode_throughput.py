@@ -13,6 +13,9 @@ Methods, each on B different settings (seeds), with the error of the final state
 reference (Dopri8, rtol 1e-12) reported beside each time:
 
 - jomasim `simulate(batch="vmap")` and `simulate(batch="ode")`, Tsit5 + PID, rtol 1e-6;
+- plain Diffrax: `diffeqsolve` with `diffrax.Tsit5()` (its stages in an inner loop) and the same
+  controller, vmapped, as a Diffrax user writes it; the gap to jomasim vmap is what
+  `jomasim.UnrolledERK` saves;
 - a hand-written fixed-step RK4 in `lax.scan`, vmapped (the in-JAX floor), with the smallest step
   count (doubling from 16) whose error is no larger than jomasim's;
 - SciPy `solve_ivp` RK45 and DOP853 (rtol 1e-6) on a NumPy right-hand side, one setting after
@@ -30,12 +33,14 @@ after a warm-up call, with `block_until_ready`.
 import argparse
 import time
 
+import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jomasim as js
 from _timing import median_seconds
+from jomasim.theory._simulate import _error_norm  # jomasim's NaN-safe norm: the plain-Diffrax row differs only in its stages
 
 RTOL, ATOL = 1e-6, 1e-9
 
@@ -102,6 +107,16 @@ def _rk4(field, y0, t_end, n):
 rk4_batch = jax.jit(jax.vmap(_rk4, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
 
 
+def _plain_diffrax(field, y0, t_end):
+    controller = dfx.PIDController(rtol=RTOL, atol=ATOL, norm=_error_norm)
+    solution = dfx.diffeqsolve(dfx.ODETerm(field), dfx.Tsit5(), 0.0, t_end, None, y0, saveat=dfx.SaveAt(t1=True),
+                               stepsize_controller=controller, max_steps=65536, throw=False)
+    return solution.ys[-1], solution.stats["num_accepted_steps"]
+
+
+plain_diffrax_batch = jax.jit(jax.vmap(_plain_diffrax, in_axes=(0, 0, None)))
+
+
 def relative_error(final, reference) -> float:
     """Largest error of a final state relative to the reference's size, over the batch."""
     final, reference = np.asarray(final).reshape(len(reference), -1), np.asarray(reference).reshape(len(reference), -1)
@@ -135,6 +150,9 @@ def measure(name: str, batch: int, repeats: int, loop: int) -> None:
             print(f"  jomasim {mode}: {failed} of {batch} solves did not finish: {sorted(set(trajectory.messages()))}")
         steps = int(np.max(trajectory.num_accepted_steps))
         rows[f"jomasim {mode}"] = (median_seconds(lambda: run().ys, repeats), relative_error(trajectory.ys[:, -1], reference), steps)
+    finals, steps = plain_diffrax_batch(fields, y0s, t_end)
+    rows["Diffrax Tsit5 vmap"] = (median_seconds(lambda: plain_diffrax_batch(fields, y0s, t_end), repeats),
+                                  relative_error(finals, reference), int(np.max(steps)))
     target = rows["jomasim vmap"][1]
     # the smallest RK4 step count as accurate as jomasim, searched on (at most) 64 members
     sample = jax.tree_util.tree_map(lambda a: a[:64], (fields, y0s))

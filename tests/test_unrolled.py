@@ -66,3 +66,24 @@ def test_first_stage_is_recomputed_after_a_jump():
 def test_only_explicit_runge_kutta_solvers_are_wrapped():
     with pytest.raises(js.OutOfRangeError, match="explicit Runge-Kutta"):
         js.UnrolledERK(dfx.Kvaerno5())
+
+
+def test_simulate_unrolls_small_fields_by_default(reduced):
+    from jomasim.theory._simulate import SolverOptions, _diffrax_solver
+
+    toy, v0 = js.NonlinearToyFlow(jnp.linspace(1.0, 3.0, 4)), jnp.full(4, 0.1)
+    assert isinstance(_diffrax_solver(toy, v0, 0.0, SolverOptions()), js.UnrolledERK)
+    assert isinstance(_diffrax_solver(toy, v0, 0.0, SolverOptions(batch="vmap")), js.UnrolledERK)
+    shared_step = js.UnrolledERK if jax.default_backend() != "cpu" else dfx.Tsit5  # on a CPU: measured slower
+    assert isinstance(_diffrax_solver(toy, v0, 0.0, SolverOptions(batch="ode")), shared_step)
+    assert isinstance(_diffrax_solver(*reduced, 0.0, SolverOptions()), dfx.Tsit5)
+    assert isinstance(_diffrax_solver(*reduced, 0.0, SolverOptions(unroll=True)), js.UnrolledERK)
+    assert isinstance(_diffrax_solver(toy, v0, 0.0, SolverOptions(solver="kvaerno5", unroll=True)), dfx.Kvaerno5)
+
+
+def test_simulate_unrolled_or_looped_agree(reduced):
+    looped, unrolled = (js.simulate(*reduced, TS, rtol=1e-8, atol=1e-10, unroll=flag) for flag in (False, True))
+    assert int(looped.num_steps) == int(unrolled.num_steps)
+    np.testing.assert_allclose(unrolled.ys, looped.ys, rtol=1e-11, atol=1e-13)
+    with pytest.raises(js.InvalidChoiceError, match="unroll=1"):
+        js.simulate(*reduced, TS, unroll=1)

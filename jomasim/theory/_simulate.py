@@ -2,7 +2,6 @@
 
 import dataclasses
 import enum
-import functools
 
 import diffrax as dfx
 import equinox as eqx
@@ -12,6 +11,7 @@ import numpy as np
 import optimistix as optx
 
 from .._errors import (
+    InvalidChoiceError,
     JomasimError,
     OutOfRangeError,
     ShapeMismatchError,
@@ -24,14 +24,12 @@ from ..metrics import mean_attention_entropy
 from ._flows import AbstractFlow
 from ._unrolled import UnrolledERK
 
-# the explicit Runge-Kutta solvers take their stages unrolled (same tableaus and results, far
-# less per-step overhead; see `UnrolledERK`); the implicit one and Euler are Diffrax's as they are
 SOLVERS = {
-    "tsit5": functools.partial(UnrolledERK, dfx.Tsit5()),
-    "dopri5": functools.partial(UnrolledERK, dfx.Dopri5()),
-    "dopri8": functools.partial(UnrolledERK, dfx.Dopri8()),
+    "tsit5": dfx.Tsit5,
+    "dopri5": dfx.Dopri5,
+    "dopri8": dfx.Dopri8,
     "kvaerno5": dfx.Kvaerno5,
-    "heun": functools.partial(UnrolledERK, dfx.Heun()),
+    "heun": dfx.Heun,
     "euler": dfx.Euler,
 }
 FIXED_STEP_SOLVERS = ("euler",)
@@ -64,9 +62,12 @@ class SolverOptions:
     batch: str | None = None
     blowup: float | None = None
     progress: bool = False
+    unroll: bool | None = None
 
     def __post_init__(self):
         check_choice("solver", self.solver, SOLVERS)
+        if not (self.unroll is None or isinstance(self.unroll, bool)):
+            raise InvalidChoiceError(f"unroll={self.unroll!r} is not allowed; choose None (by the field's size), True or False")
         check_choice("batch", self.batch, BATCH_MODES)
         check_positive("rtol", self.rtol)
         check_positive("atol", self.atol)
@@ -109,6 +110,40 @@ def _error_norm(tree) -> jax.Array:
     return jnp.where(jnp.isnan(norm), jnp.inf, norm)
 
 
+# fields of at most this many jaxpr equations (the toys: 6 to 8) get unrolled stages by default;
+# the JoMA block flows have 87 to 124, where unrolling added 1-3 s of XLA compile per program on
+# a 2-core CPU and changed their run time by -10 % to +1 % (benchmarks/README.md, unroll.py)
+UNROLL_MAX_EQUATIONS = 64
+
+
+def _equation_count(jaxpr) -> int:
+    """Equations of a jaxpr, those of the jaxprs inside its equations (calls, branches) included."""
+    count = 0
+    for equation in jaxpr.eqns:
+        count += 1
+        for param in equation.params.values():
+            for inner in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns"):
+                    count += _equation_count(inner)
+    return count
+
+
+def _diffrax_solver(field, y0, t0, options: SolverOptions):
+    """The Diffrax solver named by `options.solver`; an explicit Runge–Kutta one wrapped in
+    `UnrolledERK` when `options.unroll` says so, or (`None`) when the field is small, except for
+    a shared-step batch on a CPU (there the unrolled step measured 8-16 % slower at B = 64)."""
+    solver = SOLVERS[options.solver]()
+    if not isinstance(solver, dfx.AbstractERK):
+        return solver
+    unroll = options.unroll
+    if unroll is None:
+        jaxpr = eqx.filter_make_jaxpr(lambda f, y: f(t0, y, None))(field, y0)[0]
+        small = _equation_count(jaxpr.jaxpr) <= UNROLL_MAX_EQUATIONS
+        unroll = small and not (options.batch == "ode" and jax.default_backend() == "cpu")
+    return UnrolledERK(solver) if unroll else solver
+
+
 def _solve_one(field, y0, ts, t0, options: SolverOptions):
     """One `diffeqsolve`; returns (ys at ts, time reached, status, step statistics).
 
@@ -128,7 +163,7 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions):
         )
     solution = dfx.diffeqsolve(
         dfx.ODETerm(field),
-        SOLVERS[options.solver](),
+        _diffrax_solver(field, y0, t0, options),
         t0,
         ts[-1],
         options.dt0,
@@ -329,7 +364,7 @@ _CHECKED_SIGNATURES: set = set()
 def _check_state(field, y0, t0) -> None:
     """Raises `ShapeMismatchError` unless `field(t0, y0)` has the structure and shapes of `y0`.
 
-    The check traces the field once per distinct signature of (field, y0); repeated solves of
+    `field` and `y0` may hold arrays or `jax.ShapeDtypeStruct`s (a batch member's shapes). The check traces the field once per distinct signature of (field, y0); repeated solves of
     the same system skip it.
     """
     signature = (_signature(field), _signature(y0))
@@ -337,7 +372,7 @@ def _check_state(field, y0, t0) -> None:
         return
     shapes = jax.tree_util.tree_map(np.shape, y0)
     try:
-        derivative = jax.eval_shape(lambda: field(t0, y0, None))
+        derivative = jax.eval_shape(lambda f, y: f(t0, y, None), field, y0)
     except JomasimError:
         raise
     except (TypeError, ValueError) as error:
@@ -364,6 +399,7 @@ def simulate(
     batch: str | None = None,
     blowup: float | None = None,
     progress: bool = False,
+    unroll: bool | None = None,
 ) -> Trajectory:
     """Integrates a JoMA vector field with Diffrax and saves the state at `ts`.
 
@@ -373,8 +409,7 @@ def simulate(
     - `y0`: the initial state (a pytree matching the field).
     - `ts`: increasing save times, `(n,)`; the solve runs from `t0` to `ts[-1]`.
     - `solver`: `"tsit5"` (default), `"dopri5"`, `"dopri8"`, `"kvaerno5"` (stiff), `"heun"`, or
-      `"euler"` (fixed step `dt0`). The explicit Runge–Kutta methods run Diffrax's tableaus with
-      their stages unrolled (`UnrolledERK`): Diffrax's results, several times less overhead a step.
+      `"euler"` (fixed step `dt0`).
     - `rtol`, `atol`: tolerances of the PID step-size controller.
     - `dt0`: first step (adaptive solvers choose one when `None`; required for `"euler"`).
     - `max_steps`: step budget per solve; a trajectory that exhausts it is reported, not raised.
@@ -388,19 +423,27 @@ def simulate(
       e^20 ≈ 5·10⁸ between logits): near a finite-time singularity the step size shrinks towards
       the float64 resolution of t, and a threshold set too high ends as a failure instead.
     - `progress`: show a tqdm progress bar over time.
+    - `unroll`: whether the explicit Runge–Kutta solvers (all but `"kvaerno5"` and `"euler"`)
+      take their steps with the stages written out (`UnrolledERK`: Diffrax's tableau and results,
+      no inner loop over the stages) instead of Diffrax's stage loop. `None` (default) unrolls
+      small fields (at most `UNROLL_MAX_EQUATIONS` jaxpr equations, as the toys), where the loop
+      costs more than the arithmetic (1.6–2.6× more trajectories/s on a CPU), but not
+      `batch="ode"` on a CPU, and keeps the loop for larger fields, where unrolling mostly adds
+      compile time. `True`/`False` force either form (`benchmarks/unroll.py` measures both).
 
     **Returns:**
 
     A `Trajectory`. Failures never raise and are never hidden: each trajectory carries its
     `status` and `t_final`, and `messages()` says what happened.
     """
-    options = SolverOptions(solver, rtol, atol, dt0, max_steps, batch, blowup, bool(progress))
+    options = SolverOptions(solver, rtol, atol, dt0, max_steps, batch, blowup, bool(progress), unroll)
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     if ts.ndim != 1 or ts.size == 0:
         raise ShapeMismatchError(f"ts has shape {ts.shape}; expected a non-empty vector of save times")
     check_finite("ts", ts)
-    if np.any(np.diff(np.asarray(ts)) < 0) or float(ts[0]) < t0:
-        raise OutOfRangeError(f"ts must be non-decreasing and start at or after t0={t0}; got ts from {float(ts[0])} to {float(ts[-1])}")
+    times = np.asarray(ts)
+    if np.any(np.diff(times) < 0) or times[0] < t0:
+        raise OutOfRangeError(f"ts must be non-decreasing and start at or after t0={t0}; got ts from {times[0]} to {times[-1]}")
     for leaf in jax.tree_util.tree_leaves(y0):
         check_finite("y0", leaf)
     y0 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(float)), y0)
@@ -408,8 +451,8 @@ def simulate(
         _check_state(field, y0, t0)
         return _solve_single(field, y0, ts, options, float(t0))
     _batch_size((field, y0))
-    first = jax.tree_util.tree_map(lambda leaf: leaf[0], (field, y0))
-    _check_state(*first, t0)
+    member = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(np.shape(leaf)[1:], jnp.result_type(leaf)), (field, y0))
+    _check_state(*member, t0)
     return _solve_batch(field, y0, ts, float(t0), options)
 
 

@@ -5,40 +5,45 @@ stage index (one code path for explicit, implicit and IMEX tableaus, traced once
 JoMA fields that inner loop, not the arithmetic, is most of the cost of a step: a loop iteration
 per stage with dynamic slicing of the stage buffer on a CPU, and a kernel launch plus a read of
 the loop condition per stage on a GPU. `UnrolledERK` keeps the wrapped solver's tableau, order,
-error estimate and dense interpolation, and writes the stages out, so XLA fuses a whole step.
-Everything else (step-size controller, `SaveAt`, events, statistics) stays Diffrax's.
+error estimate and dense interpolation, and writes the stages out: a step is one straight-line
+program. Everything else (step-size controller, `SaveAt`, events, statistics) stays Diffrax's.
 """
 
 import diffrax as dfx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._errors import OutOfRangeError
 
 
 def _weighted_sum(base, weights, increments):
-    """`base + Σ_j weights[j] · increments[j]` over pytrees, skipping zero weights.
+    """`base + Σ_j weights[j] · increments[j]` leaf by leaf, as one contraction of the stacked increments.
+
+    A contraction rather than a chain of scaled additions: on CPUs XLA re-fuses such chains into
+    every consumer and recomputes them there (measured 1.5–2× slower steps for the exp toy at
+    B = 64); the contraction is materialised once.
 
     **Arguments:**
 
-    - `base`: a pytree, or `None` for a plain weighted sum.
-    - `weights`: numbers (the tableau's, known at trace time).
-    - `increments`: pytrees of the structure of `base`, one per weight (extra ones are ignored).
+    - `base`: a pytree, or `None` for the plain weighted sum.
+    - `weights`: the tableau's numbers (known at trace time).
+    - `increments`: pytrees of the structure of `base`, at least as many as weights.
 
     **Returns:**
 
     A pytree of the structure of the increments.
     """
-    terms = [(float(weight), increment) for weight, increment in zip(weights, increments) if float(weight) != 0.0]
+    weights = np.asarray(weights, dtype=float)
+    used = increments[: len(weights)]
 
     def combine(*leaves):
         start, parts = (leaves[0], leaves[1:]) if base is not None else (None, leaves)
-        total = sum(weight * part for (weight, _), part in zip(terms, parts))
+        total = jnp.tensordot(jnp.asarray(weights, dtype=parts[0].dtype), jnp.stack(parts), axes=1)
         return total if start is None else start + total
 
-    trees = ([base] if base is not None else []) + [increment for _, increment in terms]
-    return jax.tree_util.tree_map(combine, *trees)
+    return jax.tree_util.tree_map(combine, *([base] if base is not None else []), *used)
 
 
 class UnrolledERK(dfx.AbstractAdaptiveSolver):
