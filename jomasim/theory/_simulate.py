@@ -364,8 +364,9 @@ _CHECKED_SIGNATURES: set = set()
 def _check_state(field, y0, t0) -> None:
     """Raises `ShapeMismatchError` unless `field(t0, y0)` has the structure and shapes of `y0`.
 
-    `field` and `y0` may hold arrays or `jax.ShapeDtypeStruct`s (a batch member's shapes). The check traces the field once per distinct signature of (field, y0); repeated solves of
-    the same system skip it.
+    `field` and `y0` may hold arrays or `jax.ShapeDtypeStruct`s (a batch member's shapes). The
+    check traces the field once per distinct signature of (field, y0); repeated solves of the
+    same system skip it.
     """
     signature = (_signature(field), _signature(y0))
     if signature in _CHECKED_SIGNATURES:
