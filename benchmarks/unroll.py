@@ -11,35 +11,30 @@ each), so a slow spell of a shared machine hits both; the best and the median ro
 
 import argparse
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import jomasim as js
+from _timing import wall_seconds
 from ode_throughput import SYSTEMS, settings
-
-
-def _timed(run) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(run())
-    return time.perf_counter() - start
 
 
 def measure(name: str, batch: int, mode: str, rounds: int) -> None:
     fields, y0s = settings(name, batch)
     ts = jnp.array([0.0, SYSTEMS[name][1]])
-    runs = {flag: (lambda flag=flag: js.simulate(fields, y0s, ts, batch=mode, unroll=flag).ys) for flag in (False, True)}
-    compile_seconds = {flag: _timed(run) for flag, run in runs.items()}
+    runs = {flag: (lambda flag=flag: js.simulate(fields, y0s, ts, batch=mode, unroll=flag)) for flag in (False, True)}
+    compile_seconds = {flag: wall_seconds(run) for flag, run in runs.items()}
     times = {flag: [] for flag in runs}
     for _ in range(rounds):
         for flag, run in runs.items():
-            times[flag].append(_timed(run))
-    steps = int(jnp.max(js.simulate(fields, y0s, ts, batch=mode).num_steps))
+            times[flag].append(wall_seconds(run))
+    steps = {flag: int(np.max(run().num_steps)) for flag, run in runs.items()}
     best = {flag: batch / min(seconds) for flag, seconds in times.items()}
     for flag, label in ((False, "Diffrax stage loop"), (True, "UnrolledERK")):
         print(f"{name:8s} B={batch:5d} {mode:4s} {label:18s} compile+first {compile_seconds[flag]:6.2f} s  "
-              f"best {best[flag]:10.1f} traj/s  median {batch / statistics.median(times[flag]):10.1f} traj/s  steps {steps}")
+              f"best {best[flag]:10.1f} traj/s  median {batch / statistics.median(times[flag]):10.1f} traj/s  steps {steps[flag]}")
     print(f"{'':8s} {'':7s} {mode:4s} unrolled / loop (best): {best[True] / best[False]:.2f}x")
 
 

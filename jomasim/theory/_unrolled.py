@@ -2,9 +2,9 @@
 
 Diffrax evaluates the stages of every Runge–Kutta step inside an inner `while_loop` over the
 stage index (one code path for explicit, implicit and IMEX tableaus, traced once). For small
-fields (the JoMA toys) that inner loop, not the arithmetic, is most of the cost of a step: a loop iteration
-per stage with dynamic slicing of the stage buffer on a CPU, and a kernel launch plus a read of
-the loop condition per stage on a GPU. `UnrolledERK` keeps the wrapped solver's tableau, order,
+fields (the JoMA toys) that inner loop, not the arithmetic, is most of the cost of a step: a
+loop iteration per stage with dynamic slicing of the stage buffer on a CPU, and a kernel launch
+plus a read of the loop condition per stage on a GPU. `UnrolledERK` keeps the wrapped solver's tableau, order,
 error estimate and dense interpolation, and writes the stages out: a step is one straight-line
 program. Everything else (step-size controller, `SaveAt`, events, statistics) stays Diffrax's.
 """
@@ -18,8 +18,8 @@ import numpy as np
 from .._errors import OutOfRangeError
 
 
-def _weighted_sum(base, weights, increments):
-    """`base + Σ_j weights[j] · increments[j]` leaf by leaf, as one contraction of the stacked increments.
+def _weighted_sum(weights, increments):
+    """`Σ_j weights[j] · increments[j]` leaf by leaf, as one contraction of the stacked increments.
 
     A contraction rather than a chain of scaled additions: on CPUs XLA re-fuses such chains into
     every consumer and recomputes them there (the toy's shared-step batch at B = 64 ran at half
@@ -27,23 +27,22 @@ def _weighted_sum(base, weights, increments):
 
     **Arguments:**
 
-    - `base`: a pytree, or `None` for the plain weighted sum.
     - `weights`: the tableau's numbers (known at trace time).
-    - `increments`: pytrees of the structure of `base`, at least as many as weights.
+    - `increments`: pytrees of one structure, at least as many as weights.
 
     **Returns:**
 
     A pytree of the structure of the increments.
     """
     weights = np.asarray(weights, dtype=float)
-    used = increments[: len(weights)]
+    return jax.tree_util.tree_map(
+        lambda *parts: jnp.tensordot(jnp.asarray(weights, dtype=parts[0].dtype), jnp.stack(parts), axes=1),
+        *increments[: len(weights)],
+    )
 
-    def combine(*leaves):
-        start, parts = (leaves[0], leaves[1:]) if base is not None else (None, leaves)
-        total = jnp.tensordot(jnp.asarray(weights, dtype=parts[0].dtype), jnp.stack(parts), axes=1)
-        return total if start is None else start + total
 
-    return jax.tree_util.tree_map(combine, *([base] if base is not None else []), *used)
+def _add(y, increment):
+    return jax.tree_util.tree_map(jnp.add, y, increment)
 
 
 class UnrolledERK(dfx.AbstractAdaptiveSolver):
@@ -107,12 +106,11 @@ class UnrolledERK(dfx.AbstractAdaptiveSolver):
         derivatives = [f0]
         ks = [terms.prod(f0, control)]
         for c, a_row in zip(tableau.c, tableau.a_lower):
-            stage_y = _weighted_sum(y0, a_row, ks)
+            stage_y = _add(y0, _weighted_sum(a_row, ks))
             derivatives.append(terms.vf(t0 + float(c) * (t1 - t0), stage_y, args))
             ks.append(terms.prod(derivatives[-1], control))
-        y1 = stage_y if tableau.ssal else _weighted_sum(y0, tableau.b_sol, ks)
-        y_error = _weighted_sum(None, tableau.b_error, ks)
+        y1 = stage_y if tableau.ssal else _add(y0, _weighted_sum(tableau.b_sol, ks))
+        y_error = _weighted_sum(tableau.b_error, ks)
         dense_info = dict(y0=y0, y1=y1, k=jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *ks))
         new_state = derivatives[-1] if tableau.fsal else None
         return y1, y_error, dense_info, new_state, dfx.RESULTS.successful
-
