@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jomasim as js
+from jomasim.theory import _simulate
 
 SMALL = dict(n_distinct=3, n_common=3, n_classes=4, dim=8)
 TS = jnp.linspace(0.0, 6.0, 13)
@@ -86,6 +87,36 @@ def test_exhausted_step_budget_is_reported_not_raised():
     traj = js.simulate(flow, jnp.zeros(2), jnp.linspace(0, 50, 6), max_steps=5)
     assert int(traj.status) == js.Status.MAX_STEPS
     assert traj.messages()[0].startswith("max steps reached at t = ")
+
+
+def _ends_case(case):
+    """(fields, y0, t_end, simulate options, statuses the case must show)."""
+    if case == "vmap-blowup":
+        fields = jax.vmap(lambda eta: js.SalienceFlow(jnp.array([[0.2], [0.9], [-0.4]]), eta_w=eta))(jnp.array([0.1, 5.0]))
+        return fields, jnp.zeros((2, 3, 1)), 2.5, dict(batch="vmap", blowup=4.5), {js.Status.OK, js.Status.BLOWUP}
+    if case == "max-steps":
+        return js.NonlinearToyFlow(jnp.array([1.0, 3.0])), jnp.zeros(2), 50.0, dict(max_steps=5), {js.Status.MAX_STEPS}
+    fields = jax.vmap(js.NonlinearToyFlow)(jnp.array([[1.0, 3.0], [2.0, 2.5]]))
+    return fields, jnp.zeros((2, 2)), 3.0, dict(batch="ode"), {js.Status.OK}
+
+
+@pytest.mark.parametrize("case", ["vmap-blowup", "max-steps", "ode"])
+def test_saving_only_the_ends_skips_the_search_and_changes_nothing(case, monkeypatch):
+    """Save times that are only t0 and the end are saved without Diffrax's search of ts after
+    every step; states, times reached, statuses and step counts equal a solve that also saves
+    a point in between (Diffrax's saves never move its steps)."""
+    fields, y0, t_end, options, statuses = _ends_case(case)
+    promised = []
+    for name in ("_solve_single", "_solve_batch"):
+        original = getattr(_simulate, name)
+        monkeypatch.setattr(_simulate, name, lambda *a, _f=original, **k: promised.append(k["endpoints"]) or _f(*a, **k))
+    ends = js.simulate(fields, y0, jnp.array([0.0, t_end]), **options)
+    general = js.simulate(fields, y0, jnp.array([0.0, t_end / 2, t_end]), **options)
+    assert promised == [True, False]
+    np.testing.assert_array_equal(ends.ys, jnp.take(general.ys, jnp.array([0, 2]), axis=1 if ends.batched else 0))
+    for name in ("t_final", "status", "num_steps", "num_rejected_steps"):
+        np.testing.assert_array_equal(getattr(ends, name), getattr(general, name), err_msg=name)
+    assert set(np.atleast_1d(np.asarray(ends.status)).tolist()) == statuses
 
 
 def test_fixed_step_euler_is_the_discrete_update():
