@@ -9,15 +9,13 @@ each), so a slow spell of a shared machine hits both; the best and the median ro
     python benchmarks/unroll.py --quick         # small sizes, for CI
 """
 
-import argparse
 import statistics
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jomasim as js
-from _timing import wall_seconds
+from _timing import alternating_main, alternating_seconds
 from ode_throughput import SYSTEMS, settings
 
 
@@ -25,11 +23,7 @@ def measure(name: str, batch: int, mode: str, rounds: int) -> None:
     fields, y0s = settings(name, batch)
     ts = jnp.array([0.0, SYSTEMS[name][1]])
     runs = {flag: (lambda flag=flag: js.simulate(fields, y0s, ts, batch=mode, unroll=flag)) for flag in (False, True)}
-    compile_seconds = {flag: wall_seconds(run) for flag, run in runs.items()}
-    times = {flag: [] for flag in runs}
-    for _ in range(rounds):
-        for flag, run in runs.items():
-            times[flag].append(wall_seconds(run))
+    compile_seconds, times = alternating_seconds(runs, rounds)
     steps = {flag: int(np.max(run().num_steps)) for flag, run in runs.items()}
     best = {flag: batch / min(seconds) for flag, seconds in times.items()}
     for flag, label in ((False, "Diffrax stage loop"), (True, "UnrolledERK")):
@@ -38,19 +32,5 @@ def measure(name: str, batch: int, mode: str, rounds: int) -> None:
     print(f"{'':8s} {'':7s} {mode:4s} unrolled / loop (best): {best[True] / best[False]:.2f}x")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
-    parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,64,1024)")
-    args = parser.parse_args()
-    batches = [int(b) for b in (args.batches or ("4" if args.quick else "1,64,1024")).split(",")]
-    rounds = 2 if args.quick else 15
-    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, float64")
-    for name in SYSTEMS:
-        for batch in batches:
-            for mode in ("vmap", "ode"):
-                measure(name, batch, mode, rounds)
-
-
 if __name__ == "__main__":
-    main()
+    alternating_main(__doc__, measure, SYSTEMS, "1,64,1024", rounds=15)
