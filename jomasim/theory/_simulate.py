@@ -138,9 +138,11 @@ def _diffrax_solver(field, y0, t0, options: SolverOptions):
         return solver
     unroll = options.unroll
     if unroll is None:
-        jaxpr = eqx.filter_make_jaxpr(lambda f, y: f(t0, y, None))(field, y0)[0]
-        small = _equation_count(jaxpr.jaxpr) <= UNROLL_MAX_EQUATIONS
-        unroll = small and not (options.batch == "ode" and jax.default_backend() == "cpu")
+        shared_step_on_cpu = options.batch == "ode" and jax.default_backend() == "cpu"
+        # the field is traced to count its equations only where the count decides
+        unroll = not shared_step_on_cpu and _equation_count(
+            eqx.filter_make_jaxpr(lambda f, y: f(t0, y, None))(field, y0)[0].jaxpr
+        ) <= UNROLL_MAX_EQUATIONS
     return UnrolledERK(solver) if unroll else solver
 
 

@@ -4,9 +4,10 @@ Diffrax evaluates the stages of every Runge–Kutta step inside an inner `while_
 stage index (one code path for explicit, implicit and IMEX tableaus, traced once). For small
 fields (the JoMA toys) that inner loop, not the arithmetic, is most of the cost of a step: a
 loop iteration per stage with dynamic slicing of the stage buffer on a CPU, and a kernel launch
-plus a read of the loop condition per stage on a GPU. `UnrolledERK` keeps the wrapped solver's tableau, order,
-error estimate and dense interpolation, and writes the stages out: a step is one straight-line
-program. Everything else (step-size controller, `SaveAt`, events, statistics) stays Diffrax's.
+plus a read of the loop condition per stage on a GPU. `UnrolledERK` keeps the wrapped solver's
+tableau, order, error estimate and dense interpolation, and writes the stages out: a step is one
+straight-line program. Everything else (step-size controller, `SaveAt`, events, statistics)
+stays Diffrax's.
 """
 
 import diffrax as dfx
