@@ -25,7 +25,7 @@ from .experiments.wikitext import SMALL_SIZES
 from .io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from .plots import plot_block_theory, plot_compare, plot_sweep
 from .sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
-from .theory._simulate import SOLVERS
+from .theory._simulate import FIXED_STEP_SOLVERS, SOLVERS
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -47,6 +47,10 @@ def _add_block_options(parser: argparse.ArgumentParser, defaults: BlockSetting) 
     parser.add_argument("--solver", choices=tuple(SOLVERS), default=defaults.solver)
     parser.add_argument("--rtol", type=float, default=defaults.rtol)
     parser.add_argument("--atol", type=float, default=defaults.atol)
+    parser.add_argument("--dt0", type=float, default=defaults.dt0,
+                        help="fixed step of --solver euler (required there), first step of the others (default: "
+                        "the solver picks), on the run's clock: SGD steps for compare and sweep (--solver euler "
+                        "--dt0 1 is SGD itself), t for simulate")
     parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="solver step budget per trajectory")
     parser.add_argument("--blowup", type=float, default=defaults.blowup,
                         help="stop a flow when a logit |z| reaches this value and report a blow-up (default: never)")
@@ -94,7 +98,7 @@ def _add_compare(commands) -> None:
 
 
 SWEEP_SETTINGS = ("steps", "save_every", "n_distinct", "n_common", "n_classes", "dim", "embedding", "solver", "rtol",
-                  "atol", "max_steps", "blowup")
+                  "atol", "dt0", "max_steps", "blowup")
 """Fixed settings of a sweep that have their own options (the grid file's `settings` may hold any
 field of `CompareConfig` except `seeds` and `first_seed`, and `mode`)."""
 
@@ -335,7 +339,17 @@ def _run(command: str, config, args, work: Callable, plot: Callable, figure: str
         plot(results, folder / figure)
         write_json(folder / "summary.json", summary)
     print_table(summary)
+    if _crawled_at_relu_kinks(config, summary):
+        print("note: with ReLU the flows are not smooth and adaptive solvers crawl where hidden units cross zero; "
+              "use --activation silu or gelu, or --solver euler --dt0 with a small step (compare: --dt0 1 is SGD)")
     print(f"wrote {args.out / name}/ (config.json, data.npz, summary.json, {figure}) in {summary['wall_seconds']:.1f} s")
+
+
+def _crawled_at_relu_kinks(config, summary: dict) -> bool:
+    """Whether an adaptive solve of a ReLU block ran out of steps (the kinks make it crawl)."""
+    out_of_steps = any(message.startswith("max steps") for side in ("ode", "reduced")
+                       for message in summary.get(f"status_{side}", []))
+    return config.activation == "relu" and config.solver not in FIXED_STEP_SOLVERS and out_of_steps
 
 
 def _print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ...]) -> None:

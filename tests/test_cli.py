@@ -9,9 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from jomasim.cli import main
+from jomasim.cli import _crawled_at_relu_kinks, main
+from jomasim.experiments.compare import CompareConfig
 
-SMALL_RUN = ["simulate", "--seeds", "2", "--t-end", "30", "--saves", "7", "--rtol", "1e-5", "--atol", "1e-8"]
+# the flows at rates (2, 1) up to t = 15: the flows at rates (0.1, 0.05) up to t = 300, which
+# the SGD steps of `compare_folder` follow
+SMALL_RUN = ["simulate", "--seeds", "2", "--eta-w", "2", "--eta-z", "1", "--t-end", "15", "--saves", "7", "--rtol", "1e-5",
+             "--atol", "1e-8"]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +66,8 @@ def _exit_code(arguments):
         (["compare", "--steps", "0"], "steps=0"),
         (["compare", "--save-every", "500", "--steps", "100"], "save_every=500"),
         (["compare", "--variant", "uniform"], "invalid choice: 'uniform'"),
+        (["compare", "--solver", "euler"], "takes fixed steps; give dt0 > 0"),
+        (["simulate", "--solver", "euler", "--dt0", "-1"], "dt0=-1.0"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -84,8 +90,11 @@ def test_output_folder_that_is_a_file(command, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def compare_folder(tmp_path_factory):
+    """SGD at rates (0.1, 0.05) for 300 steps, its flows integrated by Euler with one SGD step."""
     out = tmp_path_factory.mktemp("runs")
-    assert main(["compare", "--seeds", "2", "--steps", "200", "--save-every", "50", "--out", str(out), "--name", "small"]) == 0
+    arguments = ["compare", "--seeds", "2", "--steps", "300", "--save-every", "50", "--eta-w", "0.1", "--eta-z", "0.05",
+                 "--solver", "euler", "--dt0", "1"]
+    assert main(arguments + ["--out", str(out), "--name", "small"]) == 0
     return out / "small"
 
 
@@ -93,11 +102,30 @@ def test_compare_writes_a_complete_run(compare_folder):
     assert sorted(p.name for p in compare_folder.iterdir()) == ["config.json", "data.npz", "fig2.png", "summary.json"]
     config = json.loads((compare_folder / "config.json").read_text())
     assert config["command"] == "compare" and config["seeds"] == [0, 1]
-    assert config["config"]["steps"] == 200 and config["environment"]["packages"]["flax"]
+    assert config["config"]["steps"] == 300 and config["environment"]["packages"]["flax"]
     summary = json.loads((compare_folder / "summary.json").read_text())
-    assert summary["step"] == [200, 200] and len(summary["nc_ode_z"]) == 2
+    assert summary["step"] == [300, 300] and len(summary["nc_ode_z"]) == 2
     data = np.load(compare_folder / "data.npz")
-    assert data["steps"].tolist() == [0, 50, 100, 150, 200] and data["entropy_train"].shape == (2, 5)
+    assert data["steps"].tolist() == [0, 50, 100, 150, 200, 250, 300] and data["entropy_train"].shape == (2, 7)
+
+
+def test_euler_at_one_sgd_step_is_sgd(compare_folder):
+    """The flows run at the training's rates with SGD steps as their clock: Euler with dt0 = 1 on
+    the joint flow is SGD itself, to rounding."""
+    data = np.load(compare_folder / "data.npz")
+    np.testing.assert_allclose(data["z_ode"], data["z_train"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(data["V_ode"], data["V_train"], rtol=0, atol=1e-12)
+    assert data["num_steps_ode"].tolist() == [300, 300]
+
+
+def test_simulate_runs_the_flows_at_the_rates_given(run_folder, compare_folder):
+    """`simulate` at rates (2, 1) up to t = 15 is the flow that SGD at rates (0.1, 0.05) follows for
+    300 steps (time scales with the rates): the save times line up with the SGD steps, and SGD
+    differs from its flow only by its first-order discretisation error."""
+    flow, sgd = np.load(run_folder / "data.npz"), np.load(compare_folder / "data.npz")
+    assert flow["ts"].tolist() == [0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0]
+    error = np.linalg.norm(flow["z_ode"] - sgd["z_train"], axis=-1) / np.linalg.norm(sgd["z_train"], axis=-1)
+    assert error.max() < 1e-2
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", ".", ".."])
@@ -130,3 +158,12 @@ def test_same_config_gives_bitwise_identical_results_in_a_fresh_process(run_fold
     environment = recorded["environment"]
     assert recorded["seeds"] == [0, 1] and recorded["config"]["seeds"] == 2
     assert {"jax", "diffrax", "flax", "optax"} <= set(environment["packages"]) and environment["devices"]
+
+
+def test_relu_flows_out_of_steps_get_a_note():
+    out_of_steps = {"status_ode": ["ok", "max steps reached at t = 46.3"], "status_reduced": ["ok", "ok"]}
+    relu = CompareConfig(activation="relu")
+    assert _crawled_at_relu_kinks(relu, out_of_steps)
+    assert not _crawled_at_relu_kinks(relu, {"status_ode": ["ok", "ok"], "status_reduced": ["ok", "blow-up at t = 9"]})
+    assert not _crawled_at_relu_kinks(CompareConfig(activation="silu"), out_of_steps)
+    assert not _crawled_at_relu_kinks(CompareConfig(activation="relu", solver="euler", dt0=1.0), out_of_steps)

@@ -7,8 +7,9 @@ gradient flow and the reduced JoMA flow (`theory` and `both` modes), and measure
 steps. `run_members` vmaps it over a batch in one compiled call; `simulate`, `compare` and the
 sweeps are batches of members.
 
-Time is counted in SGD steps: the flows run with rates (1, η_z/η_w) and step k sits at t = η_w·k,
-so a member's curves line up with its training whatever its η_w.
+The flows run at the member's rates (η_w, η_z) on the clock of the saves, so with SGD steps as the
+clock step k of training sits at flow time k (SGD is the explicit-Euler discretisation of the joint
+flow with step 1) and a member's curves line up with its training whatever its rates.
 """
 
 import dataclasses
@@ -58,8 +59,11 @@ class BlockSetting:
     """What every §3.5 block experiment shares: the data model, the block, the seeds and the solver.
 
     Defaults are the paper's Fig. 2 setting: Gaussian X, 10 distinct + 10 common tokens, K = 20
-    classes, d = 30, T = 0.5, softmax attention, linear activation, 8 seeds. `blowup` stops a flow
-    when a logit |z| reaches it (reported as a blow-up); `None` never stops.
+    classes, d = 30, T = 0.5, softmax attention, linear activation, 8 seeds. `dt0` is the fixed
+    step of `solver="euler"` (required there) and the first step of an adaptive solver (`None`:
+    Diffrax picks one), on the clock of the saves: with SGD steps as the clock, `dt0 = 1` with
+    `"euler"` is one SGD step, and the joint flow then *is* the training run. `blowup` stops a
+    flow when a logit |z| reaches it (reported as a blow-up); `None` never stops.
     """
 
     attention: str = "softmax"
@@ -78,6 +82,7 @@ class BlockSetting:
     solver: str = "tsit5"
     rtol: float = 1e-6
     atol: float = 1e-9
+    dt0: float | None = None
     max_steps: int = 65536
     blowup: float | None = None
 
@@ -100,7 +105,7 @@ class BlockSetting:
     @property
     def solver_options(self) -> SolverOptions:
         """How the flows are integrated (one trajectory per member)."""
-        return SolverOptions(self.solver, self.rtol, self.atol, max_steps=self.max_steps, blowup=self.blowup)
+        return SolverOptions(self.solver, self.rtol, self.atol, self.dt0, self.max_steps, blowup=self.blowup)
 
     def members(self, eta_w: float, eta_z: float) -> "MemberNumbers":
         """One member per seed, all with this setting's numbers and the rates (η_w, η_z)."""
@@ -183,7 +188,8 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     - `setting`: the shared setting.
     - `numbers`: this member's numbers (scalars).
     - `steps`: SGD steps (static; unused in `theory` mode).
-    - `save_steps`: the steps measured, `(n,)` (any non-negative reals in `theory` mode).
+    - `save_steps`: the steps measured, `(n,)` (any non-negative reals in `theory` mode): the
+      times at which the flows, at the member's rates, are saved.
     - `mode`: `"theory"`, `"train"` or `"both"` (see `MODES`).
 
     **Returns:**
@@ -192,14 +198,13 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     `V_side`, `entropy_side`; the Theorem 1 curves of the reference run (`nc_zhat_z`, ...,
     `invariant_residual`, `z_hat`) and, in `both` mode, of the joint flow (`ode_nc_zhat_z`, ...);
     every other run against the reference (`nc_side_z`, `nc_side_V`, `relerr_side_z`). For flows:
-    `status_side`, `t_final_side` (in flow time t = η_w·step), `num_steps_side`,
+    `status_side`, `t_final_side` (the step, or time, the flow reached), `num_steps_side`,
     `num_rejected_steps_side`; for training: `losses` (every step), `loss_train`,
     `train_diverged_at` (first non-finite loss, −1 if none). `last_index`: the last save every run
     reached with finite values. `X`: the token frequencies; `delta`: the salience Δ = E[x gᵀ].
     """
     save_steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
-    flow_numbers = numbers._replace(eta_w=jnp.ones_like(numbers.eta_w), eta_z=numbers.eta_z / numbers.eta_w)
-    joint, y0, reduced = build_member(setting, flow_numbers)
+    joint, y0, reduced = build_member(setting, numbers)
     invariant = joint.invariant(y0)
     runs, reached, curves = {}, [], {"X": joint.data.X, "delta": joint.data.salience()}
     if mode != "theory":
@@ -210,9 +215,8 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         curves.update(losses=trained.losses, loss_train=jax.vmap(joint.loss)(trained.W, trained.z),
                       train_diverged_at=diverged)
     if mode != "train":
-        ts = numbers.eta_w * save_steps
         for side, flow, start in (("ode", joint, y0), ("reduced", reduced, y0[0])):
-            trajectory = solve(flow, start, ts, setting.solver_options)
+            trajectory = solve(flow, start, save_steps, setting.solver_options)
             runs[side] = logits_and_weights(flow, trajectory.ys)
             reached.append(trajectory.reached)
             curves.update({f"status_{side}": trajectory.status, f"t_final_{side}": trajectory.t_final,
@@ -239,13 +243,15 @@ def _measure_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, 
     return jax.vmap(lambda member: measure_member(setting, member, steps, save_steps, mode))(numbers)
 
 
-def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str) -> dict:
+def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str,
+                clock: str = "step") -> dict:
     """`measure_member` for a batch of members in one compiled, vmapped call.
 
     **Arguments:**
 
     - `setting`, `steps`, `save_steps`, `mode`: as in `measure_member`, shared by the batch.
     - `numbers`: a `MemberNumbers` of arrays `(B,)`.
+    - `clock`: what the save steps count (`"step"`, or `"t"` for times), for the messages.
 
     **Returns:**
 
@@ -257,7 +263,7 @@ def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_
     results = {name: np.asarray(value) for name, value in measures.items()}
     results.update(steps=np.asarray(save_steps), seeds=np.asarray(numbers.seed))
     for side in flow_sides(mode):
-        results[f"messages_{side}"] = status_messages(results[f"status_{side}"], results[f"t_final_{side}"])
+        results[f"messages_{side}"] = status_messages(results[f"status_{side}"], results[f"t_final_{side}"], clock)
     return results
 
 

@@ -30,7 +30,7 @@ SNAP_TOLERANCE = 0.01
 of its final value until the end (having left that band before)."""
 
 
-def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, eta_w: jax.Array, mode: str) -> dict[str, jax.Array]:
+def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, mode: str) -> dict[str, jax.Array]:
     """One point's curves (`measure_member`) reduced to scalars, read at the last save every run
     reached. Traceable.
 
@@ -68,7 +68,7 @@ def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, eta_w: j
         })
     for side in flow_sides(mode):
         status = curves[f"status_{side}"]
-        stop = curves[f"t_final_{side}"] / eta_w
+        stop = curves[f"t_final_{side}"]
         results.update({
             f"status_{side}": status,
             f"num_steps_{side}": curves[f"num_steps_{side}"],
@@ -141,7 +141,7 @@ class BlockSweep(SweepTask):
         def one_point(numbers: dict[str, jax.Array]) -> dict[str, jax.Array]:
             member = MemberNumbers(**numbers)
             curves = measure_member(setting, member, self.base.steps, save_steps, self.mode)
-            return point_results(curves, save_steps, member.eta_w, self.mode)
+            return point_results(curves, save_steps, self.mode)
 
         return one_point
 

@@ -44,7 +44,7 @@ def run_block_theory(config: BlockTheoryConfig) -> dict[str, np.ndarray]:
     flow and `reduced`; the joint flow is the reference), with `ts` the save times.
     """
     ts = np.linspace(0.0, config.t_end, config.saves)
-    results = run_members(config, config.members(config.eta_w, config.eta_z), 0, ts / config.eta_w, "theory")
+    results = run_members(config, config.members(config.eta_w, config.eta_z), 0, ts, "theory", clock="t")
     results["ts"] = ts
     return results
 

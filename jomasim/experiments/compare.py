@@ -3,8 +3,8 @@
 For every seed the JoMA block (a Flax NNX model) is trained with full-batch SGD at rates
 (η_w, η_z) while Diffrax integrates the joint gradient flow and the reduced JoMA flow from the
 same data and initial state, all seeds in one compiled, vmapped call
-(`jomasim.experiments.block.measure_member`). Time is measured in units of η_w: the flows run with
-rates (1, η_z/η_w) and step k of training sits at t = η_w·k. At every saved step the job measures
+(`jomasim.experiments.block.measure_member`). The flows run at the training's rates with SGD steps as
+their clock, so step k of training sits at flow time k. At every saved step the job measures
 
 1. Theorem 1 on the trained model: NC(ẑ(V_k), z_k), NC(ẑ₁, z_k), NC(ẑ₂, z_k) and the residual;
 2. theory against training: z and V of the joint and of the reduced flow against z_k and V_k;
@@ -86,12 +86,11 @@ def run_compare(config: CompareConfig, progress: bool = False) -> dict:
     **Returns:**
 
     The curves of `jomasim.experiments.block.run_members` in `both` mode (runs `train`, `ode` =
-    the joint flow, `reduced`; training is the reference), with `ts` = η_w · `steps`.
+    the joint flow, `reduced`; training is the reference), saved at `steps`.
     """
     bar = tqdm(total=1, desc="compare", unit="job", disable=not progress)
     bar.set_postfix_str(f"training {config.seeds} seeds x {config.steps} steps + joint and reduced ODE (Diffrax)")
     results = run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "both")
-    results["ts"] = config.eta_w * results["steps"]
     bar.update()
     bar.close()
     return results
