@@ -62,7 +62,8 @@ def test_theorem_1_residual_vanishes_along_the_exp_joint_flow(seed, rate_ratio, 
     assert float(jnp.max(jnp.abs(residual))) < 1e-7 * max(1.0, float(jnp.max(jnp.abs(z))))
 
 
-@given(seed=seeds, size=st.integers(1, 6), eta_w=st.floats(0.2, 3.0), kappa=st.floats(0.1, 2.0))
+# three sizes (a solve compiles once per state shape): one token, a few, the most
+@given(seed=seeds, size=st.sampled_from([1, 3, 6]), eta_w=st.floats(0.2, 3.0), kappa=st.floats(0.1, 2.0))
 @settings(max_examples=12)
 def test_erf_closed_form_matches_the_salience_flow(seed, size, eta_w, kappa):
     delta_key, v_key = jax.random.split(jax.random.key(seed))
