@@ -12,6 +12,7 @@ from pathlib import Path
 from ._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_choice
 from .activation import ACTIVATIONS
 from .attention import ATTENTION_KINDS
+from .comparison import AGREEMENT
 from .corpus import CORPUS_VARIABLE
 from .data import VARIANTS
 from .experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory, summarize
@@ -364,6 +365,27 @@ def _print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, .
     print(f"mean  {means}")
 
 
+RUN_NAMES = {"train": "training", "ode": "the joint ODE", "reduced": "the reduced JoMA ODE"}
+
+
+def _print_agreement(summary: dict, reference: str, clock: str) -> None:
+    """One line per run compared with the reference: on which seeds, and from where, the two part."""
+    seeds = summary["seeds"]
+    for key in (key for key in summary if key.startswith("parted_")):
+        side = key.removeprefix("parted_")
+        run, other = RUN_NAMES[side], RUN_NAMES[reference]
+        parted = [(seed, step, final) for seed, step, final in zip(seeds, summary[key], summary[f"nc_{side}_z"])
+                  if step is not None]
+        if not parted:
+            print(f"{run} agrees with {other} (NC of z at least {AGREEMENT}) at every save on all {len(seeds)} seeds")
+            continue
+        at = "step " if clock == "step" else f"{clock} = "
+        where = ", ".join(f"seed {seed} at {at}{step:g}" for seed, step, _ in parted)
+        back = sum(final >= AGREEMENT for _, _, final in parted)
+        print(f"{run} parts from {other} (NC of z below {AGREEMENT}) on {len(parted)} of {len(seeds)} seeds: {where}; "
+              f"{back} of them end at or above {AGREEMENT} again")
+
+
 def _simulate(args) -> None:
     def work(config):
         started = time.perf_counter()
@@ -374,14 +396,16 @@ def _simulate(args) -> None:
 
     columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_reduced_z", "entropy_ode_final")
     _run("simulate", _config_from(BlockTheoryConfig, args), args, work, plot_block_theory, "theory.png",
-         lambda summary: _print_table(summary, columns, ("status_ode", "status_reduced")))
+         lambda summary: (_print_table(summary, columns, ("status_ode", "status_reduced")),
+                          _print_agreement(summary, "ode", "t")))
 
 
 def _compare(args) -> None:
     columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z", "entropy_train_final")
     _run("compare", _config_from(CompareConfig, args), args, lambda config: compare(config, progress=True),
          plot_compare, "fig2.png",
-         lambda summary: _print_table(summary, columns, ("status_train", "status_ode", "status_reduced")))
+         lambda summary: (_print_table(summary, columns, ("status_train", "status_ode", "status_reduced")),
+                          _print_agreement(summary, "train", "step")))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,6 +74,28 @@ def agreement_curves(name: str, z: jax.Array, V: jax.Array, z_ref: jax.Array, V_
     }
 
 
+AGREEMENT = 0.99
+"""Normalized correlation of the logits z at or above which a run agrees with its reference."""
+
+
+def parting_index(nc: jax.Array, last: jax.Array) -> jax.Array:
+    """Where a run parts from its reference: the first save, up to `last`, at which its
+    normalized correlation `nc` is below `AGREEMENT` (or not finite).
+
+    **Arguments:**
+
+    - `nc`: a curve over the saves, `(n,)`, or one per seed, `(S, n)`.
+    - `last`: the last save reached, a scalar or `(S,)`.
+
+    **Returns:**
+
+    The save index, −1 where the run agrees at every save up to `last`; shape of `last`.
+    """
+    index = jnp.arange(jnp.shape(nc)[-1])
+    below = ~(jnp.asarray(nc) >= AGREEMENT) & (index <= jnp.expand_dims(jnp.asarray(last), -1))
+    return jnp.where(jnp.any(below, axis=-1), jnp.argmax(below, axis=-1), -1)
+
+
 def final_values(results: dict, last: np.ndarray, prefixes: tuple[str, ...] = ("nc_", "relerr_")) -> dict[str, list]:
     """Per seed, the value of every curve whose name starts with one of `prefixes` at index `last`.
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import jomasim as js
+from jomasim.comparison import parting_index
 from jomasim.experiments.compare import CompareConfig, compare
 
 
@@ -25,6 +26,7 @@ def test_sgd_follows_the_joint_gradient_flow(softmax_runs, eta):
     results, summary = softmax_runs[eta]
     assert summary["status_ode"] == ["ok"] * 3 and summary["status_train"] == ["ok"] * 3
     assert min(results["nc_ode_z"].min(), results["nc_ode_V"].min()) >= 0.9999
+    assert summary["parted_ode"] == [None] * 3
     assert results["relerr_ode_z"].max() <= 1e-2
     np.testing.assert_allclose(results["entropy_train"], results["entropy_ode"], atol=1e-2)
 
@@ -65,6 +67,12 @@ def test_invariant_holds_on_the_trained_model(exp_run, attention):
     assert np.abs(results["invariant_residual"]).max() <= 2e-3 * scale
 
 
+def test_a_run_parts_at_its_first_save_below_agreement():
+    nc = np.array([[1.0, 0.995, 0.98, 0.999], [1.0, 0.999, 0.995, 0.991], [1.0, np.nan, 1.0, 1.0], [1.0, 0.999, 0.5, 0.5]])
+    assert np.asarray(parting_index(nc, np.array([3, 3, 3, 1]))).tolist() == [2, -1, 1, -1]
+    assert int(parting_index(nc[0], 1)) == -1
+
+
 def test_config_validation_names_the_value():
     with pytest.raises(js.OutOfRangeError, match="seeds=0"):
         CompareConfig(seeds=0)
@@ -78,6 +86,9 @@ def test_default_fig2_setting_headline_numbers():
     _, summary = compare(CompareConfig())
     assert np.mean(summary["nc_zhat_z"]) >= 0.98
     assert min(summary["nc_ode_z"]) >= 0.9999 and min(summary["nc_ode_V"]) >= 0.9999
+    assert summary["parted_ode"] == [None] * 8
+    # the reduced flow follows training closely until the attention snaps, past step 600 on every seed
+    assert min(summary["parted_reduced"]) >= 600
     assert max(summary["relerr_ode_z"]) <= 1e-2
     # the reduced softmax flow (J13b, b̄ fixed at x̄) sparsifies earlier than training; on seed 1 it
     # picks a different winning token (NC 0.65), on the other seven NC >= 0.98

@@ -38,8 +38,8 @@ temperature = [0.5, 0.002]
 seed = [0, 1]
 """
 CHUNK = 4
-COMPARED = ("entropy_final_ode", "entropy_min_ode", "nc_zhat_z", "nc_reduced_z", "relerr_reduced_z", "stop_step_ode",
-            "status_ode", "status_reduced", "num_steps_ode")
+COMPARED = ("entropy_final_ode", "entropy_min_ode", "nc_zhat_z", "nc_reduced_z", "relerr_reduced_z", "parted_step_reduced",
+            "stop_step_ode", "status_ode", "status_reduced", "num_steps_ode")
 
 
 def _task(grid: Grid) -> BlockSweep:

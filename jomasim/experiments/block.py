@@ -23,7 +23,7 @@ import numpy as np
 from .._errors import check_choice, check_integer, check_positive
 from ..activation import ACTIVATIONS
 from ..attention import ATTENTION_KINDS
-from ..comparison import agreement_curves, final_values, logits_and_weights, theorem1_curves
+from ..comparison import agreement_curves, final_values, logits_and_weights, parting_index, theorem1_curves
 from ..data import check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
@@ -275,7 +275,8 @@ def summarize_members(results: dict, mode: str) -> dict:
     A dict of lists, one value per member: `seeds`, `step` (the save step read), every `nc_*` /
     `relerr_*` curve's value, `invariant_residual_max`, `entropy_initial`, `entropy_side_final`
     for each run, `loss_final` (when trained), and `status_side` for each run (`ok` or what
-    went wrong).
+    went wrong), and for each run but the reference `parted_side`: the save step at which it parts
+    from the reference (`comparison.parting_index`), None where the two agree throughout.
     """
     last = results["last_index"]
     rows = np.arange(len(last))
@@ -289,6 +290,9 @@ def summarize_members(results: dict, mode: str) -> dict:
     }
     for side in sides_of(mode):
         summary[f"entropy_{side}_final"] = results[f"entropy_{side}"][rows, last].tolist()
+        if side != reference:
+            parted = np.asarray(parting_index(results[f"nc_{side}_z"], last))
+            summary[f"parted_{side}"] = [results["steps"][index].item() if index >= 0 else None for index in parted]
     if mode != "theory":
         diverged = results["train_diverged_at"]
         summary["loss_final"] = results["loss_train"][rows, last].tolist()
