@@ -384,6 +384,9 @@ def _print_agreement(summary: dict, reference: str, clock: str) -> None:
         back = sum(final >= AGREEMENT for _, _, final in parted)
         print(f"{run} parts from {other} (NC of z below {AGREEMENT}) on {len(parted)} of {len(seeds)} seeds: {where}; "
               f"{back} of them end at or above {AGREEMENT} again")
+        if (side, reference) == ("ode", "train"):
+            print("  (the joint ODE is SGD's limit of small steps: where they part, the learning rate is too large for "
+                  "the flow to describe the training)")
 
 
 def _simulate(args) -> None:

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from jomasim.cli import _crawled_at_relu_kinks, main
+from jomasim.cli import _crawled_at_relu_kinks, _print_agreement, main
 from jomasim.experiments.compare import CompareConfig
 
 # the flows at rates (2, 1) up to t = 15: the flows at rates (0.1, 0.05) up to t = 300, which
@@ -167,3 +167,15 @@ def test_relu_flows_out_of_steps_get_a_note():
     assert not _crawled_at_relu_kinks(relu, {"status_ode": ["ok", "ok"], "status_reduced": ["ok", "blow-up at t = 9"]})
     assert not _crawled_at_relu_kinks(CompareConfig(activation="silu"), out_of_steps)
     assert not _crawled_at_relu_kinks(CompareConfig(activation="relu", solver="euler", dt0=1.0), out_of_steps)
+
+
+def test_agreement_lines_say_where_each_run_parts(capsys):
+    summary = {"seeds": [0, 1], "parted_ode": [800, None], "nc_ode_z": [-0.1, 0.999], "parted_reduced": [None, None],
+               "nc_reduced_z": [1.0, 1.0]}
+    _print_agreement(summary, "train", "step")
+    ode, hint, reduced = capsys.readouterr().out.splitlines()
+    assert ode.startswith("the joint ODE parts from training") and "1 of 2 seeds: seed 0 at step 800;" in ode
+    assert "0 of them end at or above 0.99 again" in ode and "learning rate is too large" in hint
+    assert reduced == "the reduced JoMA ODE agrees with training (NC of z at least 0.99) at every save on all 2 seeds"
+    _print_agreement({"seeds": [3], "parted_reduced": [12.5], "nc_reduced_z": [0.995]}, "ode", "t")
+    assert "seed 3 at t = 12.5; 1 of them end at or above 0.99 again" in capsys.readouterr().out
