@@ -8,7 +8,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .comparison import AGREEMENT, parting_index  # noqa: E402
 from .theory import Status  # noqa: E402
+
+RUN_LABELS = {"ode": "joint ODE", "reduced": "reduced ODE"}
 
 
 def _mark_failures(axis, ts, t_final, status) -> None:
@@ -114,10 +117,16 @@ def plot_compare(results: dict, path: Path) -> None:
     axes[1].axhline(1.0, color="gray", linewidth=0.8)
     _finish(axes[1], "SGD step", "normalized correlation", "Theorem 1: predicted ẑ(V) vs learned z")
 
-    _seed_curves(axes[2], steps, results["nc_ode_z"], reached, "NC(z joint ODE, z trained)", color="tab:orange")
-    _seed_curves(axes[2], steps, results["nc_reduced_z"], reached, "NC(z reduced ODE, z trained)", color="tab:purple")
+    for side, color in (("ode", "tab:orange"), ("reduced", "tab:purple")):
+        curves = results[f"nc_{side}_z"]
+        _seed_curves(axes[2], steps, curves, reached, f"NC(z {RUN_LABELS[side]}, z trained)", color=color)
+        parted = np.asarray(parting_index(curves, last))
+        seeds = np.flatnonzero(parted >= 0)
+        axes[2].plot(steps[parted[seeds]], curves[seeds, parted[seeds]], "v", color=color, markersize=6,
+                     label=f"{RUN_LABELS[side]} parts (NC < {AGREEMENT})" if len(seeds) else None)
     _seed_curves(axes[2], steps, results["nc_reduced_V"], reached, "NC(V reduced ODE, V trained)", color="tab:purple",
                  linestyle="--")
+    axes[2].axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
     _finish(axes[2], "SGD step", "normalized correlation", "theory vs training")
 
     _seed_curves(axes[3], steps, results["entropy_train"], reached, "trained", color="black")
