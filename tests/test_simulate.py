@@ -154,6 +154,8 @@ def test_bad_simulate_inputs_are_named():
         js.simulate(flow, jnp.array([0.0, jnp.nan]), TS)
     with pytest.raises(js.ShapeMismatchError, match="leading batch axis"):
         js.simulate(js.stack([flow, flow]), jnp.zeros((3, 2)), TS, batch="vmap")
+    with pytest.raises(js.ShapeMismatchError, match="stack a list of them with jomasim.stack"):
+        js.simulate([flow, flow], jnp.zeros((2, 2)), TS, batch="vmap")
     with pytest.raises(js.OutOfRangeError, match="blowup"):
         js.simulate(js.stack([flow, flow]), jnp.zeros((2, 2)), TS, batch="ode", blowup=5.0)
     joint = js.JointFlow(js.make_token_data(0, **SMALL))

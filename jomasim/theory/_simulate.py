@@ -357,7 +357,8 @@ def _batch_size(tree) -> int:
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(tree)}
     if len(sizes) != 1 or None in sizes:
         raise ShapeMismatchError(
-            f"a batch needs every array of the field and of y0 to share one leading batch axis; found leading sizes {sorted(map(str, sizes))}"
+            f"a batch needs every array of the field and of y0 to share one leading batch axis; found leading sizes "
+            f"{sorted(map(str, sizes))} (build the fields under jax.vmap, or stack a list of them with jomasim.stack)"
         )
     return sizes.pop()
 
