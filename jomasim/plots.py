@@ -151,12 +151,23 @@ def _cell_mean(table: dict, value: str, selections: list[np.ndarray]) -> tuple[f
     return (float(finite.mean()) if finite.size else np.nan), int(np.sum(rows & table["failed"]))
 
 
+def _sweep_title(table: dict, value: str) -> str:
+    """What a sweep plot averages, and how many points it leaves out for having no value (NaN:
+    e.g. a parting or blow-up step where the event never happened)."""
+    valueless = int(np.sum(~np.isfinite(table[value].astype(float)) & ~table["failed"]))
+    title = f"{value}, mean over the other axes"
+    if valueless:
+        title += f"\n({valueless} of {len(table[value])} points have no value and are left out)"
+    return title
+
+
 def plot_sweep(table: dict, value: str, x: str, y: str | None, path: Path) -> None:
     """A sweep result against one or two grid axes, averaged over all other axes (e.g. seeds).
 
     With `y`, a heat map over x × y; without, a line over x with one point per value. Failed points
     are left out of the means; cells holding any are marked with a red cross and their count, and
-    cells with no valid value stay blank.
+    cells with no valid value stay blank. Points without a value (NaN) are left out of the means
+    too, and the title counts them.
 
     **Arguments:**
 
@@ -193,7 +204,7 @@ def plot_sweep(table: dict, value: str, x: str, y: str | None, path: Path) -> No
         axis.set_ylabel(y)
     axis.set_xticks(range(len(xs)), [str(v) for v in xs])
     axis.set_xlabel(x)
-    axis.set_title(f"{value}, mean over the other axes")
+    axis.set_title(_sweep_title(table, value))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -17,6 +17,7 @@ from jomasim.cli import main
 from jomasim.experiments.block import MemberNumbers, run_members
 from jomasim.experiments.block_sweep import BlockSweep
 from jomasim.experiments.compare import CompareConfig
+from jomasim.plots import _sweep_title, plot_sweep
 from jomasim.sweep import (Grid, computed_chunks, default_chunk_size, load_grid, local_mesh, parse_axis_values,
                            resolve_points, run_sweep)
 
@@ -225,3 +226,13 @@ def test_corrupt_chunk_is_recomputed(reference):
     again = run_sweep(_task(grid), grid, result.folder, chunk_size=CHUNK, devices=1)
     assert [entry["chunk"] for entry in computed_chunks(result.folder)[before:]] == [1]
     _assert_same_table(again.table, result.table, exact=True)
+
+
+def test_sweep_plots_count_the_points_without_a_value(tmp_path):
+    table = {"eta_w": np.array([0.1, 0.1, 0.2, 0.2]), "seed": np.array([0, 1, 0, 1]),
+             "parted_step_ode": np.array([np.nan, 300.0, np.nan, 5.0]), "failed": np.array([False, False, True, False])}
+    assert _sweep_title(table, "parted_step_ode").endswith("\n(1 of 4 points have no value and are left out)")
+    assert _sweep_title({**table, "parted_step_ode": np.arange(4.0)}, "parted_step_ode") == "parted_step_ode, mean over the other axes"
+    plot_sweep(table, "parted_step_ode", "eta_w", None, tmp_path / "line.png")
+    plot_sweep(table, "parted_step_ode", "eta_w", "seed", tmp_path / "map.png")
+    assert (tmp_path / "line.png").stat().st_size > 0 and (tmp_path / "map.png").stat().st_size > 0
