@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .comparison import AGREEMENT, parting_index  # noqa: E402
+from .comparison import AGREEMENT  # noqa: E402
 from .theory import Status  # noqa: E402
 
 RUN_LABELS = {"ode": "joint ODE", "reduced": "reduced ODE"}
@@ -120,7 +120,7 @@ def plot_compare(results: dict, path: Path) -> None:
     for side, color in (("ode", "tab:orange"), ("reduced", "tab:purple")):
         curves = results[f"nc_{side}_z"]
         _seed_curves(axes[2], steps, curves, reached, f"NC(z {RUN_LABELS[side]}, z trained)", color=color)
-        parted = np.asarray(parting_index(curves, last))
+        parted = results[f"parted_index_{side}"]
         seeds = np.flatnonzero(parted >= 0)
         axes[2].plot(steps[parted[seeds]], curves[seeds, parted[seeds]], "v", color=color, markersize=6,
                      label=f"{RUN_LABELS[side]} parts (NC < {AGREEMENT})" if len(seeds) else None)

@@ -201,7 +201,9 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     `status_side`, `t_final_side` (the step, or time, the flow reached), `num_steps_side`,
     `num_rejected_steps_side`; for training: `losses` (every step), `loss_train`,
     `train_diverged_at` (first non-finite loss, −1 if none). `last_index`: the last save every run
-    reached with finite values. `X`: the token frequencies; `delta`: the salience Δ = E[x gᵀ].
+    reached with finite values; `parted_index_side` for every other run: the save at which it parts
+    from the reference (`comparison.parting_index`, −1 if never). `X`: the token frequencies;
+    `delta`: the salience Δ = E[x gᵀ].
     """
     save_steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
     joint, y0, reduced = build_member(setting, numbers)
@@ -235,6 +237,9 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
             curves.update(agreement_curves(side, z, V, z_ref, V_ref))
     # every reached mask is a prefix of the saves
     curves["last_index"] = jnp.sum(jnp.all(jnp.stack(reached), axis=0)) - 1
+    for side in runs:
+        if side != reference:
+            curves[f"parted_index_{side}"] = parting_index(curves[f"nc_{side}_z"], curves["last_index"])
     return curves
 
 
@@ -276,7 +281,7 @@ def summarize_members(results: dict, mode: str) -> dict:
     `relerr_*` curve's value, `invariant_residual_max`, `entropy_initial`, `entropy_side_final`
     for each run, `loss_final` (when trained), and `status_side` for each run (`ok` or what
     went wrong), and for each run but the reference `parted_side`: the save step at which it parts
-    from the reference (`comparison.parting_index`), None where the two agree throughout.
+    from the reference (`parted_index_side`), None where the two agree throughout.
     """
     last = results["last_index"]
     rows = np.arange(len(last))
@@ -291,7 +296,7 @@ def summarize_members(results: dict, mode: str) -> dict:
     for side in sides_of(mode):
         summary[f"entropy_{side}_final"] = results[f"entropy_{side}"][rows, last].tolist()
         if side != reference:
-            parted = np.asarray(parting_index(results[f"nc_{side}_z"], last))
+            parted = results[f"parted_index_{side}"]
             summary[f"parted_{side}"] = [results["steps"][index].item() if index >= 0 else None for index in parted]
     if mode != "theory":
         diverged = results["train_diverged_at"]

@@ -17,7 +17,6 @@ import numpy as np
 from .._errors import OutOfRangeError, check_choice
 from ..activation import ACTIVATIONS
 from ..attention import ATTENTION_KINDS
-from ..comparison import parting_index
 from ..data import VARIANTS
 from ..sweep import SweepTask
 from ..theory import Status, status_messages
@@ -43,7 +42,7 @@ def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, mode: st
     attention became dense again), `snap_step_side` (from when the entropy stays within
     `SNAP_TOLERANCE`·initial of its final value; NaN if it never left that band or entered it only
     at the end); per run but the reference: `parted_step_side`, the step at which it parts from
-    the reference (`comparison.parting_index`; NaN if they agree throughout); per flow: `status_side`,
+    the reference (`measure_member`'s `parted_index_side`; NaN if they agree throughout); per flow: `status_side`,
     `num_steps_side`, `num_rejected_steps_side`, `stop_step_side` (where it stopped) and
     `blowup_step_side` (NaN unless it blew up); with training: `train_diverged_at`, `loss_final`.
     """
@@ -69,7 +68,7 @@ def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, mode: st
             f"snap_step_{side}": jnp.where((snap > 0) & (snap < last), steps[snap], jnp.nan),
         })
         if side != reference_of(mode):
-            parted = parting_index(curves[f"nc_{side}_z"], last)
+            parted = curves[f"parted_index_{side}"]
             results[f"parted_step_{side}"] = jnp.where(parted >= 0, steps[parted], jnp.nan)
     for side in flow_sides(mode):
         status = curves[f"status_{side}"]
