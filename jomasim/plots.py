@@ -42,6 +42,14 @@ def _seed_curves(axis, x, curves, reached, label, **style) -> None:
         axis.plot(x[reached[seed]], curve[reached[seed]], alpha=0.6, label=label if seed == 0 else None, **style)
 
 
+def _mark_partings(axis, x, curves, parted, color, label) -> None:
+    """A triangle on each seed's curve at the save where its run parts from the reference
+    (`parted_index_*`, −1 where they agree throughout); the label only if some seed parts."""
+    seeds = np.flatnonzero(parted >= 0)
+    axis.plot(x[parted[seeds]], curves[seeds, parted[seeds]], "v", color=color, markersize=6,
+              label=label if len(seeds) else None)
+
+
 def _theorem1_styles(prefix: str = "") -> dict:
     return {
         f"{prefix}nc_zhat_z": dict(color="red", linestyle="-", label="NC(ẑ, z)"),
@@ -77,7 +85,10 @@ def plot_block_theory(results: dict, path: Path) -> None:
     for name, style in styles.items():
         if name in results:
             _seed_curves(middle, ts, results[name], reached, **style)
+    _mark_partings(middle, ts, results["nc_reduced_z"], results["parted_index_reduced"], "black",
+                   f"reduced ODE parts from the joint (NC < {AGREEMENT})")
     middle.axhline(1.0, color="gray", linewidth=0.8)
+    middle.axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
     _finish(middle, "t", "normalized correlation", "Theorem 1 on the joint flow")
     _mark_failures(middle, ts, results["t_final_ode"], results["status_ode"])
 
@@ -120,10 +131,8 @@ def plot_compare(results: dict, path: Path) -> None:
     for side, color in (("ode", "tab:orange"), ("reduced", "tab:purple")):
         curves = results[f"nc_{side}_z"]
         _seed_curves(axes[2], steps, curves, reached, f"NC(z {RUN_LABELS[side]}, z trained)", color=color)
-        parted = results[f"parted_index_{side}"]
-        seeds = np.flatnonzero(parted >= 0)
-        axes[2].plot(steps[parted[seeds]], curves[seeds, parted[seeds]], "v", color=color, markersize=6,
-                     label=f"{RUN_LABELS[side]} parts (NC < {AGREEMENT})" if len(seeds) else None)
+        _mark_partings(axes[2], steps, curves, results[f"parted_index_{side}"], color,
+                       f"{RUN_LABELS[side]} parts (NC < {AGREEMENT})")
     _seed_curves(axes[2], steps, results["nc_reduced_V"], reached, "NC(V reduced ODE, V trained)", color="tab:purple",
                  linestyle="--")
     axes[2].axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
