@@ -7,7 +7,9 @@
    compile time and entry size set to 0 so every compile is cached). JAX does not cache programs
    with host callbacks, and Diffrax's runtime checks are host callbacks unless Equinox is told to
    turn errors into NaN (`EQX_ON_ERROR=nan`; jomasim reports a NaN state per trajectory), so the
-   cache is measured both ways.
+   cache is measured both ways. Last, without a cache, with XLA's backend (LLVM) optimisation
+   level 0 (`XLA_FLAGS=--xla_backend_optimization_level=0`): a quicker compile of slower code, what
+   the test suite uses.
 2. Memory of one vmapped solve of B trajectories (the nonlinear toy J23, 10 components) as XLA
    accounts for it in the compiled program (`memory_analysis()`: arguments, outputs and temporary
    buffers), for several numbers of saved time points and for a longer time span (many more
@@ -41,23 +43,27 @@ print(trajectory.messages()[0], float(trajectory.ys[0, -1, -1]))
 """
 
 
-def _first_result_seconds(command: list[str], cache: str | None, quiet_errors: bool, folder: str) -> float:
+def _first_result_seconds(command: list[str], cache: str | None, quiet_errors: bool, quick_compile: bool,
+                          folder: str) -> float:
     environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("JAX_COMPILATION_CACHE", "EQX_ON_ERROR"))}
+                   if not key.startswith(("JAX_COMPILATION_CACHE", "EQX_ON_ERROR", "XLA_FLAGS"))}
     if cache is not None:
         environment.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     if quiet_errors:
         environment["EQX_ON_ERROR"] = "nan"
+    if quick_compile:
+        environment["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=environment, cwd=folder, timeout=1800)
     return time.perf_counter() - started
 
 
-CONDITIONS = (("cache off", "off", False), ("cold", "default", False), ("warm", "default", False),
-              ("cold, nan", "nan", True), ("warm, nan", "nan", True))
-"""(column, cache folder, EQX_ON_ERROR=nan): without the last, Diffrax's runtime checks are host
-callbacks and JAX does not cache a program that has them."""
+CONDITIONS = (("cache off", "off", False, False), ("cold", "default", False, False),
+              ("warm", "default", False, False), ("cold, nan", "nan", True, False), ("warm, nan", "nan", True, False),
+              ("off, -O0", "off", False, True))
+"""(column, cache folder, EQX_ON_ERROR=nan, XLA's optimisation level 0): without EQX_ON_ERROR=nan,
+Diffrax's runtime checks are host callbacks and JAX does not cache a program that has them."""
 
 
 def first_results(quick: bool) -> None:
@@ -68,13 +74,13 @@ def first_results(quick: bool) -> None:
         "first simulate (toy, B = 64)": lambda run: [sys.executable, "-c", FIRST_SIMULATE],
     }
     print("time to first result, fresh process, compile included (s); cache = JAX's persistent compilation "
-          "cache, nan = EQX_ON_ERROR=nan")
-    print(f"{'job':34s}" + "".join(f"{column:>12s}" for column, _, _ in CONDITIONS))
+          "cache, nan = EQX_ON_ERROR=nan, -O0 = XLA_FLAGS=--xla_backend_optimization_level=0")
+    print(f"{'job':34s}" + "".join(f"{column:>12s}" for column, *_ in CONDITIONS))
     for name, command in jobs.items():
         with tempfile.TemporaryDirectory() as folder:
             times = [_first_result_seconds(command(f"run{number}"), None if cache == "off" else os.path.join(folder, cache),
-                                           quiet, folder)
-                     for number, (_, cache, quiet) in enumerate(CONDITIONS)]
+                                           quiet, quick_compile, folder)
+                     for number, (_, cache, quiet, quick_compile) in enumerate(CONDITIONS)]
         print(f"{name:34s}" + "".join(f"{seconds:12.1f}" for seconds in times))
 
 

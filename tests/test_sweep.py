@@ -126,7 +126,7 @@ def test_failed_points_are_marked_and_leave_their_chunk_unharmed(reference, tmp_
 def test_eight_devices_give_the_same_table(reference, grid_file, tmp_path):
     _, expected = reference
     process = _jomasim("sweep", "--grid", grid_file, "--out", tmp_path, "--name", "eight", "--chunk-size", 8,
-                       env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+                       env={"XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=8"})
     _finish(process)
     table = np.load(tmp_path / "eight" / "points.npz")
     assert json.loads((tmp_path / "eight" / "summary.json").read_text())["devices_per_process"] == 8
