@@ -50,7 +50,20 @@ def block_loss(
 
     The scalar loss.
     """
-    hidden = block_hidden(W, z, data, attention=attention, temperature=temperature)
-    logits = get_activation(activation).fn(hidden)
-    log_probs = jax.nn.log_softmax(logits, axis=1)
+    return hidden_loss(block_hidden(W, z, data, attention=attention, temperature=temperature), activation)
+
+
+def hidden_loss(hidden: jax.Array, activation: str) -> jax.Array:
+    """The block's loss as a function of its pre-activations: mean cross-entropy of φ(hidden).
+
+    **Arguments:**
+
+    - `hidden`: `(K, K)`, row y the pre-activations of class y (`block_hidden`).
+    - `activation`: the name of φ.
+
+    **Returns:**
+
+    The scalar loss; its negative gradient is g_{h_k} h'_k per class (row) and hidden node (column).
+    """
+    log_probs = jax.nn.log_softmax(get_activation(activation).fn(hidden), axis=1)
     return -jnp.mean(jnp.diagonal(log_probs))

@@ -387,6 +387,12 @@ def _print_agreement(summary: dict, reference: str, clock: str) -> None:
         if (side, reference) == ("ode", "train"):
             print("  (the joint ODE is SGD's limit of small steps: where they part, the learning rate is too large for "
                   "the flow to describe the training)")
+        drifts = [100 * drift for drift in summary.get(f"bbar_drift_parted_{side}", []) if drift is not None]
+        if drifts:
+            low, high = f"{min(drifts):.0f}", f"{max(drifts):.0f}"
+            span = low if low == high else f"{low}–{high}"
+            print(f"  (where it parts, the mean attention b̄ of {other} has drifted {span} % from the x̄ that "
+                  "Theorem 1's softmax invariant holds fixed)")
 
 
 def _simulate(args) -> None:

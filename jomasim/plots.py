@@ -58,6 +58,23 @@ def _theorem1_styles(prefix: str = "") -> dict:
     }
 
 
+LEAK_STYLES = {
+    "invariant_leak": dict(color="black", label="leak ‖ṙ‖ / ‖ż‖ of the invariant"),
+    "bbar_drift": dict(color="tab:green", label="drift ‖b̄(t) − x̄‖ / ‖x̄‖"),
+    "leak_bbar": dict(color="tab:green", linestyle="--", label="leak from b̄ held fixed"),
+    "leak_factorization": dict(color="tab:brown", linestyle=":", label="leak from the factorisation"),
+}
+
+
+def _leak_panel(axis, x, results: dict, reached, xlabel: str, run: str) -> None:
+    """How fast the reference run leaves Theorem 1's invariant and, for softmax, why (log scale)."""
+    for name, style in LEAK_STYLES.items():
+        if name in results:
+            _seed_curves(axis, x, np.maximum(results[name], 1e-17), reached, **style)
+    axis.set_yscale("log")
+    _finish(axis, xlabel, "relative size", f"Theorem 1's assumptions along {run}")
+
+
 def _finish(axis, xlabel: str, ylabel: str, title: str) -> None:
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
@@ -66,7 +83,8 @@ def _finish(axis, xlabel: str, ylabel: str, title: str) -> None:
 
 
 def plot_block_theory(results: dict, path: Path) -> None:
-    """Token frequencies, the Theorem 1 correlation curves, and attention entropy over time.
+    """Token frequencies, the Theorem 1 correlation curves, attention entropy and Theorem 1's
+    assumptions (`jomasim.assumptions`) over time.
 
     Curves are drawn only up to the time each trajectory reached; trajectories that stopped early
     are marked with a red dotted line and a cross.
@@ -78,7 +96,7 @@ def plot_block_theory(results: dict, path: Path) -> None:
     """
     ts = results["ts"]
     reached = _reached(results)
-    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    figure, (left, middle, right, leaks) = plt.subplots(1, 4, figsize=(20, 4.2))
     _frequency_map(figure, left, results)
 
     styles = {**_theorem1_styles(), "nc_reduced_z": dict(color="black", linestyle=":", label="NC(z reduced ODE, z joint ODE)")}
@@ -96,6 +114,7 @@ def plot_block_theory(results: dict, path: Path) -> None:
     _seed_curves(right, ts, results["entropy_reduced"], reached, "reduced JoMA flow", color="tab:purple", linestyle="--")
     _finish(right, "t", "attention entropy (nats)", "attention entropy, mean over classes")
     _mark_failures(right, ts, results["t_final_reduced"], results["status_reduced"])
+    _leak_panel(leaks, ts, results, reached, "t", "the joint flow")
 
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -104,7 +123,8 @@ def plot_block_theory(results: dict, path: Path) -> None:
 
 def plot_compare(results: dict, path: Path) -> None:
     """The Fig. 2 picture with theory overlaid: X, Theorem 1 on the trained model (solid) and on
-    the joint ODE (thin dashed), theory-vs-training NC, and the attention entropy of all three.
+    the joint ODE (thin dashed), theory-vs-training NC, the attention entropy of all three, and
+    Theorem 1's assumptions along training (`jomasim.assumptions`).
 
     A seed whose flow stopped early or whose training diverged is drawn only up to where all
     three sides are valid, and the stop is marked with a red dotted line.
@@ -117,7 +137,7 @@ def plot_compare(results: dict, path: Path) -> None:
     steps = results["steps"]
     last = results["last_index"]
     reached = _reached(results)
-    figure, axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    figure, axes = plt.subplots(1, 5, figsize=(25, 4.2))
     _frequency_map(figure, axes[0], results)
 
     for name, style in _theorem1_styles().items():
@@ -142,6 +162,7 @@ def plot_compare(results: dict, path: Path) -> None:
     _seed_curves(axes[3], steps, results["entropy_ode"], reached, "joint ODE", color="tab:orange", linestyle="--")
     _seed_curves(axes[3], steps, results["entropy_reduced"], reached, "reduced JoMA ODE", color="tab:purple", linestyle=":")
     _finish(axes[3], "SGD step", "attention entropy (nats)", "attention entropy, mean over classes")
+    _leak_panel(axes[4], steps, results, reached, "SGD step", "training")
 
     for axis in axes[1:]:
         for stop in steps[last[last < len(steps) - 1]]:

@@ -179,3 +179,9 @@ def test_agreement_lines_say_where_each_run_parts(capsys):
     assert reduced == "the reduced JoMA ODE agrees with training (NC of z at least 0.99) at every save on all 2 seeds"
     _print_agreement({"seeds": [3], "parted_reduced": [12.5], "nc_reduced_z": [0.995]}, "ode", "t")
     assert "seed 3 at t = 12.5; 1 of them end at or above 0.99 again" in capsys.readouterr().out
+    drifted = {"seeds": [3, 4, 5], "parted_reduced": [12.5, None, 9.0], "nc_reduced_z": [0.995, 1.0, 0.9],
+               "bbar_drift_parted_reduced": [0.404, None, 0.097]}
+    _print_agreement(drifted, "ode", "t")
+    assert "b̄ of the joint ODE has drifted 10–40 % from the x̄" in capsys.readouterr().out.splitlines()[1]
+    _print_agreement({**drifted, "bbar_drift_parted_reduced": [0.404, None, 0.398]}, "ode", "t")
+    assert "has drifted 40 % from" in capsys.readouterr().out

@@ -54,9 +54,22 @@ def exp_run():
     return _run(attention="exp", steps=600, save_every=100)
 
 
+def test_softmax_invariant_leaks_as_the_mean_attention_drifts(softmax_runs):
+    """Theorem 1's softmax assumption of a constant b̄ fails as the attention sharpens."""
+    results, summary = softmax_runs[0.1]
+    drift, leak = results["bbar_drift"], results["leak_bbar"]
+    assert (np.diff(drift[:, 1:], axis=1) > 0).all() and (drift[:, -1] > 0.2).all()
+    assert (leak[:, -1] > 10 * leak[:, 1]).all() and (results["invariant_leak"][:, -1] > 0.2).all()
+    assert summary["bbar_drift_final"] == drift[:, -1].tolist()
+    parted = [index for index in results["parted_index_reduced"] if index >= 0]
+    assert len(summary["bbar_drift_parted_reduced"]) == 3 and len(parted) == sum(
+        drift is not None for drift in summary["bbar_drift_parted_reduced"])
+
+
 def test_reduced_flow_tracks_training_with_exp_attention(exp_run):
     results, summary = exp_run
     assert min(summary["nc_reduced_z"]) >= 0.999
+    assert max(summary["invariant_leak_final"]) <= 1e-12 and "bbar_drift" not in results, "exp: Theorem 1 is exact"
     sharpened = np.asarray(summary["entropy_train_final"]) < np.asarray(summary["entropy_initial"]) - 0.05
     assert sharpened.all(), "attention sharpened"
 

@@ -40,7 +40,7 @@ seed = [0, 1]
 """
 CHUNK = 4
 COMPARED = ("entropy_final_ode", "entropy_min_ode", "nc_zhat_z", "nc_reduced_z", "relerr_reduced_z", "parted_step_reduced",
-            "stop_step_ode", "status_ode", "status_reduced", "num_steps_ode")
+            "invariant_leak", "stop_step_ode", "status_ode", "status_reduced", "num_steps_ode")
 
 
 def _task(grid: Grid) -> BlockSweep:

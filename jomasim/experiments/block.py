@@ -22,6 +22,7 @@ import numpy as np
 
 from .._errors import check_choice, check_integer, check_positive
 from ..activation import ACTIVATIONS
+from ..assumptions import LEAK_CURVES, leak_curves
 from ..attention import ATTENTION_KINDS
 from ..comparison import agreement_curves, final_values, logits_and_weights, parting_index, theorem1_curves
 from ..data import check_data_options, make_token_data
@@ -197,7 +198,10 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     Curves over the saves, for every run `side` of the mode (`train`, `ode`, `reduced`): `z_side`,
     `V_side`, `entropy_side`; the Theorem 1 curves of the reference run (`nc_zhat_z`, ...,
     `invariant_residual`, `z_hat`) and, in `both` mode, of the joint flow (`ode_nc_zhat_z`, ...);
-    every other run against the reference (`nc_side_z`, `nc_side_V`, `relerr_side_z`). For flows:
+    every other run against the reference (`nc_side_z`, `nc_side_V`, `relerr_side_z`); how fast
+    the reference leaves Theorem 1's invariant and, for softmax attention, why
+    (`jomasim.assumptions.leak_curves`: `invariant_leak`, `bbar_drift`, `leak_factorization`,
+    `leak_bbar`). For flows:
     `status_side`, `t_final_side` (the step, or time, the flow reached), `num_steps_side`,
     `num_rejected_steps_side`; for training: `losses` (every step), `loss_train`,
     `train_diverged_at` (first non-finite loss, −1 if none). `last_index`: the last save every run
@@ -209,9 +213,11 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     joint, y0, reduced = build_member(setting, numbers)
     invariant = joint.invariant(y0)
     runs, reached, curves = {}, [], {"X": joint.data.X, "delta": joint.data.salience()}
+    joint_states = {}
     if mode != "theory":
         trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps.astype(int))
-        runs["train"] = trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z))
+        joint_states["train"] = trained.W, trained.z
+        runs["train"] = trained.z, jax.vmap(joint.projected_weights)(joint_states["train"])
         diverged = first_nonfinite(trained.losses)
         reached.append((diverged < 0) | (save_steps < diverged))
         curves.update(losses=trained.losses, loss_train=jax.vmap(joint.loss)(trained.W, trained.z),
@@ -220,6 +226,8 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         for side, flow, start in (("ode", joint, y0), ("reduced", reduced, y0[0])):
             trajectory = solve(flow, start, save_steps, setting.solver_options)
             runs[side] = logits_and_weights(flow, trajectory.ys)
+            if side == "ode":
+                joint_states[side] = trajectory.ys
             reached.append(trajectory.reached)
             curves.update({f"status_{side}": trajectory.status, f"t_final_{side}": trajectory.t_final,
                            f"num_steps_{side}": trajectory.num_steps,
@@ -227,6 +235,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     reference = reference_of(mode)
     z_ref, V_ref = runs[reference]
     curves.update(theorem1_curves(invariant, V_ref, z_ref))
+    curves.update(leak_curves(joint, invariant, *joint_states[reference]))
     if mode == "both":
         z_ode, V_ode = runs["ode"]
         curves.update({f"ode_{k}": v for k, v in theorem1_curves(invariant, V_ode, z_ode).items() if k.startswith("nc_")})
@@ -281,7 +290,10 @@ def summarize_members(results: dict, mode: str) -> dict:
     `relerr_*` curve's value, `invariant_residual_max`, `entropy_initial`, `entropy_side_final`
     for each run, `loss_final` (when trained), and `status_side` for each run (`ok` or what
     went wrong), and for each run but the reference `parted_side`: the save step at which it parts
-    from the reference (`parted_index_side`), None where the two agree throughout.
+    from the reference (`parted_index_side`), None where the two agree throughout; the reference's
+    `name_final` for each of `jomasim.assumptions.LEAK_CURVES` it has and, with softmax attention,
+    `bbar_drift_parted_reduced`: how far the reference's b̄ had drifted where the reduced flow
+    parts from it (None where it does not).
     """
     last = results["last_index"]
     rows = np.arange(len(last))
@@ -293,11 +305,15 @@ def summarize_members(results: dict, mode: str) -> dict:
         "invariant_residual_max": np.abs(results["invariant_residual"][rows, last]).max(axis=-1).tolist(),
         "entropy_initial": results[f"entropy_{reference}"][:, 0].tolist(),
     }
+    summary.update({f"{name}_final": results[name][rows, last].tolist() for name in LEAK_CURVES if name in results})
     for side in sides_of(mode):
         summary[f"entropy_{side}_final"] = results[f"entropy_{side}"][rows, last].tolist()
         if side != reference:
             parted = results[f"parted_index_{side}"]
             summary[f"parted_{side}"] = [results["steps"][index].item() if index >= 0 else None for index in parted]
+            if side == "reduced" and "bbar_drift" in results:
+                summary[f"bbar_drift_parted_{side}"] = [results["bbar_drift"][row, index].item() if index >= 0 else None
+                                                        for row, index in enumerate(parted)]
     if mode != "theory":
         diverged = results["train_diverged_at"]
         summary["loss_final"] = results["loss_train"][rows, last].tolist()

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._errors import OutOfRangeError, check_choice
 from ..activation import ACTIVATIONS
+from ..assumptions import LEAK_CURVES
 from ..attention import ATTENTION_KINDS
 from ..data import VARIANTS
 from ..sweep import SweepTask
@@ -42,7 +43,10 @@ def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, mode: st
     attention became dense again), `snap_step_side` (from when the entropy stays within
     `SNAP_TOLERANCE`·initial of its final value; NaN if it never left that band or entered it only
     at the end); per run but the reference: `parted_step_side`, the step at which it parts from
-    the reference (`measure_member`'s `parted_index_side`; NaN if they agree throughout); per flow: `status_side`,
+    the reference (`measure_member`'s `parted_index_side`; NaN if they agree throughout) and, with
+    softmax attention, `bbar_drift_parted_reduced` (the drift of the reference's b̄ where the
+    reduced flow parts); the reference's `jomasim.assumptions.LEAK_CURVES` at the last save; per
+    flow: `status_side`,
     `num_steps_side`, `num_rejected_steps_side`, `stop_step_side` (where it stopped) and
     `blowup_step_side` (NaN unless it blew up); with training: `train_diverged_at`, `loss_final`.
     """
@@ -51,7 +55,7 @@ def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, mode: st
     reached = jnp.arange(steps.shape[0]) <= last
     results = {"last_step": steps[last]}
     for name, curve in curves.items():
-        if name.startswith(("nc_", "ode_nc_", "relerr_")):
+        if name.startswith(("nc_", "ode_nc_", "relerr_")) or name in LEAK_CURVES:
             results[name] = curve[last]
     results["invariant_residual_max"] = jnp.max(jnp.abs(curves["invariant_residual"][last]))
     results["entropy_initial"] = curves[f"entropy_{reference_of(mode)}"][0]
@@ -70,6 +74,8 @@ def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, mode: st
         if side != reference_of(mode):
             parted = curves[f"parted_index_{side}"]
             results[f"parted_step_{side}"] = jnp.where(parted >= 0, steps[parted], jnp.nan)
+            if side == "reduced" and "bbar_drift" in curves:
+                results[f"bbar_drift_parted_{side}"] = jnp.where(parted >= 0, curves["bbar_drift"][parted], jnp.nan)
     for side in flow_sides(mode):
         status = curves[f"status_{side}"]
         stop = curves[f"t_final_{side}"]
