@@ -206,7 +206,9 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     `num_rejected_steps_side`; for training: `losses` (every step), `loss_train`,
     `train_diverged_at` (first non-finite loss, −1 if none). `last_index`: the last save every run
     reached with finite values; `parted_index_side` for every other run: the save at which it parts
-    from the reference (`comparison.parting_index`, −1 if never). `X`: the token frequencies;
+    from the reference (`comparison.parting_index`, −1 if never), and with softmax attention
+    `bbar_drift_parted_reduced`: the reference's `bbar_drift` at the reduced flow's parting save
+    (NaN if it never parts). `X`: the token frequencies;
     `delta`: the salience Δ = E[x gᵀ].
     """
     save_steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
@@ -249,6 +251,9 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     for side in runs:
         if side != reference:
             curves[f"parted_index_{side}"] = parting_index(curves[f"nc_{side}_z"], curves["last_index"])
+    if "reduced" in runs and "bbar_drift" in curves:
+        parted = curves["parted_index_reduced"]
+        curves["bbar_drift_parted_reduced"] = jnp.where(parted >= 0, curves["bbar_drift"][parted], jnp.nan)
     return curves
 
 
@@ -292,8 +297,7 @@ def summarize_members(results: dict, mode: str) -> dict:
     went wrong), and for each run but the reference `parted_side`: the save step at which it parts
     from the reference (`parted_index_side`), None where the two agree throughout; the reference's
     `name_final` for each of `jomasim.assumptions.LEAK_CURVES` it has and, with softmax attention,
-    `bbar_drift_parted_reduced`: how far the reference's b̄ had drifted where the reduced flow
-    parts from it (None where it does not).
+    `bbar_drift_parted_reduced` (`measure_member`'s; None where the reduced flow does not part).
     """
     last = results["last_index"]
     rows = np.arange(len(last))
@@ -311,9 +315,9 @@ def summarize_members(results: dict, mode: str) -> dict:
         if side != reference:
             parted = results[f"parted_index_{side}"]
             summary[f"parted_{side}"] = [results["steps"][index].item() if index >= 0 else None for index in parted]
-            if side == "reduced" and "bbar_drift" in results:
-                summary[f"bbar_drift_parted_{side}"] = [results["bbar_drift"][row, index].item() if index >= 0 else None
-                                                        for row, index in enumerate(parted)]
+    if "bbar_drift_parted_reduced" in results:
+        summary["bbar_drift_parted_reduced"] = [None if np.isnan(drift) else drift
+                                                for drift in results["bbar_drift_parted_reduced"].tolist()]
     if mode != "theory":
         diverged = results["train_diverged_at"]
         summary["loss_final"] = results["loss_train"][rows, last].tolist()

@@ -44,11 +44,10 @@ def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, mode: st
     `SNAP_TOLERANCE`·initial of its final value; NaN if it never left that band or entered it only
     at the end); per run but the reference: `parted_step_side`, the step at which it parts from
     the reference (`measure_member`'s `parted_index_side`; NaN if they agree throughout) and, with
-    softmax attention, `bbar_drift_parted_reduced` (the drift of the reference's b̄ where the
-    reduced flow parts); the reference's `jomasim.assumptions.LEAK_CURVES` at the last save; per
-    flow: `status_side`,
-    `num_steps_side`, `num_rejected_steps_side`, `stop_step_side` (where it stopped) and
-    `blowup_step_side` (NaN unless it blew up); with training: `train_diverged_at`, `loss_final`.
+    softmax attention, `measure_member`'s `bbar_drift_parted_reduced`; the reference's
+    `jomasim.assumptions.LEAK_CURVES` at the last save; per flow: `status_side`, `num_steps_side`,
+    `num_rejected_steps_side`, `stop_step_side` (where it stopped) and `blowup_step_side` (NaN
+    unless it blew up); with training: `train_diverged_at`, `loss_final`.
     """
     steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
     last = curves["last_index"]
@@ -74,8 +73,8 @@ def point_results(curves: dict[str, jax.Array], save_steps: np.ndarray, mode: st
         if side != reference_of(mode):
             parted = curves[f"parted_index_{side}"]
             results[f"parted_step_{side}"] = jnp.where(parted >= 0, steps[parted], jnp.nan)
-            if side == "reduced" and "bbar_drift" in curves:
-                results[f"bbar_drift_parted_{side}"] = jnp.where(parted >= 0, curves["bbar_drift"][parted], jnp.nan)
+    if "bbar_drift_parted_reduced" in curves:
+        results["bbar_drift_parted_reduced"] = curves["bbar_drift_parted_reduced"]
     for side in flow_sides(mode):
         status = curves[f"status_{side}"]
         stop = curves[f"t_final_{side}"]
