@@ -7,9 +7,11 @@
    compile time and entry size set to 0 so every compile is cached). JAX does not cache programs
    with host callbacks, and Diffrax's runtime checks are host callbacks unless Equinox is told to
    turn errors into NaN (`EQX_ON_ERROR=nan`; jomasim reports a NaN state per trajectory), so the
-   cache is measured both ways. Last, without a cache, with XLA's backend (LLVM) optimisation
-   level 0 (`XLA_FLAGS=--xla_backend_optimization_level=0`): a quicker compile of slower code, what
-   the test suite uses.
+   cache is measured both ways. Last, without a cache: with XLA's backend (LLVM) optimisation
+   level 0 (`XLA_FLAGS=--xla_backend_optimization_level=0`), a quicker compile of slower code, what
+   the test suite uses; and with XLA's own defaults for the two options that jomasim lowers for
+   its block programs on a CPU (`jomasim._compile`; flags in `XLA_FLAGS` win), which shows what
+   those options gain.
 2. Memory of one vmapped solve of B trajectories (the nonlinear toy J23, 10 components) as XLA
    accounts for it in the compiled program (`memory_analysis()`: arguments, outputs and temporary
    buffers), for several numbers of saved time points and for a longer time span (many more
@@ -43,7 +45,7 @@ print(trajectory.messages()[0], float(trajectory.ys[0, -1, -1]))
 """
 
 
-def _first_result_seconds(command: list[str], cache: str | None, quiet_errors: bool, quick_compile: bool,
+def _first_result_seconds(command: list[str], cache: str | None, quiet_errors: bool, xla_flags: str,
                           folder: str) -> float:
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("JAX_COMPILATION_CACHE", "EQX_ON_ERROR", "XLA_FLAGS"))}
@@ -52,18 +54,21 @@ def _first_result_seconds(command: list[str], cache: str | None, quiet_errors: b
                            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     if quiet_errors:
         environment["EQX_ON_ERROR"] = "nan"
-    if quick_compile:
-        environment["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+    if xla_flags:
+        environment["XLA_FLAGS"] = xla_flags
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=environment, cwd=folder, timeout=1800)
     return time.perf_counter() - started
 
 
-CONDITIONS = (("cache off", "off", False, False), ("cold", "default", False, False),
-              ("warm", "default", False, False), ("cold, nan", "nan", True, False), ("warm, nan", "nan", True, False),
-              ("off, -O0", "off", False, True))
-"""(column, cache folder, EQX_ON_ERROR=nan, XLA's optimisation level 0): without EQX_ON_ERROR=nan,
-Diffrax's runtime checks are host callbacks and JAX does not cache a program that has them."""
+QUICK_COMPILE = "--xla_backend_optimization_level=0"
+XLA_DEFAULTS = "--xla_backend_optimization_level=3 --xla_cpu_use_fusion_emitters=true"
+CONDITIONS = (("cache off", "off", False, ""), ("cold", "default", False, ""),
+              ("warm", "default", False, ""), ("cold, nan", "nan", True, ""), ("warm, nan", "nan", True, ""),
+              ("off, -O0", "off", False, QUICK_COMPILE), ("off, XLA def.", "off", False, XLA_DEFAULTS))
+"""(column, cache folder, EQX_ON_ERROR=nan, XLA_FLAGS): without EQX_ON_ERROR=nan, Diffrax's runtime
+checks are host callbacks and JAX does not cache a program that has them. `XLA_DEFAULTS` restores
+XLA's own values of the options in `jomasim._compile.LIGHT_CPU_COMPILE`."""
 
 
 def first_results(quick: bool) -> None:
@@ -74,14 +79,14 @@ def first_results(quick: bool) -> None:
         "first simulate (toy, B = 64)": lambda run: [sys.executable, "-c", FIRST_SIMULATE],
     }
     print("time to first result, fresh process, compile included (s); cache = JAX's persistent compilation "
-          "cache, nan = EQX_ON_ERROR=nan, -O0 = XLA_FLAGS=--xla_backend_optimization_level=0")
-    print(f"{'job':34s}" + "".join(f"{column:>12s}" for column, *_ in CONDITIONS))
+          f"cache, nan = EQX_ON_ERROR=nan, -O0 = XLA_FLAGS={QUICK_COMPILE}, XLA def. = XLA_FLAGS='{XLA_DEFAULTS}'")
+    print(f"{'job':34s}" + "".join(f"{column:>14s}" for column, *_ in CONDITIONS))
     for name, command in jobs.items():
         with tempfile.TemporaryDirectory() as folder:
             times = [_first_result_seconds(command(f"run{number}"), None if cache == "off" else os.path.join(folder, cache),
-                                           quiet, quick_compile, folder)
-                     for number, (_, cache, quiet, quick_compile) in enumerate(CONDITIONS)]
-        print(f"{name:34s}" + "".join(f"{seconds:12.1f}" for seconds in times))
+                                           quiet, xla_flags, folder)
+                     for number, (_, cache, quiet, xla_flags) in enumerate(CONDITIONS)]
+        print(f"{name:34s}" + "".join(f"{seconds:14.1f}" for seconds in times))
 
 
 def _batched_solve(batch: int, saves: int, t_end: float):

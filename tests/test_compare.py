@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import jomasim as js
+from jomasim._compile import LIGHT_CPU_COMPILE, block_compiler_options
 from jomasim.comparison import parting_index
 from jomasim.experiments.block import run_members
 from jomasim.experiments.compare import CompareConfig, compare
@@ -112,3 +113,11 @@ def test_default_fig2_setting_headline_numbers():
     # the reduced softmax flow (J13b, b̄ fixed at x̄) sparsifies earlier than training; on seed 1 it
     # picks a different winning token (NC 0.65), on the other seven NC >= 0.98
     assert np.median(summary["nc_reduced_z"]) >= 0.98
+
+
+def test_block_programs_compile_lighter_on_cpu_unless_xla_flags_say_otherwise(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert block_compiler_options("cpu") == LIGHT_CPU_COMPILE
+    assert block_compiler_options("gpu") == {} and block_compiler_options("tpu") == {}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
+    assert block_compiler_options("cpu") == {"xla_cpu_use_fusion_emitters": False}

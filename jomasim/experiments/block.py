@@ -13,6 +13,7 @@ flow with step 1) and a member's curves line up with its training whatever its r
 """
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile import block_compiler_options
 from .._errors import check_choice, check_integer, check_positive
 from ..activation import ACTIVATIONS
 from ..assumptions import LEAK_CURVES, leak_curves
@@ -257,9 +259,14 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     return curves
 
 
-@eqx.filter_jit
 def _measure_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str):
     return jax.vmap(lambda member: measure_member(setting, member, steps, save_steps, mode))(numbers)
+
+
+@functools.cache
+def _compiled_measure_members(platform: str):
+    """`_measure_members` jitted with the block programs' compiler options for `platform`."""
+    return eqx.filter_jit(_measure_members, compiler_options=block_compiler_options(platform))
 
 
 def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str,
@@ -278,7 +285,8 @@ def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_
     `seeds`, and `messages_side` (what happened to each flow, in words).
     """
     check_choice("mode", mode, MODES)
-    measures = _measure_members(setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
+    measure = _compiled_measure_members(jax.default_backend())
+    measures = measure(setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
     results = {name: np.asarray(value) for name, value in measures.items()}
     results.update(steps=np.asarray(save_steps), seeds=np.asarray(numbers.seed))
     for side in flow_sides(mode):

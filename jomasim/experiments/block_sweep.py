@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile import block_compiler_options
 from .._errors import OutOfRangeError, check_choice
 from ..activation import ACTIVATIONS
 from ..assumptions import LEAK_CURVES
@@ -153,6 +154,9 @@ class BlockSweep(SweepTask):
             return point_results(curves, save_steps, self.mode)
 
         return one_point
+
+    def compiler_options(self, platform: str) -> dict:
+        return block_compiler_options(platform)
 
     def failures(self, row: dict[str, Any]) -> str:
         problems = [

@@ -104,7 +104,9 @@ def _compiled(task: SweepTask, key: Hashable, mesh: Mesh):
     if cache_key not in _COMPILED:
         spec = PartitionSpec("points")
         batched = jax.vmap(task.point_function(key))
-        _COMPILED[cache_key] = jax.jit(jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
+        options = task.compiler_options(mesh.devices.flat[0].platform)
+        _COMPILED[cache_key] = jax.jit(jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False),
+                                       compiler_options=options)
     return _COMPILED[cache_key]
 
 

@@ -40,6 +40,11 @@ class SweepTask(abc.ABC):
         """The traceable computation of one point with static key `key`: numbers (scalars named
         by `numeric_names`) to results (scalars). The sweep vmaps and shards it."""
 
+    def compiler_options(self, platform: str) -> dict:
+        """XLA options (`jax.jit`'s `compiler_options`) for this task's programs on `platform`
+        (`"cpu"`, `"gpu"`, ...); none unless a task has measured better ones."""
+        return {}
+
     @abc.abstractmethod
     def failures(self, row: dict[str, Any]) -> str:
         """What went wrong at a point, in words, from its results row (`"ok"` if nothing)."""
