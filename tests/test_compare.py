@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jomasim as js
-from jomasim._compile import LIGHT_CPU_COMPILE, block_compiler_options
+from jomasim._compile import LIGHT_CPU_COMPILE, block_compiler_options, known_cpu_option
 from jomasim.comparison import parting_index
 from jomasim.experiments.block import run_members
 from jomasim.experiments.compare import CompareConfig, compare
@@ -121,3 +121,4 @@ def test_block_programs_compile_lighter_on_cpu_unless_xla_flags_say_otherwise(mo
     assert block_compiler_options("gpu") == {} and block_compiler_options("tpu") == {}
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
     assert block_compiler_options("cpu") == {"xla_cpu_use_fusion_emitters": False}
+    assert not known_cpu_option("xla_no_such_option", False)  # an XLA without the option: not passed
