@@ -6,8 +6,8 @@ optimising some 300 small fused kernels (XLA's per-kernel log: 11.5 s of LLVM fo
 LLVM's optimisation level 1 instead of XLA's default 3 (the kernels are small, and LLVM's
 heavier passes bought them no measurable speed) and XLA's classic loop emitters instead of its
 newer fusion emitters.
-Measured on a 2-core CPU (`benchmarks/README.md`): compare's program compiles in 8.3-8.6 s
-instead of 12.1-13.5 s and runs 8, 64 and 256 seeds as fast as before; the block sweeps' warm-up
+Measured on a 2-core CPU (`benchmarks/README.md`): compare's program compiles in 8.2-8.6 s
+instead of 12.0-13.5 s and runs 8, 64 and 256 seeds as fast as before; the block sweeps' warm-up
 falls from 16 to 13 s (theory) and from 8 to 4 s (training) at the same points per second. They
 are not global defaults: the classic emitters run the small unrolled toy field 1.8x slower, and
 on accelerators the options are untested.
