@@ -9,7 +9,7 @@ from jomasim._errors import OutOfRangeError
 from jomasim.cli import main
 from jomasim.experiments.table1 import Table1Config, best_match_scores, run_table1
 
-SMALL = dict(n_classes=(20,), n_children=(2,), latents=((10, 20),), seeds=2, steps=150)
+SMALL = dict(n_classes=(20,), n_children=(2,), latents=((10, 20),), seeds=2, steps=100)
 
 
 def test_best_match_finds_the_matching_node_and_skips_constant_latents():

@@ -11,7 +11,7 @@ from jomasim.cli import main
 from jomasim.corpus import CORPUS_VARIABLE
 from jomasim.experiments.wikitext import WikitextConfig, run_wikitext
 
-TINY = dict(train_split="valid", valid_split="test", min_count=20, depths=(1,), ablation_lrs=(), lr=1e-3, seeds=2,
+TINY = dict(train_split="valid", valid_split="test", min_count=100, depths=(1,), ablation_lrs=(), lr=1e-3, seeds=2,
             d_model=32, d_hidden=32, steps=300, eval_every=50, eval_windows=10)
 
 
