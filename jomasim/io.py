@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -22,8 +23,39 @@ from ._errors import InvalidPathError
 PACKAGES = ("jomasim", "jax", "jaxlib", "diffrax", "equinox", "flax", "optax", "numpy", "matplotlib")
 
 
+SOURCE_CHECKOUT = Path(__file__).resolve().parent.parent
+"""The folder above the jomasim package: its git checkout when installed with `pip install -e`."""
+
+
+def source_revision(checkout: Path = SOURCE_CHECKOUT) -> dict[str, Any] | None:
+    """The git commit of a checkout and whether its tracked files differ from it.
+
+    **Arguments:**
+
+    - `checkout`: the checkout's top folder (default: the one jomasim runs from).
+
+    **Returns:**
+
+    `{"commit": hex, "modified": bool}`, or `None` where `checkout` is no git checkout (an
+    installed copy) or git cannot tell.
+    """
+    if not (checkout / ".git").exists():
+        return None
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-C", str(checkout), *arguments], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def environment() -> dict[str, Any]:
-    """What a run needs to be rerun: Python, platform, package versions, devices, float64 flag."""
+    """What a run needs to be rerun: Python, platform, package versions, the jomasim commit
+    (`source_revision`), devices, and the settings that change results: the float64 flag, JAX's
+    default matmul precision (on GPUs the default rounds float32 products to TF32) and `XLA_FLAGS`."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -34,8 +66,11 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,
+        "jomasim_source": source_revision(),
         "devices": [f"{device.platform}:{device.device_kind}" for device in jax.devices()],
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+        "xla_flags": os.environ.get("XLA_FLAGS"),
     }
 
 

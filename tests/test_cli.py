@@ -3,14 +3,17 @@
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 from jomasim.cli import _crawled_at_relu_kinks, _print_agreement, main
 from jomasim.experiments.compare import CompareConfig
+from jomasim.io import environment, source_revision
 
 # the flows at rates (2, 1) up to t = 15: the flows at rates (0.1, 0.05) up to t = 300, which
 # the SGD steps of `compare_folder` follow
@@ -185,3 +188,23 @@ def test_agreement_lines_say_where_each_run_parts(capsys):
     assert "b̄ of the joint ODE has drifted 10–40 % from the x̄" in capsys.readouterr().out.splitlines()[1]
     _print_agreement({**drifted, "bbar_drift_parted_reduced": [0.404, None, 0.398]}, "ode", "t")
     assert "has drifted 40 % from" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_record_names_the_commit_and_the_settings_that_change_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    with jax.default_matmul_precision("highest"):
+        record = environment()
+    assert record["xla_flags"] == "--xla_backend_optimization_level=0"
+    assert record["jax_default_matmul_precision"] == "highest"
+    assert source_revision(tmp_path) is None, "no checkout, no commit"
+    git = lambda *arguments: subprocess.run(["git", "-C", str(tmp_path), *arguments], check=True,  # noqa: E731
+                                            capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    (tmp_path / "module.py").write_text("x = 1\n")
+    git("add", "module.py")
+    git("-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-q", "-m", "one")
+    (tmp_path / "notes.txt").write_text("untracked files do not count\n")
+    assert source_revision(tmp_path) == {"commit": git("rev-parse", "HEAD"), "modified": False}
+    (tmp_path / "module.py").write_text("x = 2\n")
+    assert source_revision(tmp_path)["modified"] is True
