@@ -45,23 +45,25 @@ def alternating_seconds(runs: dict, rounds: int) -> tuple[dict, dict]:
 
 def alternating_main(doc: str, measure, systems, default_batches: str, rounds: int) -> None:
     """The command line of a script that compares two forms of `simulate` in alternation:
-    `--quick` (B = 4, 2 rounds, for CI) or `--batches`, then `measure(name, batch, mode, rounds)`
-    for every system, batch size and batch mode ("vmap", "ode").
+    `--quick` (B = 4, 2 rounds, for CI) or `--batches` and `--rounds`, then
+    `measure(name, batch, mode, rounds)` for every system, batch size and batch mode ("vmap", "ode").
 
     **Arguments:**
 
     - `doc`: the script's docstring (its first line is the description).
     - `measure`: the comparison of one system, batch size and mode.
     - `systems`: the system names; `default_batches`: comma-separated batch sizes without
-      `--batches`; `rounds`: alternating rounds without `--quick`.
+      `--batches`; `rounds`: alternating rounds without `--quick` or `--rounds`.
     """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
     parser.add_argument("--batches", default=None, help=f"comma-separated batch sizes (default {default_batches})")
+    parser.add_argument("--rounds", type=int, default=None, help=f"alternating rounds (default {rounds})")
     args = parser.parse_args()
     batches = [int(b) for b in (args.batches or ("4" if args.quick else default_batches)).split(",")]
+    rounds = args.rounds or (2 if args.quick else rounds)
     print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, float64")
     for name in systems:
         for batch in batches:
             for mode in ("vmap", "ode"):
-                measure(name, batch, mode, 2 if args.quick else rounds)
+                measure(name, batch, mode, rounds)
