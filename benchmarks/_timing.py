@@ -60,6 +60,8 @@ def alternating_main(doc: str, measure, systems, default_batches: str, rounds: i
     parser.add_argument("--batches", default=None, help=f"comma-separated batch sizes (default {default_batches})")
     parser.add_argument("--rounds", type=int, default=None, help=f"alternating rounds (default {rounds})")
     args = parser.parse_args()
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds {args.rounds} is not allowed; give at least 1")
     batches = [int(b) for b in (args.batches or ("4" if args.quick else default_batches)).split(",")]
     rounds = args.rounds or (2 if args.quick else rounds)
     print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, float64")

@@ -16,15 +16,8 @@ out="${OUT:-gpu-results}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 
-# sizes: the arguments of a full run (or --quick); limit: its time limit (none in a dry run,
-# whose speed depends on the machine)
-if [ "${1:-}" = "--quick" ]; then
-    sizes() { echo --quick; }
-    limit() { echo 0; }
-else
-    sizes() { echo "$1"; }
-    limit() { echo "$1"; }
-fi
+quick=false
+[ "${1:-}" = "--quick" ] && quick=true
 
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
@@ -32,17 +25,20 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 } 2>&1 | tee "$out/device.txt"
 
 status=0
-# step: log name, time limit in seconds, then the command
+# step NAME SECONDS SCRIPT ARGUMENTS...: benchmarks/SCRIPT with the arguments of a full run, cut
+# off after SECONDS; a dry run gives it --quick instead and no limit (its speed is the machine's)
 step() {
-    local name=$1 limit=$2
-    shift 2
-    echo "== $name: $*" | tee "$out/$name.txt"
-    timeout "$(limit "$limit")" "$@" 2>&1 | tee -a "$out/$name.txt"
+    local name=$1 seconds=$2 script=$3
+    shift 3
+    local arguments=("$@")
+    if $quick; then seconds=0; arguments=(--quick); fi
+    echo "== $name: $script ${arguments[*]}" | tee "$out/$name.txt"
+    timeout "$seconds" python3 "benchmarks/$script" "${arguments[@]}" 2>&1 | tee -a "$out/$name.txt"
     local code=${PIPESTATUS[0]}
     [ "$code" -eq 0 ] || { echo "== $name exited with $code" | tee -a "$out/$name.txt"; status=1; }
 }
 
-step unroll 150 python3 benchmarks/unroll.py $(sizes "--batches 1,64,1024 --rounds 5")
-step saves 90 python3 benchmarks/saves.py $(sizes "--batches 1,1024 --rounds 5")
-step ode_throughput 180 python3 benchmarks/ode_throughput.py $(sizes "--batches 1024")
+step unroll 150 unroll.py --batches 1,64,1024 --rounds 5
+step saves 90 saves.py --batches 1,1024 --rounds 5
+step ode_throughput 180 ode_throughput.py --batches 1024
 exit $status
