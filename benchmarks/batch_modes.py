@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import jomasim as js
 from _timing import median_seconds
 
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+
 
 def _toy(key):
     mu = jnp.sort(jax.random.uniform(key, (10,), minval=1.0, maxval=4.0))
@@ -44,7 +46,7 @@ def measure(name, build, t_end, batch_size, repeats, loop_size):
     per_loop = median_seconds(loop, repeats) / loop_size
     rates = {"one by one": 1.0 / per_loop}
     for mode in ("vmap", "ode"):
-        seconds = median_seconds(lambda: js.simulate(fields, y0s, ts, batch=mode).ys, repeats)
+        seconds = median_seconds(lambda: js.simulate(fields, y0s, ts, options=js.SolverOptions(batch=mode)).ys, repeats)
         rates[mode] = batch_size / seconds
     print(f"{name:8s} B={batch_size:5d}  " + "  ".join(f"{mode}: {rate:10.1f} traj/s" for mode, rate in rates.items())
           + f"  vmap/one-by-one: {rates['vmap'] / rates['one by one']:.1f}x")

@@ -36,11 +36,14 @@ import numpy as np
 import jomasim as js
 from jomasim.theory import SolverOptions, solve
 
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+
 FIRST_SIMULATE = """
 import jax, jax.numpy as jnp, jomasim as js
+jax.config.update("jax_enable_x64", True)
 mu = jnp.sort(jax.random.uniform(jax.random.key(0), (64, 10), minval=1.0, maxval=4.0), axis=1)
 fields = jax.vmap(js.NonlinearToyFlow)(mu)
-trajectory = js.simulate(fields, jnp.full((64, 10), 0.05), jnp.linspace(0.0, 3.0, 31), batch="vmap")
+trajectory = js.simulate(fields, jnp.full((64, 10), 0.05), jnp.linspace(0.0, 3.0, 31), js.SolverOptions(batch="vmap"))
 print(trajectory.messages()[0], float(trajectory.ys[0, -1, -1]))
 """
 

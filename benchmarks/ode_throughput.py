@@ -42,6 +42,8 @@ import jomasim as js
 from _timing import median_seconds
 from jomasim.theory._simulate import _error_norm  # jomasim's NaN-safe norm: the plain-Diffrax row differs only in its stages
 
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+
 RTOL, ATOL = 1e-6, 1e-9
 
 
@@ -130,7 +132,7 @@ def settings(name: str, batch: int):
 
 def reference_finals(fields, y0s, t_end: float):
     """The final states of a tight Dopri8 solve (rtol 1e-12), the yardstick of every error."""
-    exact = js.simulate(fields, y0s, jnp.array([0.0, t_end]), solver="dopri8", rtol=1e-12, atol=1e-14, batch="vmap")
+    exact = js.simulate(fields, y0s, jnp.array([0.0, t_end]), options=js.SolverOptions(solver="dopri8", rtol=1e-12, atol=1e-14, batch="vmap"))
     if not all(message == "ok" for message in exact.messages()):
         raise RuntimeError(f"the reference solve failed: {sorted(set(exact.messages()))}")
     return exact.ys[:, -1]
@@ -143,7 +145,7 @@ def measure(name: str, batch: int, repeats: int, loop: int) -> None:
     reference = reference_finals(fields, y0s, t_end)
     rows = {}
     for mode in ("vmap", "ode"):
-        run = lambda: js.simulate(fields, y0s, ts, rtol=RTOL, atol=ATOL, batch=mode)  # noqa: E731
+        run = lambda: js.simulate(fields, y0s, ts, options=js.SolverOptions(rtol=RTOL, atol=ATOL, batch=mode))  # noqa: E731
         trajectory = run()
         failed = sum(message != "ok" for message in trajectory.messages())
         if failed:

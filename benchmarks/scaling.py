@@ -22,6 +22,8 @@ import numpy as np
 import jomasim as js
 from _timing import median_seconds
 
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+
 BASE = {"tokens": 20, "nodes": 20, "batch": 64}
 LABELS = {"tokens": "M_c (contextual tokens)", "nodes": "K (hidden nodes)", "batch": "B (trajectories)"}
 
@@ -37,7 +39,7 @@ def _solve_time(tokens: int, nodes: int, batch: int, repeats: int) -> tuple[floa
 
     fields, y0 = jax.vmap(build)(jax.random.split(jax.random.key(0), batch))
     ts = jnp.array([0.0, 200.0])
-    run = lambda: js.simulate(fields, y0, ts, batch="vmap")  # noqa: E731
+    run = lambda: js.simulate(fields, y0, ts, options=js.SolverOptions(batch="vmap"))  # noqa: E731
     trajectory = run()
     if not all(message == "ok" for message in trajectory.messages()):
         raise RuntimeError(f"a solve failed at {tokens=}, {nodes=}, {batch=}: {sorted(set(trajectory.messages()))}")

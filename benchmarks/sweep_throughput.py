@@ -26,6 +26,8 @@ from jomasim.experiments.block_sweep import BlockSweep
 from jomasim.experiments.compare import CompareConfig
 from jomasim.sweep import Grid, run_sweep
 
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+
 
 def _grid(points: int) -> Grid:
     """`points` points: η_w × η_z/η_w on a log grid, 4 seeds (points must be a multiple of 4)."""

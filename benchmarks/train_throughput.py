@@ -27,6 +27,8 @@ import jomasim as js
 from _timing import median_seconds
 from jomasim.experiments.compare import train_blocks
 
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+
 
 def configurations(count: int):
     """`count` Fig. 2 blocks with their own seeds and learning rates, batched."""

@@ -21,6 +21,8 @@ import jomasim as js
 from _timing import median_seconds
 from ode_throughput import SYSTEMS, reference_finals, relative_error, rk4_batch, scipy_solve, settings
 
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+
 STYLES = {"jomasim vmap": "o-", "jomasim ode": "s-", "RK4 lax.scan": "^--", "SciPy RK45": "v:", "SciPy DOP853": "d:"}
 
 
@@ -33,7 +35,7 @@ def curves(name: str, batch: int, rtols: list[float], rk4_steps: list[int], repe
     found = {method: [] for method in STYLES}
     for rtol in rtols:
         for mode in ("vmap", "ode"):
-            run = lambda: js.simulate(fields, y0s, ts, rtol=rtol, atol=rtol * 1e-3, batch=mode, max_steps=200_000)  # noqa: E731
+            run = lambda: js.simulate(fields, y0s, ts, options=js.SolverOptions(rtol=rtol, atol=rtol * 1e-3, batch=mode, max_steps=200_000))  # noqa: E731
             trajectory = run()
             if all(message == "ok" for message in trajectory.messages()):
                 seconds = median_seconds(lambda: run().ys, repeats)

@@ -4,9 +4,12 @@ Integrates the linear-activation JoMA flow from V(0) = 0 on the §3.5 data model
 stops at a blow-up event, and compares with the closed form and the predicted blow-up time.
 """
 
+import jax
 import jax.numpy as jnp
 
 import jomasim as js
+
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
 
 data = js.make_token_data(seed=0)
 delta = data.salience()  # Δ = E[x gᵀ] at the start of training, (M_c, K)
@@ -14,7 +17,7 @@ row_norms = jnp.linalg.norm(delta, axis=1)
 t_star = float(jnp.min(js.blowup_time(0.0, row_norms)))
 
 ts = jnp.linspace(0.0, 1.5 * t_star, 200)
-traj = js.simulate(js.SalienceFlow(delta), jnp.zeros_like(delta), ts, blowup=20.0, rtol=1e-10, atol=1e-12)
+traj = js.simulate(js.SalienceFlow(delta), jnp.zeros_like(delta), ts, options=js.SolverOptions(blowup=20.0, rtol=1e-10, atol=1e-12))
 closed = js.matrix_solution(ts, delta)
 reached = traj.reached
 

@@ -9,10 +9,12 @@ import jax.numpy as jnp
 
 import jomasim as js
 
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+
 mu = jnp.sort(jax.random.uniform(jax.random.key(0), (10,), minval=1.0, maxval=4.0))
 flow = js.NonlinearToyFlow(mu, temperature=2.0)
 ts = jnp.linspace(0.0, 20.0, 2001)
-traj = js.simulate(flow, jnp.full(10, 0.05), ts, solver="kvaerno5", rtol=1e-8, atol=1e-10)
+traj = js.simulate(flow, jnp.full(10, 0.05), ts, options=js.SolverOptions(solver="kvaerno5", rtol=1e-8, atol=1e-10))
 
 predicted = js.convergence_time(mu, v0=0.05, temperature=2.0)
 for target, time in zip(mu.tolist(), predicted.tolist()):

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
+
 from ._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_choice
 from .activation import ACTIVATIONS
 from .attention import ATTENTION_KINDS
@@ -429,8 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the `jomasim` command; user mistakes print one line and return exit code 2."""
+    """Runs the `jomasim` command; user mistakes print one line and return exit code 2.
+
+    The command computes in float64 (JAX's `jax_enable_x64`), which it turns on for its own process.
+    """
     args = build_parser().parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
     try:
         args.handler(args)
     except JomasimError as error:

@@ -1,15 +1,32 @@
-"""Matplotlib figures of jomasim runs (written to files; no screen needed)."""
+"""Matplotlib figures of jomasim runs, written to files.
+
+Figures are `matplotlib.figure.Figure`s drawn on their own canvas, without pyplot: no screen is
+needed and the user's pyplot backend and open figures are left as they are.
+"""
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .comparison import AGREEMENT
+from .theory import Status
 
-from .comparison import AGREEMENT  # noqa: E402
-from .theory import Status  # noqa: E402
+def _subplots(*grid, **options):
+    """A new figure and its axes, as `pyplot.subplots` gives them, without pyplot."""
+    figsize = options.pop("figsize", None)
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*grid, **options)
+
+
+def _save(figure: Figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
 
 RUN_LABELS = {"ode": "joint ODE", "reduced": "reduced ODE"}
 
@@ -96,7 +113,7 @@ def plot_block_theory(results: dict, path: Path) -> None:
     """
     ts = results["ts"]
     reached = _reached(results)
-    figure, (left, middle, right, leaks) = plt.subplots(1, 4, figsize=(20, 4.2))
+    figure, (left, middle, right, leaks) = _subplots(1, 4, figsize=(20, 4.2))
     _frequency_map(figure, left, results)
 
     styles = {**_theorem1_styles(), "nc_reduced_z": dict(color="black", linestyle=":", label="NC(z reduced ODE, z joint ODE)")}
@@ -116,9 +133,7 @@ def plot_block_theory(results: dict, path: Path) -> None:
     _mark_failures(right, ts, results["t_final_reduced"], results["status_reduced"])
     _leak_panel(leaks, ts, results, reached, "t", "the joint flow")
 
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_compare(results: dict, path: Path) -> None:
@@ -137,7 +152,7 @@ def plot_compare(results: dict, path: Path) -> None:
     steps = results["steps"]
     last = results["last_index"]
     reached = _reached(results)
-    figure, axes = plt.subplots(1, 5, figsize=(25, 4.2))
+    figure, axes = _subplots(1, 5, figsize=(25, 4.2))
     _frequency_map(figure, axes[0], results)
 
     for name, style in _theorem1_styles().items():
@@ -167,9 +182,7 @@ def plot_compare(results: dict, path: Path) -> None:
     for axis in axes[1:]:
         for stop in steps[last[last < len(steps) - 1]]:
             axis.axvline(stop, color="red", linestyle=":", linewidth=1)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def _cell_mean(table: dict, value: str, selections: list[np.ndarray]) -> tuple[float, int]:
@@ -207,7 +220,7 @@ def plot_sweep(table: dict, value: str, x: str, y: str | None, path: Path) -> No
     - `path`: the PNG to write.
     """
     xs = np.unique(table[x])
-    figure, axis = plt.subplots(figsize=(6.5, 4.8))
+    figure, axis = _subplots(figsize=(6.5, 4.8))
     if y is None:
         cells = [_cell_mean(table, value, [table[x] == xv]) for xv in xs]
         means = np.asarray([mean for mean, _ in cells])
@@ -235,19 +248,17 @@ def plot_sweep(table: dict, value: str, x: str, y: str | None, path: Path) -> No
     axis.set_xticks(range(len(xs)), [str(v) for v in xs])
     axis.set_xlabel(x)
     axis.set_title(_sweep_title(table, value))
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def _snapshots(axis, vs: np.ndarray, times: np.ndarray, mu: np.ndarray, label: str) -> None:
     """v against the component index, one line per snapshot coloured by time, μ dashed."""
-    colours = plt.cm.rainbow(np.linspace(0.0, 1.0, len(vs)))
+    colours = colormaps["rainbow"](np.linspace(0.0, 1.0, len(vs)))
     index = np.arange(len(mu))
     for v, colour in zip(vs, colours):
         axis.plot(index, v, color=colour, linewidth=0.8)
     axis.plot(index, mu, "k--", linewidth=1.5, label="μ")
-    axis.figure.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(times[0], times[-1]), cmap="rainbow"), ax=axis,
+    axis.figure.colorbar(ScalarMappable(norm=Normalize(times[0], times[-1]), cmap="rainbow"), ax=axis,
                          label=label)
     _finish(axis, "component (sorted by μ)", "v", "")
 
@@ -270,7 +281,7 @@ def plot_fig4(data: dict, summary: dict, path: Path) -> None:
     - `data`, `summary`: the output of `jomasim.experiments.fig4.run_fig4`.
     - `path`: the PNG to write.
     """
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
+    figure, axes = _subplots(2, 2, figsize=(12, 8))
     mu = data["mu"]
     _snapshots(axes[0, 0], data["discrete_v"], data["discrete_snapshot_steps"], mu, "iteration")
     axes[0, 0].set_title("(a) discrete update: v every 100 iterations")
@@ -282,9 +293,7 @@ def plot_fig4(data: dict, summary: dict, path: Path) -> None:
     axes[1, 0].set_title(f"(b) v̇ = (μ − v) ∘ exp(v²/2) (Diffrax): {summary['ode']['status']}")
     _entropy_curve(axes[1, 1], data["ode_ts"], data["ode_entropy"], summary["ode"]["entropy_limit"], "t")
     axes[1, 1].set_title("(b) entropy of softmax(v²/2)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_fig3(data: dict, summary: dict, path: Path) -> None:
@@ -296,14 +305,14 @@ def plot_fig3(data: dict, summary: dict, path: Path) -> None:
     - `data`, `summary`: the output of `jomasim.experiments.fig3.run_fig3`.
     - `path`: the PNG to write.
     """
-    figure, axes = plt.subplots(1, 4, figsize=(21, 4.5))
+    figure, axes = _subplots(1, 4, figsize=(21, 4.5))
     colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
     for axis, index, title in ((axes[0], 0, "V(0) = U_Cᵀ W(0)"), (axes[1], -1, f"V after {data['steps'][-1]} steps")):
         image = axis.imshow(data["V"][index], cmap="RdBu_r", aspect="auto")
         figure.colorbar(image, ax=axis)
         _finish_image(axis, title)
     for row, colour in enumerate(colours):
-        axes[1].add_patch(plt.Rectangle((-0.5, row - 0.5), 1, 1, fill=False, edgecolor=colour, linewidth=2))
+        axes[1].add_patch(Rectangle((-0.5, row - 0.5), 1, 1, fill=False, edgecolor=colour, linewidth=2))
         axes[2].plot(data["steps"], data["V"][:, row, 0], color=colour, label=f"component {row}")
         axes[2].plot(data["steps"], data["closed_form_V0"][:, row], color=colour, linestyle=":", linewidth=1)
     axes[2].axhline(0.0, color="gray", linestyle="--", linewidth=0.8)
@@ -311,9 +320,7 @@ def plot_fig3(data: dict, summary: dict, path: Path) -> None:
     lines = axes[3].semilogy(data["steps"], data["singular_values"], color="black", alpha=0.5, linewidth=0.8)
     lines[0].set_label("σ_i(V), i = 1 … min(M_c, K)")
     _finish(axes[3], "SGD step", "singular values of V", f"σ₁/σ₂ = {summary['sigma_ratio']:.1f} at the end")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def _finish_image(axis, title: str) -> None:
@@ -331,9 +338,9 @@ def plot_scan_snap(data: dict, summary: dict, path: Path) -> None:
     - `data`, `summary`: the output of `jomasim.experiments.scan_snap.run_scan_snap`.
     - `path`: the PNG to write.
     """
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, axes = _subplots(1, 2, figsize=(12, 4.5))
     eta_z, ratios = data["grid_eta_z"], data["grid_eta_ratio"]
-    colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(ratios)))
+    colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(ratios)))
     for column, (ratio, colour) in enumerate(zip(ratios, colours)):
         label = f"η_Y/η_Z = {ratio:g}"
         axes[0].errorbar(eta_z, data["entropy_mean"][:, column], yerr=data["entropy_std"][:, column], color=colour,
@@ -344,9 +351,7 @@ def plot_scan_snap(data: dict, summary: dict, path: Path) -> None:
     _finish(axes[0], "attention learning rate η_Z", "final attention entropy (nats)",
             f"larger η_Z, sparser attention{failed}")
     _finish(axes[1], "attention learning rate η_Z", "attention on common tokens", "common tokens lose attention")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_table1(data: dict, summary: dict, path: Path) -> None:
@@ -359,7 +364,7 @@ def plot_table1(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     rows = summary["table"]
-    figure, axes = plt.subplots(1, 2, figsize=(15, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    figure, axes = _subplots(1, 2, figsize=(15, 4.5), gridspec_kw={"width_ratios": [3, 1]})
     positions = np.arange(len(rows))
     styles = {("zero_mean", 0): ("tab:blue", "o"), ("zero_mean", 1): ("tab:orange", "o"),
               ("raw", 0): ("tab:blue", "x"), ("raw", 1): ("tab:orange", "x")}
@@ -373,9 +378,7 @@ def plot_table1(data: dict, summary: dict, path: Path) -> None:
     axes[1].plot(data["cooccurrence_height"], data["cooccurrence_exact"], "k-", label="exact (J26)")
     axes[1].plot(data["cooccurrence_height"], data["cooccurrence_estimate"], "ro", label="Monte Carlo")
     _finish(axes[1], "height of the common ancestor", "P[y_l = 1 | y_m = 1]", "latent-tree co-occurrence")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
@@ -390,10 +393,10 @@ def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
     runs = summary["runs"]
     columns = min(4, len(runs))
     rows = -(-len(runs) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.6 * rows), squeeze=False)
+    figure, axes = _subplots(rows, columns, figsize=(4.5 * columns, 3.6 * rows), squeeze=False)
     for index, (axis, run) in enumerate(zip(axes.flat, runs)):
         entropy = data[f"entropy_{index}"].mean(axis=0)
-        colours = plt.cm.rainbow(np.linspace(0.0, 1.0, run["depth"]))
+        colours = colormaps["rainbow"](np.linspace(0.0, 1.0, run["depth"]))
         for layer, colour in enumerate(colours):
             axis.plot(data["steps"], entropy[:, layer], color=colour, label=f"layer {layer}" if run["depth"] <= 5 else None)
         axis.set_title(f"layers: {run['depth']}, lr: {run['lr']:g}, val loss: {run['valid_loss_min']:.2f}", fontsize=9)
@@ -403,9 +406,7 @@ def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
             axis.legend(fontsize=7)
     for axis in list(axes.flat)[len(runs):]:
         axis.set_visible(False)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_pretrained(data: dict, summary: dict, path: Path) -> None:
@@ -417,15 +418,13 @@ def plot_pretrained(data: dict, summary: dict, path: Path) -> None:
     - `data`, `summary`: the output of `jomasim.experiments.pretrained.run_pretrained`.
     - `path`: the PNG to write.
     """
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, axes = _subplots(1, 2, figsize=(12, 4.5))
     layers = data["entropy"].shape[1]
-    colours = plt.cm.rainbow(np.linspace(0.0, 1.0, layers))
+    colours = colormaps["rainbow"](np.linspace(0.0, 1.0, layers))
     for layer, colour in enumerate(colours):
         label = f"layer {layer}" if layers <= 12 else None
         axes[0].plot(data["steps"], data["entropy"][:, layer], "o-", color=colour, label=label)
         axes[1].plot(data["steps"], data["stable_rank"][:, layer], "o-", color=colour, label=label)
     _finish(axes[0], "checkpoint step", "attention entropy (nats)", "attention entropy per layer")
     _finish(axes[1], "checkpoint step", "‖W‖_F² / ‖W‖₂²", "stable rank of the MLP's first weight")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)

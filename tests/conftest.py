@@ -1,5 +1,5 @@
-"""Shared test set-up: float64 (importing jomasim enables it), a fixed hypothesis profile, and
-XLA's quick compile for the small programs the tests run."""
+"""Shared test set-up: float64 (the tests opt in, as a user's program does), a fixed hypothesis
+profile, and XLA's quick compile for the small programs the tests run."""
 
 import os
 
@@ -12,10 +12,10 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 import jax  # noqa: E402
-import jomasim  # noqa: E402, F401  (enables float64)
 from hypothesis import settings  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
 
 settings.register_profile("jomasim", max_examples=25, deadline=None)
 settings.load_profile("jomasim")
 
-assert jax.config.jax_enable_x64

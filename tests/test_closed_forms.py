@@ -17,7 +17,7 @@ def test_erf_solution_matches_the_ode_before_blowup():
     flow = js.SalienceFlow(delta[:, None], eta_w=0.8)
     t_star = float(jnp.min(js.blowup_time(v0, delta, eta_w=0.8)))
     ts = jnp.linspace(0.0, 0.95 * t_star, 30)
-    traj = js.simulate(flow, v0[:, None], ts, **TIGHT)
+    traj = js.simulate(flow, v0[:, None], ts, js.SolverOptions(**TIGHT))
     assert traj.ok
     closed = js.erf_solution(ts, v0, delta, eta_w=0.8)
     error = jnp.max(jnp.abs(traj.ys[:, :, 0] - closed) / jnp.maximum(jnp.abs(closed), 1e-3))
@@ -31,7 +31,7 @@ def test_general_kappa_and_constant():
     flow = js.SalienceFlow(delta[:, None], eta_w=1.0, kappa=0.8, c=c)
     t_star = float(jnp.min(js.blowup_time(0.0, delta, kappa=0.8, c=c)))
     ts = jnp.linspace(0.0, 0.9 * t_star, 10)
-    traj = js.simulate(flow, jnp.zeros((3, 1)), ts, **TIGHT)
+    traj = js.simulate(flow, jnp.zeros((3, 1)), ts, js.SolverOptions(**TIGHT))
     np.testing.assert_allclose(traj.ys[:, :, 0], js.erf_solution(ts, 0.0, delta, kappa=0.8, c=c), rtol=1e-7, atol=1e-10)
 
 
@@ -47,7 +47,7 @@ def test_matrix_solution_matches_the_ode_and_stays_low_rank(rank_two_salience):
     flow = js.SalienceFlow(delta)
     t_star = float(jnp.min(js.blowup_time(0.0, jnp.linalg.norm(delta, axis=1))))
     ts = jnp.linspace(0.0, 0.95 * t_star, 25)
-    traj = js.simulate(flow, jnp.zeros_like(delta), ts, **TIGHT)
+    traj = js.simulate(flow, jnp.zeros_like(delta), ts, js.SolverOptions(**TIGHT))
     assert traj.ok
     closed = js.matrix_solution(ts, delta)
     error = jnp.max(jnp.abs(traj.ys - closed)) / jnp.max(jnp.abs(closed))
@@ -63,7 +63,7 @@ def test_most_salient_row_blows_up_first_at_t_star(rank_two_salience):
     t_star = float(jnp.min(js.blowup_time(0.0, norms)))
     np.testing.assert_allclose(t_star, np.sqrt(np.pi / 2) / float(norms.max()), rtol=1e-12)
     ts = jnp.linspace(0.0, 2.0 * t_star, 50)
-    traj = js.simulate(js.SalienceFlow(delta), jnp.zeros_like(delta), ts, blowup=20.0, **TIGHT)
+    traj = js.simulate(js.SalienceFlow(delta), jnp.zeros_like(delta), ts, js.SolverOptions(blowup=20.0, **TIGHT))
     assert int(traj.status) == js.Status.BLOWUP
     assert traj.messages()[0].startswith("blow-up at t = ")
     assert abs(float(traj.t_final) - t_star) < 0.01 * t_star
@@ -78,7 +78,7 @@ def test_convergence_time_matches_quoted_values_and_the_ode():
     np.testing.assert_allclose(times, [3.32, 1.48, 0.67, 0.41], atol=0.006)
     flow = js.NonlinearToyFlow(mu, temperature=2.0)
     for j in range(4):
-        traj = js.simulate(flow, jnp.zeros(4), times[j : j + 1], **TIGHT)
+        traj = js.simulate(flow, jnp.zeros(4), times[j : j + 1], js.SolverOptions(**TIGHT))
         np.testing.assert_allclose(traj.ys[0, j], 0.99 * mu[j], rtol=1e-8)
 
 
@@ -93,7 +93,7 @@ def test_nonlinear_toy_salient_first_then_attention_densifies(fig4_mu, normalize
     mu = fig4_mu
     flow = js.NonlinearToyFlow(mu, temperature=temperature, normalized=normalized)
     ts = jnp.linspace(0.0, t_end, 2001)
-    traj = js.simulate(flow, jnp.full(10, 0.05), ts, rtol=1e-9, atol=1e-12)
+    traj = js.simulate(flow, jnp.full(10, 0.05), ts, options=js.SolverOptions(rtol=1e-9, atol=1e-12))
     assert traj.ok
     v = np.asarray(traj.ys)
     # every component rises monotonically to its target (no overshoot beyond solver tolerance)

@@ -51,8 +51,8 @@ def _joint_and_reduced(attention, activation, t_end, seed=0, lr_ratio=2.0):
         y0 = (y0[0], 1.5 + jnp.abs(y0[1]))
     ts = jnp.linspace(0.0, t_end, 41)
     tight = dict(rtol=1e-11, atol=1e-13)
-    traj = js.simulate(joint, y0, ts, **tight)
-    reduced = js.simulate(js.ReducedFlow.from_joint(joint, y0), y0[0], ts, **tight)
+    traj = js.simulate(joint, y0, ts, js.SolverOptions(**tight))
+    reduced = js.simulate(js.ReducedFlow.from_joint(joint, y0), y0[0], ts, js.SolverOptions(**tight))
     return joint, y0, traj, reduced
 
 
@@ -87,8 +87,8 @@ def fig2_batch():
 
     joint, y0, reduced = jax.vmap(build)(jax.random.split(jax.random.key(2024), 8))
     ts = jnp.linspace(0.0, 200.0, 81)
-    traj = js.simulate(joint, y0, ts, batch="vmap")
-    reduced_traj = js.simulate(reduced, y0[0], ts, batch="vmap")
+    traj = js.simulate(joint, y0, ts, options=js.SolverOptions(batch="vmap"))
+    reduced_traj = js.simulate(reduced, y0[0], ts, options=js.SolverOptions(batch="vmap"))
     return joint, y0, traj, reduced_traj
 
 

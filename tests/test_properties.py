@@ -55,7 +55,7 @@ def test_theorem_1_residual_vanishes_along_the_exp_joint_flow(seed, rate_ratio, 
     joint = js.JointFlow(data, attention="exp", activation=activation, eta_w=1.0, eta_z=rate_ratio,
                          temperature=temperature)
     y0 = joint.initial_state(init_key, 0.1)
-    trajectory = js.simulate(joint, y0, jnp.linspace(0.0, 3.0, 7), rtol=1e-10, atol=1e-12, max_steps=20_000)
+    trajectory = js.simulate(joint, y0, jnp.linspace(0.0, 3.0, 7), options=js.SolverOptions(rtol=1e-10, atol=1e-12, max_steps=20_000))
     assert trajectory.ok
     W, z = trajectory.ys
     residual = jax.vmap(joint.invariant(y0).residual)(jax.vmap(joint.projected_weights)((W, z)), z)
@@ -73,7 +73,7 @@ def test_erf_closed_form_matches_the_salience_flow(seed, size, eta_w, kappa):
     t_end = min(0.9 * t_star, 50.0)
     ts = jnp.linspace(0.0, t_end, 9)
     flow = js.SalienceFlow(delta[:, None], eta_w=eta_w, kappa=kappa)
-    trajectory = js.simulate(flow, v0[:, None], ts, rtol=1e-11, atol=1e-13, max_steps=200_000)
+    trajectory = js.simulate(flow, v0[:, None], ts, options=js.SolverOptions(rtol=1e-11, atol=1e-13, max_steps=200_000))
     assert trajectory.ok
     closed = js.erf_solution(ts, v0, delta, eta_w=eta_w, kappa=kappa)
     np.testing.assert_allclose(trajectory.ys[:, :, 0], closed, rtol=1e-6, atol=1e-8)

@@ -30,7 +30,7 @@ def _setting(key):
 def batch():
     keys = jax.random.split(jax.random.key(11), 64)
     fields, y0s = jax.vmap(_setting)(keys)
-    return keys, fields, y0s, js.simulate(fields, y0s, TS, batch="vmap", **TOL)
+    return keys, fields, y0s, js.simulate(fields, y0s, TS, options=js.SolverOptions(batch="vmap", **TOL))
 
 
 def test_vmapped_batch_equals_one_by_one(batch):
@@ -39,7 +39,7 @@ def test_vmapped_batch_equals_one_by_one(batch):
     assert bool(jnp.all(batched.ok))
     for i, key in enumerate(keys):
         field, y0 = _setting(key)
-        single = js.simulate(field, y0, TS, **TOL)
+        single = js.simulate(field, y0, TS, js.SolverOptions(**TOL))
         np.testing.assert_allclose(single.ys[0], batched.ys[0][i], rtol=0, atol=1e-10)
         np.testing.assert_allclose(single.ys[1], batched.ys[1][i], rtol=0, atol=1e-10)
         assert int(single.num_steps) == int(batched.num_steps[i])
@@ -47,7 +47,7 @@ def test_vmapped_batch_equals_one_by_one(batch):
 
 def test_batched_ode_agrees_to_solver_tolerance(batch):
     _, fields, y0s, batched = batch
-    shared = js.simulate(fields, y0s, TS, batch="ode", **TOL)
+    shared = js.simulate(fields, y0s, TS, options=js.SolverOptions(batch="ode", **TOL))
     assert bool(jnp.all(shared.ok))
     for got, want in zip(shared.ys, batched.ys):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
@@ -77,7 +77,7 @@ def _salience_batch():
 
 def test_a_failing_member_is_reported_and_the_rest_are_unharmed():
     ts = jnp.linspace(0.0, 2.5, 11)
-    traj = js.simulate(*_salience_batch(), ts, **BLOWUP)
+    traj = js.simulate(*_salience_batch(), ts, js.SolverOptions(**BLOWUP))
     assert np.asarray(traj.status).tolist() == [js.Status.OK, js.Status.BLOWUP, js.Status.OK, js.Status.BLOWUP]
     messages = traj.messages()
     assert messages[0] == "ok" and messages[1].startswith("blow-up at t = ")
@@ -91,7 +91,7 @@ def test_a_failing_member_is_reported_and_the_rest_are_unharmed():
 
 def test_exhausted_step_budget_is_reported_not_raised():
     flow = js.NonlinearToyFlow(jnp.array([1.0, 3.0]))
-    traj = js.simulate(flow, jnp.zeros(2), jnp.linspace(0, 50, 6), max_steps=5)
+    traj = js.simulate(flow, jnp.zeros(2), jnp.linspace(0, 50, 6), options=js.SolverOptions(max_steps=5))
     assert int(traj.status) == js.Status.MAX_STEPS
     assert traj.messages()[0].startswith("max steps reached at t = ")
 
@@ -116,8 +116,8 @@ def test_saving_only_the_ends_skips_the_search_and_changes_nothing(case, monkeyp
     for name in ("_solve_single", "_solve_batch"):
         original = getattr(_simulate, name)
         monkeypatch.setattr(_simulate, name, lambda *a, _f=original, **k: promised.append(k["endpoints"]) or _f(*a, **k))
-    ends = js.simulate(fields, y0, ts[jnp.array([0, -1])], **options)
-    general = js.simulate(fields, y0, ts, **options)
+    ends = js.simulate(fields, y0, ts[jnp.array([0, -1])], js.SolverOptions(**options))
+    general = js.simulate(fields, y0, ts, js.SolverOptions(**options))
     assert promised == [True, False]
     np.testing.assert_array_equal(ends.ys, general.ys[:, jnp.array([0, -1])])
     for name in ("t_final", "status", "num_steps", "num_rejected_steps"):
@@ -128,7 +128,7 @@ def test_saving_only_the_ends_skips_the_search_and_changes_nothing(case, monkeyp
 def test_fixed_step_euler_is_the_discrete_update():
     mu = jnp.array([1.2, 2.5, 3.1])
     flow = js.NonlinearToyFlow(mu, temperature=3.0, normalized=True)
-    traj = js.simulate(flow, jnp.full(3, 0.05), jnp.array([0.02 * 50]), solver="euler", dt0=0.02)
+    traj = js.simulate(flow, jnp.full(3, 0.05), jnp.array([0.02 * 50]), options=js.SolverOptions(solver="euler", dt0=0.02))
     v = jnp.full(3, 0.05)
     for _ in range(50):
         v = v + 0.02 * (mu - v) * jax.nn.softmax(v**2 / 3.0)
@@ -139,25 +139,25 @@ def test_bad_simulate_inputs_are_named():
     flow = js.NonlinearToyFlow(jnp.array([1.0, 2.0]))
     y0 = jnp.zeros(2)
     with pytest.raises(js.InvalidChoiceError, match="'rk4'"):
-        js.simulate(flow, y0, TS, solver="rk4")
+        js.simulate(flow, y0, TS, options=js.SolverOptions(solver="rk4"))
     with pytest.raises(js.InvalidChoiceError, match="'pmap'"):
-        js.simulate(flow, y0, TS, batch="pmap")
+        js.simulate(flow, y0, TS, options=js.SolverOptions(batch="pmap"))
     with pytest.raises(js.OutOfRangeError, match="rtol=-1"):
-        js.simulate(flow, y0, TS, rtol=-1e-6)
+        js.simulate(flow, y0, TS, options=js.SolverOptions(rtol=-1e-6))
     with pytest.raises(js.OutOfRangeError, match="non-decreasing"):
         js.simulate(flow, y0, TS[::-1])
     with pytest.raises(js.OutOfRangeError, match="dt0"):
-        js.simulate(flow, y0, TS, solver="euler")
+        js.simulate(flow, y0, TS, options=js.SolverOptions(solver="euler"))
     with pytest.raises(js.ShapeMismatchError, match="y0 has shapes"):
         js.simulate(flow, jnp.zeros(3), TS)
     with pytest.raises(js.NonFiniteError, match="y0 holds 1 NaN"):
         js.simulate(flow, jnp.array([0.0, jnp.nan]), TS)
     with pytest.raises(js.ShapeMismatchError, match="leading batch axis"):
-        js.simulate(js.stack([flow, flow]), jnp.zeros((3, 2)), TS, batch="vmap")
+        js.simulate(js.stack([flow, flow]), jnp.zeros((3, 2)), TS, options=js.SolverOptions(batch="vmap"))
     with pytest.raises(js.ShapeMismatchError, match="stack a list of them with jomasim.stack"):
-        js.simulate([flow, flow], jnp.zeros((2, 2)), TS, batch="vmap")
+        js.simulate([flow, flow], jnp.zeros((2, 2)), TS, options=js.SolverOptions(batch="vmap"))
     with pytest.raises(js.OutOfRangeError, match="blowup"):
-        js.simulate(js.stack([flow, flow]), jnp.zeros((2, 2)), TS, batch="ode", blowup=5.0)
+        js.simulate(js.stack([flow, flow]), jnp.zeros((2, 2)), TS, options=js.SolverOptions(batch="ode", blowup=5.0))
     joint = js.JointFlow(js.make_token_data(0, **SMALL))
     with pytest.raises(js.ShapeMismatchError, match=r"W has shape \(8, 5\)"):
         js.simulate(joint, (jnp.zeros((8, 5)), jnp.zeros(6)), TS)
@@ -178,6 +178,46 @@ def test_overflowing_trial_steps_are_rejected_not_stuck():
     trajectory = js.simulate(js.NonlinearToyFlow(mu), jnp.full(10, 0.05), jnp.linspace(0.0, 3.0, 4))
     assert trajectory.messages() == ["ok"]
     assert int(trajectory.num_accepted_steps) < 5000 and int(trajectory.num_rejected_steps) < 2000
-    stiff = js.simulate(js.NonlinearToyFlow(mu), jnp.full(10, 0.05), jnp.linspace(0.0, 3.0, 4), solver="kvaerno5",
-                        rtol=1e-9, atol=1e-12)
+    stiff = js.simulate(js.NonlinearToyFlow(mu), jnp.full(10, 0.05), jnp.linspace(0.0, 3.0, 4), options=js.SolverOptions(solver="kvaerno5", rtol=1e-9, atol=1e-12))
     np.testing.assert_allclose(trajectory.ys[-1], stiff.ys[-1], rtol=1e-5)
+
+
+_FLOAT32_PROGRAM = """
+import json, sys
+import matplotlib
+backend = matplotlib.get_backend()
+import jax, jax.numpy as jnp
+import jomasim as js
+import jomasim.plots
+result = {"x64": jax.config.jax_enable_x64, "backend_kept": matplotlib.get_backend() == backend}
+flow = js.NonlinearToyFlow(jnp.array([1.0, 2.0, 3.0]))
+try:
+    js.simulate(flow, jnp.zeros(3), jnp.linspace(0.0, 2.0, 5))
+except js.OutOfRangeError as error:
+    result["refused"] = str(error)
+loose = js.simulate(flow, jnp.zeros(3), jnp.linspace(0.0, 2.0, 5), js.SolverOptions(rtol=1e-5, atol=1e-5))
+result["dtype"] = str(loose.ys.dtype)
+result["ys"] = loose.ys.tolist()
+result["status"] = int(loose.status)
+print(json.dumps(result))
+"""
+
+
+def test_import_changes_no_configuration_and_float32_is_refused_or_works():
+    """Importing jomasim leaves float64 off and matplotlib's backend as it was; without float64
+    `simulate` refuses the default tolerances in one line that names float64, and at tolerances
+    float32 resolves it solves in float32, agreeing with the float64 solve to those tolerances."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "JAX_ENABLE_X64"}
+    output = subprocess.run([sys.executable, "-c", _FLOAT32_PROGRAM], capture_output=True, text=True, env=env, check=True)
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    assert result["x64"] is False and result["backend_kept"]
+    assert "float64" in result["refused"] and "jax_enable_x64" in result["refused"] and "\n" not in result["refused"]
+    assert result["dtype"] == "float32" and result["status"] == js.Status.OK
+    flow = js.NonlinearToyFlow(jnp.array([1.0, 2.0, 3.0]))
+    exact = js.simulate(flow, jnp.zeros(3), jnp.linspace(0.0, 2.0, 5), js.SolverOptions(rtol=1e-10, atol=1e-12))
+    np.testing.assert_allclose(result["ys"], exact.ys, rtol=1e-3, atol=1e-4)

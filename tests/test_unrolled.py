@@ -85,8 +85,8 @@ def test_simulate_unrolls_small_fields_by_default(reduced):
 
 def test_simulate_unrolled_or_looped_agree():
     toy, v0 = js.NonlinearToyFlow(jnp.linspace(0.5, 1.5, 4)), jnp.full(4, 0.1)  # not stiff: |∂f/∂v| ≤ e^1.125
-    looped, unrolled = (js.simulate(toy, v0, TS, rtol=1e-8, atol=1e-10, unroll=flag) for flag in (False, True))
+    looped, unrolled = (js.simulate(toy, v0, TS, options=js.SolverOptions(rtol=1e-8, atol=1e-10, unroll=flag)) for flag in (False, True))
     assert int(looped.num_steps) == int(unrolled.num_steps)
     np.testing.assert_allclose(unrolled.ys, looped.ys, rtol=1e-11, atol=1e-13)
     with pytest.raises(js.InvalidChoiceError, match="unroll=1"):
-        js.simulate(toy, v0, TS, unroll=1)
+        js.simulate(toy, v0, TS, options=js.SolverOptions(unroll=1))

@@ -30,7 +30,7 @@ from ..comparison import agreement_curves, final_values, logits_and_weights, par
 from ..data import check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
-from ..theory import JointFlow, ReducedFlow, SolverOptions, solve, status_messages
+from ..theory import JointFlow, ReducedFlow, SolverOptions, check_precision, solve, status_messages
 from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
 
 MODES = ("theory", "train", "both")
@@ -285,6 +285,8 @@ def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_
     `seeds`, and `messages_side` (what happened to each flow, in words).
     """
     check_choice("mode", mode, MODES)
+    if mode != "train":
+        check_precision(setting.solver_options)
     measure = _compiled_measure_members(jax.default_backend())
     measures = measure(setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
     results = {name: np.asarray(value) for name, value in measures.items()}

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._errors import OutOfRangeError, ShapeMismatchError, check_finite, check_integer, check_positive
 from ..metrics import entropy
-from ..theory import NonlinearToyFlow, convergence_time, simulate, status_messages
+from ..theory import NonlinearToyFlow, SolverOptions, convergence_time, simulate, status_messages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +136,7 @@ def run_fig4(config: Fig4Config) -> tuple[dict[str, np.ndarray], dict]:
 
     ts = np.linspace(0.0, config.ode_t_end, config.ode_saves)
     flow = NonlinearToyFlow(jnp.asarray(mu), temperature=config.ode_temperature)
-    trajectory = simulate(flow, jnp.asarray(v0), ts, solver="kvaerno5", rtol=1e-8, atol=1e-10)
+    trajectory = simulate(flow, jnp.asarray(v0), ts, options=SolverOptions(solver="kvaerno5", rtol=1e-8, atol=1e-10))
     ode_v, ode_entropy = np.asarray(trajectory.ys), np.asarray(trajectory.entropy())
     reached = ts <= float(trajectory.t_final)
     lowest_ode = int(np.argmin(np.where(reached, ode_entropy, np.inf)))

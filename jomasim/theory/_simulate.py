@@ -1,7 +1,4 @@
-"""`simulate`: the one place that calls `diffrax.diffeqsolve`, and the `Trajectory` it returns."""
-
-import dataclasses
-import enum
+"""`simulate` and `solve`: the one place that calls `diffrax.diffeqsolve`."""
 
 import diffrax as dfx
 import equinox as eqx
@@ -10,76 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .._errors import (
-    InvalidChoiceError,
-    JomasimError,
-    OutOfRangeError,
-    ShapeMismatchError,
-    check_choice,
-    check_integer,
-    check_finite,
-    check_positive,
-)
-from ..metrics import mean_attention_entropy
+from .._errors import JomasimError, OutOfRangeError, ShapeMismatchError, check_finite
 from ._flows import AbstractFlow
+from ._options import FIXED_STEP_SOLVERS, SOLVERS, SolverOptions, check_precision
+from ._trajectory import Status, Trajectory
 from ._unrolled import UnrolledERK
-
-SOLVERS = {
-    "tsit5": dfx.Tsit5,
-    "dopri5": dfx.Dopri5,
-    "dopri8": dfx.Dopri8,
-    "kvaerno5": dfx.Kvaerno5,
-    "heun": dfx.Heun,
-    "euler": dfx.Euler,
-}
-FIXED_STEP_SOLVERS = ("euler",)
-BATCH_MODES = (None, "vmap", "ode")
-
-
-class Status(enum.IntEnum):
-    """How a trajectory ended."""
-
-    OK = 0
-    MAX_STEPS = 1
-    BLOWUP = 2
-    NONFINITE = 3
-    SOLVER_FAILURE = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class SolverOptions:
-    """How `simulate` and `solve` integrate: solver, tolerances, step budget, batch mode, blow-up event.
-
-    Static (hashable): one compile per distinct value. The fields are the keyword arguments of
-    `simulate`, which documents them; they are checked when the options are made.
-    """
-
-    solver: str = "tsit5"
-    rtol: float = 1e-6
-    atol: float = 1e-9
-    dt0: float | None = None
-    max_steps: int = 65536
-    batch: str | None = None
-    blowup: float | None = None
-    progress: bool = False
-    unroll: bool | None = None
-
-    def __post_init__(self):
-        check_choice("solver", self.solver, SOLVERS)
-        if not (self.unroll is None or isinstance(self.unroll, bool)):
-            raise InvalidChoiceError(f"unroll={self.unroll!r} is not allowed; choose None (by the field's size), True or False")
-        check_choice("batch", self.batch, BATCH_MODES)
-        check_positive("rtol", self.rtol)
-        check_positive("atol", self.atol)
-        check_integer("max_steps", self.max_steps, least=1)
-        if self.solver in FIXED_STEP_SOLVERS and self.dt0 is None:
-            raise OutOfRangeError(f"solver={self.solver!r} takes fixed steps; give dt0 > 0")
-        if self.dt0 is not None:
-            check_positive("dt0", self.dt0)
-        if self.blowup is not None:
-            check_positive("blowup", self.blowup)
-            if self.batch == "ode":
-                raise OutOfRangeError("blowup needs one solve per trajectory; use batch='vmap' or None with blowup")
 
 
 class _BatchedField(eqx.Module):
@@ -251,108 +183,6 @@ def _solve_batch(field, y0, ts, t0, options: SolverOptions, endpoints: bool) -> 
     return Trajectory(field, ts, ys, t_final, status, *stats)
 
 
-_STATUS_TEXTS = {
-    Status.OK: "ok",
-    Status.MAX_STEPS: "max steps reached at {clock} = {time:.6g}",
-    Status.BLOWUP: "blow-up at {clock} = {time:.6g}",
-    Status.NONFINITE: "NaN or infinity in the state before {clock} = {time:.6g}",
-    Status.SOLVER_FAILURE: "solver failure at {clock} = {time:.6g}",
-}
-
-
-def status_messages(status, t_final, clock: str = "t") -> list[str]:
-    """What happened to each trajectory, in words, from its `Status` codes and the times reached.
-
-    **Arguments:**
-
-    - `status`, `t_final`: scalars or `(B,)` arrays.
-    - `clock`: what the times count (`"t"`, or `"step"` for times in SGD steps).
-
-    **Returns:**
-
-    One line per trajectory: `ok`, `blow-up at t = …`, `max steps reached at t = …`, ...
-    """
-    codes = np.atleast_1d(np.asarray(status))
-    times = np.atleast_1d(np.asarray(t_final))
-    return [_STATUS_TEXTS[Status(int(code))].format(clock=clock, time=time) for code, time in zip(codes, times)]
-
-
-class Trajectory(eqx.Module):
-    """The result of `simulate`: saved states, how each trajectory ended, and derived quantities.
-
-    With a batch, every field below (except `ts`) has a leading batch axis.
-
-    **Fields:**
-
-    - `field`: the vector field (batched like the states).
-    - `ts`: save times, `(n,)` (or `(B, n)` when `solve` was vmapped with its own times per member).
-    - `ys`: states at `ts`, a pytree of arrays `([B,] n, ...)`. States at times after a trajectory
-      stopped (blow-up, failure) are ±inf; see `reached`.
-    - `t_final`: the time each trajectory reached (the last save time if it finished).
-    - `status`: a `Status` code per trajectory.
-    - `num_steps`, `num_accepted_steps`, `num_rejected_steps`: solver step counts.
-    """
-
-    field: AbstractFlow
-    ts: jax.Array
-    ys: object
-    t_final: jax.Array
-    status: jax.Array
-    num_steps: jax.Array
-    num_accepted_steps: jax.Array
-    num_rejected_steps: jax.Array
-
-    @property
-    def batched(self) -> bool:
-        """Whether this is a batch of trajectories (then `t_final` has a batch axis)."""
-        return jnp.ndim(self.t_final) == 1
-
-    @property
-    def ok(self) -> jax.Array:
-        """Whether each trajectory finished without trouble."""
-        return self.status == Status.OK
-
-    @property
-    def reached(self) -> jax.Array:
-        """`([B,] n)` mask of the save times each trajectory actually reached."""
-        return self.ts <= jnp.expand_dims(self.t_final, -1)
-
-    def messages(self) -> list[str]:
-        """One line per trajectory: `ok`, `blow-up at t = …`, `max steps reached at t = …`, ..."""
-        return status_messages(self.status, self.t_final)
-
-    def member(self, index: int) -> "Trajectory":
-        """Trajectory `index` of a batch, as an unbatched `Trajectory`."""
-        if not self.batched:
-            raise ShapeMismatchError("member() needs a batched trajectory; this one is a single solve")
-        parts = jax.tree_util.tree_map(
-            lambda leaf: leaf[index],
-            (self.field, self.ys, self.t_final, self.status, self.num_steps, self.num_accepted_steps, self.num_rejected_steps),
-        )
-        field, ys, t_final, status, *stats = parts
-        ts = self.ts[index] if jnp.ndim(self.ts) == 2 else self.ts
-        return Trajectory(field, ts, ys, t_final, status, *stats)
-
-    def map_states(self, fn):
-        """Applies `fn(field, y)` to every saved state; returns arrays `([B,] n, ...)`."""
-        over_time = jax.vmap(fn, in_axes=(None, 0))
-        if self.batched:
-            return jax.vmap(over_time)(self.field, self.ys)
-        return over_time(self.field, self.ys)
-
-    def logits(self) -> jax.Array:
-        """Attention logits z at every saved state, `([B,] n, M_c)`."""
-        return self.map_states(lambda field, y: field.logits(y))
-
-    def attention(self) -> jax.Array:
-        """Attention distribution at every saved state, `([B,] n, M_c[, K])`."""
-        return self.map_states(lambda field, y: field.attention(y))
-
-    def entropy(self) -> jax.Array:
-        """Attention entropy (nats) at every saved state, averaged over classes, `([B,] n)`."""
-        return self.map_states(lambda field, y: mean_attention_entropy(field.attention(y)))
-
-
 def _batch_size(tree) -> int:
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(tree)}
     if len(sizes) != 1 or None in sizes:
@@ -397,22 +227,7 @@ def _check_state(field, y0, t0) -> None:
     _CHECKED_SIGNATURES.add(signature)
 
 
-def simulate(
-    field: AbstractFlow,
-    y0,
-    ts,
-    *,
-    t0: float = 0.0,
-    solver: str = "tsit5",
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
-    dt0: float | None = None,
-    max_steps: int = 65536,
-    batch: str | None = None,
-    blowup: float | None = None,
-    progress: bool = False,
-    unroll: bool | None = None,
-) -> Trajectory:
+def simulate(field: AbstractFlow, y0, ts, options: SolverOptions = SolverOptions(), *, t0: float = 0.0) -> Trajectory:
     """Integrates a JoMA vector field with Diffrax and saves the state at `ts`.
 
     **Arguments:**
@@ -422,35 +237,17 @@ def simulate(
     - `ts`: increasing save times, `(n,)`; the solve runs from `t0` to `ts[-1]`. When they are only
       `t0` and the end (e.g. `[t0, t1]` or `[t1]`), the two ends are saved without Diffrax's search
       of `ts` after every step (the same states, cheaper steps).
-    - `solver`: `"tsit5"` (default), `"dopri5"`, `"dopri8"`, `"kvaerno5"` (stiff), `"heun"`, or
-      `"euler"` (fixed step `dt0`).
-    - `rtol`, `atol`: tolerances of the PID step-size controller.
-    - `dt0`: first step (adaptive solvers choose one when `None`; required for `"euler"`).
-    - `max_steps`: step budget per solve; a trajectory that exhausts it is reported, not raised.
-    - `batch`: `None` for one trajectory; `"vmap"` for a batch solved with one step size per
-      trajectory; `"ode"` for a batch solved as one ODE with a shared step size (cheaper per step,
-      tolerance applied to the whole batch). In both batch modes every array in `field` and `y0`
-      carries a leading batch axis (build it with `jomasim.stack`).
-    - `blowup`: stop a trajectory when any attention logit |z| (`field.logits(y)`) reaches this
-      value (a Diffrax event) and report it as a blow-up at that time: the attention has collapsed
-      onto one token. Not available with `batch="ode"`. Pick a value the solver can reach (20 is
-      e^20 ≈ 5·10⁸ between logits): near a finite-time singularity the step size shrinks towards
-      the float64 resolution of t, and a threshold set too high ends as a failure instead.
-    - `progress`: show a tqdm progress bar over time.
-    - `unroll`: whether the explicit Runge–Kutta solvers (all but `"kvaerno5"` and `"euler"`)
-      take their steps with the stages written out (`UnrolledERK`: Diffrax's tableau and results,
-      no inner loop over the stages) instead of Diffrax's stage loop. `None` (default) unrolls
-      small fields (at most `UNROLL_MAX_EQUATIONS` jaxpr equations, as the toys), where the loop
-      costs more than the arithmetic (1.6–2.6× more trajectories/s on a CPU), but not
-      `batch="ode"` on a CPU, and keeps the loop for larger fields, where unrolling mostly adds
-      compile time. `True`/`False` force either form (`benchmarks/unroll.py` measures both).
+    - `options`: a `SolverOptions`: solver, tolerances, step budget, batch mode, blow-up event.
+      With `batch="vmap"` or `"ode"` every array in `field` and `y0` carries a leading batch axis
+      (build it with `jomasim.stack`).
+    - `t0`: the start time.
 
     **Returns:**
 
     A `Trajectory`. Failures never raise and are never hidden: each trajectory carries its
     `status` and `t_final`, and `messages()` says what happened.
     """
-    options = SolverOptions(solver, rtol, atol, dt0, max_steps, batch, blowup, bool(progress), unroll)
+    check_precision(options)
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     if ts.ndim != 1 or ts.size == 0:
         raise ShapeMismatchError(f"ts has shape {ts.shape}; expected a non-empty vector of save times")
@@ -462,7 +259,7 @@ def simulate(
         check_finite("y0", leaf)
     y0 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(float)), y0)
     endpoints = bool(times[-1] > t0 and np.all((times == t0) | (times == times[-1])))
-    if batch is None:
+    if options.batch is None:
         _check_state(field, y0, t0)
         return _solve_single(field, y0, ts, options, float(t0), endpoints=endpoints)
     _batch_size((field, y0))
