@@ -22,10 +22,13 @@ from ._errors import OutOfRangeError as OutOfRangeError
 from ._errors import ShapeMismatchError as ShapeMismatchError
 from .activation import Activation as Activation
 from .activation import get_activation as get_activation
+from .attention import ATTENTIONS as ATTENTIONS
+from .attention import AbstractAttention as AbstractAttention
+from .attention import ExpAttention as ExpAttention
+from .attention import LinearAttention as LinearAttention
 from .attention import LogitInvariant as LogitInvariant
-from .attention import attention_distribution as attention_distribution
-from .attention import attention_jacobian as attention_jacobian
-from .attention import attention_weights as attention_weights
+from .attention import SoftmaxAttention as SoftmaxAttention
+from .attention import get_attention as get_attention
 from .block import block_loss as block_loss
 from .data import TokenData as TokenData
 from .data import make_token_data as make_token_data

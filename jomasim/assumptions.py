@@ -20,7 +20,7 @@ the second is what holding b̄ fixed misses while the attention moves.
 import jax
 import jax.numpy as jnp
 
-from .attention import LogitInvariant, attention_weights
+from .attention import LogitInvariant
 from .block import block_hidden, hidden_loss
 from .theory import JointFlow
 
@@ -37,7 +37,7 @@ def _backpropagated(joint: JointFlow, W: jax.Array, z: jax.Array) -> tuple[jax.A
     """The signal g_{h_k} h'_k per class and hidden node (`(K, K)`, −∂L/∂hidden) and the joint
     field (Ẇ, ż) it gives through the block: `JointFlow`'s field, sharing one backward pass."""
     hidden, pullback = jax.vjp(
-        lambda weights, logits: block_hidden(weights, logits, joint.data, attention=joint.attention_kind,
+        lambda weights, logits: block_hidden(weights, logits, joint.data, attention=joint.attention_form,
                                              temperature=joint.temperature), W, z)
     signal = -jax.grad(hidden_loss)(hidden, joint.activation)
     W_gradient, z_gradient = pullback(signal)
@@ -46,7 +46,7 @@ def _backpropagated(joint: JointFlow, W: jax.Array, z: jax.Array) -> tuple[jax.A
 
 def _softmax_parts(joint: JointFlow, invariant: LogitInvariant, W: jax.Array, z: jax.Array,
                    signal: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    B = attention_weights("softmax", z, joint.data.X, joint.temperature)
+    B = joint.attention_form.weights(z, joint.data.X, joint.temperature)
     a = jnp.sum(B * ((joint.data.U_c.T @ W) @ signal.T), axis=0)
     b_mean = jnp.mean(B, axis=1)
     return B @ a - b_mean * jnp.sum(a), (b_mean - invariant.b_bar) * jnp.sum(a), b_mean
@@ -87,7 +87,7 @@ def state_leak(joint: JointFlow, invariant: LogitInvariant, W: jax.Array, z: jax
     _, logit_part = jax.jvp(lambda logits: invariant.residual(V, logits), (z,), (z_rate,))
     scale = jnp.linalg.norm(logit_part)
     curves = {"invariant_leak": _relative(residual_rate, scale)}
-    if invariant.kind == "softmax":
+    if invariant.b_bar is not None:
         factorization, drift, b_mean = _softmax_parts(joint, invariant, W, z, signal)
         rate = joint.eta_z / joint.temperature
         curves.update(

@@ -1,24 +1,29 @@
-"""The three attention forms of JoMA and the Theorem 1 invariants (JOMA_MATH §1.2, §2.2-2.4).
+"""The attention forms of JoMA and the Theorem 1 invariants (JOMA_MATH §1.2, §2.2-2.4).
 
-Logits are divided by a temperature `T` before use (J3 with the code's temperature):
+An attention form is a strategy object, as a Diffrax solver is: a subclass of `AbstractAttention`
+says what the attention weights are (J3), their Jacobian (J4), the attention as a distribution,
+and Theorem 1's prediction of the logits from the projected MLP weights. Logits are divided by a
+temperature `T` before use:
 
-| kind      | weights b                          | Jacobian ∂b/∂z          |
-|-----------|------------------------------------|-------------------------|
-| `linear`  | x ∘ z / T                          | diag(x) / T             |
-| `exp`     | x ∘ exp(z / T)                     | diag(b) / T             |
-| `softmax` | x ∘ exp(z / T) / Σ_l x_l e^{z_l/T} | (diag(b) − b bᵀ) / T    |
+| form               | weights b                          | Jacobian ∂b/∂z          |
+|--------------------|------------------------------------|-------------------------|
+| `LinearAttention`  | x ∘ z / T                          | diag(x) / T             |
+| `ExpAttention`     | x ∘ exp(z / T)                     | diag(b) / T             |
+| `SoftmaxAttention` | x ∘ exp(z / T) / Σ_l x_l e^{z_l/T} | (diag(b) − b bᵀ) / T    |
 
 `x` may be one frequency vector of shape `(M_c,)` or one per class as the columns of an
-`(M_c, K)` matrix; the logits `z` have shape `(M_c,)` (a single query).
+`(M_c, K)` matrix; the logits `z` have shape `(M_c,)` (a single query). A new form is one subclass
+and, to be named on the command line or in a config file, one line in `ATTENTIONS`.
 """
 
+import abc
+from typing import ClassVar
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-import equinox as eqx
 
 from ._errors import InvalidChoiceError, ShapeMismatchError, check_choice, check_positive
-
-ATTENTION_KINDS = ("linear", "exp", "softmax")
 
 
 def _column(z: jax.Array, x: jax.Array) -> jax.Array:
@@ -26,88 +31,184 @@ def _column(z: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.reshape(z, z.shape + (1,) * (jnp.ndim(x) - 1))
 
 
-def attention_weights(kind: str, z: jax.Array, x: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """The attention vector b of J3 (one column per class when `x` is a matrix).
+class AbstractAttention(eqx.Module):
+    """An attention form: its weights, their Jacobian, and Theorem 1's invariant for it.
 
-    **Arguments:**
-
-    - `kind`: `"linear"`, `"exp"` or `"softmax"`.
-    - `z`: attention logits, shape `(M_c,)`.
-    - `x`: token frequencies, shape `(M_c,)` or `(M_c, K)`.
-    - `temperature`: T > 0.
-
-    **Returns:**
-
-    b with the shape of `x`. The softmax form is computed with the maximum logit subtracted, so it
-    stays finite for any finite logits.
+    Theorem 1's prediction is additive by default, ẑ(V) = ẑ₁(V) + ẑ₂(V) + c with the two parts
+    given by `terms`; a form whose invariant is not additive (linear attention) overrides
+    `predict`, `residual` and `constant`. The Theorem 1 methods take the `LogitInvariant` whose
+    numbers (c, η_z/η_w, T, b̄, branch) they use.
     """
-    check_choice("attention", kind, ATTENTION_KINDS)
-    check_positive("temperature", temperature)
-    logits = _column(z / temperature, x)
-    if kind == "linear":
-        return x * logits
-    if kind == "exp":
-        return x * jnp.exp(logits)
-    unnormalised = x * jnp.exp(logits - jnp.max(logits))
-    return unnormalised / jnp.sum(unnormalised, axis=0, keepdims=True)
+
+    name: ClassVar[str]
+    additive: ClassVar[bool] = True
+    """Whether Theorem 1's prediction is the sum ẑ₁ + ẑ₂ + c of `terms`."""
+    holds_mean_attention: ClassVar[bool] = False
+    """Whether Theorem 1 holds a mean attention b̄ fixed for this form (`mean_attention`)."""
+
+    @abc.abstractmethod
+    def weights(self, z: jax.Array, x: jax.Array, temperature: jax.Array) -> jax.Array:
+        """The attention vector b of J3 (one column per class when `x` is a matrix).
+
+        **Arguments:**
+
+        - `z`: attention logits, `(M_c,)`.
+        - `x`: token frequencies, `(M_c,)` or `(M_c, K)`.
+        - `temperature`: T > 0.
+
+        **Returns:**
+
+        b with the shape of `x`.
+        """
+
+    @abc.abstractmethod
+    def jacobian(self, z: jax.Array, x: jax.Array, temperature: jax.Array) -> jax.Array:
+        """The Jacobian ∂b/∂z of J4 for one frequency vector `x` `(M_c,)`: the `(M_c, M_c)`
+        matrix with entry `[l, j] = ∂b_l/∂z_j`."""
+
+    def distribution(self, z: jax.Array, x: jax.Array, temperature: jax.Array) -> jax.Array:
+        """The attention as a probability distribution over tokens, for entropies and plots:
+        the weights normalised to sum to one over tokens (every column)."""
+        b = self.weights(z, x, temperature)
+        return b / jnp.sum(b, axis=0, keepdims=True)
+
+    def mean_attention(self, x: jax.Array) -> jax.Array:
+        """b̄, the mean attention that Theorem 1 holds fixed (forms with `holds_mean_attention`),
+        from the token frequencies `x` `(M_c, K)`, `(M_c,)`."""
+        raise InvalidChoiceError(f"attention={self.name!r} holds no mean attention fixed")
+
+    @abc.abstractmethod
+    def terms(self, invariant: "LogitInvariant", V: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The two parts (ẑ₁, ẑ₂) of the additive prediction at projected weights `V` `(M_c, K)`,
+        each `(M_c,)` (the two dashed curves of Fig. 2)."""
+
+    def predict(self, invariant: "LogitInvariant", V: jax.Array) -> jax.Array:
+        """The predicted logits ẑ(V), `(M_c,)`."""
+        zhat1, zhat2 = self.terms(invariant, V)
+        return zhat1 + zhat2 + invariant.c
+
+    def residual(self, invariant: "LogitInvariant", V: jax.Array, z: jax.Array) -> jax.Array:
+        """How far `(V, z)` is from the invariant, `(M_c,)`: zero along the joint flow wherever
+        Theorem 1 is exact."""
+        return z - self.predict(invariant, V)
+
+    def constant(self, invariant: "LogitInvariant", V0: jax.Array, z0: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        """The constant c (and the branch, for forms that need one) that make the prediction of
+        `invariant` (whose own c is ignored) exact at `(V0, z0)`."""
+        zhat1, zhat2 = self.terms(invariant, V0)
+        return z0 - zhat1 - zhat2, None
 
 
-def attention_jacobian(kind: str, z: jax.Array, x: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """The Jacobian ∂b/∂z of J4 for one frequency vector.
+class LinearAttention(AbstractAttention):
+    """b = x ∘ z / T. Theorem 1 (J9): z² = κ' Σ_k v_k² + c with κ' = η_z/η_w, so
+    z = branch · √(κ' Σ_k v_k² + c) with the branch the sign of z(0). Its distribution is |b|
+    normalised (linear weights can be negative)."""
 
-    **Arguments:** as `attention_weights`, with `x` of shape `(M_c,)`.
+    name: ClassVar[str] = "linear"
+    additive: ClassVar[bool] = False
 
-    **Returns:**
+    def weights(self, z, x, temperature):
+        return x * _column(z / temperature, x)
 
-    The `(M_c, M_c)` matrix with entry `[l, j] = ∂b_l/∂z_j`.
-    """
-    if jnp.ndim(x) != 1:
-        raise ShapeMismatchError(f"x has shape {jnp.shape(x)}; the Jacobian needs one vector (M_c,)")
-    b = attention_weights(kind, z, x, temperature)
-    if kind == "linear":
+    def jacobian(self, z, x, temperature):
         return jnp.diag(x) / temperature
-    if kind == "exp":
-        return jnp.diag(b) / temperature
-    return (jnp.diag(b) - jnp.outer(b, b)) / temperature
+
+    def distribution(self, z, x, temperature):
+        b = jnp.abs(self.weights(z, x, temperature))
+        return b / jnp.sum(b, axis=0, keepdims=True)
+
+    def terms(self, invariant, V):
+        raise InvalidChoiceError("attention='linear' has no additive split; use predict or residual")
+
+    def squared_logits(self, invariant: "LogitInvariant", V: jax.Array) -> jax.Array:
+        """The predicted z² = κ' Σ_k v_k² + c."""
+        return invariant.lr_ratio * jnp.sum(V**2, axis=1) + invariant.c
+
+    def predict(self, invariant, V):
+        return invariant.branch * jnp.sqrt(jnp.maximum(self.squared_logits(invariant, V), 0.0))
+
+    def residual(self, invariant, V, z):
+        return z**2 - self.squared_logits(invariant, V)
+
+    def constant(self, invariant, V0, z0):
+        return z0**2 - invariant.lr_ratio * jnp.sum(V0**2, axis=1), jnp.where(z0 < 0, -1.0, 1.0)
 
 
-def attention_distribution(kind: str, z: jax.Array, x: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """The attention as a probability distribution over tokens, for entropies and plots.
+class ExpAttention(AbstractAttention):
+    """b = x ∘ exp(z / T). Theorem 1 (J10), exact: z = κ Σ_k v_k² + c with κ = η_z / (2 η_w T)."""
 
-    exp and softmax weights are normalised to sum to one over tokens; linear weights can be
-    negative, so their magnitudes |b| are normalised.
+    name: ClassVar[str] = "exp"
 
-    **Arguments / Returns:** as `attention_weights`; every column sums to one.
-    """
-    b = attention_weights(kind, z, x, temperature)
-    if kind == "linear":
-        b = jnp.abs(b)
-    return b / jnp.sum(b, axis=0, keepdims=True)
+    def weights(self, z, x, temperature):
+        return x * jnp.exp(_column(z / temperature, x))
+
+    def jacobian(self, z, x, temperature):
+        return jnp.diag(self.weights(z, x, temperature)) / temperature
+
+    def terms(self, invariant, V):
+        zhat1 = invariant.kappa * jnp.sum(V**2, axis=1)
+        return zhat1, jnp.zeros_like(zhat1)
+
+
+class SoftmaxAttention(AbstractAttention):
+    """b = x ∘ exp(z / T) / Σ_l x_l exp(z_l / T), computed with the largest logit subtracted so it
+    stays finite for any finite logits. Theorem 1 (J11), approximate: z = κ (Σ_k v_k² −
+    b̄ Σ_k ‖v_k‖²) + c with b̄ the mean token frequency x̄ (the attention at uniform logits), as in
+    the authors' code; `jomasim.assumptions` measures what the approximation misses."""
+
+    name: ClassVar[str] = "softmax"
+    holds_mean_attention: ClassVar[bool] = True
+
+    def weights(self, z, x, temperature):
+        logits = _column(z / temperature, x)
+        unnormalised = x * jnp.exp(logits - jnp.max(logits))
+        return unnormalised / jnp.sum(unnormalised, axis=0, keepdims=True)
+
+    def jacobian(self, z, x, temperature):
+        b = self.weights(z, x, temperature)
+        return (jnp.diag(b) - jnp.outer(b, b)) / temperature
+
+    def mean_attention(self, x):
+        return jnp.mean(x, axis=1)
+
+    def terms(self, invariant, V):
+        zhat1 = invariant.kappa * jnp.sum(V**2, axis=1)
+        return zhat1, -invariant.kappa * invariant.b_bar * jnp.sum(V**2)
+
+
+ATTENTIONS: dict[str, AbstractAttention] = {
+    form.name: form for form in (LinearAttention(), ExpAttention(), SoftmaxAttention())
+}
+"""The attention forms by the names the command line and config files use."""
+
+
+def get_attention(attention: "str | AbstractAttention") -> AbstractAttention:
+    """The attention form named `attention` (a key of `ATTENTIONS`), or `attention` itself when it
+    is already an `AbstractAttention`."""
+    if isinstance(attention, AbstractAttention):
+        return attention
+    check_choice("attention", attention, ATTENTIONS)
+    return ATTENTIONS[attention]
 
 
 class LogitInvariant(eqx.Module):
     """Theorem 1: the attention logits as a function of the projected MLP weights V.
 
-    With κ = η_z / (2 η_w T) and κ' = η_z / η_w (JOMA_MATH §2.4), along the joint flow
-
-    - exp:     z = κ Σ_k v_k² + c                                   (J10)
-    - softmax: z = κ (Σ_k v_k² − b̄ Σ_k ‖v_k‖²) + c                  (J11, approximate)
-    - linear:  z² = κ' Σ_k v_k² + c, i.e. z = branch · √(κ' Σ_k v_k² + c)   (J9)
-
-    Squares are element-wise; `V` is `(M_c, K)` with column k = v_k. Build one from an initial
-    state with `LogitInvariant.from_initial`.
+    The prediction itself is the attention form's (`AbstractAttention.predict`); this holds its
+    numbers. `V` is `(M_c, K)` with column k = v_k. Build one from an initial state with
+    `LogitInvariant.from_initial`.
 
     **Fields:**
 
-    - `kind`: the attention kind.
+    - `attention`: the attention form.
     - `c`: the constant vector fixed by initialisation, shape `(M_c,)`.
     - `lr_ratio`: η_z / η_w.
     - `temperature`: T.
-    - `b_bar`: b̄, the time-averaged attention (softmax only; `None` otherwise).
-    - `branch`: the sign of z (linear only; `None` otherwise).
+    - `b_bar`: b̄, the mean attention held fixed (`None` for forms without one).
+    - `branch`: the sign of z (linear attention only; `None` otherwise).
     """
 
-    kind: str = eqx.field(static=True)
+    attention: AbstractAttention
     c: jax.Array
     lr_ratio: jax.Array
     temperature: jax.Array
@@ -115,16 +216,13 @@ class LogitInvariant(eqx.Module):
     branch: jax.Array | None = None
 
     def __check_init__(self):
-        check_choice("attention", self.kind, ATTENTION_KINDS)
         check_positive("lr_ratio", self.lr_ratio)
         check_positive("temperature", self.temperature)
-        if self.kind == "softmax" and self.b_bar is None:
-            raise InvalidChoiceError("the softmax invariant needs b_bar (the average attention)")
 
     @classmethod
     def from_initial(
         cls,
-        kind: str,
+        attention: "str | AbstractAttention",
         V0: jax.Array,
         z0: jax.Array,
         *,
@@ -136,62 +234,42 @@ class LogitInvariant(eqx.Module):
 
         **Arguments:**
 
-        - `kind`: the attention kind.
+        - `attention`: the attention form, or its name.
         - `V0`: initial projected weights, `(M_c, K)`.
         - `z0`: initial logits, `(M_c,)`.
-        - `lr_ratio`, `temperature`, `b_bar`: as the fields.
+        - `lr_ratio`, `temperature`: as the fields.
+        - `b_bar`: b̄, required by forms that hold a mean attention fixed (softmax).
 
         **Returns:**
 
         A `LogitInvariant` with `predict(V0) == z0`.
         """
+        attention = get_attention(attention)
         if jnp.shape(z0) != jnp.shape(V0)[:1]:
             raise ShapeMismatchError(f"z0 has shape {jnp.shape(z0)}; expected {jnp.shape(V0)[:1]} to match V0")
+        if attention.holds_mean_attention and b_bar is None:
+            raise InvalidChoiceError(f"the {attention.name} invariant needs b_bar (the average attention)")
         lr_ratio = jnp.asarray(lr_ratio, dtype=jnp.result_type(float))
         temperature = jnp.asarray(temperature, dtype=jnp.result_type(float))
-        zero = cls(kind, jnp.zeros_like(z0), lr_ratio, temperature, b_bar, jnp.ones_like(z0))
-        if kind == "linear":
-            c = z0**2 - zero.squared_logits(V0)
-            return cls(kind, c, lr_ratio, temperature, None, jnp.where(z0 < 0, -1.0, 1.0))
-        return cls(kind, z0 - zero.predict(V0), lr_ratio, temperature, b_bar, None)
+        unset = cls(attention, jnp.zeros_like(z0), lr_ratio, temperature, b_bar if attention.holds_mean_attention else None)
+        c, branch = attention.constant(unset, V0, z0)
+        return cls(attention, c, lr_ratio, temperature, unset.b_bar, branch)
+
+    @property
+    def kappa(self) -> jax.Array:
+        """κ = η_z / (2 η_w T), the factor of the exp and softmax invariants."""
+        return self.lr_ratio / (2.0 * self.temperature)
 
     def terms(self, V: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The two parts ẑ₁ = κ Σ_k v_k² and ẑ₂ = −κ b̄ Σ_k ‖v_k‖² of the exp/softmax prediction.
-
-        These are the two dashed curves of Fig. 2 (ẑ₂ = 0 for exp attention).
-
-        **Arguments:**
-
-        - `V`: projected weights, `(M_c, K)`.
-
-        **Returns:**
-
-        `(ẑ₁, ẑ₂)`, each `(M_c,)`; the full prediction is ẑ₁ + ẑ₂ + c.
-        """
-        if self.kind == "linear":
-            raise InvalidChoiceError("attention='linear' has no additive split; use predict or residual")
-        kappa = self.lr_ratio / (2.0 * self.temperature)
-        zhat1 = kappa * jnp.sum(V**2, axis=1)
-        if self.kind == "exp":
-            return zhat1, jnp.zeros_like(zhat1)
-        return zhat1, -kappa * self.b_bar * jnp.sum(V**2)
-
-    def squared_logits(self, V: jax.Array) -> jax.Array:
-        """Linear attention: the predicted z² = κ' Σ_k v_k² + c."""
-        return self.lr_ratio * jnp.sum(V**2, axis=1) + self.c
+        """The two parts (ẑ₁, ẑ₂) of an additive prediction (ẑ₂ = 0 for exp attention); the
+        full prediction is ẑ₁ + ẑ₂ + c."""
+        return self.attention.terms(self, V)
 
     def predict(self, V: jax.Array) -> jax.Array:
         """The predicted logits ẑ(V), shape `(M_c,)`."""
-        if self.kind == "linear":
-            return self.branch * jnp.sqrt(jnp.maximum(self.squared_logits(V), 0.0))
-        zhat1, zhat2 = self.terms(V)
-        return zhat1 + zhat2 + self.c
+        return self.attention.predict(self, V)
 
     def residual(self, V: jax.Array, z: jax.Array) -> jax.Array:
-        """How far `(V, z)` is from the invariant: z − ẑ(V) (exp, softmax) or z² − κ'Σv² − c (linear).
-
-        Zero along the exact joint flow for exp and linear attention.
-        """
-        if self.kind == "linear":
-            return z**2 - self.squared_logits(V)
-        return z - self.predict(V)
+        """How far `(V, z)` is from the invariant: z − ẑ(V) (additive forms) or z² − κ'Σv² − c
+        (linear). Zero along the exact joint flow for exp and linear attention."""
+        return self.attention.residual(self, V, z)

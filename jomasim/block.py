@@ -11,11 +11,12 @@ import jax.numpy as jnp
 
 from ._errors import ShapeMismatchError
 from .activation import get_activation
-from .attention import attention_weights
+from .attention import AbstractAttention
 from .data import TokenData
 
 
-def block_hidden(W: jax.Array, z: jax.Array, data: TokenData, *, attention: str, temperature: float) -> jax.Array:
+def block_hidden(W: jax.Array, z: jax.Array, data: TokenData, *, attention: AbstractAttention,
+                 temperature: float) -> jax.Array:
     """Pre-activations `Fᵀ W` of the hidden nodes, one row per class (sample).
 
     **Arguments:**
@@ -23,7 +24,7 @@ def block_hidden(W: jax.Array, z: jax.Array, data: TokenData, *, attention: str,
     - `W`: MLP weights, `(d, K)`, column k = w_k.
     - `z`: attention logits, `(M_c,)`.
     - `data`: the token data.
-    - `attention`: attention kind; `temperature`: T.
+    - `attention`: the attention form; `temperature`: T.
 
     **Returns:**
 
@@ -34,13 +35,13 @@ def block_hidden(W: jax.Array, z: jax.Array, data: TokenData, *, attention: str,
             f"W has shape {W.shape} and z has shape {z.shape}; the block needs W of shape "
             f"(d, K) = {(data.dim, data.n_classes)} and z of shape (M_c,) = {(data.n_tokens,)}"
         )
-    B = attention_weights(attention, z, data.X, temperature)
+    B = attention.weights(z, data.X, temperature)
     F = data.U_c @ B + data.u_q[:, None]
     return F.T @ W
 
 
 def block_loss(
-    W: jax.Array, z: jax.Array, data: TokenData, *, attention: str, activation: str, temperature: float
+    W: jax.Array, z: jax.Array, data: TokenData, *, attention: AbstractAttention, activation: str, temperature: float
 ) -> jax.Array:
     """Mean cross-entropy of the block over the K classes (labels y = 0..K−1).
 

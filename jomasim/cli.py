@@ -13,7 +13,7 @@ import jax
 
 from ._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_choice
 from .activation import ACTIVATIONS
-from .attention import ATTENTION_KINDS
+from .attention import ATTENTIONS
 from .comparison import AGREEMENT
 from .corpus import CORPUS_VARIABLE
 from .data import VARIANTS
@@ -40,7 +40,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _add_block_options(parser: argparse.ArgumentParser, defaults: BlockSetting) -> None:
     """Options of every §3.5 block command: data, block, seeds, solver and output folder."""
-    parser.add_argument("--attention", choices=ATTENTION_KINDS, default=defaults.attention)
+    parser.add_argument("--attention", choices=tuple(ATTENTIONS), default=defaults.attention)
     parser.add_argument("--activation", choices=tuple(ACTIVATIONS), default=defaults.activation)
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--seeds", type=int, default=defaults.seeds, help="number of seeds")

@@ -43,7 +43,7 @@ def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array) -> di
         "nc_zhat_z": normalized_correlation(z_hat, z),
         "invariant_residual": jax.vmap(invariant.residual)(V, z),
     }
-    if invariant.kind != "linear":
+    if invariant.attention.additive:
         zhat1, zhat2 = jax.vmap(invariant.terms)(V)
         curves["nc_zhat1_z"] = normalized_correlation(zhat1, z)
         curves["nc_zhat2_z"] = normalized_correlation(zhat2, z)

@@ -18,14 +18,14 @@ def _explicit_field(joint, W, z):
     dW, dz = jnp.zeros_like(W), jnp.zeros_like(z)
     for y in range(K):
         x = data.X[:, y]
-        b = js.attention_weights(joint.attention_kind, z, x, joint.temperature)
+        b = joint.attention_form.weights(z, x, joint.temperature)
         f = data.U_c @ b + data.u_q
         pre = W.T @ f
         h = activation.fn(pre)
         g = (jnp.eye(K)[y] - jax.nn.softmax(h)) / K  # −∂L/∂h for cross-entropy, averaged over classes
         drive = g * activation.derivative(pre)
         dW = dW + jnp.outer(f, drive)
-        J = js.attention_jacobian(joint.attention_kind, z, x, joint.temperature)
+        J = joint.attention_form.jacobian(z, x, joint.temperature)
         dz = dz + J.T @ (data.U_c.T @ W @ drive)
     return joint.eta_w * dW, joint.eta_z * dz
 

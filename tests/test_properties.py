@@ -38,10 +38,10 @@ def test_attention_jacobian_matches_finite_differences(kind, seed, temperature, 
     z = jax.random.normal(z_key, (size,))
     x = jax.random.uniform(x_key, (size,)) + 0.05
     x = x / x.sum()
-    exact = js.attention_jacobian(kind, z, x, temperature)
+    exact = js.get_attention(kind).jacobian(z, x, temperature)
     step = 1e-6
-    numeric = jnp.stack([(js.attention_weights(kind, z + step * e, x, temperature)
-                          - js.attention_weights(kind, z - step * e, x, temperature)) / (2 * step)
+    numeric = jnp.stack([(js.get_attention(kind).weights(z + step * e, x, temperature)
+                          - js.get_attention(kind).weights(z - step * e, x, temperature)) / (2 * step)
                          for e in jnp.eye(size)], axis=1)
     np.testing.assert_allclose(exact, numeric, rtol=1e-6, atol=1e-8)
 
@@ -84,6 +84,6 @@ def test_softmax_attention_stays_finite_for_huge_logits(seed, scale, temperature
     z_key, x_key = jax.random.split(jax.random.key(seed))
     z = scale * jax.random.normal(z_key, (6,))
     x = jax.random.uniform(x_key, (6, 3)) + 0.01
-    b = js.attention_weights("softmax", z, x / x.sum(0), temperature)
+    b = js.get_attention("softmax").weights(z, x / x.sum(0), temperature)
     assert bool(jnp.all(jnp.isfinite(b)))
     np.testing.assert_allclose(b.sum(0), 1.0, rtol=1e-12)

@@ -25,7 +25,7 @@ from .._compile import block_compiler_options
 from .._errors import check_choice, check_integer, check_positive
 from ..activation import ACTIVATIONS
 from ..assumptions import LEAK_CURVES, leak_curves
-from ..attention import ATTENTION_KINDS
+from ..attention import ATTENTIONS
 from ..comparison import agreement_curves, final_values, logits_and_weights, parting_index, theorem1_curves
 from ..data import check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
@@ -90,7 +90,7 @@ class BlockSetting:
     blowup: float | None = None
 
     def __post_init__(self):
-        check_choice("attention", self.attention, ATTENTION_KINDS)
+        check_choice("attention", self.attention, ATTENTIONS)
         check_choice("activation", self.activation, ACTIVATIONS)
         for name in ("temperature", "init_scale"):
             check_positive(name, getattr(self, name))
@@ -171,7 +171,7 @@ def train_member(joint: JointFlow, y0, eta_w, eta_z, steps: int, save_steps) -> 
 
     A `BlockTraining` with `W` `(n_save, d, K)`, `z` `(n_save, M_c)`, `losses` `(steps,)`.
     """
-    model = JoMABlock(joint.data, *y0, attention=joint.attention_kind, activation=joint.activation,
+    model = JoMABlock(joint.data, *y0, attention=joint.attention_form, activation=joint.activation,
                       temperature=joint.temperature)
     saved, losses = train(
         model,

@@ -18,14 +18,14 @@ from .._compile import block_compiler_options
 from .._errors import OutOfRangeError, check_choice
 from ..activation import ACTIVATIONS
 from ..assumptions import LEAK_CURVES
-from ..attention import ATTENTION_KINDS
+from ..attention import ATTENTIONS
 from ..data import VARIANTS
 from ..sweep import SweepTask
 from ..theory import Status, status_messages
 from .block import MODES, MemberNumbers, flow_sides, measure_member, reference_of, sides_of, training_status
 from .compare import CompareConfig
 
-STATIC_AXES = {"attention": ATTENTION_KINDS, "activation": tuple(ACTIVATIONS), "variant": VARIANTS}
+STATIC_AXES = {"attention": tuple(ATTENTIONS), "activation": tuple(ACTIVATIONS), "variant": VARIANTS}
 NUMERIC_AXES = ("eta_w", "eta_z", "eta_ratio", "temperature", "saliency", "init_scale", "seed")
 SNAP_TOLERANCE = 0.01
 """A run has snapped once its attention entropy stays within this fraction of the initial entropy

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..attention import attention_distribution
+from ..attention import AbstractAttention, get_attention
 from ..block import block_loss
 from ..data import TokenData
 
@@ -26,13 +26,15 @@ class JoMABlock(nnx.Module):
     #: names of the parameters that the attention learning rate η_z applies to
     attention_parameters = ("z",)
 
-    def __init__(self, data: TokenData, W0: jax.Array, z0: jax.Array, *, attention: str, activation: str, temperature: float):
+    def __init__(self, data: TokenData, W0: jax.Array, z0: jax.Array, *, attention: "str | AbstractAttention",
+                 activation: str, temperature: float):
         """**Arguments:**
 
         - `data`: the token data.
         - `W0`, `z0`: initial parameters (e.g. `JointFlow.initial_state`, so that theory and
           training start from the same point).
-        - `attention`, `activation`: names, as in `JointFlow`.
+        - `attention`: the attention form (or its name); `activation`: the activation's name, as in
+          `JointFlow`.
         - `temperature`: T > 0.
         """
         self.X = nnx.Variable(data.X)
@@ -40,7 +42,7 @@ class JoMABlock(nnx.Module):
         self.temperature = nnx.Variable(jnp.asarray(temperature, dtype=jnp.result_type(float)))
         self.W = nnx.Param(W0)
         self.z = nnx.Param(z0)
-        self.attention = attention
+        self.attention = get_attention(attention)
         self.activation = activation
 
     @property
@@ -57,4 +59,4 @@ class JoMABlock(nnx.Module):
 
     def attention_map(self) -> jax.Array:
         """The attention distribution over tokens for every class, `(M_c, K)`."""
-        return attention_distribution(self.attention, self.z[...], self.X[...], self.temperature[...])
+        return self.attention.distribution(self.z[...], self.X[...], self.temperature[...])

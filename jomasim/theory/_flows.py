@@ -13,7 +13,7 @@ import equinox as eqx
 
 from .._errors import check_choice, check_positive
 from ..activation import ACTIVATIONS
-from ..attention import ATTENTION_KINDS, LogitInvariant, attention_distribution
+from ..attention import AbstractAttention, LogitInvariant, get_attention
 from ..block import block_loss
 from ..data import TokenData
 
@@ -44,13 +44,13 @@ class _BlockFlow(AbstractFlow):
     data: TokenData
     eta_w: jax.Array
     temperature: jax.Array
-    attention_kind: str = eqx.field(static=True)
+    attention_form: AbstractAttention
     activation: str = eqx.field(static=True)
 
     def loss(self, W: jax.Array, z: jax.Array) -> jax.Array:
         """The block's cross-entropy at weights `W` and logits `z`."""
         return block_loss(
-            W, z, self.data, attention=self.attention_kind, activation=self.activation, temperature=self.temperature
+            W, z, self.data, attention=self.attention_form, activation=self.activation, temperature=self.temperature
         )
 
     @abc.abstractmethod
@@ -63,15 +63,14 @@ class _BlockFlow(AbstractFlow):
 
     def attention(self, y) -> jax.Array:
         """Attention distribution per class, `(M_c, K)`."""
-        return attention_distribution(self.attention_kind, self.logits(y), self.data.X, self.temperature)
+        return self.attention_form.distribution(self.logits(y), self.data.X, self.temperature)
 
     def initial_weights(self, key: jax.Array, scale: float = 0.01) -> jax.Array:
         """W(0) ~ N(0, scale²) entry-wise, `(d, K)` (the authors use scale 0.01)."""
         return scale * jax.random.normal(key, (self.data.dim, self.data.n_classes))
 
 
-def _check_block_options(attention: str, activation: str, eta_w, temperature) -> None:
-    check_choice("attention", attention, ATTENTION_KINDS)
+def _check_block_options(activation: str, eta_w, temperature) -> None:
     check_choice("activation", activation, ACTIVATIONS)
     check_positive("eta_w", eta_w)
     check_positive("temperature", temperature)
@@ -93,7 +92,7 @@ class JointFlow(_BlockFlow):
         self,
         data: TokenData,
         *,
-        attention: str = "softmax",
+        attention: "str | AbstractAttention" = "softmax",
         activation: str = "linear",
         eta_w: float = 1.0,
         eta_z: float = 1.0,
@@ -102,18 +101,19 @@ class JointFlow(_BlockFlow):
         """**Arguments:**
 
         - `data`: the token data (`make_token_data`).
-        - `attention`: `"linear"`, `"exp"` or `"softmax"`.
+        - `attention`: the attention form (`jomasim.attention`), or its name: `"linear"`,
+          `"exp"` or `"softmax"`.
         - `activation`: `"linear"`, `"relu"`, `"silu"` or `"gelu"`.
         - `eta_w`, `eta_z`: learning rates (> 0) of W and z.
         - `temperature`: T > 0; the logits are divided by T.
         """
-        _check_block_options(attention, activation, eta_w, temperature)
+        _check_block_options(activation, eta_w, temperature)
         check_positive("eta_z", eta_z)
         self.data = data
         self.eta_w = _as_float(eta_w)
         self.eta_z = _as_float(eta_z)
         self.temperature = _as_float(temperature)
-        self.attention_kind = attention
+        self.attention_form = get_attention(attention)
         self.activation = activation
 
     def __call__(self, t, y, args):
@@ -135,17 +135,18 @@ class JointFlow(_BlockFlow):
     def invariant(self, y0) -> LogitInvariant:
         """Theorem 1 for this flow, with the constant fixed so that it is exact at `y0`.
 
-        For softmax attention b̄ is the mean token frequency x̄ (the attention at uniform logits),
-        as in the authors' code.
+        For a form that holds a mean attention b̄ fixed (softmax) it is the form's, from the token
+        frequencies (for softmax the mean frequency x̄, the attention at uniform logits, as in the
+        authors' code).
         """
-        b_bar = self.data.mean_frequency() if self.attention_kind == "softmax" else None
+        form = self.attention_form
         return LogitInvariant.from_initial(
-            self.attention_kind,
+            form,
             self.projected_weights(y0),
             self.logits(y0),
             lr_ratio=self.eta_z / self.eta_w,
             temperature=self.temperature,
-            b_bar=b_bar,
+            b_bar=form.mean_attention(self.data.X) if form.holds_mean_attention else None,
         )
 
 
@@ -179,12 +180,12 @@ class ReducedFlow(_BlockFlow):
         - `activation`: the MLP activation name.
         - `eta_w`: learning rate of W (> 0).
         """
-        _check_block_options(invariant.kind, activation, eta_w, invariant.temperature)
+        _check_block_options(activation, eta_w, invariant.temperature)
         self.data = data
         self.invariant = invariant
         self.eta_w = _as_float(eta_w)
         self.temperature = invariant.temperature
-        self.attention_kind = invariant.kind
+        self.attention_form = invariant.attention
         self.activation = activation
 
     @classmethod
