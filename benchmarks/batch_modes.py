@@ -15,11 +15,11 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-
-import jomasim as js
 from _timing import median_seconds
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+import jomasim as js
+
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 
 def _toy(key):

@@ -36,7 +36,7 @@ import numpy as np
 import jomasim as js
 from jomasim.theory import SolverOptions, solve
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 FIRST_SIMULATE = """
 import jax, jax.numpy as jnp, jomasim as js

@@ -37,12 +37,12 @@ import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import median_seconds
 
 import jomasim as js
-from _timing import median_seconds
 from jomasim.theory._simulate import _error_norm  # jomasim's NaN-safe norm: the plain-Diffrax row differs only in its stages
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 RTOL, ATOL = 1e-6, 1e-9
 
@@ -132,7 +132,8 @@ def settings(name: str, batch: int):
 
 def reference_finals(fields, y0s, t_end: float):
     """The final states of a tight Dopri8 solve (rtol 1e-12), the yardstick of every error."""
-    exact = js.simulate(fields, y0s, jnp.array([0.0, t_end]), options=js.SolverOptions(solver="dopri8", rtol=1e-12, atol=1e-14, batch="vmap"))
+    tight = js.SolverOptions(solver="dopri8", rtol=1e-12, atol=1e-14, batch="vmap")
+    exact = js.simulate(fields, y0s, jnp.array([0.0, t_end]), tight)
     if not all(message == "ok" for message in exact.messages()):
         raise RuntimeError(f"the reference solve failed: {sorted(set(exact.messages()))}")
     return exact.ys[:, -1]

@@ -17,12 +17,12 @@ import statistics
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import jomasim as js
 from _timing import alternating_main, alternating_seconds
 from ode_throughput import SYSTEMS, settings
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+import jomasim as js
+
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 
 def measure(name: str, batch: int, mode: str, rounds: int) -> None:

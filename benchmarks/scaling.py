@@ -18,11 +18,11 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import jomasim as js
 from _timing import median_seconds
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+import jomasim as js
+
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 BASE = {"tokens": 20, "nodes": 20, "batch": 64}
 LABELS = {"tokens": "M_c (contextual tokens)", "nodes": "K (hidden nodes)", "batch": "B (trajectories)"}

@@ -26,7 +26,7 @@ from jomasim.experiments.block_sweep import BlockSweep
 from jomasim.experiments.compare import CompareConfig
 from jomasim.sweep import Grid, run_sweep
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 
 def _grid(points: int) -> Grid:

@@ -22,12 +22,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import median_seconds
 
 import jomasim as js
-from _timing import median_seconds
-from jomasim.experiments.compare import train_blocks
+from jomasim.experiments.block import train_blocks
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 
 def configurations(count: int):

@@ -14,18 +14,19 @@ import statistics
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import jomasim as js
 from _timing import alternating_main, alternating_seconds
 from ode_throughput import SYSTEMS, settings
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+import jomasim as js
+
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 
 def measure(name: str, batch: int, mode: str, rounds: int) -> None:
     fields, y0s = settings(name, batch)
     ts = jnp.array([0.0, SYSTEMS[name][1]])
-    runs = {flag: (lambda flag=flag: js.simulate(fields, y0s, ts, options=js.SolverOptions(batch=mode, unroll=flag))) for flag in (False, True)}
+    runs = {flag: (lambda flag=flag: js.simulate(fields, y0s, ts, js.SolverOptions(batch=mode, unroll=flag)))
+            for flag in (False, True)}
     compile_seconds, times = alternating_seconds(runs, rounds)
     steps = {flag: int(np.max(run().num_steps)) for flag, run in runs.items()}
     best = {flag: batch / min(seconds) for flag, seconds in times.items()}

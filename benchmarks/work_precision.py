@@ -16,12 +16,12 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import jomasim as js
 from _timing import median_seconds
 from ode_throughput import SYSTEMS, reference_finals, relative_error, rk4_batch, scipy_solve, settings
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+import jomasim as js
+
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 STYLES = {"jomasim vmap": "o-", "jomasim ode": "s-", "RK4 lax.scan": "^--", "SciPy RK45": "v:", "SciPy DOP853": "d:"}
 

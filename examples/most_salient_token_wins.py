@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 import jomasim as js
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 data = js.make_token_data(seed=0)
 delta = data.salience()  # Δ = E[x gᵀ] at the start of training, (M_c, K)

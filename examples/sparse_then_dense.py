@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 import jomasim as js
 
-jax.config.update("jax_enable_x64", True)  # jomasim computes in float64 (as its CLI); the theory refuses float32 at these tolerances
+jax.config.update("jax_enable_x64", True)  # jomasim computes in float64, as its CLI does
 
 mu = jnp.sort(jax.random.uniform(jax.random.key(0), (10,), minval=1.0, maxval=4.0))
 flow = js.NonlinearToyFlow(mu, temperature=2.0)

@@ -1,16 +1,12 @@
 """XLA options for compiling the §3.5 block programs (training, both flows and their measures).
 
 On a CPU the first run of such a program is almost all compile, and most of the compile is LLVM
-optimising some 300 small fused kernels (XLA's per-kernel log: 11.5 s of LLVM for the default
-`jomasim compare`). Two XLA options shorten it without costing run time on these programs:
-LLVM's optimisation level 1 instead of XLA's default 3 (the kernels are small, and LLVM's
-heavier passes bought them no measurable speed) and XLA's classic loop emitters instead of its
-newer fusion emitters.
-Measured on a 2-core CPU (`benchmarks/README.md`): compare's program compiles in 8.2-8.6 s
-instead of 12.0-13.5 s and runs 8, 64 and 256 seeds as fast as before; the block sweeps' warm-up
-falls from 16 to 13 s (theory) and from 8 to 4 s (training) at the same points per second. They
-are not global defaults: the classic emitters run the small unrolled toy field 1.8x slower, and
-on accelerators the options are untested.
+optimising a few hundred small fused kernels. Two XLA options shorten it without costing run time
+on these programs: LLVM's optimisation level 1 instead of XLA's default 3 (the kernels are small,
+and LLVM's heavier passes buy them nothing) and XLA's classic loop emitters instead of its newer
+fusion emitters. They are not global defaults: the classic emitters run the small unrolled toy
+field slower, and on accelerators the options are untested. The measurements behind this are in
+`benchmarks/README.md` (`compile_and_memory.py`).
 """
 
 import functools

@@ -100,14 +100,6 @@ def check_finite(name: str, value: Any) -> None:
         raise NonFiniteError(f"{name} holds {bad} NaN/infinite entries; all entries must be finite")
 
 
-def check_shape(name: str, value: Any, shape: tuple[int, ...]) -> None:
-    """Raises `ShapeMismatchError` unless `value` has exactly `shape`."""
-    if tuple(np.shape(value)) != tuple(shape):
-        raise ShapeMismatchError(
-            f"{name} has shape {tuple(np.shape(value))}; expected shape {tuple(shape)}"
-        )
-
-
 def _show(array: np.ndarray, allowed: np.ndarray) -> str:
     """The offending value (a scalar, or the first bad entry of an array) for error messages."""
     if array.ndim == 0:

@@ -17,9 +17,9 @@ from .attention import ATTENTIONS
 from .comparison import AGREEMENT
 from .corpus import CORPUS_VARIABLE
 from .data import VARIANTS
-from .experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory, summarize
 from .experiments.block import MODES, reference_of
 from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
+from .experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory, summarize
 from .experiments.compare import CompareConfig, compare
 from .experiments.overrides import field_values, split_assignment
 from .experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
@@ -413,7 +413,7 @@ def _simulate(args) -> None:
 
 def _compare(args) -> None:
     columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z", "entropy_train_final")
-    _run("compare", _config_from(CompareConfig, args), args, lambda config: compare(config, progress=True),
+    _run("compare", _config_from(CompareConfig, args), args, compare,
          plot_compare, "fig2.png",
          lambda summary: (_print_table(summary, columns, ("status_train", "status_ode", "status_reduced")),
                           _print_agreement(summary, "train", "step")))

@@ -18,11 +18,6 @@ def logits_and_weights(flow, ys) -> tuple[jax.Array, jax.Array]:
     return jax.vmap(flow.logits)(ys), jax.vmap(flow.projected_weights)(ys)
 
 
-def last_reached_index(ts: np.ndarray, t_final: np.ndarray) -> np.ndarray:
-    """Per trajectory, the index of the last save time in `ts` at or before its `t_final`."""
-    return np.sum(ts[None, :] <= np.asarray(t_final)[:, None], axis=1) - 1
-
-
 def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array) -> dict[str, jax.Array]:
     """How well Theorem 1 predicts the logits along one trajectory (the Fig. 2 curves).
 

@@ -2,11 +2,12 @@
 and the language-model batches of the PyTorch tutorial the authors' WikiText code follows.
 
 A corpus folder holds `train`, `valid` and `test` files named either `wiki.SPLIT.tokens` (the
-WikiText release) or `SPLIT.txt`; without one, WikiText-2 can come from the `datasets` library. Any split can play any role (tests train on `valid` and validate
-on `test`, the two splits shipped with the project's CI data). Tokens are the `basic_english`
-rules of torchtext (lower case, punctuation split off, `<unk>` kept as a word); the vocabulary
-comes from the training split, most frequent first, with `<unk>` (id 0) for everything below
-the frequency cut-off or unseen. Token ids are cached on disk per corpus, split choice and cut-off.
+WikiText release) or `SPLIT.txt`; without one, WikiText-2 can come from the `datasets` library. Any
+split can play any role (tests train on `valid` and validate on `test`, the two splits shipped with
+the project's CI data). Tokens are the `basic_english` rules of torchtext (lower case, punctuation
+split off, `<unk>` kept as a word); the vocabulary comes from the training split, most frequent
+first, with `<unk>` (id 0) for everything below the frequency cut-off or unseen. Token ids are
+cached on disk per corpus, split choice and cut-off.
 """
 
 import collections

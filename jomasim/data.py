@@ -7,9 +7,9 @@ sequences), stored as column y of `X` (shape `(M_c, K)`). The first `n_distinct`
 direction u_q).
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-import equinox as eqx
 import numpy as np
 
 from ._errors import (

@@ -16,6 +16,7 @@ from matplotlib.patches import Rectangle
 from .comparison import AGREEMENT
 from .theory import Status
 
+
 def _subplots(*grid, **options):
     """A new figure and its axes, as `pyplot.subplots` gives them, without pyplot."""
     figsize = options.pop("figsize", None)

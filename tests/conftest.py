@@ -4,10 +4,10 @@ profile, and XLA's quick compile for the small programs the tests run."""
 import os
 
 # The tests compile XLA programs with the backend (LLVM) optimisation level 0: the same HLO
-# programs, compiled in 55-65 % of the time, running 1.5-3x slower, which at the tests' sizes
-# (runs of milliseconds against compiles of seconds) makes the suite about 20 % faster (11:38 ->
-# 9:11-9:28 on a 2-core CPU). Results agree with the default level to about 1e-13. Set before JAX
-# starts its backend; the subprocesses of the tests inherit it; a level given in XLA_FLAGS wins.
+# programs, compiled faster and run slower, which at the tests' sizes (runs of milliseconds
+# against compiles of seconds) shortens the suite (benchmarks/README.md, compile_and_memory.py).
+# Set before JAX starts its backend; the subprocesses of the tests inherit it; a level given in
+# XLA_FLAGS wins.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 

@@ -150,6 +150,7 @@ def test_full_disk_gives_one_line_and_leaves_no_run(tmp_path, capsys, monkeypatc
     assert not list(tmp_path.iterdir()), "neither the run nor its partial folder is left"
 
 
+@pytest.mark.slow
 def test_same_config_gives_bitwise_identical_results_in_a_fresh_process(run_folder, tmp_path):
     command = [sys.executable, "-m", "jomasim.cli", *SMALL_RUN, "--out", str(tmp_path), "--name", "again"]
     subprocess.run(command, check=True, capture_output=True, timeout=600)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from jomasim._errors import OutOfRangeError
-from jomasim.hierarchy import (active_latents, cooccurrence_exact, make_hierarchy, sample_sequences,
-                               tree_cooccurrence)
+from jomasim.hierarchy import active_latents, cooccurrence_exact, make_hierarchy, sample_sequences, tree_cooccurrence
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ import pytest
 
 from jomasim.cli import _not_runnable, main
 from jomasim.corpus import CORPUS_VARIABLE
-from jomasim.experiments.overrides import field_values
-from jomasim.experiments.reproduce import REPRODUCTIONS
 from jomasim.experiments.fig3 import Fig3Config, run_fig3
 from jomasim.experiments.fig4 import Fig4Config, run_fig4
-from jomasim.experiments.reproduce import reproduce_all
+from jomasim.experiments.overrides import field_values
+from jomasim.experiments.reproduce import REPRODUCTIONS, reproduce_all
 from jomasim.experiments.scan_snap import ScanSnapConfig
 from jomasim.experiments.table1 import Table1Config
 from jomasim.experiments.wikitext import WikitextConfig

@@ -178,7 +178,8 @@ def test_overflowing_trial_steps_are_rejected_not_stuck():
     trajectory = js.simulate(js.NonlinearToyFlow(mu), jnp.full(10, 0.05), jnp.linspace(0.0, 3.0, 4))
     assert trajectory.messages() == ["ok"]
     assert int(trajectory.num_accepted_steps) < 5000 and int(trajectory.num_rejected_steps) < 2000
-    stiff = js.simulate(js.NonlinearToyFlow(mu), jnp.full(10, 0.05), jnp.linspace(0.0, 3.0, 4), options=js.SolverOptions(solver="kvaerno5", rtol=1e-9, atol=1e-12))
+    stiff = js.simulate(js.NonlinearToyFlow(mu), jnp.full(10, 0.05), jnp.linspace(0.0, 3.0, 4),
+                        js.SolverOptions(solver="kvaerno5", rtol=1e-9, atol=1e-12))
     np.testing.assert_allclose(trajectory.ys[-1], stiff.ys[-1], rtol=1e-5)
 
 

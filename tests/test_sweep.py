@@ -18,8 +18,16 @@ from jomasim.experiments.block import MemberNumbers, run_members
 from jomasim.experiments.block_sweep import BlockSweep
 from jomasim.experiments.compare import CompareConfig
 from jomasim.plots import _sweep_title, plot_sweep
-from jomasim.sweep import (Grid, computed_chunks, default_chunk_size, load_grid, local_mesh, parse_axis_values,
-                           resolve_points, run_sweep)
+from jomasim.sweep import (
+    Grid,
+    computed_chunks,
+    default_chunk_size,
+    load_grid,
+    local_mesh,
+    parse_axis_values,
+    resolve_points,
+    run_sweep,
+)
 
 GRID_TOML = """
 [settings]
@@ -123,6 +131,7 @@ def test_failed_points_are_marked_and_leave_their_chunk_unharmed(reference, tmp_
         np.testing.assert_array_equal(alone.table[name], table[name][~hard], err_msg=name)
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_same_table(reference, grid_file, tmp_path):
     _, expected = reference
     process = _jomasim("sweep", "--grid", grid_file, "--out", tmp_path, "--name", "eight", "--chunk-size", 8,
@@ -139,6 +148,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_merge_into_the_same_table(reference, grid_file, tmp_path):
     _, expected = reference
     common = ["sweep", "--grid", grid_file, "--out", tmp_path, "--name", "two", "--chunk-size", CHUNK,
@@ -151,6 +161,7 @@ def test_two_processes_merge_into_the_same_table(reference, grid_file, tmp_path)
     assert sorted(entry["process"] for entry in computed_chunks(tmp_path / "two")) == [0, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_sweep_resumes_without_recomputing(kill, reference, grid_file, tmp_path):
     grid, expected = reference

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 import jomasim as js
-from jomasim.experiments.compare import train_blocks
+from jomasim.experiments.block import train_blocks
 from jomasim.models import JoMABlock, Transformer, TransformerConfig
 from jomasim.train import OptimizerSpec, check_save_steps, make_optimizer, parameter_groups, train
 

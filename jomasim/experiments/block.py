@@ -183,6 +183,30 @@ def train_member(joint: JointFlow, y0, eta_w, eta_z, steps: int, save_steps) -> 
     return BlockTraining(saved["W"][...], saved["z"][...], losses)
 
 
+@eqx.filter_jit
+def train_blocks(joint: JointFlow, y0, eta_w: jax.Array, eta_z: jax.Array, steps: int, save_steps: jax.Array) -> BlockTraining:
+    """Full-batch SGD on one `JoMABlock` per member of a batch, vmapped in one compiled call.
+
+    **Arguments:**
+
+    - `joint`: a batch of `JointFlow`s (leading axis B) giving each member's data, attention,
+      activation and temperature; its rates are not used.
+    - `y0`: the batch of initial states (W(0), z(0)), `(B, d, K)` and `(B, M_c)`.
+    - `eta_w`, `eta_z`: SGD learning rates, scalars or `(B,)`.
+    - `steps`: number of SGD steps (static).
+    - `save_steps`: increasing steps in [0, steps] to keep.
+
+    **Returns:**
+
+    A `BlockTraining` with `W` `(B, n_save, d, K)`, `z` `(B, n_save, M_c)`, `losses` `(B, steps)`.
+    """
+    batch = y0[0].shape[0]
+    rates = jnp.broadcast_to(eta_w, (batch,)), jnp.broadcast_to(eta_z, (batch,))
+    return jax.vmap(lambda flow, W0, z0, rate_w, rate_z: train_member(flow, (W0, z0), rate_w, rate_z, steps, save_steps))(
+        joint, *y0, *rates
+    )
+
+
 def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str) -> dict[str, jax.Array]:
     """Everything one member's runs give, at the saved steps. Traceable (vmap it over members).
 

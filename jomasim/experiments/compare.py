@@ -14,16 +14,11 @@ their clock, so step k of training sits at flow time k. At every saved step the 
 import dataclasses
 import time
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from .._errors import OutOfRangeError, check_integer, check_positive
-from ..theory import JointFlow
 from ..train import every_steps
-from .block import BlockSetting, BlockTraining, run_members, summarize_members, train_member
+from .block import BlockSetting, run_members, summarize_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,49 +46,20 @@ class CompareConfig(BlockSetting):
         return every_steps(self.steps, self.save_every)
 
 
-@eqx.filter_jit
-def train_blocks(joint: JointFlow, y0, eta_w: jax.Array, eta_z: jax.Array, steps: int, save_steps: jax.Array) -> BlockTraining:
-    """Full-batch SGD on one `JoMABlock` per member of a batch, vmapped in one compiled call.
-
-    **Arguments:**
-
-    - `joint`: a batch of `JointFlow`s (leading axis B) giving each member's data, attention,
-      activation and temperature; its rates are not used.
-    - `y0`: the batch of initial states (W(0), z(0)), `(B, d, K)` and `(B, M_c)`.
-    - `eta_w`, `eta_z`: SGD learning rates, scalars or `(B,)`.
-    - `steps`: number of SGD steps (static).
-    - `save_steps`: increasing steps in [0, steps] to keep.
-
-    **Returns:**
-
-    A `BlockTraining` with `W` `(B, n_save, d, K)`, `z` `(B, n_save, M_c)`, `losses` `(B, steps)`.
-    """
-    batch = y0[0].shape[0]
-    rates = jnp.broadcast_to(eta_w, (batch,)), jnp.broadcast_to(eta_z, (batch,))
-    return jax.vmap(lambda flow, W0, z0, rate_w, rate_z: train_member(flow, (W0, z0), rate_w, rate_z, steps, save_steps))(
-        joint, *y0, *rates
-    )
-
-
-def run_compare(config: CompareConfig, progress: bool = False) -> dict:
-    """Trains the block and integrates both flows for every seed, and measures them step by step.
+def run_compare(config: CompareConfig) -> dict:
+    """Trains the block and integrates both flows for every seed, and measures them step by step,
+    in one compiled call.
 
     **Arguments:**
 
     - `config`: a `CompareConfig`.
-    - `progress`: show a progress line while the job compiles and runs.
 
     **Returns:**
 
     The curves of `jomasim.experiments.block.run_members` in `both` mode (runs `train`, `ode` =
     the joint flow, `reduced`; training is the reference), saved at `steps`.
     """
-    bar = tqdm(total=1, desc="compare", unit="job", disable=not progress)
-    bar.set_postfix_str(f"training {config.seeds} seeds x {config.steps} steps + joint and reduced ODE (Diffrax)")
-    results = run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "both")
-    bar.update()
-    bar.close()
-    return results
+    return run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "both")
 
 
 def summarize_compare(results: dict, wall_seconds: float) -> dict:
@@ -101,7 +67,7 @@ def summarize_compare(results: dict, wall_seconds: float) -> dict:
     return {**summarize_members(results, "both"), "wall_seconds": wall_seconds}
 
 
-def compare(config: CompareConfig, progress: bool = False) -> tuple[dict, dict]:
+def compare(config: CompareConfig) -> tuple[dict, dict]:
     """`run_compare` and `summarize_compare` together, timed.
 
     **Returns:**
@@ -109,5 +75,5 @@ def compare(config: CompareConfig, progress: bool = False) -> tuple[dict, dict]:
     `(results, summary)`.
     """
     started = time.perf_counter()
-    results = run_compare(config, progress)
+    results = run_compare(config)
     return results, summarize_compare(results, time.perf_counter() - started)

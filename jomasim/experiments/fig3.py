@@ -10,9 +10,6 @@ argmax_l Δ_l0; every node's winning token is one of the few tokens with the lar
 across nodes ‖Δ_l:‖ (the rows that blow up first in J18–J19); and σ₁(V) ≫ σ₂(V) (low rank).
 """
 
-SALIENT_TOKENS = 3
-"""How many tokens, by largest ‖Δ_l:‖, count as "the most salient" across nodes."""
-
 import dataclasses
 
 import numpy as np
@@ -21,6 +18,9 @@ from .._errors import check_positive
 from ..theory import matrix_solution
 from .block import run_members, training_status
 from .compare import CompareConfig
+
+SALIENT_TOKENS = 3
+"""How many tokens, by largest ‖Δ_l:‖, count as "the most salient" across nodes."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 from .._errors import check_choice
 from ..io import environment, run_directory, write_json, write_npz, write_rows_csv, write_text
-from ..report import ReportEntry, index_html
 from ..plots import plot_fig3, plot_fig4, plot_pretrained, plot_scan_snap, plot_table1, plot_wikitext
+from ..report import ReportEntry, index_html
 from .fig3 import Fig3Config, run_fig3
 from .fig4 import Fig4Config, run_fig4
 from .pretrained import PretrainedConfig, run_pretrained

@@ -2,6 +2,6 @@
 decoder-only Transformer."""
 
 from .joma_block import JoMABlock as JoMABlock
+from .scan_snap import ScanSnapModel as ScanSnapModel
 from .transformer import Transformer as Transformer
 from .transformer import TransformerConfig as TransformerConfig
-from .scan_snap import ScanSnapModel as ScanSnapModel

@@ -71,7 +71,7 @@ CPU_POINTS_PER_DEVICE = 16
 ACCELERATOR_POINTS_PER_DEVICE = 256
 """Default points per device in a chunk. A vmapped adaptive solve waits for the slowest point of
 its chunk; on a CPU a wider batch buys little parallelism to pay for that, on a GPU width is nearly
-free (`benchmarks/sweep_throughput.py`: 16 points was best on a 2-core CPU, 256 on an H100)."""
+free (the chunk sizes `benchmarks/sweep_throughput.py` measured best: benchmarks/README.md)."""
 
 
 def default_chunk_size(mesh: Mesh) -> int:

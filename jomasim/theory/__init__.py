@@ -12,9 +12,9 @@ from ._options import check_precision as check_precision
 from ._simulate import simulate as simulate
 from ._simulate import solve as solve
 from ._simulate import stack as stack
+from ._toy_flows import NonlinearToyFlow as NonlinearToyFlow
+from ._toy_flows import SalienceFlow as SalienceFlow
 from ._trajectory import Status as Status
 from ._trajectory import Trajectory as Trajectory
 from ._trajectory import status_messages as status_messages
-from ._toy_flows import NonlinearToyFlow as NonlinearToyFlow
-from ._toy_flows import SalienceFlow as SalienceFlow
 from ._unrolled import UnrolledERK as UnrolledERK

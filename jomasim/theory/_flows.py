@@ -7,9 +7,9 @@ Every field is an `equinox.Module` callable as `field(t, y, args)`, so it can be
 
 import abc
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-import equinox as eqx
 
 from .._errors import check_choice, check_positive
 from ..activation import ACTIVATIONS

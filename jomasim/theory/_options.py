@@ -47,7 +47,7 @@ class SolverOptions:
       take their steps with the stages written out (`UnrolledERK`: Diffrax's tableau and results,
       no inner loop over the stages) instead of Diffrax's stage loop. `None` (default) unrolls
       small fields (at most `UNROLL_MAX_EQUATIONS` jaxpr equations, as the toys), where the loop
-      costs more than the arithmetic (1.6–2.6× more trajectories/s on a CPU), but not
+      costs more than the arithmetic, but not
       `batch="ode"` on a CPU, and keeps the loop for larger fields, where unrolling mostly adds
       compile time. `True`/`False` force either form (`benchmarks/unroll.py` measures both).
     """

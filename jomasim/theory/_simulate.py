@@ -42,9 +42,8 @@ def _error_norm(tree) -> jax.Array:
     return jnp.where(jnp.isnan(norm), jnp.inf, norm)
 
 
-# fields of at most this many jaxpr equations (the toys: 6 to 8) get unrolled stages by default;
-# the JoMA block flows have 87 to 124, where unrolling added 1-3 s of XLA compile per program on
-# a 2-core CPU and changed their run time by -10 % to +1 % (benchmarks/README.md, unroll.py)
+# fields of at most this many jaxpr equations (the toys) get unrolled stages by default; the JoMA
+# block flows, several times larger, only gain compile time from it (benchmarks/README.md, unroll.py)
 UNROLL_MAX_EQUATIONS = 64
 
 
@@ -64,7 +63,7 @@ def _equation_count(jaxpr) -> int:
 def _diffrax_solver(field, y0, t0, options: SolverOptions):
     """The Diffrax solver named by `options.solver`; an explicit Runge–Kutta one wrapped in
     `UnrolledERK` when `options.unroll` says so, or (`None`) when the field is small, except for
-    a shared-step batch on a CPU (there the unrolled step measured 8-16 % slower at B = 64)."""
+    a shared-step batch on a CPU (where the unrolled step is the slower one: benchmarks/README.md)."""
     solver = SOLVERS[options.solver]()
     if not isinstance(solver, dfx.AbstractERK):
         return solver

@@ -23,8 +23,7 @@ def _weighted_sum(weights, increments):
     """`Σ_j weights[j] · increments[j]` leaf by leaf, as one contraction of the stacked increments.
 
     A contraction rather than a chain of scaled additions: on CPUs XLA re-fuses such chains into
-    every consumer and recomputes them there (the toy's shared-step batch at B = 64 ran at half
-    the speed of Diffrax's loop that way); the contraction is materialised once.
+    every consumer and recomputes them there; the contraction is materialised once.
 
     **Arguments:**
 
@@ -53,7 +52,7 @@ class UnrolledERK(dfx.AbstractAdaptiveSolver):
     The results are those of the wrapped solver up to floating-point reassociation: same
     tableau, same error estimate, same dense output, same first-same-as-last reuse. Compile time
     grows with the number of stages, since the field is compiled once per stage: little for the
-    toys, 1–3 s more per program for the JoMA block flows on a 2-core CPU.
+    toys, seconds for the JoMA block flows (`benchmarks/README.md`, `unroll.py`).
 
     **Arguments:**
 
