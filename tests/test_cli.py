@@ -11,7 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from jomasim.cli import _crawled_at_relu_kinks, _print_agreement, main
+from jomasim.cli import main
+from jomasim.cli._main import _crawled_at_relu_kinks
+from jomasim.cli._print import print_agreement
 from jomasim.experiments.compare import CompareConfig
 from jomasim.io import environment, source_revision
 
@@ -176,18 +178,18 @@ def test_relu_flows_out_of_steps_get_a_note():
 def test_agreement_lines_say_where_each_run_parts(capsys):
     summary = {"seeds": [0, 1], "parted_ode": [800, None], "nc_ode_z": [-0.1, 0.999], "parted_reduced": [None, None],
                "nc_reduced_z": [1.0, 1.0]}
-    _print_agreement(summary, "train", "step")
+    print_agreement(summary, "train", "step")
     ode, hint, reduced = capsys.readouterr().out.splitlines()
     assert ode.startswith("the joint ODE parts from training") and "1 of 2 seeds: seed 0 at step 800;" in ode
     assert "0 of them end at or above 0.99 again" in ode and "learning rate is too large" in hint
     assert reduced == "the reduced JoMA ODE agrees with training (NC of z at least 0.99) at every save on all 2 seeds"
-    _print_agreement({"seeds": [3], "parted_reduced": [12.5], "nc_reduced_z": [0.995]}, "ode", "t")
+    print_agreement({"seeds": [3], "parted_reduced": [12.5], "nc_reduced_z": [0.995]}, "ode", "t")
     assert "seed 3 at t = 12.5; 1 of them end at or above 0.99 again" in capsys.readouterr().out
     drifted = {"seeds": [3, 4, 5], "parted_reduced": [12.5, None, 9.0], "nc_reduced_z": [0.995, 1.0, 0.9],
                "bbar_drift_parted_reduced": [0.404, None, 0.097]}
-    _print_agreement(drifted, "ode", "t")
+    print_agreement(drifted, "ode", "t")
     assert "b̄ of the joint ODE has drifted 10–40 % from the x̄" in capsys.readouterr().out.splitlines()[1]
-    _print_agreement({**drifted, "bbar_drift_parted_reduced": [0.404, None, 0.398]}, "ode", "t")
+    print_agreement({**drifted, "bbar_drift_parted_reduced": [0.404, None, 0.398]}, "ode", "t")
     assert "has drifted 40 % from" in capsys.readouterr().out
 
 

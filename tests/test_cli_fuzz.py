@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from jomasim import cli
+from jomasim.cli import _main as cli
 from jomasim.sweep import local_mesh
 from jomasim.sweep._grid import resolve_points
 

@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from jomasim.cli import _not_runnable, main
+from jomasim.cli import main
+from jomasim.cli._main import _not_runnable
+from jomasim.cli._overrides import field_values
 from jomasim.corpus import CORPUS_VARIABLE
 from jomasim.experiments.fig3 import Fig3Config, run_fig3
 from jomasim.experiments.fig4 import Fig4Config, run_fig4
-from jomasim.experiments.overrides import field_values
 from jomasim.experiments.reproduce import REPRODUCTIONS, reproduce_all
 from jomasim.experiments.scan_snap import ScanSnapConfig
 from jomasim.experiments.table1 import Table1Config
@@ -71,7 +72,7 @@ def test_cli_writes_and_replaces_a_reproduction(tmp_path, capsys):
     "arguments, message",
     [
         (["fig3", "--mu", "1,2"], "--mu does not apply to fig3"),
-        (["fig4", "--mu", "1,x"], "give comma-separated numbers"),
+        (["fig4", "--mu", "1,x"], "--mu: '1,x' is not allowed; it takes a comma-separated list of numbers"),
         (["fig4", "--mu", "0.04,2"], "every target must exceed"),
         (["fig4", "--mu-seed", "-1"], "mu_seed=-1 is not allowed"),
         (["fig4", "--set", "iterations=abc"], "iterations of fig4 takes an integer"),
@@ -84,7 +85,13 @@ def test_cli_writes_and_replaces_a_reproduction(tmp_path, capsys):
     ],
 )
 def test_bad_reproduction_options_are_one_line(arguments, message, tmp_path, capsys):
-    assert main(["reproduce", *arguments, "--out", str(tmp_path)]) == 2
+    """Exit code 2 and one line, whether the parser refuses the text (a usage error) or the
+    config refuses the value."""
+    try:
+        code = main(["reproduce", *arguments, "--out", str(tmp_path)])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
     assert not any(tmp_path.iterdir()), "nothing written"

@@ -8,12 +8,14 @@ replacing an earlier run of the same name only once the new one is complete.
 """
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .._errors import check_choice
+from ..corpus import CORPUS_VARIABLE
 from ..io import environment, run_directory, write_json, write_npz, write_rows_csv, write_text
 from ..plots import plot_fig3, plot_fig4, plot_pretrained, plot_scan_snap, plot_table1, plot_wikitext
 from ..report import ReportEntry, index_html
@@ -27,25 +29,68 @@ from .wikitext import WikitextConfig, run_wikitext
 
 @dataclasses.dataclass(frozen=True)
 class Reproduction:
-    """One reproducible result: its config type, what computes it, and its figure."""
+    """One reproducible result: its config type, what computes it, its figure, and how the command
+    line reaches it. Registering a reproduction in `REPRODUCTIONS` is all the command line needs.
+
+    **Fields:**
+
+    - `config`: the config dataclass; `--set FIELD=VALUE` reaches every field.
+    - `run`: `run(config) -> (data, summary)`.
+    - `plot`: `plot(data, summary, path)`.
+    - `what`: one line on what it shows.
+    - `options`: config fields that also get an option of their own (`--field-name`), with its help.
+    - `presets`: named configs (`--preset-name` flags), each a classmethod of the config that
+      takes the other fields as keywords.
+    - `missing`: why it cannot run given the fields the command line names (its input is
+      missing), or `None`; `reproduce all` skips it then.
+    """
 
     config: type
     run: Callable[[Any], tuple[dict, dict]]
     plot: Callable[[dict, dict, Path], None]
     what: str
+    options: dict[str, str] = dataclasses.field(default_factory=dict)
+    presets: dict[str, tuple[Callable[..., Any], str]] = dataclasses.field(default_factory=dict)
+    missing: Callable[[set[str]], str | None] = lambda named: None
 
+
+def _missing_corpus(named: set[str]) -> str | None:
+    if "corpus" in named or os.environ.get(CORPUS_VARIABLE):
+        return None
+    return f"no corpus: give --corpus or set {CORPUS_VARIABLE}"
+
+
+def _missing_checkpoints(named: set[str]) -> str | None:
+    return None if "checkpoints" in named else "no checkpoints: give --checkpoints (and --text)"
+
+
+_SEEDS_HELP = "seeds per learning-rate cell (scan-snap, default 10) or per row (table1, default 5)"
 
 REPRODUCTIONS = {
-    "fig3": Reproduction(Fig3Config, run_fig3, plot_fig3, "linear activation: the most salient token wins, V low-rank"),
-    "fig4": Reproduction(Fig4Config, run_fig4, plot_fig4, "nonlinear toy: attention sparse first, dense later"),
+    "fig3": Reproduction(Fig3Config, run_fig3, plot_fig3, "linear activation: the most salient token wins, V low-rank",
+                         options={"seed": "seed of the data and initial weights", "variant": "token-frequency model"}),
+    "fig4": Reproduction(Fig4Config, run_fig4, plot_fig4, "nonlinear toy: attention sparse first, dense later",
+                         options={"mu_seed": "generator seed of the targets mu",
+                                  "mu": "explicit comma-separated targets, e.g. 1.27,1.40,2.2"}),
     "scan-snap": Reproduction(ScanSnapConfig, run_scan_snap, plot_scan_snap,
-                              "Scan&Snap model: a larger attention learning rate gives sparser attention"),
+                              "Scan&Snap model: a larger attention learning rate gives sparser attention",
+                              options={"seeds": _SEEDS_HELP}),
     "table1": Reproduction(Table1Config, run_table1, plot_table1,
-                           "hierarchical data: MLP hidden nodes of each layer match the latents of its level"),
+                           "hierarchical data: MLP hidden nodes of each layer match the latents of its level",
+                           options={"seeds": _SEEDS_HELP},
+                           presets={"paper_sizes": (Table1Config.paper_sizes, "the paper's model and schedule (d 1024, "
+                                                    "400 hidden, 10000 Adam steps, batch 128)")}),
     "wikitext": Reproduction(WikitextConfig, run_wikitext, plot_wikitext,
-                             "Transformers on real text: per-layer attention entropy over training (Fig. 6, 8)"),
+                             "Transformers on real text: per-layer attention entropy over training (Fig. 6, 8)",
+                             options={"corpus": f"a folder in the WikiText layout (default: ${CORPUS_VARIABLE})"},
+                             presets={"small": (WikitextConfig.small, "a reduced run (2 depths, d 64, 1500 steps, one "
+                                                "seed) instead of the sizes of §6.2")},
+                             missing=_missing_corpus),
     "pretrained": Reproduction(PretrainedConfig, run_pretrained, plot_pretrained,
-                               "checkpoints of one model: attention entropy and MLP stable rank per layer"),
+                               "checkpoints of one model: attention entropy and MLP stable rank per layer",
+                               options={"checkpoints": "comma-separated checkpoint folders of one model, in training order",
+                                        "text": "a UTF-8 text file to measure the attention on"},
+                               missing=_missing_checkpoints),
 }
 
 

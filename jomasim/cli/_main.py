@@ -3,7 +3,6 @@
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -11,24 +10,21 @@ from pathlib import Path
 
 import jax
 
-from ._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_choice
-from .activation import ACTIVATIONS
-from .attention import ATTENTIONS
-from .comparison import AGREEMENT
-from .corpus import CORPUS_VARIABLE
-from .data import VARIANTS
-from .experiments.block import MODES, reference_of
-from .experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
-from .experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory, summarize
-from .experiments.compare import CompareConfig, compare
-from .experiments.overrides import field_values, split_assignment
-from .experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
-from .experiments.table1 import PAPER_SIZES
-from .experiments.wikitext import SMALL_SIZES
-from .io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
-from .plots import plot_block_theory, plot_compare, plot_sweep
-from .sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
-from .theory._simulate import FIXED_STEP_SOLVERS, SOLVERS
+from .._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_choice
+from ..activation import ACTIVATIONS
+from ..attention import ATTENTIONS
+from ..data import VARIANTS
+from ..experiments.block import MODES, reference_of
+from ..experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
+from ..experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory, summarize
+from ..experiments.compare import CompareConfig, compare
+from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
+from ..io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
+from ..plots import plot_block_theory, plot_compare, plot_sweep
+from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
+from ..theory._options import FIXED_STEP_SOLVERS, SOLVERS
+from ._overrides import field_values, option_type, split_assignment
+from ._print import format_rows, print_agreement, print_table, without_lists
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -207,10 +203,14 @@ def _sweep(args) -> None:
           f"{', ' + str(len(specs)) + ' plots' if specs else ''})")
 
 
-REPRODUCE_OPTIONS = {"seed": ("fig3",), "variant": ("fig3",), "mu_seed": ("fig4",), "mu": ("fig4",), "seeds": ("scan-snap", "table1"),
-                     "paper_sizes": ("table1",), "corpus": ("wikitext",), "small": ("wikitext",),
-                     "checkpoints": ("pretrained",), "text": ("pretrained",)}
-"""Options of `jomasim reproduce` and the reproductions they apply to (each a field of their config)."""
+def _reproduction_options() -> dict[str, tuple[str, ...]]:
+    """Every option of `jomasim reproduce` (a config field or a preset of a registered
+    reproduction) and the reproductions it applies to."""
+    applies: dict[str, tuple[str, ...]] = {}
+    for name, entry in REPRODUCTIONS.items():
+        for option in (*entry.options, *entry.presets):
+            applies[option] = (*applies.get(option, ()), name)
+    return applies
 
 
 def _add_reproduce(commands) -> None:
@@ -223,21 +223,17 @@ def _add_reproduce(commands) -> None:
     )
     parser.add_argument("reproduction", choices=(*REPRODUCTIONS, "all"),
                         help="one reproduction, or all of them in sequence and an index.html over them")
-    parser.add_argument("--seed", type=int, default=None, help="fig3: seed of the data and initial weights")
-    parser.add_argument("--variant", choices=VARIANTS, default=None, help="fig3: token-frequency model")
-    parser.add_argument("--mu-seed", type=int, default=None, help="fig4: generator seed of the targets mu")
-    parser.add_argument("--mu", default=None, help="fig4: explicit comma-separated targets, e.g. 1.27,1.40,2.2")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help="scan-snap: seeds per learning-rate cell (default 10); table1: seeds per row (default 5)")
-    parser.add_argument("--paper-sizes", action="store_const", const=True, default=None,
-                        help="table1: the paper's model and schedule (d 1024, 400 hidden, 10000 Adam steps, batch 128)")
-    parser.add_argument("--corpus", default=None,
-                        help="wikitext: a folder in the WikiText layout (default: $JOMASIM_WIKITEXT)")
-    parser.add_argument("--small", action="store_const", const=True, default=None,
-                        help="wikitext: a reduced run (2 depths, d 64, 1500 steps, one seed) instead of the sizes of §6.2")
-    parser.add_argument("--checkpoints", default=None,
-                        help="pretrained: comma-separated checkpoint folders of one model, in training order")
-    parser.add_argument("--text", default=None, help="pretrained: a UTF-8 text file to measure the attention on")
+    added = set()
+    for name, entry in REPRODUCTIONS.items():
+        for field, text in entry.options.items():
+            if field not in added:
+                applies = ", ".join(_reproduction_options()[field])
+                parser.add_argument(f"--{field.replace('_', '-')}", type=option_type(entry.config, field), default=None,
+                                    help=f"{applies}: {text}")
+        for preset, (_, text) in entry.presets.items():
+            parser.add_argument(f"--{preset.replace('_', '-')}", action="store_const", const=True, default=None,
+                                help=f"{name}: {text}")
+        added.update(entry.options)
     parser.add_argument("--set", action="append", default=[], metavar="[NAME.]FIELD=VALUE", dest="assignments",
                         help="any field of the reproduction's config, after the options above (repeatable; lists "
                         "comma-separated, e.g. --set depths=1,2,5; with 'all' prefix the reproduction: "
@@ -246,38 +242,15 @@ def _add_reproduce(commands) -> None:
     parser.set_defaults(handler=_reproduce)
 
 
-def _without_lists(value):
-    """A summary's scalars (nested dicts kept, lists dropped), for printing."""
-    if isinstance(value, dict):
-        return {key: _without_lists(item) for key, item in value.items() if not isinstance(item, list)}
-    return value
-
-
-def _format_rows(rows: list[dict]) -> str:
-    """A list of rows (dicts with the same keys) as an aligned text table."""
-    cells = [list(rows[0])] + [[f"{value:.4g}" if isinstance(value, float) else str(value) for value in row.values()]
-                               for row in rows]
-    widths = [max(len(line[column]) for line in cells) for column in range(len(cells[0]))]
-    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
-
-
 def _config_for(name: str, given: dict, assignments: list[str]):
-    """The config of reproduction `name` from the options given that apply to it, then the
-    `--set` assignments for it."""
-    options = {option: value for option, value in given.items() if name in REPRODUCE_OPTIONS[option]}
-    if "mu" in options:
-        values = parse_axis_values("mu", options["mu"])
-        if not all(isinstance(value, (int, float)) for value in values):
-            raise OutOfRangeError(f"--mu {options['mu']!r} is not allowed; give comma-separated numbers")
-        options["mu"] = tuple(float(value) for value in values)
-    if options.pop("paper_sizes", False):
-        options.update(PAPER_SIZES)
-    if options.pop("small", False):
-        options.update(SMALL_SIZES)
-    if "checkpoints" in options:
-        options["checkpoints"] = tuple(folder for folder in options["checkpoints"].split(",") if folder)
-    options.update(field_values(REPRODUCTIONS[name].config, name, assignments))
-    return REPRODUCTIONS[name].config(**options)
+    """The config of reproduction `name`: its preset if one was given, the options given that are
+    its fields, then the `--set` assignments for it."""
+    entry = REPRODUCTIONS[name]
+    presets = [preset for preset in entry.presets if given.get(preset)]
+    fields = {option: value for option, value in given.items() if option in entry.options}
+    fields.update(field_values(entry.config, name, assignments))
+    make = entry.presets[presets[0]][0] if presets else entry.config
+    return make(**fields)
 
 
 def _check_assignments(name: str, assignments: list[str]) -> None:
@@ -291,23 +264,20 @@ def _check_assignments(name: str, assignments: list[str]) -> None:
 
 
 def _not_runnable(name: str, given: dict, assignments: list[str]) -> str | None:
-    """Why `reproduce all` cannot run `name` with these options and `--set` assignments (its input
-    is missing), or None."""
+    """Why `reproduce all` cannot run `name` with these options and `--set` assignments (the
+    registry's `missing`), or None."""
     named = given.keys() | {field for target, field, _ in map(split_assignment, assignments) if target == name}
-    if name == "wikitext" and "corpus" not in named and not os.environ.get(CORPUS_VARIABLE):
-        return f"no corpus: give --corpus or set {CORPUS_VARIABLE}"
-    if name == "pretrained" and "checkpoints" not in named:
-        return "no checkpoints: give --checkpoints (and --text)"
-    return None
+    return REPRODUCTIONS[name].missing(named)
 
 
 def _reproduce(args) -> None:
     name = args.reproduction
-    given = {option: getattr(args, option) for option in REPRODUCE_OPTIONS if getattr(args, option) is not None}
+    applies = _reproduction_options()
+    given = {option: getattr(args, option) for option in applies if getattr(args, option) is not None}
     for option in given:
-        if name != "all" and name not in REPRODUCE_OPTIONS[option]:
+        if name != "all" and name not in applies[option]:
             raise OutOfRangeError(f"--{option.replace('_', '-')} does not apply to {name}; it applies to "
-                                  f"{', '.join(REPRODUCE_OPTIONS[option])}")
+                                  f"{', '.join(applies[option])}")
     _check_assignments(name, args.assignments)
     if name == "all":
         skipped = {each: reason for each in REPRODUCTIONS if (reason := _not_runnable(each, given, args.assignments))}
@@ -319,13 +289,13 @@ def _reproduce(args) -> None:
         print(f"wrote {folder}/index.html (every figure and headline number, readable offline)")
         return
     folder, summary = reproduce(name, _config_for(name, given, args.assignments), args.out)
-    print(json.dumps(_without_lists({key: value for key, value in summary.items() if key != "layout"}), indent=2,
+    print(json.dumps(without_lists({key: value for key, value in summary.items() if key != "layout"}), indent=2,
                      default=str))
     if "layout" in summary:
         print(summary["layout"])
     files = [f"{name}.png", f"{name}.npz", "summary.json", "config.json"]
     if "table" in summary:
-        print(_format_rows(summary["table"]))
+        print(format_rows(summary["table"]))
         files.insert(2, f"{name}_table.csv")
     print(f"wrote {folder}/ ({', '.join(files)}) in {summary['wall_seconds']:.1f} s")
 
@@ -355,48 +325,6 @@ def _crawled_at_relu_kinks(config, summary: dict) -> bool:
     return config.activation == "relu" and config.solver not in FIXED_STEP_SOLVERS and out_of_steps
 
 
-def _print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ...]) -> None:
-    """One row per seed (and a mean row) of the chosen summary columns and what went wrong, if anything."""
-    columns = [column for column in columns if column in summary]
-    print("seed  " + "  ".join(f"{column:>14}" for column in columns) + "  status")
-    for row, seed in enumerate(summary["seeds"]):
-        values = "  ".join(f"{summary[column][row]:14.4f}" for column in columns)
-        problems = [f"{status.removeprefix('status_')}: {summary[status][row]}" for status in statuses if summary[status][row] != "ok"]
-        print(f"{seed:4d}  {values}  {'; '.join(problems) or 'ok'}")
-    means = "  ".join(f"{sum(summary[column]) / len(summary[column]):14.4f}" for column in columns)
-    print(f"mean  {means}")
-
-
-RUN_NAMES = {"train": "training", "ode": "the joint ODE", "reduced": "the reduced JoMA ODE"}
-
-
-def _print_agreement(summary: dict, reference: str, clock: str) -> None:
-    """One line per run compared with the reference: on which seeds, and from where, the two part."""
-    seeds = summary["seeds"]
-    for key in (key for key in summary if key.startswith("parted_")):
-        side = key.removeprefix("parted_")
-        run, other = RUN_NAMES[side], RUN_NAMES[reference]
-        parted = [(seed, step, final) for seed, step, final in zip(seeds, summary[key], summary[f"nc_{side}_z"])
-                  if step is not None]
-        if not parted:
-            print(f"{run} agrees with {other} (NC of z at least {AGREEMENT}) at every save on all {len(seeds)} seeds")
-            continue
-        at = "step " if clock == "step" else f"{clock} = "
-        where = ", ".join(f"seed {seed} at {at}{step:g}" for seed, step, _ in parted)
-        back = sum(final >= AGREEMENT for _, _, final in parted)
-        print(f"{run} parts from {other} (NC of z below {AGREEMENT}) on {len(parted)} of {len(seeds)} seeds: {where}; "
-              f"{back} of them end at or above {AGREEMENT} again")
-        if (side, reference) == ("ode", "train"):
-            print("  (the joint ODE is SGD's limit of small steps: where they part, the learning rate is too large for "
-                  "the flow to describe the training)")
-        drifts = [100 * drift for drift in summary.get(f"bbar_drift_parted_{side}", []) if drift is not None]
-        if drifts:
-            low, high = f"{min(drifts):.0f}", f"{max(drifts):.0f}"
-            span = low if low == high else f"{low}–{high}"
-            print(f"  (where it parts, the mean attention b̄ of {other} has drifted {span} % from the x̄ that "
-                  "Theorem 1's softmax invariant holds fixed)")
-
-
 def _simulate(args) -> None:
     def work(config):
         started = time.perf_counter()
@@ -407,16 +335,16 @@ def _simulate(args) -> None:
 
     columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_reduced_z", "entropy_ode_final")
     _run("simulate", _config_from(BlockTheoryConfig, args), args, work, plot_block_theory, "theory.png",
-         lambda summary: (_print_table(summary, columns, ("status_ode", "status_reduced")),
-                          _print_agreement(summary, "ode", "t")))
+         lambda summary: (print_table(summary, columns, ("status_ode", "status_reduced")),
+                          print_agreement(summary, "ode", "t")))
 
 
 def _compare(args) -> None:
     columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z", "entropy_train_final")
     _run("compare", _config_from(CompareConfig, args), args, compare,
          plot_compare, "fig2.png",
-         lambda summary: (_print_table(summary, columns, ("status_train", "status_ode", "status_reduced")),
-                          _print_agreement(summary, "train", "step")))
+         lambda summary: (print_table(summary, columns, ("status_train", "status_ode", "status_reduced")),
+                          print_agreement(summary, "train", "step")))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -443,7 +371,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jomasim: error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

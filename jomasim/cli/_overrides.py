@@ -1,10 +1,12 @@
-"""Settings of a reproduction's config written as text (`jomasim reproduce NAME --set FIELD=VALUE`).
+"""Config fields written as text: `jomasim reproduce NAME --set FIELD=VALUE` and the options that a
+reproduction gives its fields (`option_type`).
 
 A value is read by the type of its dataclass field: integers, numbers, `true`/`false`, text,
 `none` for an optional field, comma-separated lists for `tuple[T, ...]` (`1,2,5,10`; an empty
 value is the empty tuple) and colon-separated fixed tuples inside them (`10:20,20:30`).
 """
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -110,3 +112,17 @@ def field_values(config_type: type, name: str, assignments: list[str]) -> dict:
             raise OutOfRangeError(f"--set {field}={value!r} is not allowed; {field} of {name} takes "
                                   f"{_describe(hints[field])}") from None
     return values
+
+
+def option_type(config_type: type, field: str):
+    """The argparse `type` of an option that sets `field` of `config_type`: the text read by the
+    field's type as `--set` reads it, a usage error (one line, exit code 2) naming what it takes."""
+    kind = typing.get_type_hints(config_type)[field]
+
+    def convert(text: str):
+        try:
+            return _convert(kind, text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; it takes {_describe(kind)}") from None
+
+    return convert
