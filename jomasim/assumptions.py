@@ -17,6 +17,8 @@ over k first, which for a cross-entropy head and a linear activation is zero, Σ
 the second is what holding b̄ fixed misses while the attention moves.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -24,8 +26,18 @@ from .attention import LogitInvariant
 from .block import block_hidden, hidden_loss
 from .theory import JointFlow
 
-LEAK_CURVES = ("invariant_leak", "bbar_drift", "leak_factorization", "leak_bbar")
-"""The curves of `state_leak` (the last three for softmax attention only)."""
+
+class LeakCurves(NamedTuple):
+    """How fast a state leaves Theorem 1's invariant (`state_leak`; curves under `leak_curves`):
+    `invariant_leak` = ‖ṙ‖ / ‖∂r/∂z · ż‖ (0 where Theorem 1 is exact) and, for a form that holds
+    a mean attention fixed (softmax; `None` otherwise), `bbar_drift` = ‖b̄(t) − b̄‖ / ‖b̄‖ and the
+    two parts of ṙ on the same scale, `leak_factorization` and `leak_bbar` (see the module
+    docstring)."""
+
+    invariant_leak: jax.Array
+    bbar_drift: jax.Array | None = None
+    leak_factorization: jax.Array | None = None
+    leak_bbar: jax.Array | None = None
 
 
 def _relative(vector: jax.Array, scale: jax.Array) -> jax.Array:
@@ -66,7 +78,7 @@ def softmax_leak_parts(joint: JointFlow, invariant: LogitInvariant, W: jax.Array
     return _softmax_parts(joint, invariant, W, z, _backpropagated(joint, W, z)[0])
 
 
-def state_leak(joint: JointFlow, invariant: LogitInvariant, W: jax.Array, z: jax.Array) -> dict[str, jax.Array]:
+def state_leak(joint: JointFlow, invariant: LogitInvariant, W: jax.Array, z: jax.Array) -> LeakCurves:
     """How fast the joint flow leaves the invariant at one state, relative to how fast z moves.
 
     **Arguments:**
@@ -77,27 +89,26 @@ def state_leak(joint: JointFlow, invariant: LogitInvariant, W: jax.Array, z: jax
 
     **Returns:**
 
-    Scalars: `invariant_leak` = ‖ṙ‖ / ‖∂r/∂z · ż‖ (0 where Theorem 1 is exact). For softmax
-    attention also `bbar_drift` = ‖b̄(t) − b̄‖ / ‖b̄‖ and the two parts of ṙ on the same scale,
-    `leak_factorization` and `leak_bbar` (see the module docstring).
+    `LeakCurves` of scalars.
     """
     signal, (W_rate, z_rate) = _backpropagated(joint, W, z)
     V, V_rate = joint.data.U_c.T @ W, joint.data.U_c.T @ W_rate
     _, residual_rate = jax.jvp(invariant.residual, (V, z), (V_rate, z_rate))
     _, logit_part = jax.jvp(lambda logits: invariant.residual(V, logits), (z,), (z_rate,))
     scale = jnp.linalg.norm(logit_part)
-    curves = {"invariant_leak": _relative(residual_rate, scale)}
-    if invariant.b_bar is not None:
-        factorization, drift, b_mean = _softmax_parts(joint, invariant, W, z, signal)
-        rate = joint.eta_z / joint.temperature
-        curves.update(
-            bbar_drift=_relative(b_mean - invariant.b_bar, jnp.linalg.norm(invariant.b_bar)),
-            leak_factorization=_relative(rate * factorization, scale),
-            leak_bbar=_relative(rate * drift, scale),
-        )
-    return curves
+    leak = _relative(residual_rate, scale)
+    if invariant.b_bar is None:
+        return LeakCurves(leak)
+    factorization, drift, b_mean = _softmax_parts(joint, invariant, W, z, signal)
+    rate = joint.eta_z / joint.temperature
+    return LeakCurves(
+        leak,
+        bbar_drift=_relative(b_mean - invariant.b_bar, jnp.linalg.norm(invariant.b_bar)),
+        leak_factorization=_relative(rate * factorization, scale),
+        leak_bbar=_relative(rate * drift, scale),
+    )
 
 
-def leak_curves(joint: JointFlow, invariant: LogitInvariant, W: jax.Array, z: jax.Array) -> dict[str, jax.Array]:
+def leak_curves(joint: JointFlow, invariant: LogitInvariant, W: jax.Array, z: jax.Array) -> LeakCurves:
     """`state_leak` along a trajectory: `W` `(n, d, K)`, `z` `(n, M_c)`; every curve `(n,)`."""
     return jax.vmap(lambda weights, logits: state_leak(joint, invariant, weights, logits))(W, z)

@@ -4,9 +4,10 @@ Nothing here integrates or trains; every function takes the arrays of one trajec
 leading axis) and returns curves over time.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .attention import LogitInvariant
 from .metrics import normalized_correlation
@@ -18,7 +19,19 @@ def logits_and_weights(flow, ys) -> tuple[jax.Array, jax.Array]:
     return jax.vmap(flow.logits)(ys), jax.vmap(flow.projected_weights)(ys)
 
 
-def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array) -> dict[str, jax.Array]:
+class Theorem1Curves(NamedTuple):
+    """Theorem 1 along one trajectory, at every time: NC(ẑ, z), NC of its two parts ẑ₁ and ẑ₂
+    with z for an additive form (`None` for linear attention), the residual `(n, M_c)` and the
+    prediction ẑ `(n, M_c)`."""
+
+    nc_zhat_z: jax.Array
+    nc_zhat1_z: jax.Array | None
+    nc_zhat2_z: jax.Array | None
+    invariant_residual: jax.Array
+    z_hat: jax.Array
+
+
+def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array) -> Theorem1Curves:
     """How well Theorem 1 predicts the logits along one trajectory (the Fig. 2 curves).
 
     **Arguments:**
@@ -29,44 +42,46 @@ def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array) -> di
 
     **Returns:**
 
-    `nc_zhat_z` = NC(ẑ, z), `invariant_residual` (`(n, M_c)`), `z_hat`, and for exp/softmax
-    attention also `nc_zhat1_z`, `nc_zhat2_z` (the two parts of ẑ against z).
+    The `Theorem1Curves`.
     """
     z_hat = jax.vmap(invariant.predict)(V)
-    curves = {
-        "z_hat": z_hat,
-        "nc_zhat_z": normalized_correlation(z_hat, z),
-        "invariant_residual": jax.vmap(invariant.residual)(V, z),
-    }
+    parts = (None, None)
     if invariant.attention.additive:
         zhat1, zhat2 = jax.vmap(invariant.terms)(V)
-        curves["nc_zhat1_z"] = normalized_correlation(zhat1, z)
-        curves["nc_zhat2_z"] = normalized_correlation(zhat2, z)
-    return curves
+        parts = normalized_correlation(zhat1, z), normalized_correlation(zhat2, z)
+    return Theorem1Curves(normalized_correlation(z_hat, z), *parts, jax.vmap(invariant.residual)(V, z), z_hat)
 
 
-def agreement_curves(name: str, z: jax.Array, V: jax.Array, z_ref: jax.Array, V_ref: jax.Array) -> dict[str, jax.Array]:
+class Agreement(NamedTuple):
+    """One trajectory against a reference at every time: NC of z and of V (flattened), the
+    relative error ‖z − z_ref‖ / ‖z_ref‖, each `(n,)`, and the index at which it parts from the
+    reference (`parting_index`, −1 if never)."""
+
+    nc_z: jax.Array
+    nc_V: jax.Array
+    relerr_z: jax.Array
+    parted_index: jax.Array
+
+
+def agreement(z: jax.Array, V: jax.Array, z_ref: jax.Array, V_ref: jax.Array, last: jax.Array) -> Agreement:
     """How closely one trajectory of (z, V) follows a reference trajectory, at every time.
 
     **Arguments:**
 
-    - `name`: suffix of the returned keys (e.g. `"ode"` or `"reduced"`).
     - `z`, `V`: the trajectory, `(n, M_c)` and `(n, M_c, K)`.
     - `z_ref`, `V_ref`: the reference (e.g. the trained model), same shapes.
+    - `last`: the last index both reached (the parting is looked for up to it).
 
     **Returns:**
 
-    `nc_{name}_z` and `nc_{name}_V` (normalized correlation, V flattened), and `relerr_{name}_z`
-    = ‖z − z_ref‖ / ‖z_ref‖, each `(n,)`.
+    The `Agreement`.
     """
     flat = lambda a: jnp.reshape(a, (a.shape[0], -1))  # noqa: E731
     error = jnp.linalg.norm(z - z_ref, axis=-1)
     scale = jnp.linalg.norm(z_ref, axis=-1)
-    return {
-        f"nc_{name}_z": normalized_correlation(z, z_ref),
-        f"nc_{name}_V": normalized_correlation(flat(V), flat(V_ref)),
-        f"relerr_{name}_z": error / jnp.where(scale > 0, scale, 1.0),
-    }
+    nc_z = normalized_correlation(z, z_ref)
+    return Agreement(nc_z, normalized_correlation(flat(V), flat(V_ref)), error / jnp.where(scale > 0, scale, 1.0),
+                     parting_index(nc_z, last))
 
 
 AGREEMENT = 0.99
@@ -89,23 +104,3 @@ def parting_index(nc: jax.Array, last: jax.Array) -> jax.Array:
     index = jnp.arange(jnp.shape(nc)[-1])
     below = ~(jnp.asarray(nc) >= AGREEMENT) & (index <= jnp.expand_dims(jnp.asarray(last), -1))
     return jnp.where(jnp.any(below, axis=-1), jnp.argmax(below, axis=-1), -1)
-
-
-def final_values(results: dict, last: np.ndarray, prefixes: tuple[str, ...] = ("nc_", "relerr_")) -> dict[str, list]:
-    """Per seed, the value of every curve whose name starts with one of `prefixes` at index `last`.
-
-    **Arguments:**
-
-    - `results`: arrays `(S, n)` keyed by name (other entries are ignored).
-    - `last`: `(S,)` the save index to read for each seed (the last one it reached).
-
-    **Returns:**
-
-    A dict of lists, one value per seed.
-    """
-    rows = np.arange(len(last))
-    return {
-        name: np.asarray(values)[rows, last].tolist()
-        for name, values in sorted(results.items())
-        if name.startswith(prefixes) and np.ndim(values) == 2
-    }

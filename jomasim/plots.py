@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .comparison import AGREEMENT
+from .experiments.block import BlockResults
 from .theory import Status
 
 
@@ -29,29 +30,26 @@ def _save(figure: Figure, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-RUN_LABELS = {"ode": "joint ODE", "reduced": "reduced ODE"}
-
-
-def _mark_failures(axis, ts, t_final, status) -> None:
-    """Draws a red cross at the end time of every trajectory that did not finish."""
-    for time, code in zip(t_final, status):
+def _mark_failures(axis, solve) -> None:
+    """Draws a red cross at the end time of every trajectory of a flow's `Solve` that did not finish."""
+    for time, code in zip(solve.t_final, solve.status):
         if code != Status.OK:
             axis.axvline(time, color="red", linestyle=":", linewidth=1)
             axis.plot([time], [axis.get_ylim()[0]], "rx")
 
 
-def _frequency_map(figure, axis, results: dict) -> None:
+def _frequency_map(figure, axis, results: BlockResults) -> None:
     """Heat map of the first seed's token frequencies X (tokens × classes)."""
-    image = axis.imshow(results["X"][0], aspect="auto", cmap="viridis")
+    image = axis.imshow(results.members.X[0], aspect="auto", cmap="viridis")
     axis.set_xlabel("class y")
     axis.set_ylabel("contextual token l")
-    axis.set_title(f"X (seed {int(results['seeds'][0])})")
+    axis.set_title(f"X (seed {int(results.seeds[0])})")
     figure.colorbar(image, ax=axis)
 
 
-def _reached(results: dict) -> np.ndarray:
+def _reached(results: BlockResults) -> np.ndarray:
     """`(seeds, saves)`: the saves up to the last one every run of a seed reached (`last_index`)."""
-    return np.arange(len(results["steps"]))[None, :] <= results["last_index"][:, None]
+    return np.arange(len(results.steps))[None, :] <= results.members.last_index[:, None]
 
 
 def _seed_curves(axis, x, curves, reached, label, **style) -> None:
@@ -60,20 +58,29 @@ def _seed_curves(axis, x, curves, reached, label, **style) -> None:
         axis.plot(x[reached[seed]], curve[reached[seed]], alpha=0.6, label=label if seed == 0 else None, **style)
 
 
-def _mark_partings(axis, x, curves, parted, color, label) -> None:
-    """A triangle on each seed's curve at the save where its run parts from the reference
-    (`parted_index_*`, −1 where they agree throughout); the label only if some seed parts."""
+def _mark_partings(axis, x, agreement, color, label) -> None:
+    """A triangle on each seed's NC(z) curve at the save where its run parts from the reference
+    (`Agreement.parted_index`, −1 where they agree throughout); the label only if some seed parts."""
+    parted = agreement.parted_index
     seeds = np.flatnonzero(parted >= 0)
-    axis.plot(x[parted[seeds]], curves[seeds, parted[seeds]], "v", color=color, markersize=6,
+    axis.plot(x[parted[seeds]], agreement.nc_z[seeds, parted[seeds]], "v", color=color, markersize=6,
               label=label if len(seeds) else None)
 
 
-def _theorem1_styles(prefix: str = "") -> dict:
-    return {
-        f"{prefix}nc_zhat_z": dict(color="red", linestyle="-", label="NC(ẑ, z)"),
-        f"{prefix}nc_zhat1_z": dict(color="green", linestyle="--", label="NC(ẑ₁, z)"),
-        f"{prefix}nc_zhat2_z": dict(color="blue", linestyle="--", label="NC(ẑ₂, z)"),
-    }
+THEOREM1_STYLES = {
+    "nc_zhat_z": dict(color="red", linestyle="-", label="NC(ẑ, z)"),
+    "nc_zhat1_z": dict(color="green", linestyle="--", label="NC(ẑ₁, z)"),
+    "nc_zhat2_z": dict(color="blue", linestyle="--", label="NC(ẑ₂, z)"),
+}
+"""How each `Theorem1Curves` curve is drawn."""
+
+
+def _theorem1_panel(axis, x, curves, reached, run: str = "", **style) -> None:
+    """The NC curves of `Theorem1Curves` (those the form has), labelled with `run`."""
+    for name, base in THEOREM1_STYLES.items():
+        if getattr(curves, name) is not None:
+            label = f"{base['label']} {run}".strip()
+            _seed_curves(axis, x, getattr(curves, name), reached, **{**base, "label": label, **style})
 
 
 LEAK_STYLES = {
@@ -84,11 +91,12 @@ LEAK_STYLES = {
 }
 
 
-def _leak_panel(axis, x, results: dict, reached, xlabel: str, run: str) -> None:
+def _leak_panel(axis, x, results: BlockResults, reached, xlabel: str, run: str) -> None:
     """How fast the reference run leaves Theorem 1's invariant and, for softmax, why (log scale)."""
     for name, style in LEAK_STYLES.items():
-        if name in results:
-            _seed_curves(axis, x, np.maximum(results[name], 1e-17), reached, **style)
+        curve = getattr(results.members.leaks, name)
+        if curve is not None:
+            _seed_curves(axis, x, np.maximum(curve, 1e-17), reached, **style)
     axis.set_yscale("log")
     _finish(axis, xlabel, "relative size", f"Theorem 1's assumptions along {run}")
 
@@ -100,7 +108,7 @@ def _finish(axis, xlabel: str, ylabel: str, title: str) -> None:
     axis.legend(loc="best", fontsize=8)
 
 
-def plot_block_theory(results: dict, path: Path) -> None:
+def plot_block_theory(results: BlockResults, path: Path) -> None:
     """Token frequencies, the Theorem 1 correlation curves, attention entropy and Theorem 1's
     assumptions (`jomasim.assumptions`) over time.
 
@@ -112,32 +120,30 @@ def plot_block_theory(results: dict, path: Path) -> None:
     - `results`: the output of `run_block_theory`.
     - `path`: the PNG to write.
     """
-    ts = results["ts"]
+    ts = results.steps
+    joint, reduced = results.members.joint, results.members.reduced
     reached = _reached(results)
     figure, (left, middle, right, leaks) = _subplots(1, 4, figsize=(20, 4.2))
     _frequency_map(figure, left, results)
 
-    styles = {**_theorem1_styles(), "nc_reduced_z": dict(color="black", linestyle=":", label="NC(z reduced ODE, z joint ODE)")}
-    for name, style in styles.items():
-        if name in results:
-            _seed_curves(middle, ts, results[name], reached, **style)
-    _mark_partings(middle, ts, results["nc_reduced_z"], results["parted_index_reduced"], "black",
-                   f"reduced ODE parts from the joint (NC < {AGREEMENT})")
+    _theorem1_panel(middle, ts, joint.theorem1, reached)
+    _seed_curves(middle, ts, reduced.agreement.nc_z, reached, "NC(z reduced ODE, z joint ODE)", color="black",
+                 linestyle=":")
+    _mark_partings(middle, ts, reduced.agreement, "black", f"reduced ODE parts from the joint (NC < {AGREEMENT})")
     middle.axhline(1.0, color="gray", linewidth=0.8)
     middle.axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
     _finish(middle, "t", "normalized correlation", "Theorem 1 on the joint flow")
-    _mark_failures(middle, ts, results["t_final_ode"], results["status_ode"])
+    _mark_failures(middle, joint.solve)
 
-    _seed_curves(right, ts, results["entropy_ode"], reached, "joint flow", color="tab:orange")
-    _seed_curves(right, ts, results["entropy_reduced"], reached, "reduced JoMA flow", color="tab:purple", linestyle="--")
+    _seed_curves(right, ts, joint.entropy, reached, "joint flow", color="tab:orange")
+    _seed_curves(right, ts, reduced.entropy, reached, "reduced JoMA flow", color="tab:purple", linestyle="--")
     _finish(right, "t", "attention entropy (nats)", "attention entropy, mean over classes")
-    _mark_failures(right, ts, results["t_final_reduced"], results["status_reduced"])
+    _mark_failures(right, reduced.solve)
     _leak_panel(leaks, ts, results, reached, "t", "the joint flow")
-
     _save(figure, path)
 
 
-def plot_compare(results: dict, path: Path) -> None:
+def plot_compare(results: BlockResults, path: Path) -> None:
     """The Fig. 2 picture with theory overlaid: X, Theorem 1 on the trained model (solid) and on
     the joint ODE (thin dashed), theory-vs-training NC, the attention entropy of all three, and
     Theorem 1's assumptions along training (`jomasim.assumptions`).
@@ -150,33 +156,29 @@ def plot_compare(results: dict, path: Path) -> None:
     - `results`: the output of `run_compare`.
     - `path`: the PNG to write.
     """
-    steps = results["steps"]
-    last = results["last_index"]
+    steps = results.steps
+    members = results.members
+    last = members.last_index
     reached = _reached(results)
     figure, axes = _subplots(1, 5, figsize=(25, 4.2))
     _frequency_map(figure, axes[0], results)
 
-    for name, style in _theorem1_styles().items():
-        if name in results:
-            _seed_curves(axes[1], steps, results[name], reached, **{**style, "label": style["label"] + " trained"})
-            _seed_curves(axes[1], steps, results[f"ode_{name}"], reached, **{**style, "label": style["label"] + " joint ODE",
-                                                                              "linestyle": ":", "linewidth": 2.0})
+    _theorem1_panel(axes[1], steps, members.train.theorem1, reached, "trained")
+    _theorem1_panel(axes[1], steps, members.joint.theorem1, reached, "joint ODE", linestyle=":", linewidth=2.0)
     axes[1].axhline(1.0, color="gray", linewidth=0.8)
     _finish(axes[1], "SGD step", "normalized correlation", "Theorem 1: predicted ẑ(V) vs learned z")
 
-    for side, color in (("ode", "tab:orange"), ("reduced", "tab:purple")):
-        curves = results[f"nc_{side}_z"]
-        _seed_curves(axes[2], steps, curves, reached, f"NC(z {RUN_LABELS[side]}, z trained)", color=color)
-        _mark_partings(axes[2], steps, curves, results[f"parted_index_{side}"], color,
-                       f"{RUN_LABELS[side]} parts (NC < {AGREEMENT})")
-    _seed_curves(axes[2], steps, results["nc_reduced_V"], reached, "NC(V reduced ODE, V trained)", color="tab:purple",
-                 linestyle="--")
+    for run, label, color in ((members.joint, "joint ODE", "tab:orange"), (members.reduced, "reduced ODE", "tab:purple")):
+        _seed_curves(axes[2], steps, run.agreement.nc_z, reached, f"NC(z {label}, z trained)", color=color)
+        _mark_partings(axes[2], steps, run.agreement, color, f"{label} parts (NC < {AGREEMENT})")
+    _seed_curves(axes[2], steps, members.reduced.agreement.nc_V, reached, "NC(V reduced ODE, V trained)",
+                 color="tab:purple", linestyle="--")
     axes[2].axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
     _finish(axes[2], "SGD step", "normalized correlation", "theory vs training")
 
-    _seed_curves(axes[3], steps, results["entropy_train"], reached, "trained", color="black")
-    _seed_curves(axes[3], steps, results["entropy_ode"], reached, "joint ODE", color="tab:orange", linestyle="--")
-    _seed_curves(axes[3], steps, results["entropy_reduced"], reached, "reduced JoMA ODE", color="tab:purple", linestyle=":")
+    _seed_curves(axes[3], steps, members.train.entropy, reached, "trained", color="black")
+    _seed_curves(axes[3], steps, members.joint.entropy, reached, "joint ODE", color="tab:orange", linestyle="--")
+    _seed_curves(axes[3], steps, members.reduced.entropy, reached, "reduced JoMA ODE", color="tab:purple", linestyle=":")
     _finish(axes[3], "SGD step", "attention entropy (nats)", "attention entropy, mean over classes")
     _leak_panel(axes[4], steps, results, reached, "SGD step", "training")
 
@@ -216,7 +218,7 @@ def plot_sweep(table: dict, value: str, x: str, y: str | None, path: Path) -> No
     **Arguments:**
 
     - `table`: the merged sweep table (`SweepResult.table`).
-    - `value`: the result column to show (e.g. `"entropy_min_step_train"`).
+    - `value`: the result column to show (e.g. `"entropy_train_min_step"`).
     - `x`, `y`: grid axes (columns of the table).
     - `path`: the PNG to write.
     """

@@ -29,8 +29,8 @@ def _state(attention: str, activation: str, scale: float = 0.5):
 def test_exact_invariants_do_not_leak_at_any_state(attention, activation):
     joint, invariant, W, z = _state(attention, activation)
     leak = state_leak(joint, invariant, W, z)
-    assert set(leak) == {"invariant_leak"}
-    assert float(leak["invariant_leak"]) <= 1e-12
+    assert (leak.bbar_drift, leak.leak_factorization, leak.leak_bbar) == (None, None, None)
+    assert float(leak.invariant_leak) <= 1e-12
 
 
 def test_leak_is_the_rate_of_the_residual_along_the_flow():
@@ -40,7 +40,7 @@ def test_leak_is_the_rate_of_the_residual_along_the_flow():
     residual = lambda h: invariant.residual(joint.data.U_c.T @ (W + h * W_rate), z + h * z_rate)  # noqa: E731
     step = 1e-5
     rate = (residual(step) - residual(-step)) / (2 * step)
-    np.testing.assert_allclose(state_leak(joint, invariant, W, z)["invariant_leak"],
+    np.testing.assert_allclose(state_leak(joint, invariant, W, z).invariant_leak,
                                jnp.linalg.norm(rate) / jnp.linalg.norm(z_rate), rtol=1e-7)
 
 
@@ -53,10 +53,10 @@ def test_softmax_leak_splits_into_factorisation_and_drift(activation):
     np.testing.assert_allclose(residual_rate, -(joint.eta_z / joint.temperature) * (factorization + drift),
                                rtol=1e-10, atol=1e-14)
     leak = state_leak(joint, invariant, W, z)
-    assert float(leak["leak_bbar"]) > 0 and float(leak["leak_factorization"]) > 0
+    assert float(leak.leak_bbar) > 0 and float(leak.leak_factorization) > 0
 
 
 def test_uniform_logits_leave_the_mean_attention_at_its_constant():
     joint, invariant, W, _ = _state("softmax", "linear")
     leak = state_leak(joint, invariant, W, jnp.zeros(joint.data.n_tokens))
-    assert float(leak["bbar_drift"]) <= 1e-15 and float(leak["leak_bbar"]) <= 1e-15
+    assert float(leak.bbar_drift) <= 1e-15 and float(leak.leak_bbar) <= 1e-15

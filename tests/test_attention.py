@@ -125,5 +125,5 @@ def test_a_new_attention_form_is_one_class():
     V = jax.vmap(joint.projected_weights)(trajectory.ys)
     assert float(jnp.max(jnp.abs(z_path[-1] - z_path[0]))) > 0.1  # the logits do move
     np.testing.assert_allclose(jax.vmap(invariant.residual)(V, z_path), 0.0, atol=1e-7)
-    assert float(jnp.max(leak_curves(joint, invariant, W, z_path)["invariant_leak"])) < 1e-6
+    assert float(jnp.max(leak_curves(joint, invariant, W, z_path).invariant_leak)) < 1e-6
     np.testing.assert_allclose(reduced.logits(), z_path, rtol=1e-6, atol=1e-7)

@@ -109,7 +109,7 @@ def test_compare_writes_a_complete_run(compare_folder):
     assert config["command"] == "compare" and config["seeds"] == [0, 1]
     assert config["config"]["steps"] == 300 and config["environment"]["packages"]["flax"]
     summary = json.loads((compare_folder / "summary.json").read_text())
-    assert summary["step"] == [300, 300] and len(summary["nc_ode_z"]) == 2
+    assert summary["last_step"] == [300, 300] and len(summary["nc_ode_z"]) == 2
     data = np.load(compare_folder / "data.npz")
     assert data["steps"].tolist() == [0, 50, 100, 150, 200, 250, 300] and data["entropy_train"].shape == (2, 7)
 
@@ -128,7 +128,7 @@ def test_simulate_runs_the_flows_at_the_rates_given(run_folder, compare_folder):
     300 steps (time scales with the rates): the save times line up with the SGD steps, and SGD
     differs from its flow only by its first-order discretisation error."""
     flow, sgd = np.load(run_folder / "data.npz"), np.load(compare_folder / "data.npz")
-    assert flow["ts"].tolist() == [0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0]
+    assert flow["steps"].tolist() == [0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0]
     error = np.linalg.norm(flow["z_ode"] - sgd["z_train"], axis=-1) / np.linalg.norm(sgd["z_train"], axis=-1)
     assert error.max() < 1e-2
 
@@ -176,16 +176,16 @@ def test_relu_flows_out_of_steps_get_a_note():
 
 
 def test_agreement_lines_say_where_each_run_parts(capsys):
-    summary = {"seeds": [0, 1], "parted_ode": [800, None], "nc_ode_z": [-0.1, 0.999], "parted_reduced": [None, None],
+    summary = {"seeds": [0, 1], "parted_step_ode": [800, None], "nc_ode_z": [-0.1, 0.999], "parted_step_reduced": [None, None],
                "nc_reduced_z": [1.0, 1.0]}
     print_agreement(summary, "train", "step")
     ode, hint, reduced = capsys.readouterr().out.splitlines()
     assert ode.startswith("the joint ODE parts from training") and "1 of 2 seeds: seed 0 at step 800;" in ode
     assert "0 of them end at or above 0.99 again" in ode and "learning rate is too large" in hint
     assert reduced == "the reduced JoMA ODE agrees with training (NC of z at least 0.99) at every save on all 2 seeds"
-    print_agreement({"seeds": [3], "parted_reduced": [12.5], "nc_reduced_z": [0.995]}, "ode", "t")
+    print_agreement({"seeds": [3], "parted_step_reduced": [12.5], "nc_reduced_z": [0.995]}, "ode", "t")
     assert "seed 3 at t = 12.5; 1 of them end at or above 0.99 again" in capsys.readouterr().out
-    drifted = {"seeds": [3, 4, 5], "parted_reduced": [12.5, None, 9.0], "nc_reduced_z": [0.995, 1.0, 0.9],
+    drifted = {"seeds": [3, 4, 5], "parted_step_reduced": [12.5, None, 9.0], "nc_reduced_z": [0.995, 1.0, 0.9],
                "bbar_drift_parted_reduced": [0.404, None, 0.097]}
     print_agreement(drifted, "ode", "t")
     assert "b̄ of the joint ODE has drifted 10–40 % from the x̄" in capsys.readouterr().out.splitlines()[1]

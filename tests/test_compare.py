@@ -27,16 +27,16 @@ def softmax_runs():
 def test_sgd_follows_the_joint_gradient_flow(softmax_runs, eta):
     results, summary = softmax_runs[eta]
     assert summary["status_ode"] == ["ok"] * 3 and summary["status_train"] == ["ok"] * 3
-    assert min(results["nc_ode_z"].min(), results["nc_ode_V"].min()) >= 0.9999
-    assert summary["parted_ode"] == [None] * 3
-    assert results["relerr_ode_z"].max() <= 1e-2
-    np.testing.assert_allclose(results["entropy_train"], results["entropy_ode"], atol=1e-2)
+    assert min(results.members.joint.agreement.nc_z.min(), results.members.joint.agreement.nc_V.min()) >= 0.9999
+    assert summary["parted_step_ode"] == [None] * 3
+    assert results.members.joint.agreement.relerr_z.max() <= 1e-2
+    np.testing.assert_allclose(results.members.train.entropy, results.members.joint.entropy, atol=1e-2)
 
 
 def test_discretisation_error_is_first_order_in_the_step(softmax_runs):
     """SGD is explicit Euler on the flow: its error at fixed t is first order in η."""
-    coarse = softmax_runs[0.1][0]["relerr_ode_z"][:, -1]
-    fine = softmax_runs[0.01][0]["relerr_ode_z"][:, -1]
+    coarse = softmax_runs[0.1][0].members.joint.agreement.relerr_z[:, -1]
+    fine = softmax_runs[0.01][0].members.joint.agreement.relerr_z[:, -1]
     np.testing.assert_allclose(coarse / fine, 10.0, rtol=0.15)
 
 
@@ -45,8 +45,8 @@ def test_theorem1_predicts_the_trained_logits(softmax_runs):
     assert np.mean(summary["nc_zhat_z"]) >= 0.98
     assert set(summary) >= {"nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z", "wall_seconds"}
     assert all(len(summary[key]) == 3 for key in ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z"))
-    assert results["z_train"].shape == (3, 9, 20) and results["V_train"].shape == (3, 9, 20, 20)
-    assert summary["step"] == [800] * 3
+    assert results.members.train.z.shape == (3, 9, 20) and results.members.train.V.shape == (3, 9, 20, 20)
+    assert summary["last_step"] == [800] * 3
 
 
 @pytest.fixture(scope="module")
@@ -58,23 +58,23 @@ def exp_run():
 def test_softmax_invariant_leaks_as_the_mean_attention_drifts(softmax_runs):
     """Theorem 1's softmax assumption of a constant b̄ fails as the attention sharpens."""
     results, summary = softmax_runs[0.1]
-    drift, leak = results["bbar_drift"], results["leak_bbar"]
+    drift, leak = results.members.leaks.bbar_drift, results.members.leaks.leak_bbar
     assert (np.diff(drift[:, 1:], axis=1) > 0).all() and (drift[:, -1] > 0.2).all()
-    assert (leak[:, -1] > 10 * leak[:, 1]).all() and (results["invariant_leak"][:, -1] > 0.2).all()
-    assert summary["bbar_drift_final"] == drift[:, -1].tolist()
-    for row, index in enumerate(results["parted_index_reduced"]):
+    assert (leak[:, -1] > 10 * leak[:, 1]).all() and (results.members.leaks.invariant_leak[:, -1] > 0.2).all()
+    assert summary["bbar_drift"] == drift[:, -1].tolist()
+    for row, index in enumerate(results.members.reduced.agreement.parted_index):
         assert summary["bbar_drift_parted_reduced"][row] == (drift[row, index] if index >= 0 else None)
 
 
 def test_reduced_flow_tracks_training_with_exp_attention(exp_run):
     results, summary = exp_run
     assert min(summary["nc_reduced_z"]) >= 0.999
-    assert max(summary["invariant_leak_final"]) <= 1e-12 and "bbar_drift" not in results, "exp: Theorem 1 is exact"
-    sharpened = np.asarray(summary["entropy_train_final"]) < np.asarray(summary["entropy_initial"]) - 0.05
+    assert max(summary["invariant_leak"]) <= 1e-12 and results.members.leaks.bbar_drift is None, "exp: Theorem 1 is exact"
+    sharpened = np.asarray(summary["entropy_train"]) < np.asarray(summary["entropy_initial"]) - 0.05
     assert sharpened.all(), "attention sharpened"
 
 
-def _trained_only(**settings) -> dict:
+def _trained_only(**settings):
     """Training alone (no ODEs to compile), with Theorem 1 measured on the trained model."""
     config = CompareConfig(seeds=3, **settings)
     return run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "train")
@@ -83,8 +83,8 @@ def _trained_only(**settings) -> dict:
 @pytest.mark.parametrize("attention", ["exp", "linear"])
 def test_invariant_holds_on_the_trained_model(exp_run, attention):
     results = exp_run[0] if attention == "exp" else _trained_only(attention="linear", steps=400, save_every=100)
-    scale = np.abs(results["z_train"]).max() ** (2 if attention == "linear" else 1)
-    assert np.abs(results["invariant_residual"]).max() <= 2e-3 * scale
+    scale = np.abs(results.members.train.z).max() ** (2 if attention == "linear" else 1)
+    assert np.abs(results.members.train.theorem1.invariant_residual).max() <= 2e-3 * scale
 
 
 def test_a_run_parts_at_its_first_save_below_agreement():
@@ -106,9 +106,9 @@ def test_default_fig2_setting_headline_numbers():
     _, summary = compare(CompareConfig())
     assert np.mean(summary["nc_zhat_z"]) >= 0.98
     assert min(summary["nc_ode_z"]) >= 0.9999 and min(summary["nc_ode_V"]) >= 0.9999
-    assert summary["parted_ode"] == [None] * 8
+    assert summary["parted_step_ode"] == [None] * 8
     # the reduced flow follows training closely until the attention snaps, past step 600 on every seed
-    assert min(summary["parted_reduced"]) >= 600
+    assert min(summary["parted_step_reduced"]) >= 600
     assert max(summary["relerr_ode_z"]) <= 1e-2
     # the reduced softmax flow (J13b, b̄ fixed at x̄) sparsifies earlier than training; on seed 1 it
     # picks a different winning token (NC 0.65), on the other seven NC >= 0.98

@@ -14,11 +14,12 @@ from .._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_c
 from ..activation import ACTIVATIONS
 from ..attention import ATTENTIONS
 from ..data import VARIANTS
-from ..experiments.block import MODES, reference_of
+from ..experiments.block import MODE_RUNS, MODES
 from ..experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
-from ..experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory, summarize
+from ..experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory
 from ..experiments.compare import CompareConfig, compare
 from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
+from ..experiments.results import OUTPUT_NAMES
 from ..io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from ..plots import plot_block_theory, plot_compare, plot_sweep
 from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
@@ -165,7 +166,8 @@ def _plot_specs(args, task: BlockSweep, grid: Grid) -> list[tuple[str, str, str 
         varied = [name for name, values in grid.axes.items() if len(values) > 1 and name != "seed"]
         if not varied:
             return []
-        return [(f"entropy_min_step_{reference_of(task.mode)}", varied[0], varied[1] if len(varied) > 1 else None)]
+        reference = OUTPUT_NAMES[MODE_RUNS[task.mode][0]]
+        return [(f"entropy_{reference}_min_step", varied[0], varied[1] if len(varied) > 1 else None)]
     specs = []
     for text in args.plot:
         parts = text.split(":")
@@ -308,7 +310,7 @@ def _run(command: str, config, args, work: Callable, plot: Callable, figure: str
         results, summary = work(config)
         write_json(folder / "config.json", {"command": command, "config": dataclasses.asdict(config),
                                             "seeds": config.seed_list, "environment": environment()})
-        write_npz(folder / "data.npz", **{k: v for k, v in results.items() if not k.startswith("messages_")})
+        write_npz(folder / "data.npz", **results.arrays())
         plot(results, folder / figure)
         write_json(folder / "summary.json", summary)
     print_table(summary)
@@ -329,18 +331,16 @@ def _simulate(args) -> None:
     def work(config):
         started = time.perf_counter()
         results = run_block_theory(config)
-        summary = summarize(results)
-        summary["wall_seconds"] = time.perf_counter() - started
-        return results, summary
+        return results, {**results.summary(), "wall_seconds": time.perf_counter() - started}
 
-    columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_reduced_z", "entropy_ode_final")
+    columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_reduced_z", "entropy_ode")
     _run("simulate", _config_from(BlockTheoryConfig, args), args, work, plot_block_theory, "theory.png",
          lambda summary: (print_table(summary, columns, ("status_ode", "status_reduced")),
                           print_agreement(summary, "ode", "t")))
 
 
 def _compare(args) -> None:
-    columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z", "entropy_train_final")
+    columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z", "entropy_train")
     _run("compare", _config_from(CompareConfig, args), args, compare,
          plot_compare, "fig2.png",
          lambda summary: (print_table(summary, columns, ("status_train", "status_ode", "status_reduced")),

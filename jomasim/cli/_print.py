@@ -34,10 +34,11 @@ RUN_NAMES = {"train": "training", "ode": "the joint ODE", "reduced": "the reduce
 
 
 def print_agreement(summary: dict, reference: str, clock: str) -> None:
-    """One line per run compared with the reference: on which seeds, and from where, the two part."""
+    """One line per run compared with the reference (output names, `RUN_NAMES`): on which seeds, and
+    from where (the summary's `parted_step_RUN`), the two part."""
     seeds = summary["seeds"]
-    for key in (key for key in summary if key.startswith("parted_")):
-        side = key.removeprefix("parted_")
+    for side in (side for side in RUN_NAMES if f"parted_step_{side}" in summary):
+        key = f"parted_step_{side}"
         run, other = RUN_NAMES[side], RUN_NAMES[reference]
         parted = [(seed, step, final) for seed, step, final in zip(seeds, summary[key], summary[f"nc_{side}_z"])
                   if step is not None]

@@ -24,37 +24,27 @@ import numpy as np
 from .._compile import block_compiler_options
 from .._errors import check_choice, check_integer, check_positive
 from ..activation import ACTIVATIONS
-from ..assumptions import LEAK_CURVES, leak_curves
+from ..assumptions import leak_curves
 from ..attention import ATTENTIONS
-from ..comparison import agreement_curves, final_values, logits_and_weights, parting_index, theorem1_curves
+from ..comparison import agreement, logits_and_weights, theorem1_curves
 from ..data import check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
 from ..theory import JointFlow, ReducedFlow, SolverOptions, check_precision, solve, status_messages
 from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
+from .results import OUTPUT_NAMES, MemberResult, RunResult, Solve, Training, flatten, scalars
 
 MODES = ("theory", "train", "both")
 """`theory`: the joint and the reduced flow; `train`: SGD only; `both`: all three."""
 
 
-def sides_of(mode: str) -> tuple[str, ...]:
-    """The runs a mode makes: `train` (SGD), `ode` (the joint flow), `reduced` (the JoMA flow)."""
-    return {"theory": ("ode", "reduced"), "train": ("train",), "both": ("train", "ode", "reduced")}[mode]
+MODE_RUNS = {"theory": ("joint", "reduced"), "train": ("train",), "both": ("train", "joint", "reduced")}
+"""The runs each mode makes (`results.RUNS` names); the first is the reference the others are compared with."""
 
 
 def training_status(diverged_at: int) -> str:
     """What happened to a training run, in words, from its first non-finite step (−1 if none)."""
     return "ok" if diverged_at < 0 else f"non-finite loss at step {int(diverged_at)}"
-
-
-def flow_sides(mode: str) -> tuple[str, ...]:
-    """The flows a mode integrates (`ode`, `reduced`), if any."""
-    return tuple(side for side in sides_of(mode) if side != "train")
-
-
-def reference_of(mode: str) -> str:
-    """The run the others are compared against: training when there is one, else the joint flow."""
-    return sides_of(mode)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +197,7 @@ def train_blocks(joint: JointFlow, y0, eta_w: jax.Array, eta_z: jax.Array, steps
     )
 
 
-def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str) -> dict[str, jax.Array]:
+def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str) -> MemberResult:
     """Everything one member's runs give, at the saved steps. Traceable (vmap it over members).
 
     **Arguments:**
@@ -221,70 +211,58 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
 
     **Returns:**
 
-    Curves over the saves, for every run `side` of the mode (`train`, `ode`, `reduced`): `z_side`,
-    `V_side`, `entropy_side`; the Theorem 1 curves of the reference run (`nc_zhat_z`, ...,
-    `invariant_residual`, `z_hat`) and, in `both` mode, of the joint flow (`ode_nc_zhat_z`, ...);
-    every other run against the reference (`nc_side_z`, `nc_side_V`, `relerr_side_z`); how fast
-    the reference leaves Theorem 1's invariant and, for softmax attention, why
-    (`jomasim.assumptions.leak_curves`: `invariant_leak`, `bbar_drift`, `leak_factorization`,
-    `leak_bbar`). For flows:
-    `status_side`, `t_final_side` (the step, or time, the flow reached), `num_steps_side`,
-    `num_rejected_steps_side`; for training: `losses` (every step), `loss_train`,
-    `train_diverged_at` (first non-finite loss, −1 if none). `last_index`: the last save every run
-    reached with finite values; `parted_index_side` for every other run: the save at which it parts
-    from the reference (`comparison.parting_index`, −1 if never), and with softmax attention
-    `bbar_drift_parted_reduced`: the reference's `bbar_drift` at the reduced flow's parting save
-    (NaN if it never parts). `X`: the token frequencies;
-    `delta`: the salience Δ = E[x gᵀ].
+    A `MemberResult`: the runs of the mode (training, the joint flow, the reduced flow), each
+    against the reference run (training when there is one, else the joint flow), Theorem 1 along
+    the reference and the joint flow, the reference's leak curves, and the last save every run
+    reached with finite values.
     """
     save_steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
     joint, y0, reduced = build_member(setting, numbers)
     invariant = joint.invariant(y0)
-    runs, reached, curves = {}, [], {"X": joint.data.X, "delta": joint.data.salience()}
-    joint_states = {}
+    logits_weights, block_states, solves, reached, training = {}, {}, {}, [], None
     if mode != "theory":
         trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps.astype(int))
-        joint_states["train"] = trained.W, trained.z
-        runs["train"] = trained.z, jax.vmap(joint.projected_weights)(joint_states["train"])
+        block_states["train"] = trained.W, trained.z
+        logits_weights["train"] = trained.z, jax.vmap(joint.projected_weights)(block_states["train"])
         diverged = first_nonfinite(trained.losses)
         reached.append((diverged < 0) | (save_steps < diverged))
-        curves.update(losses=trained.losses, loss_train=jax.vmap(joint.loss)(trained.W, trained.z),
-                      train_diverged_at=diverged)
+        training = Training(trained.losses, jax.vmap(joint.loss)(trained.W, trained.z), diverged)
     if mode != "train":
-        for side, flow, start in (("ode", joint, y0), ("reduced", reduced, y0[0])):
+        for name, flow, start in (("joint", joint, y0), ("reduced", reduced, y0[0])):
             trajectory = solve(flow, start, save_steps, setting.solver_options)
-            runs[side] = logits_and_weights(flow, trajectory.ys)
-            if side == "ode":
-                joint_states[side] = trajectory.ys
+            logits_weights[name] = logits_and_weights(flow, trajectory.ys)
+            if name == "joint":
+                block_states[name] = trajectory.ys
             reached.append(trajectory.reached)
-            curves.update({f"status_{side}": trajectory.status, f"t_final_{side}": trajectory.t_final,
-                           f"num_steps_{side}": trajectory.num_steps,
-                           f"num_rejected_steps_{side}": trajectory.num_rejected_steps})
-    reference = reference_of(mode)
-    z_ref, V_ref = runs[reference]
-    curves.update(theorem1_curves(invariant, V_ref, z_ref))
-    curves.update(leak_curves(joint, invariant, *joint_states[reference]))
-    if mode == "both":
-        z_ode, V_ode = runs["ode"]
-        curves.update({f"ode_{k}": v for k, v in theorem1_curves(invariant, V_ode, z_ode).items() if k.startswith("nc_")})
-    for side, (z, V) in runs.items():
-        curves.update({f"z_{side}": z, f"V_{side}": V,
-                       f"entropy_{side}": jax.vmap(lambda logits: mean_attention_entropy(joint.attention((None, logits))))(z)})
-        if side != reference:
-            curves.update(agreement_curves(side, z, V, z_ref, V_ref))
+            solves[name] = Solve(trajectory.status, trajectory.t_final, trajectory.num_steps, trajectory.num_rejected_steps)
+    reference = MODE_RUNS[mode][0]
+    z_ref, V_ref = logits_weights[reference]
     # every reached mask is a prefix of the saves
-    curves["last_index"] = jnp.sum(jnp.all(jnp.stack(reached), axis=0)) - 1
-    for side in runs:
-        if side != reference:
-            curves[f"parted_index_{side}"] = parting_index(curves[f"nc_{side}_z"], curves["last_index"])
-    if "reduced" in runs and "bbar_drift" in curves:
-        parted = curves["parted_index_reduced"]
-        curves["bbar_drift_parted_reduced"] = jnp.where(parted >= 0, curves["bbar_drift"][parted], jnp.nan)
-    return curves
+    last = jnp.sum(jnp.all(jnp.stack(reached), axis=0)) - 1
+    runs = {}
+    for name, (z, V) in logits_weights.items():
+        runs[name] = RunResult(
+            z, V, jax.vmap(lambda logits: mean_attention_entropy(joint.attention((None, logits))))(z),
+            solve=solves.get(name),
+            agreement=None if name == reference else agreement(z, V, z_ref, V_ref, last),
+            theorem1=theorem1_curves(invariant, V, z) if name in (reference, "joint") else None,
+        )
+    leaks = leak_curves(joint, invariant, *block_states[reference])
+    drift_at_parting = None
+    if "reduced" in runs and leaks.bbar_drift is not None:
+        parted = runs["reduced"].agreement.parted_index
+        drift_at_parting = jnp.where(parted >= 0, leaks.bbar_drift[parted], jnp.nan)
+    return MemberResult(runs.get("train"), runs.get("joint"), runs.get("reduced"), training, leaks, last,
+                        drift_at_parting, joint.data.X, joint.data.salience())
 
 
 def _measure_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str):
-    return jax.vmap(lambda member: measure_member(setting, member, steps, save_steps, mode))(numbers)
+    """`measure_member` and its `results.scalars`, vmapped over the members."""
+    def one(member):
+        result = measure_member(setting, member, steps, save_steps, mode)
+        return result, scalars(result, save_steps)
+
+    return jax.vmap(one)(numbers)
 
 
 @functools.cache
@@ -293,8 +271,51 @@ def _compiled_measure_members(platform: str):
     return eqx.filter_jit(_measure_members, compiler_options=block_compiler_options(platform))
 
 
+class BlockResults(NamedTuple):
+    """A batch of members' results, as NumPy arrays with a leading member axis.
+
+    **Fields:**
+
+    - `members`: the `MemberResult` of every member.
+    - `scalars`: `results.scalars` of every member, `(B,)` each.
+    - `steps`: the save steps (or times) `(n,)`; `seeds`: `(B,)`.
+    - `clock`: what `steps` count (`"step"`, or `"t"` for times), for the messages.
+    """
+
+    members: MemberResult
+    scalars: dict[str, np.ndarray]
+    steps: np.ndarray
+    seeds: np.ndarray
+    clock: str
+
+    def messages(self, run: str) -> list[str]:
+        """What happened to each member's flow `run` (`"joint"` or `"reduced"`), in words."""
+        solved = getattr(self.members, run).solve
+        return status_messages(solved.status, solved.t_final, self.clock)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every curve under its output name (`results.flatten`), with `steps` and `seeds`: the
+        contents of `data.npz`."""
+        return {**flatten(self.members), "steps": self.steps, "seeds": self.seeds}
+
+    def summary(self) -> dict[str, list]:
+        """The headline numbers per member, one list entry each: `seeds` and `results.scalars` (read
+        at the last save every run reached), with each flow's `status_RUN` in words (`ok` or what
+        went wrong), `status_train` (`ok` or where training diverged), and every NaN (an event
+        that did not happen: no parting, no blow-up) as None."""
+        summary = {"seeds": self.seeds.tolist(),
+                   **{name: [None if isinstance(value, float) and np.isnan(value) else value
+                             for value in values.tolist()] for name, values in sorted(self.scalars.items())}}
+        for name, run in self.members.runs().items():
+            if run.solve is not None:
+                summary[f"status_{OUTPUT_NAMES[name]}"] = self.messages(name)
+        if self.members.training is not None:
+            summary["status_train"] = [training_status(step) for step in self.members.training.diverged_at]
+        return summary
+
+
 def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str,
-                clock: str = "step") -> dict:
+                clock: str = "step") -> BlockResults:
     """`measure_member` for a batch of members in one compiled, vmapped call.
 
     **Arguments:**
@@ -305,57 +326,12 @@ def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_
 
     **Returns:**
 
-    The curves as NumPy arrays with a leading member axis, plus `steps` (the save steps),
-    `seeds`, and `messages_side` (what happened to each flow, in words).
+    The `BlockResults`.
     """
     check_choice("mode", mode, MODES)
     if mode != "train":
         check_precision(setting.solver_options)
     measure = _compiled_measure_members(jax.default_backend())
-    measures = measure(setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
-    results = {name: np.asarray(value) for name, value in measures.items()}
-    results.update(steps=np.asarray(save_steps), seeds=np.asarray(numbers.seed))
-    for side in flow_sides(mode):
-        results[f"messages_{side}"] = status_messages(results[f"status_{side}"], results[f"t_final_{side}"], clock)
-    return results
-
-
-def summarize_members(results: dict, mode: str) -> dict:
-    """The headline numbers per member at the last save every run reached (`last_index`).
-
-    **Returns:**
-
-    A dict of lists, one value per member: `seeds`, `step` (the save step read), every `nc_*` /
-    `relerr_*` curve's value, `invariant_residual_max`, `entropy_initial`, `entropy_side_final`
-    for each run, `loss_final` (when trained), and `status_side` for each run (`ok` or what
-    went wrong), and for each run but the reference `parted_side`: the save step at which it parts
-    from the reference (`parted_index_side`), None where the two agree throughout; the reference's
-    `name_final` for each of `jomasim.assumptions.LEAK_CURVES` it has and, with softmax attention,
-    `bbar_drift_parted_reduced` (`measure_member`'s; None where the reduced flow does not part).
-    """
-    last = results["last_index"]
-    rows = np.arange(len(last))
-    reference = reference_of(mode)
-    summary = {
-        "seeds": results["seeds"].tolist(),
-        "step": results["steps"][last].tolist(),
-        **final_values(results, last),
-        "invariant_residual_max": np.abs(results["invariant_residual"][rows, last]).max(axis=-1).tolist(),
-        "entropy_initial": results[f"entropy_{reference}"][:, 0].tolist(),
-    }
-    summary.update({f"{name}_final": results[name][rows, last].tolist() for name in LEAK_CURVES if name in results})
-    for side in sides_of(mode):
-        summary[f"entropy_{side}_final"] = results[f"entropy_{side}"][rows, last].tolist()
-        if side != reference:
-            parted = results[f"parted_index_{side}"]
-            summary[f"parted_{side}"] = [results["steps"][index].item() if index >= 0 else None for index in parted]
-    if "bbar_drift_parted_reduced" in results:
-        summary["bbar_drift_parted_reduced"] = [None if np.isnan(drift) else drift
-                                                for drift in results["bbar_drift_parted_reduced"].tolist()]
-    if mode != "theory":
-        diverged = results["train_diverged_at"]
-        summary["loss_final"] = results["loss_train"][rows, last].tolist()
-        summary["status_train"] = [training_status(step) for step in diverged]
-    for side in flow_sides(mode):
-        summary[f"status_{side}"] = results[f"messages_{side}"]
-    return summary
+    members, numbers_of = measure(setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
+    as_numpy = functools.partial(jax.tree_util.tree_map, np.asarray)
+    return BlockResults(as_numpy(members), as_numpy(numbers_of), np.asarray(save_steps), np.asarray(numbers.seed), clock)

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from .._errors import check_integer, check_positive
-from .block import BlockSetting, run_members, summarize_members
+from .block import BlockResults, BlockSetting, run_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,7 @@ class BlockTheoryConfig(BlockSetting):
         check_integer("saves", self.saves, least=2)
 
 
-def run_block_theory(config: BlockTheoryConfig) -> dict[str, np.ndarray]:
+def run_block_theory(config: BlockTheoryConfig) -> BlockResults:
     """Integrates the joint and the reduced flow for every seed and measures them.
 
     **Arguments:**
@@ -40,15 +40,8 @@ def run_block_theory(config: BlockTheoryConfig) -> dict[str, np.ndarray]:
 
     **Returns:**
 
-    The curves of `jomasim.experiments.block.run_members` in `theory` mode (runs `ode` = the joint
-    flow and `reduced`; the joint flow is the reference), with `ts` the save times.
+    The `BlockResults` of `theory` mode (runs `joint` and `reduced`; the joint flow is the
+    reference), saved at the times `steps` (clock `t`).
     """
     ts = np.linspace(0.0, config.t_end, config.saves)
-    results = run_members(config, config.members(config.eta_w, config.eta_z), 0, ts, "theory", clock="t")
-    results["ts"] = ts
-    return results
-
-
-def summarize(results: dict) -> dict:
-    """`summarize_members` of a theory run: per seed, the numbers at the last time both flows reached."""
-    return summarize_members(results, "theory")
+    return run_members(config, config.members(config.eta_w, config.eta_z), 0, ts, "theory", clock="t")

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._errors import OutOfRangeError, check_integer, check_positive
 from ..train import every_steps
-from .block import BlockSetting, run_members, summarize_members
+from .block import BlockResults, BlockSetting, run_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class CompareConfig(BlockSetting):
         return every_steps(self.steps, self.save_every)
 
 
-def run_compare(config: CompareConfig) -> dict:
+def run_compare(config: CompareConfig) -> BlockResults:
     """Trains the block and integrates both flows for every seed, and measures them step by step,
     in one compiled call.
 
@@ -56,19 +56,14 @@ def run_compare(config: CompareConfig) -> dict:
 
     **Returns:**
 
-    The curves of `jomasim.experiments.block.run_members` in `both` mode (runs `train`, `ode` =
-    the joint flow, `reduced`; training is the reference), saved at `steps`.
+    The `BlockResults` of `both` mode (runs `train`, `joint`, `reduced`; training is the
+    reference), saved at `config.save_steps`.
     """
     return run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "both")
 
 
-def summarize_compare(results: dict, wall_seconds: float) -> dict:
-    """`summarize_members` of a comparison, with `wall_seconds` (the whole job)."""
-    return {**summarize_members(results, "both"), "wall_seconds": wall_seconds}
-
-
-def compare(config: CompareConfig) -> tuple[dict, dict]:
-    """`run_compare` and `summarize_compare` together, timed.
+def compare(config: CompareConfig) -> tuple[BlockResults, dict]:
+    """`run_compare` and its summary (`BlockResults.summary`, with `wall_seconds`: the whole job).
 
     **Returns:**
 
@@ -76,4 +71,4 @@ def compare(config: CompareConfig) -> tuple[dict, dict]:
     """
     started = time.perf_counter()
     results = run_compare(config)
-    return results, summarize_compare(results, time.perf_counter() - started)
+    return results, {**results.summary(), "wall_seconds": time.perf_counter() - started}

@@ -70,8 +70,9 @@ def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
     setting = config.setting
     save_steps = setting.save_steps
     results = run_members(setting, setting.members(config.lr, config.lr), config.steps, save_steps, "train")
-    V = results["V_train"][0]
-    delta = results["delta"][0]
+    trained = results.members.train
+    V = trained.V[0]
+    delta = results.members.delta[0]
     kappa = 1.0 / (2.0 * config.temperature)
     closed = np.asarray(matrix_solution(config.lr * save_steps, delta, kappa=kappa))[:, :4, 0]
     singular_values = np.linalg.svd(V, compute_uv=False)
@@ -84,8 +85,8 @@ def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
         "singular_values": singular_values,
         "delta": delta,
         "closed_form_V0": np.where(np.isfinite(closed), closed, np.nan),
-        "entropy": results["entropy_train"][0],
-        "X": results["X"][0],
+        "entropy": trained.entropy[0],
+        "X": results.members.X[0],
     }
     summary = {
         "seed": config.seed,
@@ -100,6 +101,6 @@ def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
         "v0_final": V[-1, :4, 0].tolist(),
         "entropy_initial": float(data["entropy"][0]),
         "entropy_final": float(data["entropy"][-1]),
-        "status_train": training_status(results["train_diverged_at"][0]),
+        "status_train": training_status(results.members.training.diverged_at[0]),
     }
     return data, summary

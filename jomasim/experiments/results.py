@@ -1,0 +1,216 @@
+"""Typed results of the §3.5 block experiments, and the one place their names are flattened.
+
+A member's runs (`train`: SGD on the block; `joint`: the joint gradient flow; `reduced`: the
+reduced JoMA flow) are each one `RunResult`; everything a member gives is one `MemberResult`;
+`compare`, `simulate`, the sweeps, the plots and the CLI read their fields. Names appear only
+where results are written: `flatten` (the curves of `data.npz`) and `scalars` (the per-member
+numbers of `summary.json` and of a sweep's table), with one scheme:
+
+- a run's quantity is `QUANTITY_RUN`, the run named `train`, `ode` (the joint flow, the name the
+  outputs have always had) or `reduced`: `z_train`, `entropy_ode`, `nc_reduced_z` (NC of the
+  run's z against the reference's), `parted_step_reduced`, `status_ode`, `t_final_ode`;
+- Theorem 1 on the reference run is unsuffixed (`nc_zhat_z`, `invariant_residual`), on the joint
+  flow in `both` mode suffixed `_ode` (`nc_zhat_z_ode`); so are the leak curves (`bbar_drift`);
+- in `scalars`, a curve's name is its value at the last save every run reached; other statistics
+  of a curve add a suffix: `_initial`, `_max`, `_min`, `_min_step`, `_rebound`.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..assumptions import LeakCurves
+from ..comparison import Agreement, Theorem1Curves
+from ..theory import Status
+
+RUNS = ("train", "joint", "reduced")
+"""The runs of a member, as `MemberResult` names them."""
+
+OUTPUT_NAMES = {"train": "train", "joint": "ode", "reduced": "reduced"}
+"""How the outputs name each run."""
+
+SNAP_TOLERANCE = 0.01
+"""A run has snapped once its attention entropy stays within this fraction of the initial entropy
+of its final value until the end (having left that band before)."""
+
+
+class Solve(NamedTuple):
+    """How a flow's solve ended: its `Status` code, the time it reached (on the saves' clock)
+    and its step counts."""
+
+    status: jax.Array
+    t_final: jax.Array
+    num_steps: jax.Array
+    num_rejected_steps: jax.Array
+
+
+class RunResult(NamedTuple):
+    """One run of a member at every save.
+
+    **Fields:**
+
+    - `z`: attention logits `(n, M_c)`; `V`: projected weights `(n, M_c, K)`; `entropy`: the mean
+      attention entropy `(n,)`.
+    - `solve`: how the solve ended (flows); `None` for training.
+    - `agreement`: against the reference run; `None` for the reference itself.
+    - `theorem1`: Theorem 1 along this run (the reference, and the joint flow in `both` mode).
+    """
+
+    z: jax.Array
+    V: jax.Array
+    entropy: jax.Array
+    solve: Solve | None = None
+    agreement: Agreement | None = None
+    theorem1: Theorem1Curves | None = None
+
+
+class Training(NamedTuple):
+    """The SGD run's losses: before every step `(steps,)`, at the saves `(n,)`, and its first
+    non-finite step (−1 if none)."""
+
+    losses: jax.Array
+    loss: jax.Array
+    diverged_at: jax.Array
+
+
+class MemberResult(NamedTuple):
+    """Everything one member (or, with a leading member axis, a batch) gives.
+
+    **Fields:**
+
+    - `train`, `joint`, `reduced`: the runs the mode made (`None` for the others).
+    - `reference`: the name of the run the others are compared with (a field of this result).
+    - `training`: the SGD run's losses (`None` without training).
+    - `leaks`: Theorem 1's leak along the reference run.
+    - `last_index`: the last save every run reached with finite values.
+    - `bbar_drift_parted_reduced`: the reference's `bbar_drift` at the save where the reduced
+      flow parts from it (NaN if it never does; `None` without both).
+    - `X`: the token frequencies; `delta`: the salience Δ = E[x gᵀ].
+    """
+
+    train: RunResult | None
+    joint: RunResult | None
+    reduced: RunResult | None
+    training: Training | None
+    leaks: LeakCurves
+    last_index: jax.Array
+    bbar_drift_parted_reduced: jax.Array | None
+    X: jax.Array
+    delta: jax.Array
+
+    def runs(self) -> dict[str, RunResult]:
+        """The runs made, by their `RUNS` name."""
+        return {name: run for name in RUNS if (run := getattr(self, name)) is not None}
+
+    @property
+    def reference(self) -> str:
+        """The run the others are compared with: training when there is one, else the joint flow."""
+        return next(name for name, run in self.runs().items() if run.agreement is None)
+
+
+def _named(prefix: str, fields: tuple | None, suffix: str = "") -> dict[str, jax.Array]:
+    """The non-`None` fields of `fields` as `PREFIX + field + SUFFIX`."""
+    if fields is None:
+        return {}
+    return {f"{prefix}{name}{suffix}": value for name, value in fields._asdict().items() if value is not None}
+
+
+def flatten(result: MemberResult) -> dict[str, np.ndarray]:
+    """Every array of a result under its output name (the module docstring's scheme), as written
+    to `data.npz`: the `save_curves`, each run's z, V, solve and parting save, Theorem 1's
+    residual and ẑ, the losses, `X`, `delta`, `last_index`. Arrays keep their leading member axis."""
+    arrays = {**save_curves(result), "X": result.X, "delta": result.delta, "last_index": result.last_index}
+    if result.bbar_drift_parted_reduced is not None:
+        arrays["bbar_drift_parted_reduced"] = result.bbar_drift_parted_reduced
+    if result.training is not None:
+        arrays.update(losses_train=result.training.losses, diverged_at_train=result.training.diverged_at)
+    for name, run in result.runs().items():
+        out = OUTPUT_NAMES[name]
+        arrays.update({f"z_{out}": run.z, f"V_{out}": run.V, **_named("", run.solve, f"_{out}")})
+        if run.agreement is not None:
+            arrays[f"parted_index_{out}"] = run.agreement.parted_index
+        if run.theorem1 is not None:
+            suffix = _theorem1_suffix(result, name)
+            arrays.update({f"invariant_residual{suffix}": run.theorem1.invariant_residual,
+                           f"z_hat{suffix}": run.theorem1.z_hat})
+    return {name: np.asarray(value) for name, value in arrays.items()}
+
+
+def _theorem1_suffix(result: MemberResult, name: str) -> str:
+    """Theorem 1's curves are unsuffixed on the reference run and suffixed by the run elsewhere."""
+    return "" if name == result.reference else f"_{OUTPUT_NAMES[name]}"
+
+
+def scalars(result: MemberResult, steps: jax.Array) -> dict[str, jax.Array]:
+    """One member's numbers, read at the last save every run reached (`last_index`). Traceable
+    (vmap it over members).
+
+    **Arguments:**
+
+    - `result`: one member's result (no member axis).
+    - `steps`: the save steps (or times), `(n,)`.
+
+    **Returns:**
+
+    `last_step`; every NC and relative-error curve's last value (`nc_zhat_z`, `nc_ode_z`,
+    `relerr_reduced_z`, `nc_zhat_z_ode`, ...); `invariant_residual_max`; `entropy_initial`
+    (the reference's); per run `entropy_RUN` and its `_min`, `_min_step` and `_rebound` (final −
+    minimum: how far the attention became dense again), `snap_step_RUN` (from when the entropy
+    stays within `SNAP_TOLERANCE`·initial of its final value; NaN if it never left that band or
+    entered it only at the end); per run but the reference `parted_step_RUN` (NaN if it agrees
+    throughout); the leak curves' last values and `bbar_drift_parted_reduced`; per flow
+    `status_RUN` (a `Status` code), `t_final_RUN`, `num_steps_RUN`, `num_rejected_steps_RUN`,
+    `blowup_step_RUN` (NaN unless it blew up); with training `loss_train` and `diverged_at_train`.
+    """
+    steps = jnp.asarray(steps, dtype=jnp.result_type(float))
+    last = result.last_index
+    reached = jnp.arange(steps.shape[0]) <= last
+    reference = getattr(result, result.reference)
+    numbers = {"last_step": steps[last], "entropy_initial": reference.entropy[0],
+               "invariant_residual_max": jnp.max(jnp.abs(reference.theorem1.invariant_residual[last]))}
+    numbers.update({name: curve[last] for name, curve in save_curves(result).items()})
+    for name, run in result.runs().items():
+        out = OUTPUT_NAMES[name]
+        entropy = run.entropy
+        lowest = jnp.argmin(jnp.where(reached, entropy, jnp.inf))
+        settled = (jnp.abs(entropy - entropy[last]) <= SNAP_TOLERANCE * entropy[0]) | ~reached
+        snap = jnp.argmax(jnp.cumprod(settled[::-1])[::-1])
+        numbers.update({
+            f"entropy_{out}_min": entropy[lowest],
+            f"entropy_{out}_min_step": steps[lowest],
+            f"entropy_{out}_rebound": entropy[last] - entropy[lowest],
+            f"snap_step_{out}": jnp.where((snap > 0) & (snap < last), steps[snap], jnp.nan),
+        })
+        if run.agreement is not None:
+            parted = run.agreement.parted_index
+            numbers[f"parted_step_{out}"] = jnp.where(parted >= 0, steps[parted], jnp.nan)
+        if run.solve is not None:
+            numbers.update(_named("", run.solve, f"_{out}"))
+            numbers[f"blowup_step_{out}"] = jnp.where(run.solve.status == Status.BLOWUP, run.solve.t_final, jnp.nan)
+    if result.bbar_drift_parted_reduced is not None:
+        numbers["bbar_drift_parted_reduced"] = result.bbar_drift_parted_reduced
+    if result.training is not None:
+        numbers["diverged_at_train"] = result.training.diverged_at
+    return numbers
+
+
+def save_curves(result: MemberResult) -> dict[str, jax.Array]:
+    """The curves with one value per save, whose last value `scalars` reports: entropies, NC and
+    relative errors, Theorem 1's NC, the leak curves and the training loss at the saves."""
+    curves = {}
+    for name, run in result.runs().items():
+        out = OUTPUT_NAMES[name]
+        curves[f"entropy_{out}"] = run.entropy
+        if run.agreement is not None:
+            curves.update({f"nc_{out}_z": run.agreement.nc_z, f"nc_{out}_V": run.agreement.nc_V,
+                           f"relerr_{out}_z": run.agreement.relerr_z})
+        if run.theorem1 is not None:
+            suffix = _theorem1_suffix(result, name)
+            curves.update({f"{field}{suffix}": getattr(run.theorem1, field)
+                           for field in ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z") if getattr(run.theorem1, field) is not None})
+    curves.update(_named("", result.leaks))
+    if result.training is not None:
+        curves["loss_train"] = result.training.loss
+    return curves
