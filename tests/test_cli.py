@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+import jomasim as js
 from jomasim.cli import main
 from jomasim.cli._main import _crawled_at_relu_kinks
 from jomasim.cli._print import print_agreement
@@ -64,7 +65,7 @@ def _exit_code(arguments):
         (["simulate", "--eta-w", "-0.1"], "eta_w=-0.1"),
         (["simulate", "--temperature", "0"], "temperature=0.0"),
         (["simulate", "--seeds", "0"], "seeds=0"),
-        (["simulate", "--saves", "abc"], "invalid int value: 'abc'"),
+        (["simulate", "--saves", "abc"], "saves='abc' is not allowed; saves takes an integer"),
         (["compare", "--attention", "cosine"], "invalid choice: 'cosine'"),
         (["compare", "--eta-w", "-0.1"], "eta_w=-0.1"),
         (["compare", "--eta-z", "nan"], "eta_z=nan"),
@@ -172,7 +173,7 @@ def test_relu_flows_out_of_steps_get_a_note():
     assert _crawled_at_relu_kinks(relu, out_of_steps)
     assert not _crawled_at_relu_kinks(relu, {"status_ode": ["ok", "ok"], "status_reduced": ["ok", "blow-up at t = 9"]})
     assert not _crawled_at_relu_kinks(CompareConfig(activation="silu"), out_of_steps)
-    assert not _crawled_at_relu_kinks(CompareConfig(activation="relu", solver="euler", dt0=1.0), out_of_steps)
+    assert not _crawled_at_relu_kinks(CompareConfig(activation="relu", solve=js.SolverOptions(solver="euler", dt0=1.0)), out_of_steps)
 
 
 def test_agreement_lines_say_where_each_run_parts(capsys):

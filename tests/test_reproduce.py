@@ -72,7 +72,7 @@ def test_cli_writes_and_replaces_a_reproduction(tmp_path, capsys):
     "arguments, message",
     [
         (["fig3", "--mu", "1,2"], "--mu does not apply to fig3"),
-        (["fig4", "--mu", "1,x"], "--mu: '1,x' is not allowed; it takes a comma-separated list of numbers"),
+        (["fig4", "--mu", "1,x"], "--mu: mu='1,x' is not allowed; mu takes a comma-separated list of numbers"),
         (["fig4", "--mu", "0.04,2"], "every target must exceed"),
         (["fig4", "--mu-seed", "-1"], "mu_seed=-1 is not allowed"),
         (["fig4", "--set", "iterations=abc"], "iterations of fig4 takes an integer"),

@@ -16,7 +16,6 @@ import jomasim as js
 from jomasim.cli import main
 from jomasim.experiments.block import MemberNumbers, run_members
 from jomasim.experiments.block_sweep import BlockSweep
-from jomasim.experiments.compare import CompareConfig
 from jomasim.plots import _sweep_title, plot_sweep
 from jomasim.sweep import (
     Grid,
@@ -52,8 +51,7 @@ COMPARED = ("entropy_ode", "entropy_ode_min", "nc_zhat_z", "nc_reduced_z", "rele
 
 
 def _task(grid: Grid) -> BlockSweep:
-    settings = dict(grid.settings)
-    return BlockSweep(CompareConfig(seeds=1, **{k: v for k, v in settings.items() if k != "mode"}), settings["mode"])
+    return BlockSweep.from_settings(grid.settings)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +96,8 @@ def test_grid_resolves_product_then_explicit_points():
     assert len(points) == 5
     assert [(p["eta_w"], p["eta_z"]) for p in points[:4]] == [(0.1, 0.1), (0.1, 0.30000000000000004), (0.2, 0.2), (0.2, 0.6000000000000001)]
     assert points[4]["eta_w"] == 0.5 and points[4]["eta_z"] == task.base.eta_z and points[4]["seed"] == 4
-    assert parse_axis_values("seed", "0:6:2") == (0, 2, 4) and parse_axis_values("attention", "exp,softmax") == ("exp", "softmax")
+    assert parse_axis_values("seed", "0:6:2", int) == (0, 2, 4)
+    assert parse_axis_values("attention", "exp,softmax", str) == ("exp", "softmax")
 
 
 def test_sweep_matches_members_run_one_by_one(reference):
@@ -189,7 +188,8 @@ def test_killed_sweep_resumes_without_recomputing(kill, reference, grid_file, tm
     "arguments, message",
     [
         (["--eta-w", "0.1,-0.2"], "eta_w=-0.2 is not allowed"),
-        (["--eta-w", ","], "axis 'eta_w' has no values"),
+        (["--eta-w", ","], "eta_w=',' is not allowed; eta_w takes a comma-separated list of numbers"),
+        (["--init-scale", "1,,2"], "init_scale='1,,2' is not allowed"),
         (["--seed", "0:x"], "is not a range"),
         (["--eta-z", "0.1", "--eta-ratio", "2"], "give one"),
         (["--attention", "cosine"], "attention='cosine' is not allowed"),

@@ -10,20 +10,18 @@ from pathlib import Path
 
 import jax
 
-from .._errors import InvalidChoiceError, JomasimError, OutOfRangeError, check_choice
-from ..activation import ACTIVATIONS
-from ..attention import ATTENTIONS
-from ..data import VARIANTS
+from .._errors import JomasimError, OutOfRangeError, check_choice
+from .._settings import build, flat_fields
 from ..experiments.block import MODE_RUNS, MODES
-from ..experiments.block_sweep import NUMERIC_AXES, STATIC_AXES, BlockSweep
-from ..experiments.block_theory import BlockSetting, BlockTheoryConfig, run_block_theory
+from ..experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
+from ..experiments.block_theory import BlockTheoryConfig, run_block_theory
 from ..experiments.compare import CompareConfig, compare
 from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from ..experiments.results import OUTPUT_NAMES
 from ..io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from ..plots import plot_block_theory, plot_compare, plot_sweep
 from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
-from ..theory._options import FIXED_STEP_SOLVERS, SOLVERS
+from ..theory._options import FIXED_STEP_SOLVERS
 from ._overrides import field_values, option_type, split_assignment
 from ._print import format_rows, print_agreement, print_table, without_lists
 
@@ -35,33 +33,29 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _add_block_options(parser: argparse.ArgumentParser, defaults: BlockSetting) -> None:
-    """Options of every §3.5 block command: data, block, seeds, solver and output folder."""
-    parser.add_argument("--attention", choices=tuple(ATTENTIONS), default=defaults.attention)
-    parser.add_argument("--activation", choices=tuple(ACTIVATIONS), default=defaults.activation)
-    parser.add_argument("--temperature", type=float, default=defaults.temperature)
-    parser.add_argument("--seeds", type=int, default=defaults.seeds, help="number of seeds")
-    parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
-    parser.add_argument("--variant", choices=VARIANTS, default=defaults.variant, help="token-frequency model")
-    parser.add_argument("--saliency", type=float, default=defaults.saliency, help="factor on the distinct tokens' frequencies")
-    parser.add_argument("--solver", choices=tuple(SOLVERS), default=defaults.solver)
-    parser.add_argument("--rtol", type=float, default=defaults.rtol)
-    parser.add_argument("--atol", type=float, default=defaults.atol)
-    parser.add_argument("--dt0", type=float, default=defaults.dt0,
-                        help="fixed step of --solver euler (required there), first step of the others (default: "
-                        "the solver picks), on the run's clock: SGD steps for compare and sweep (--solver euler "
-                        "--dt0 1 is SGD itself), t for simulate")
-    parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="solver step budget per trajectory")
-    parser.add_argument("--blowup", type=float, default=defaults.blowup,
-                        help="stop a flow when a logit |z| reaches this value and report a blow-up (default: never)")
+def _add_config_options(parser, cls: type, *, skip: tuple[str, ...] = (), defaults: bool = True,
+                        prefix: str = "") -> None:
+    """An option `--field-name` for every field the config `cls` offers (`flat_fields`), read by
+    the field's type, with its help and choices; the parsed value lands in `PREFIX + field`.
+    Without `defaults`, an option not given is None (the config's default, or a grid file's, stands)."""
+    for field in flat_fields(cls).values():
+        if field.name in skip:
+            continue
+        choices = tuple(field.choices) if field.choices is not None else None
+        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=prefix + field.name, metavar=field.name.upper(),
+                            type=option_type(field.name, field.type), choices=choices,
+                            default=field.default if defaults else None,
+                            help=f"{field.help} (default {field.default}{'; one of ' + ', '.join(map(str, choices)) if choices else ''})")
+
+
+def _add_output_options(parser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder")
     parser.add_argument("--name", default=None, help="run folder name (default: COMMAND-ATTENTION-ACTIVATION[-N])")
 
 
 def _config_from(cls, args: argparse.Namespace):
-    """The config dataclass `cls` built from the parsed options that name its fields."""
-    fields = {field.name for field in dataclasses.fields(cls)}
-    return cls(**{name: value for name, value in vars(args).items() if name in fields})
+    """The config `cls` built from the parsed options that name its fields."""
+    return build(cls, {name: getattr(args, name) for name in flat_fields(cls)})
 
 
 def _add_simulate(commands) -> None:
@@ -71,12 +65,8 @@ def _add_simulate(commands) -> None:
         description="Integrate the joint (W, z) gradient flow and the reduced JoMA flow of the §3.5 block "
         "with Diffrax, vmapped over seeds, and check Theorem 1. Defaults: the paper's Fig. 2 setting.",
     )
-    defaults = BlockTheoryConfig()
-    _add_block_options(parser, defaults)
-    parser.add_argument("--eta-w", type=float, default=defaults.eta_w, help="flow rate of the MLP weights W")
-    parser.add_argument("--eta-z", type=float, default=defaults.eta_z, help="flow rate of the attention logits z")
-    parser.add_argument("--t-end", type=float, default=defaults.t_end, help="end time (rates 1, t = 200: 2000 SGD steps at lr 0.1)")
-    parser.add_argument("--saves", type=int, default=defaults.saves, help="number of save times")
+    _add_config_options(parser, BlockTheoryConfig)
+    _add_output_options(parser)
     parser.set_defaults(handler=_simulate)
 
 
@@ -88,19 +78,9 @@ def _add_compare(commands) -> None:
         "the reduced JoMA ODEs (Diffrax) from the same data and initial state; compare them with normalized "
         "correlation at every saved step. Defaults: the paper's Fig. 2 setting.",
     )
-    defaults = CompareConfig()
-    _add_block_options(parser, defaults)
-    parser.add_argument("--eta-w", type=float, default=defaults.eta_w, help="SGD learning rate of the MLP weights W")
-    parser.add_argument("--eta-z", type=float, default=defaults.eta_z, help="SGD learning rate of the attention logits z")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="number of SGD steps")
-    parser.add_argument("--save-every", type=int, default=defaults.save_every, help="keep the parameters every N steps")
+    _add_config_options(parser, CompareConfig)
+    _add_output_options(parser)
     parser.set_defaults(handler=_compare)
-
-
-SWEEP_SETTINGS = ("steps", "save_every", "n_distinct", "n_common", "n_classes", "dim", "embedding", "solver", "rtol",
-                  "atol", "dt0", "max_steps", "blowup")
-"""Fixed settings of a sweep that have their own options (the grid file's `settings` may hold any
-field of `CompareConfig` except `seeds` and `first_seed`, and `mode`)."""
 
 
 def _add_sweep(commands) -> None:
@@ -113,19 +93,14 @@ def _add_sweep(commands) -> None:
         "devices; finished chunks are kept, so rerunning with the same --name resumes. Writes points.csv, "
         "points.npz, summary.json and plots into OUT/NAME.",
     )
-    defaults = CompareConfig()
+    task = BlockSweep()
     parser.add_argument("--grid", type=Path, default=None, help="TOML or JSON file with tables axes, points, settings")
     parser.add_argument("--mode", choices=MODES, default=None, help="theory (joint + reduced ODE), train (SGD) or both (default)")
     axes = parser.add_argument_group("axes (comma-separated lists or START:STOP ranges)")
-    for name in (*STATIC_AXES, *NUMERIC_AXES):
-        axes.add_argument(f"--{name.replace('_', '-')}", dest=f"axis_{name}", metavar="VALUES", default=None,
-                          help=f"default {getattr(defaults, 'first_seed' if name == 'seed' else name, None)}"
-                          if name != "eta_ratio" else "eta_z / eta_w (instead of --eta-z)")
-    settings = parser.add_argument_group("fixed settings")
-    for name in SWEEP_SETTINGS:
-        kind = type(getattr(defaults, name)) if getattr(defaults, name) is not None else float
-        settings.add_argument(f"--{name.replace('_', '-')}", dest=f"setting_{name}", type=kind, default=None,
-                              help=f"default {getattr(defaults, name)}")
+    for name, text in task.axis_help.items():
+        axes.add_argument(f"--{name.replace('_', '-')}", dest=f"axis_{name}", metavar="VALUES", default=None, help=text)
+    _add_config_options(parser.add_argument_group("fixed settings"), CompareConfig, skip=(*task.axes, *SWEEP_PER_POINT),
+                        defaults=False, prefix="setting_")
     run = parser.add_argument_group("running")
     run.add_argument("--chunk-size", type=int, default=None,
                      help="points per compiled call (default: 16 per CPU device, 256 per GPU/TPU)")
@@ -144,20 +119,16 @@ def _add_sweep(commands) -> None:
 def _sweep_grid(args) -> tuple[Grid, BlockSweep]:
     """The grid (file, then options) and the task it runs; every setting checked."""
     grid = load_grid(args.grid) if args.grid else Grid()
-    axes = {name.removeprefix("axis_"): parse_axis_values(name.removeprefix("axis_"), text)
+    task = BlockSweep()
+    axes = {name.removeprefix("axis_"): parse_axis_values(name.removeprefix("axis_"), text,
+                                                          task.axis_types[name.removeprefix("axis_")])
             for name, text in vars(args).items() if name.startswith("axis_") and text is not None}
     settings = {name.removeprefix("setting_"): value for name, value in vars(args).items()
                 if name.startswith("setting_") and value is not None}
     if args.mode is not None:
         settings["mode"] = args.mode
     grid = grid.with_axes(axes, settings)
-    settings = dict(grid.settings)
-    mode = settings.pop("mode", "both")
-    allowed = sorted({field.name for field in dataclasses.fields(CompareConfig)} - {"seeds", "first_seed"} | {"mode"})
-    unknown = sorted(set(settings) - set(allowed))
-    if unknown:
-        raise InvalidChoiceError(f"unknown sweep settings {unknown}; allowed: {allowed}")
-    return grid, BlockSweep(CompareConfig(seeds=1, **settings), mode)
+    return grid, BlockSweep.from_settings(grid.settings)
 
 
 def _plot_specs(args, task: BlockSweep, grid: Grid) -> list[tuple[str, str, str | None]]:
@@ -230,7 +201,8 @@ def _add_reproduce(commands) -> None:
         for field, text in entry.options.items():
             if field not in added:
                 applies = ", ".join(_reproduction_options()[field])
-                parser.add_argument(f"--{field.replace('_', '-')}", type=option_type(entry.config, field), default=None,
+                parser.add_argument(f"--{field.replace('_', '-')}", type=option_type(field, flat_fields(entry.config)[field].type),
+                                    default=None,
                                     help=f"{applies}: {text}")
         for preset, (_, text) in entry.presets.items():
             parser.add_argument(f"--{preset.replace('_', '-')}", action="store_const", const=True, default=None,
@@ -324,7 +296,7 @@ def _crawled_at_relu_kinks(config, summary: dict) -> bool:
     """Whether an adaptive solve of a ReLU block ran out of steps (the kinks make it crawl)."""
     out_of_steps = any(message.startswith("max steps") for side in ("ode", "reduced")
                        for message in summary.get(f"status_{side}", []))
-    return config.activation == "relu" and config.solver not in FIXED_STEP_SOLVERS and out_of_steps
+    return config.activation == "relu" and config.solve.solver not in FIXED_STEP_SOLVERS and out_of_steps
 
 
 def _simulate(args) -> None:

@@ -22,12 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._compile import block_compiler_options
-from .._errors import check_choice, check_integer, check_positive
+from .._errors import OutOfRangeError, check_choice, check_integer, check_nonnegative, check_positive
+from .._settings import Settings, setting
 from ..activation import ACTIVATIONS
 from ..assumptions import leak_curves
 from ..attention import ATTENTIONS
 from ..comparison import agreement, logits_and_weights, theorem1_curves
-from ..data import check_data_options, make_token_data
+from ..data import EMBEDDINGS, VARIANTS, check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
 from ..theory import JointFlow, ReducedFlow, SolverOptions, check_precision, solve, status_messages
@@ -47,58 +48,59 @@ def training_status(diverged_at: int) -> str:
     return "ok" if diverged_at < 0 else f"non-finite loss at step {int(diverged_at)}"
 
 
+SEED_RANGE = (0, 2**32 - 1)
+"""The seeds a member may have: `jax.random.key` takes any of them, with or without float64."""
+
+
+def check_seed(name: str, value: int) -> None:
+    """Raises `OutOfRangeError` unless `value` is an integer in `SEED_RANGE`."""
+    check_integer(name, value, least=SEED_RANGE[0])
+    if value > SEED_RANGE[1]:
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; seeds must be integers in [0, {SEED_RANGE[1]}]")
+
+
+_at_least_one = functools.partial(check_integer, least=1)
+_at_least_zero = functools.partial(check_integer, least=0)
+
+
 @dataclasses.dataclass(frozen=True)
-class BlockSetting:
+class BlockSetting(Settings):
     """What every §3.5 block experiment shares: the data model, the block, the seeds and the solver.
 
     Defaults are the paper's Fig. 2 setting: Gaussian X, 10 distinct + 10 common tokens, K = 20
-    classes, d = 30, T = 0.5, softmax attention, linear activation, 8 seeds. `dt0` is the fixed
-    step of `solver="euler"` (required there) and the first step of an adaptive solver (`None`:
-    Diffrax picks one), on the clock of the saves: with SGD steps as the clock, `dt0 = 1` with
-    `"euler"` is one SGD step, and the joint flow then *is* the training run. `blowup` stops a
-    flow when a logit |z| reaches it (reported as a blow-up); `None` never stops.
+    classes, d = 30, T = 0.5, softmax attention, linear activation, 8 seeds. The flows are
+    integrated as `solve` says (a `SolverOptions`, one trajectory per member); its `dt0` is on the
+    clock of the saves: with SGD steps as the clock, `dt0 = 1` with `"euler"` is one SGD step, and
+    the joint flow then *is* the training run. Each field is checked where it is declared.
     """
 
-    attention: str = "softmax"
-    activation: str = "linear"
-    temperature: float = 0.5
-    seeds: int = 8
-    first_seed: int = 0
-    variant: str = "gaussian"
-    saliency: float = 1.0
-    n_distinct: int = 10
-    n_common: int = 10
-    n_classes: int = 20
-    dim: int = 30
-    embedding: str = "identity"
-    init_scale: float = 0.01
-    solver: str = "tsit5"
-    rtol: float = 1e-6
-    atol: float = 1e-9
-    dt0: float | None = None
-    max_steps: int = 65536
-    blowup: float | None = None
+    attention: str = setting("softmax", "attention form", choices=ATTENTIONS)
+    activation: str = setting("linear", "MLP activation", choices=ACTIVATIONS)
+    temperature: float = setting(0.5, "attention temperature T (logits are divided by it)", check=check_positive)
+    seeds: int = setting(8, "number of seeds", check=_at_least_one)
+    first_seed: int = setting(0, "the first seed (seeds first_seed, first_seed + 1, ...)", check=check_seed)
+    variant: str = setting("gaussian", "token-frequency model", choices=VARIANTS)
+    saliency: float = setting(1.0, "factor on the distinct tokens' frequencies", check=check_nonnegative)
+    n_distinct: int = setting(10, "distinct tokens per class", check=_at_least_zero)
+    n_common: int = setting(10, "tokens common to every class", check=_at_least_zero)
+    n_classes: int = setting(20, "classes K (and hidden nodes)", check=_at_least_one)
+    dim: int = setting(30, "embedding dimension d", check=_at_least_one)
+    embedding: str = setting("identity", "contextual token embeddings", choices=EMBEDDINGS)
+    init_scale: float = setting(0.01, "standard deviation of W(0) and z(0)", check=check_positive)
+    solve: SolverOptions = setting(SolverOptions(), "how the flows are integrated",
+                                   expose=("solver", "rtol", "atol", "dt0", "max_steps", "blowup"))
 
-    def __post_init__(self):
-        check_choice("attention", self.attention, ATTENTIONS)
-        check_choice("activation", self.activation, ACTIVATIONS)
-        for name in ("temperature", "init_scale"):
-            check_positive(name, getattr(self, name))
-        check_integer("seeds", self.seeds, least=1)
-        check_integer("first_seed", self.first_seed, least=0)
+    def check_fields(self):
+        check_seed("first_seed + seeds - 1", self.first_seed + self.seeds - 1)
         check_data_options(n_distinct=self.n_distinct, n_common=self.n_common, n_classes=self.n_classes, dim=self.dim,
                            variant=self.variant, saliency=self.saliency, embedding=self.embedding)
-        self.solver_options  # noqa: B018 (building the options checks them)
+        if self.solve.batch is not None:
+            raise OutOfRangeError(f"batch={self.solve.batch!r} is not allowed here; each member is one solve (None)")
 
     @property
     def seed_list(self) -> list[int]:
         """The seeds run, one per member."""
         return list(range(self.first_seed, self.first_seed + self.seeds))
-
-    @property
-    def solver_options(self) -> SolverOptions:
-        """How the flows are integrated (one trajectory per member)."""
-        return SolverOptions(self.solver, self.rtol, self.atol, self.dt0, self.max_steps, blowup=self.blowup)
 
     def members(self, eta_w: float, eta_z: float) -> "MemberNumbers":
         """One member per seed, all with this setting's numbers and the rates (η_w, η_z)."""
@@ -229,7 +231,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         training = Training(trained.losses, jax.vmap(joint.loss)(trained.W, trained.z), diverged)
     if mode != "train":
         for name, flow, start in (("joint", joint, y0), ("reduced", reduced, y0[0])):
-            trajectory = solve(flow, start, save_steps, setting.solver_options)
+            trajectory = solve(flow, start, save_steps, setting.solve)
             logits_weights[name] = logits_and_weights(flow, trajectory.ys)
             if name == "joint":
                 block_states[name] = trajectory.ys
@@ -330,7 +332,7 @@ def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_
     """
     check_choice("mode", mode, MODES)
     if mode != "train":
-        check_precision(setting.solver_options)
+        check_precision(setting.solve)
     measure = _compiled_measure_members(jax.default_backend())
     members, numbers_of = measure(setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
     as_numpy = functools.partial(jax.tree_util.tree_map, np.asarray)

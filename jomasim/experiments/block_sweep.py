@@ -13,7 +13,8 @@ from typing import Any
 import jax
 
 from .._compile import block_compiler_options
-from .._errors import OutOfRangeError, check_choice
+from .._errors import InvalidChoiceError, OutOfRangeError, check_choice
+from .._settings import build, flat_fields
 from ..activation import ACTIVATIONS
 from ..attention import ATTENTIONS
 from ..data import VARIANTS
@@ -25,6 +26,10 @@ from .results import OUTPUT_NAMES, scalars
 
 STATIC_AXES = {"attention": tuple(ATTENTIONS), "activation": tuple(ACTIVATIONS), "variant": VARIANTS}
 NUMERIC_AXES = ("eta_w", "eta_z", "eta_ratio", "temperature", "saliency", "init_scale", "seed")
+DERIVED_AXES = {"eta_ratio": (float, "eta_z / eta_w (instead of eta_z)"), "seed": (int, "the seed of the point")}
+"""Axes that are no field of the config: their type and what they set."""
+SWEEP_PER_POINT = ("seeds", "first_seed")
+"""Config fields that a sweep sets per point (one seed each, from the `seed` axis), not as settings."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +50,41 @@ class BlockSweep(SweepTask):
     def __post_init__(self):
         check_choice("mode", self.mode, MODES)
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "BlockSweep":
+        """The sweep of a grid's fixed settings: `mode` (default `"both"`) and any field the
+        config offers (`flat_fields`) but `SWEEP_PER_POINT`; a setting of an axis's field is that
+        axis's default.
+
+        **Raises:**
+
+        `InvalidChoiceError` naming a setting that is not one, and the config's own errors.
+        """
+        settings = dict(settings)
+        mode = settings.pop("mode", "both")
+        fixed = sorted(set(flat_fields(CompareConfig)) - set(SWEEP_PER_POINT))
+        unknown = sorted(set(settings) - set(fixed))
+        if unknown:
+            raise InvalidChoiceError(f"unknown sweep settings {unknown}; allowed: {[*fixed, 'mode']}")
+        return cls(build(CompareConfig, {**settings, "seeds": 1}), mode)
+
     @property
     def axes(self) -> dict[str, tuple | None]:
         return {**STATIC_AXES, **{name: None for name in NUMERIC_AXES}}
+
+    @property
+    def axis_types(self) -> dict[str, type]:
+        """The type of one value of each axis: the config field's, or `DERIVED_AXES`'."""
+        fields = flat_fields(type(self.base))
+        return {name: DERIVED_AXES[name][0] if name in DERIVED_AXES else fields[name].type for name in self.axes}
+
+    @property
+    def axis_help(self) -> dict[str, str]:
+        """What each axis sets and its default, for `--help`."""
+        fields = flat_fields(type(self.base))
+        return {name: (f"{DERIVED_AXES[name][1]} (default {self.base.first_seed if name == 'seed' else 'from eta_z'})"
+                       if name in DERIVED_AXES else f"{fields[name].help} (default {getattr(self.base, name)})")
+                for name in self.axes}
 
     @property
     def numeric_names(self) -> tuple[str, ...]:

@@ -7,10 +7,12 @@ reduced flow against the joint flow, and the attention entropy of both.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
 from .._errors import check_integer, check_positive
+from .._settings import setting
 from .block import BlockResults, BlockSetting, run_members
 
 
@@ -19,16 +21,10 @@ class BlockTheoryConfig(BlockSetting):
     """A theory-only run: the flows with rates (η_w, η_z) up to `t_end`, saved at `saves` times.
     Rates 1 up to t = 200 are SGD with learning rate 0.1 for 2000 steps."""
 
-    eta_w: float = 1.0
-    eta_z: float = 1.0
-    t_end: float = 200.0
-    saves: int = 101
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("eta_w", "eta_z", "t_end"):
-            check_positive(name, getattr(self, name))
-        check_integer("saves", self.saves, least=2)
+    eta_w: float = setting(1.0, "flow rate of the MLP weights W", check=check_positive)
+    eta_z: float = setting(1.0, "flow rate of the attention logits z", check=check_positive)
+    t_end: float = setting(200.0, "end time (rates 1, t = 200: 2000 SGD steps at lr 0.1)", check=check_positive)
+    saves: int = setting(101, "number of save times", check=functools.partial(check_integer, least=2))
 
 
 def run_block_theory(config: BlockTheoryConfig) -> BlockResults:

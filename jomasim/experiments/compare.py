@@ -12,11 +12,13 @@ their clock, so step k of training sits at flow time k. At every saved step the 
 """
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
 
 from .._errors import OutOfRangeError, check_integer, check_positive
+from .._settings import setting
 from ..train import every_steps
 from .block import BlockResults, BlockSetting, run_members
 
@@ -26,17 +28,13 @@ class CompareConfig(BlockSetting):
     """Settings of a comparison. Defaults are the paper's Fig. 2 setting: SGD with
     η_w = η_z = 0.1 for 2000 steps, parameters saved every 20 steps."""
 
-    eta_w: float = 0.1
-    eta_z: float = 0.1
-    steps: int = 2000
-    save_every: int = 20
+    eta_w: float = setting(0.1, "SGD learning rate of the MLP weights W", check=check_positive)
+    eta_z: float = setting(0.1, "SGD learning rate of the attention logits z", check=check_positive)
+    steps: int = setting(2000, "number of SGD steps", check=functools.partial(check_integer, least=1))
+    save_every: int = setting(20, "keep the parameters every N steps", check=functools.partial(check_integer, least=1))
 
-    def __post_init__(self):
-        super().__post_init__()
-        check_positive("eta_w", self.eta_w)
-        check_positive("eta_z", self.eta_z)
-        check_integer("steps", self.steps, least=1)
-        check_integer("save_every", self.save_every, least=1)
+    def check_fields(self):
+        super().check_fields()
         if self.save_every > self.steps:
             raise OutOfRangeError(f"save_every={self.save_every} is not allowed; it must be <= steps={self.steps}")
 

@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from .._errors import check_positive
+from .._settings import Settings
 from ..theory import matrix_solution
 from .block import run_members, training_status
 from .compare import CompareConfig
@@ -24,7 +25,7 @@ SALIENT_TOKENS = 3
 
 
 @dataclasses.dataclass(frozen=True)
-class Fig3Config:
+class Fig3Config(Settings):
     """Settings of Fig. 3; the defaults are the paper's (`draw_figure_2_3.py`, seed chosen here).
 
     **Fields:**
@@ -42,7 +43,7 @@ class Fig3Config:
     save_every: int = 10
     temperature: float = 0.5
 
-    def __post_init__(self):
+    def check_fields(self):
         check_positive("lr", self.lr)
         self.setting  # noqa: B018 (building the setting checks the rest)
 

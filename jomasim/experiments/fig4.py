@@ -20,12 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import OutOfRangeError, ShapeMismatchError, check_finite, check_integer, check_positive
+from .._settings import Settings
 from ..metrics import entropy
 from ..theory import NonlinearToyFlow, SolverOptions, convergence_time, simulate, status_messages
 
 
 @dataclasses.dataclass(frozen=True)
-class Fig4Config:
+class Fig4Config(Settings):
     """Settings of Fig. 4; the defaults are the authors' (`draw_figure_4.py`).
 
     **Fields:**
@@ -51,7 +52,7 @@ class Fig4Config:
     ode_saves: int = 1001
     converged: float = 0.01
 
-    def __post_init__(self):
+    def check_fields(self):
         check_integer("mu_seed", self.mu_seed, least=0)
         check_integer("components", self.components, least=1)
         if self.mu is not None:

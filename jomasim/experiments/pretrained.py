@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InvalidChoiceError, InvalidPathError, OutOfRangeError, check_integer
+from .._settings import Settings
 from ..metrics import attention_map_entropy, stable_rank
 
 LAYOUTS = {
@@ -45,7 +46,7 @@ def checkpoint_step(folder: str | Path, fallback: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainedConfig:
+class PretrainedConfig(Settings):
     """Settings of the checkpoint study.
 
     **Fields:**
@@ -63,7 +64,7 @@ class PretrainedConfig:
     token_ids: tuple[int, ...] = ()
     max_tokens: int = 512
 
-    def __post_init__(self):
+    def check_fields(self):
         if not self.checkpoints:
             raise OutOfRangeError("checkpoints=() is not allowed; give the checkpoint folders of one model (--checkpoints)")
         for folder in self.checkpoints:

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from .._errors import OutOfRangeError, check_integer, check_positive
+from .._settings import Settings
 from ..data import check_sequence_class_sizes, make_sequence_classes
 from ..metrics import entropy
 from ..models import ScanSnapModel
@@ -31,7 +32,7 @@ from .block import training_status
 
 
 @dataclasses.dataclass(frozen=True)
-class ScanSnapConfig:
+class ScanSnapConfig(Settings):
     """Settings of the learning-rate experiment; defaults are Scan&Snap's Fig. 6 setting.
 
     **Fields:**
@@ -68,7 +69,7 @@ class ScanSnapConfig:
     eval_batch: int = 256
     save_every: int = 10
 
-    def __post_init__(self):
+    def check_fields(self):
         for name in ("eta_z", "eta_ratio"):
             values = getattr(self, name)
             if len(values) == 0:

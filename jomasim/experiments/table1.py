@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from .._errors import OutOfRangeError, check_integer, check_positive
+from .._settings import Settings
 from ..hierarchy import Hierarchy, check_hierarchy_sizes, make_hierarchy, sample_sequences, tree_cooccurrence
 from ..metrics import normalized_correlation
 from ..models import Transformer, TransformerConfig
@@ -43,7 +44,7 @@ class Table1Setting:
 
 
 @dataclasses.dataclass(frozen=True)
-class Table1Config:
+class Table1Config(Settings):
     """Settings of Table 1. The grid is the paper's; the model and schedule default to a reduced
     size that runs on a CPU in minutes; `Table1Config.paper_sizes()` has the paper's.
 
@@ -81,7 +82,7 @@ class Table1Config:
         set the rest."""
         return cls(**{"d_model": 1024, "d_hidden": 400, "steps": 10000, "batch": 128, "lr": 1e-4, **fields})
 
-    def __post_init__(self):
+    def check_fields(self):
         for name, least in (("seeds", 1), ("d_model", 1), ("d_hidden", 1), ("n_layers", 2), ("steps", 1), ("batch", 1),
                             ("length", 1), ("test_batch", 2)):
             check_integer(name, getattr(self, name), least=least)

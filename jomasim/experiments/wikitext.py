@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from .._errors import OutOfRangeError, check_integer, check_positive
+from .._settings import Settings
 from ..corpus import batchify, load_corpus
 from ..metrics import attention_map_entropy
 from ..models import Transformer, TransformerConfig
@@ -28,7 +29,7 @@ from ..train import OptimizerSpec, every_steps, make_optimizer, train, with_para
 
 
 @dataclasses.dataclass(frozen=True)
-class WikitextConfig:
+class WikitextConfig(Settings):
     """Settings of the WikiText runs; the defaults are the sizes of §6.2 (hours per depth on a CPU),
     `WikitextConfig.small()` a reduced set that runs on a CPU in minutes.
 
@@ -75,7 +76,7 @@ class WikitextConfig:
         return cls(**{"d_model": 64, "d_hidden": 64, "steps": 1500, "eval_every": 100, "seeds": 1, "depths": (1, 2),
                       "ablation_lrs": (), "lr": 1e-3, "eval_windows": 40, "min_count": 3, **fields})
 
-    def __post_init__(self):
+    def check_fields(self):
         for name, least in (("min_count", 1), ("ablation_depth", 1), ("seeds", 1), ("d_model", 1), ("d_hidden", 1),
                             ("steps", 1), ("eval_every", 1), ("bptt", 2), ("columns", 1), ("eval_columns", 1)):
             check_integer(name, getattr(self, name), least=least)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidChoiceError, InvalidPathError, OutOfRangeError, ShapeMismatchError
+from .._settings import text_to_value
 from ._task import SweepTask
 
 GRID_KEYS = ("axes", "points", "settings")
@@ -34,27 +35,23 @@ class Grid:
         return Grid({**self.axes, **axes}, self.points, {**self.settings, **settings})
 
 
-def _parse_scalar(text: str) -> Any:
-    text = text.strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def parse_axis_values(name: str, text: str, kind: type) -> tuple:
+    """Values of an axis written on the command line, read by the axis's type.
 
+    `"0.05,0.1,0.2"` is a list (no empty elements); for an integer axis `"0:8"` (or `"0:8:2"`) is
+    a range, stop excluded, as Python's `range`; names stay strings (`"linear,softmax"`).
 
-def parse_axis_values(name: str, text: str) -> tuple:
-    """Values of an axis written on the command line.
+    **Arguments:**
 
-    `"0.05,0.1,0.2"` is a list; `"0:8"` (or `"0:8:2"`) an integer range, stop excluded, as
-    Python's `range`; names stay strings (`"linear,softmax"`).
+    - `name`: the axis, for messages.
+    - `text`: the values as written.
+    - `kind`: the type of one value (`int`, `float`, `str`).
 
     **Returns:**
 
-    The values as a tuple (ints, floats or strings).
+    The values as a tuple.
     """
-    if ":" in text:
+    if kind is int and ":" in text:
         parts = text.split(":")
         try:
             bounds = [int(part) for part in parts]
@@ -63,7 +60,7 @@ def parse_axis_values(name: str, text: str) -> tuple:
         if bounds is None or len(bounds) not in (2, 3) or (len(bounds) == 3 and bounds[2] == 0):
             raise OutOfRangeError(f"{name}={text!r} is not a range; write START:STOP or START:STOP:STEP with integers")
         return tuple(range(*bounds))
-    return tuple(_parse_scalar(part) for part in text.split(",") if part.strip())
+    return text_to_value(name, tuple[kind, ...], text)
 
 
 def load_grid(path: Path) -> Grid:

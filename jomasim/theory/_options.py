@@ -1,11 +1,13 @@
 """`SolverOptions`: how the JoMA flows are integrated, checked when made."""
 
 import dataclasses
+import functools
 
 import diffrax as dfx
 import jax.numpy as jnp
 
-from .._errors import InvalidChoiceError, OutOfRangeError, check_choice, check_integer, check_positive
+from .._errors import OutOfRangeError, check_integer, check_positive
+from .._settings import Settings, optional, setting
 
 SOLVERS = {
     "tsit5": dfx.Tsit5,
@@ -20,7 +22,7 @@ BATCH_MODES = (None, "vmap", "ode")
 
 
 @dataclasses.dataclass(frozen=True)
-class SolverOptions:
+class SolverOptions(Settings):
     """How `simulate` and `solve` integrate: solver, tolerances, step budget, batch mode, blow-up event.
 
     Static (hashable): one compile per distinct value. Every field is checked when the options
@@ -52,33 +54,26 @@ class SolverOptions:
       compile time. `True`/`False` force either form (`benchmarks/unroll.py` measures both).
     """
 
-    solver: str = "tsit5"
-    rtol: float = 1e-6
-    atol: float = 1e-9
-    dt0: float | None = None
-    max_steps: int = 65536
-    batch: str | None = None
-    blowup: float | None = None
-    progress: bool = False
-    unroll: bool | None = None
+    solver: str = setting("tsit5", "the Diffrax solver", choices=SOLVERS)
+    rtol: float = setting(1e-6, "relative tolerance of the step-size controller", check=check_positive)
+    atol: float = setting(1e-9, "absolute tolerance of the step-size controller", check=check_positive)
+    dt0: float | None = setting(None, "fixed step of the euler solver (required there), first step of the others "
+                                "(none: the solver picks), on the run's clock (compare, sweep: SGD steps)",
+                                check=optional(check_positive))
+    max_steps: int = setting(65536, "solver step budget per trajectory", check=functools.partial(check_integer, least=1))
+    batch: str | None = setting(None, "None, vmap (a step size per trajectory) or ode (one shared step size)",
+                                choices=BATCH_MODES)
+    blowup: float | None = setting(None, "stop a flow when a logit |z| reaches this value and report a blow-up "
+                                   "(none: never)", check=optional(check_positive))
+    progress: bool = setting(False, "show a progress bar over time")
+    unroll: bool | None = setting(None, "stages written out (True), Diffrax's stage loop (False), or by the field's "
+                                  "size (None)")
 
-    def __post_init__(self):
-        check_choice("solver", self.solver, SOLVERS)
-        if not (self.unroll is None or isinstance(self.unroll, bool)):
-            raise InvalidChoiceError(f"unroll={self.unroll!r} is not allowed; choose None (by the field's size), True or False")
-        check_choice("batch", self.batch, BATCH_MODES)
-        check_choice("progress", self.progress, (False, True))
-        check_positive("rtol", self.rtol)
-        check_positive("atol", self.atol)
-        check_integer("max_steps", self.max_steps, least=1)
+    def check_fields(self):
         if self.solver in FIXED_STEP_SOLVERS and self.dt0 is None:
             raise OutOfRangeError(f"solver={self.solver!r} takes fixed steps; give dt0 > 0")
-        if self.dt0 is not None:
-            check_positive("dt0", self.dt0)
-        if self.blowup is not None:
-            check_positive("blowup", self.blowup)
-            if self.batch == "ode":
-                raise OutOfRangeError("blowup needs one solve per trajectory; use batch='vmap' or None with blowup")
+        if self.blowup is not None and self.batch == "ode":
+            raise OutOfRangeError("blowup needs one solve per trajectory; use batch='vmap' or None with blowup")
 
 
 FLOAT32_TOLERANCE = 1e-5
