@@ -80,6 +80,17 @@ def check_integer(name: str, value: Any, *, least: int) -> None:
         raise OutOfRangeError(f"{name}={value!r} is not allowed; it must be an integer >= {least}")
 
 
+SEED_RANGE = (0, 2**32 - 1)
+"""The seeds a member may have: `jax.random.key` takes any of them, with or without float64."""
+
+
+def check_seed(name: str, value: int) -> None:
+    """Raises `OutOfRangeError` unless `value` is an integer in `SEED_RANGE`."""
+    check_integer(name, value, least=SEED_RANGE[0])
+    if value > SEED_RANGE[1]:
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; seeds must be integers in [0, {SEED_RANGE[1]}]")
+
+
 def check_nonnegative(name: str, value: Any) -> None:
     """Raises `OutOfRangeError` unless every entry of `value` is finite and >= 0."""
     array = _numbers(name, value)

@@ -75,10 +75,19 @@ def _exit_code(arguments):
         (["compare", "--solver", "euler"], "takes fixed steps; give dt0 > 0"),
         (["simulate", "--solver", "euler", "--dt0", "-1"], "dt0=-1.0"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["compare", "--seeds", "1", "--steps", "4", "--save-every", "2", "--first-seed", "18446744073709551616"],
+         "first_seed=18446744073709551616 is not allowed; seeds must be integers in [0, 4294967295]"),
+        (["compare", "--first-seed", "4294967295", "--seeds", "2"], "first_seed + seeds - 1=4294967296"),
+        (["sweep", "--eta-w", "0.1", "--process-id", "-1"], "process_id=-1 is not allowed"),
+        (["sweep", "--eta-w", "0.1", "--num-processes", "0"], "num_processes=0 is not allowed"),
+        (["sweep", "--eta-w", "0.1", "--merge-timeout", "-1"], "merge_timeout=-1.0 is not allowed"),
+        (["sweep", "--eta-w", "0.1", "--process-id", "2", "--num-processes", "2"], "process_id=2 is not allowed"),
+        (["sweep", "--init-scale", "1,,2"], "init_scale='1,,2' is not allowed"),
+        (["reproduce", "fig4", "--out", ""], "out='' is not allowed; give a folder"),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(arguments, expected, capsys, tmp_path):
-    out = ["--out", str(tmp_path)] if arguments[0] in ("simulate", "compare") else []
+    out = ["--out", str(tmp_path)] if arguments[0] in ("simulate", "compare", "sweep") else []
     assert _exit_code(arguments + out) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and expected in error

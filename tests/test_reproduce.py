@@ -75,6 +75,7 @@ def test_cli_writes_and_replaces_a_reproduction(tmp_path, capsys):
         (["fig4", "--mu", "1,x"], "--mu: mu='1,x' is not allowed; mu takes a comma-separated list of numbers"),
         (["fig4", "--mu", "0.04,2"], "every target must exceed"),
         (["fig4", "--mu-seed", "-1"], "mu_seed=-1 is not allowed"),
+        (["fig3", "--set", "seed=99999999999999999999"], "seed=99999999999999999999 is not allowed"),
         (["fig4", "--set", "iterations=abc"], "iterations of fig4 takes an integer"),
         (["fig4", "--set", "iterations=0"], "iterations=0 is not allowed"),
         (["fig4", "--set", "nope=1"], "--set field of fig4='nope' is not allowed"),

@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import jax
 
-from .._errors import JomasimError, OutOfRangeError, check_choice
+from .._errors import JomasimError, OutOfRangeError, check_choice, check_integer, check_positive
 from .._settings import build, flat_fields
 from ..experiments.block import MODE_RUNS, MODES
 from ..experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
@@ -48,8 +49,23 @@ def _add_config_options(parser, cls: type, *, skip: tuple[str, ...] = (), defaul
                             help=f"{field.help} (default {field.default}{'; one of ' + ', '.join(map(str, choices)) if choices else ''})")
 
 
+def _at_least(least: int):
+    """The check of an integer option's lower bound."""
+    return functools.partial(check_integer, least=least)
+
+
+def _nonempty(name: str, text: str) -> None:
+    if not text.strip():
+        raise OutOfRangeError(f"{name}={text!r} is not allowed; give a folder")
+
+
+def _folder(text: str) -> Path:
+    """The type of `--out`: a non-empty path."""
+    return Path(option_type("out", str, _nonempty)(text))
+
+
 def _add_output_options(parser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder")
+    parser.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of the run folder")
     parser.add_argument("--name", default=None, help="run folder name (default: COMMAND-ATTENTION-ACTIVATION[-N])")
 
 
@@ -102,17 +118,21 @@ def _add_sweep(commands) -> None:
     _add_config_options(parser.add_argument_group("fixed settings"), CompareConfig, skip=(*task.axes, *SWEEP_PER_POINT),
                         defaults=False, prefix="setting_")
     run = parser.add_argument_group("running")
-    run.add_argument("--chunk-size", type=int, default=None,
+    run.add_argument("--chunk-size", type=option_type("chunk_size", int, _at_least(1)), default=None,
                      help="points per compiled call (default: 16 per CPU device, 256 per GPU/TPU)")
-    run.add_argument("--devices", type=int, default=None, help="local devices to shard over (default: all)")
+    run.add_argument("--devices", type=option_type("devices", int, _at_least(1)), default=None,
+                     help="local devices to shard over (default: all)")
     run.add_argument("--plot", action="append", default=None, metavar="VALUE:X[:Y]",
                      help="a heat map of result VALUE over axes X and Y (a line over X without Y); repeatable")
-    run.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the sweep folder")
+    run.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of the sweep folder")
     run.add_argument("--name", default=None, help="sweep folder name; an existing sweep of that name is resumed")
     run.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="join JAX's multi-process runtime")
-    run.add_argument("--num-processes", type=int, default=1)
-    run.add_argument("--process-id", type=int, default=0)
-    run.add_argument("--merge-timeout", type=float, default=3600.0, help="seconds process 0 waits for the others")
+    run.add_argument("--num-processes", type=option_type("num_processes", int, _at_least(1)), default=1,
+                     help="processes of a multi-process sweep")
+    run.add_argument("--process-id", type=option_type("process_id", int, _at_least(0)), default=0,
+                     help="this process's number, below --num-processes")
+    run.add_argument("--merge-timeout", type=option_type("merge_timeout", float, check_positive), default=3600.0,
+                     help="seconds process 0 waits for the others")
     parser.set_defaults(handler=_sweep)
 
 
@@ -151,6 +171,9 @@ def _plot_specs(args, task: BlockSweep, grid: Grid) -> list[tuple[str, str, str 
 
 
 def _sweep(args) -> None:
+    if args.process_id >= args.num_processes:
+        raise OutOfRangeError(f"process_id={args.process_id} is not allowed; it must be below num_processes="
+                              f"{args.num_processes}")
     if args.coordinator is not None:
         if args.name is None:
             raise OutOfRangeError("a multi-process sweep needs --name (every process writes into the same folder)")
@@ -212,7 +235,7 @@ def _add_reproduce(commands) -> None:
                         help="any field of the reproduction's config, after the options above (repeatable; lists "
                         "comma-separated, e.g. --set depths=1,2,5; with 'all' prefix the reproduction: "
                         "--set wikitext.steps=3000)")
-    parser.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of reproduce-NAME/")
+    parser.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of reproduce-NAME/")
     parser.set_defaults(handler=_reproduce)
 
 

@@ -8,8 +8,10 @@ inside them (`10:20,20:30`).
 """
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
-from .._errors import OutOfRangeError, check_choice
+from .._errors import JomasimError, OutOfRangeError, check_choice
 from .._settings import describe, flat_fields, text_to_value
 
 
@@ -64,15 +66,18 @@ def field_values(config_type: type, name: str, assignments: list[str]) -> dict:
     return values
 
 
-def option_type(name: str, kind):
-    """The argparse `type` of an option that sets field `name` of type `kind`: the text read as
-    `--set` reads it (`jomasim._settings.text_to_value`), a usage error (one line, exit code 2)
-    naming what it takes."""
+def option_type(name: str, kind, check: Callable[[str, Any], None] | None = None):
+    """The argparse `type` of an option that sets `name` of type `kind` (a config field's, or an
+    option's own): the text read as `--set` reads it (`jomasim._settings.text_to_value`) and
+    checked by `check(name, value)`, a usage error (one line, exit code 2) naming the value."""
 
     def convert(text: str):
         try:
-            return text_to_value(name, kind, text)
-        except OutOfRangeError as error:
+            value = text_to_value(name, kind, text)
+            if check is not None:
+                check(name, value)
+            return value
+        except JomasimError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
     return convert

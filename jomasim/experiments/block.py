@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._compile import block_compiler_options
-from .._errors import OutOfRangeError, check_choice, check_integer, check_nonnegative, check_positive
+from .._errors import OutOfRangeError, check_choice, check_integer, check_nonnegative, check_positive, check_seed
 from .._settings import Settings, setting
 from ..activation import ACTIVATIONS
 from ..assumptions import leak_curves
@@ -46,17 +46,6 @@ MODE_RUNS = {"theory": ("joint", "reduced"), "train": ("train",), "both": ("trai
 def training_status(diverged_at: int) -> str:
     """What happened to a training run, in words, from its first non-finite step (−1 if none)."""
     return "ok" if diverged_at < 0 else f"non-finite loss at step {int(diverged_at)}"
-
-
-SEED_RANGE = (0, 2**32 - 1)
-"""The seeds a member may have: `jax.random.key` takes any of them, with or without float64."""
-
-
-def check_seed(name: str, value: int) -> None:
-    """Raises `OutOfRangeError` unless `value` is an integer in `SEED_RANGE`."""
-    check_integer(name, value, least=SEED_RANGE[0])
-    if value > SEED_RANGE[1]:
-        raise OutOfRangeError(f"{name}={value!r} is not allowed; seeds must be integers in [0, {SEED_RANGE[1]}]")
 
 
 _at_least_one = functools.partial(check_integer, least=1)

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from .._errors import check_positive
+from .._errors import check_positive, check_seed
 from .._settings import Settings
 from ..theory import matrix_solution
 from .block import run_members, training_status
@@ -44,6 +44,7 @@ class Fig3Config(Settings):
     temperature: float = 0.5
 
     def check_fields(self):
+        check_seed("seed", self.seed)
         check_positive("lr", self.lr)
         self.setting  # noqa: B018 (building the setting checks the rest)
 

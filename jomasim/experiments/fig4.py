@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import OutOfRangeError, ShapeMismatchError, check_finite, check_integer, check_positive
+from .._errors import OutOfRangeError, ShapeMismatchError, check_finite, check_integer, check_positive, check_seed
 from .._settings import Settings
 from ..metrics import entropy
 from ..theory import NonlinearToyFlow, SolverOptions, convergence_time, simulate, status_messages
@@ -53,7 +53,7 @@ class Fig4Config(Settings):
     converged: float = 0.01
 
     def check_fields(self):
-        check_integer("mu_seed", self.mu_seed, least=0)
+        check_seed("mu_seed", self.mu_seed)
         check_integer("components", self.components, least=1)
         if self.mu is not None:
             if len(self.mu) == 0:

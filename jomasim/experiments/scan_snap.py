@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._errors import OutOfRangeError, check_integer, check_positive
+from .._errors import OutOfRangeError, check_integer, check_positive, check_seed
 from .._settings import Settings
 from ..data import check_sequence_class_sizes, make_sequence_classes
 from ..metrics import entropy
@@ -168,7 +168,7 @@ class ScanSnapSweep(SweepTask):
         seed = values.get("seed", 0)
         check_positive("eta_z", eta_z)
         check_positive("eta_ratio", eta_ratio)
-        check_integer("seed", seed, least=0)
+        check_seed("seed", seed)
         return {"eta_z": float(eta_z), "eta_ratio": float(eta_ratio), "eta_y": float(eta_ratio * eta_z), "seed": int(seed)}
 
     def static_key(self, point: dict[str, Any]) -> tuple:
