@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -97,6 +98,19 @@ def _default_mode(directory: bool) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+PAUSE_VARIABLE = "JOMASIM_TEST_PAUSE"
+"""A test hook, `PREFIX:MARKER`: a write of a file whose name starts with PREFIX stops after its
+temporary file is written and synced, before it is renamed into place; it creates the file MARKER
+and waits there, so a test can kill the process in the middle of the write."""
+
+
+def _pause_for_tests(path: Path) -> None:
+    prefix, _, marker = os.environ.get(PAUSE_VARIABLE, "").partition(":")
+    if prefix and marker and path.name.startswith(prefix):
+        Path(marker).touch()
+        time.sleep(3600)
+
+
 def _atomic_write(path: Path, write) -> None:
     """Writes through a temporary file in the same folder, then renames it into place.
 
@@ -115,6 +129,7 @@ def _atomic_write(path: Path, write) -> None:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        _pause_for_tests(path)
         os.replace(temporary, path)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):

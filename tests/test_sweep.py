@@ -16,6 +16,7 @@ import jomasim as js
 from jomasim.cli import main
 from jomasim.experiments.block import MemberNumbers, run_members
 from jomasim.experiments.block_sweep import BlockSweep
+from jomasim.io import PAUSE_VARIABLE
 from jomasim.plots import _sweep_title, plot_sweep
 from jomasim.sweep import (
     Grid,
@@ -24,6 +25,7 @@ from jomasim.sweep import (
     load_grid,
     local_mesh,
     parse_axis_values,
+    recorded_digests,
     resolve_points,
     run_sweep,
 )
@@ -175,13 +177,46 @@ def test_killed_sweep_resumes_without_recomputing(kill, reference, grid_file, tm
     time.sleep(extra_delay)
     process.send_signal(kill)
     process.wait()
-    finished = {int(path.stem.split("-")[1]) for path in (folder / "chunks").glob("chunk-*.npz")}
+    # a chunk counts as finished once its manifest line follows its file (a kill between the two
+    # leaves a file that the resume recomputes)
+    finished = {int(path.stem.split("-")[1]) for path in (folder / "chunks").glob("chunk-*.npz")} & set(recorded_digests(folder))
     assert wait_for_chunks <= len(finished) < 8, "killed after some chunks and before the end"
     before = len(computed_chunks(folder))
     result = run_sweep(_task(grid), grid, folder, chunk_size=1, devices=1)
     again = [entry["chunk"] for entry in computed_chunks(folder)[before:]]
     assert sorted(again) == sorted(set(range(8)) - finished), "every chunk computed exactly once"
     _assert_same_table(result.table, expected.table)
+
+
+KILL_CYCLES = 20
+
+
+@pytest.mark.slow
+def test_kills_while_writing_chunks_and_the_table_are_survived(reference, grid_file, tmp_path):
+    """20 sweeps killed (SIGKILL) in the middle of a write, each paused by the test hook after its
+    temporary file is written and before the rename: twice while writing each of the eight chunks,
+    then four times while writing the merged table. The final run's table equals an uninterrupted
+    run's in every row, and no kill left a file that looks written."""
+    grid, expected = reference
+    folder = tmp_path / "faults"
+    marker = tmp_path / "paused"
+    arguments = ("sweep", "--grid", grid_file, "--out", tmp_path, "--name", "faults", "--chunk-size", 1)
+    for cycle in range(KILL_CYCLES):
+        target = f"chunk-{cycle // 2:05d}" if cycle < 16 else "points."
+        marker.unlink(missing_ok=True)
+        process = _jomasim(*arguments, env={PAUSE_VARIABLE: f"{target}:{marker}"})
+        deadline = time.monotonic() + 240
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), f"cycle {cycle}: the sweep never reached the write of {target}: {process.communicate()[0]}"
+        process.kill()
+        process.wait()
+        written = [path.name for path in folder.rglob(f"{target}*") if not path.name.startswith(".")]
+        assert written == [], f"cycle {cycle}: the kill during {target} left {written}"
+        assert list(folder.rglob(f".{target}*.tmp")), f"cycle {cycle}: no write of {target} was under way"
+    _finish(_jomasim(*arguments))
+    table = dict(np.load(folder / "points.npz"))
+    _assert_same_table(table, expected.table)
 
 
 @pytest.mark.parametrize(
@@ -236,7 +271,26 @@ def test_corrupt_chunk_is_recomputed(reference):
     (result.folder / "chunks" / "chunk-00001.npz").write_bytes(b"half-written")
     again = run_sweep(_task(grid), grid, result.folder, chunk_size=CHUNK, devices=1)
     assert [entry["chunk"] for entry in computed_chunks(result.folder)[before:]] == [1]
+    assert again.summary["chunks_rejected"] == 1
     _assert_same_table(again.table, result.table, exact=True)
+
+
+def test_doctored_chunk_is_detected_and_recomputed(reference):
+    """A chunk whose numbers were changed on disk (a valid npz with the right fields, fingerprint
+    and points) no longer has the SHA-256 its manifest line records: the resume recomputes it,
+    says so, and the table holds the computed numbers, not the doctored ones."""
+    grid, result = reference
+    path = result.folder / "chunks" / "chunk-00000.npz"
+    with np.load(path) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["nc_zhat_z"] = arrays["nc_zhat_z"] * 0.5
+    np.savez(path, **arrays)
+    before = len(computed_chunks(result.folder))
+    again = run_sweep(_task(grid), grid, result.folder, chunk_size=CHUNK, devices=1)
+    assert [entry["chunk"] for entry in computed_chunks(result.folder)[before:]] == [0]
+    assert again.summary["chunks_rejected"] == 1
+    _assert_same_table(again.table, result.table, exact=True)
+    assert all(len(entry["sha256"]) == 64 for entry in computed_chunks(result.folder))
 
 
 def test_sweep_plots_count_the_points_without_a_value(tmp_path):

@@ -193,6 +193,9 @@ def _sweep(args) -> None:
     summary = result.summary
     print(f"{summary['points']} points in {summary['chunks']} chunks, {summary['failed']} failed, "
           f"{summary['points_per_second']:.2f} points/s of compute")
+    if summary["chunks_rejected"]:
+        print(f"recomputed {summary['chunks_rejected']} stored chunks whose contents did not match the SHA-256 "
+              "recorded when they were written (or that were cut short)")
     for row, text in list(summary["failed_points"].items())[:10]:
         print(f"  point {row}: {text}")
     print(f"wrote {result.folder}/ (grid.json, points.csv, points.npz, summary.json"

@@ -12,4 +12,5 @@ from ._run import local_mesh as local_mesh
 from ._run import plan_chunks as plan_chunks
 from ._run import run_sweep as run_sweep
 from ._store import computed_chunks as computed_chunks
+from ._store import recorded_digests as recorded_digests
 from ._task import SweepTask as SweepTask

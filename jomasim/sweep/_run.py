@@ -14,7 +14,17 @@ from tqdm.auto import tqdm
 from .._errors import InvalidPathError, JomasimError, OutOfRangeError, check_integer
 from ..io import environment, write_json
 from ._grid import Grid, resolve_points
-from ._store import CHUNK_FIELDS, computed_chunks, fingerprint, prepare_folder, read_chunk, write_chunk, write_table
+from ._store import (
+    CHUNK_FIELDS,
+    chunk_path,
+    computed_chunks,
+    fingerprint,
+    prepare_folder,
+    read_chunk,
+    recorded_digests,
+    write_chunk,
+    write_table,
+)
 from ._task import SweepTask
 
 
@@ -125,9 +135,11 @@ def _wait_for_chunks(folder: Path, chunks: list[Chunk], sweep_fingerprint: str, 
     deadline = time.monotonic() + timeout
     stored = [known.get(chunk.number) for chunk in chunks]
     while True:
+        digests = recorded_digests(folder)
         for chunk in chunks:
             if stored[chunk.number] is None:
-                stored[chunk.number] = read_chunk(folder, chunk.number, chunk.index, sweep_fingerprint)
+                stored[chunk.number] = read_chunk(folder, chunk.number, chunk.index, sweep_fingerprint,
+                                                  digests.get(chunk.number))
         missing = [chunk.number for chunk in chunks if stored[chunk.number] is None]
         if not missing:
             return stored
@@ -180,8 +192,10 @@ def run_sweep(
     one padded), and every chunk is one compiled `shard_map` of a `vmap` over this process's local
     devices, so points that differ only in numbers share one compile. With several JAX processes
     (`initialize_processes`), process p computes the chunks numbered p, p + P, p + 2P, ...; each
-    finished chunk is written atomically to `folder/chunks/`, and chunks already there (from an
-    interrupted run) are not computed again. Process 0 then waits for every chunk and writes
+    finished chunk is written atomically to `folder/chunks/` and recorded, with the SHA-256 of its
+    contents, in the manifest `chunks/log.jsonl`; chunks already there (from an interrupted run)
+    whose contents match their recorded SHA-256 are not computed again, the others are recomputed
+    and counted in the summary's `chunks_rejected`. Process 0 then waits for every chunk and writes
     `points.csv`, `points.npz` and `summary.json`.
 
     **Arguments:**
@@ -215,9 +229,13 @@ def run_sweep(
 
     process, processes = jax.process_index(), jax.process_count()
     mine = [chunk for chunk in chunks if chunk.number % processes == process]
-    finished = {chunk.number: read_chunk(folder, chunk.number, chunk.index, sweep_fingerprint) for chunk in mine}
+    digests = recorded_digests(folder)
+    finished = {chunk.number: read_chunk(folder, chunk.number, chunk.index, sweep_fingerprint, digests.get(chunk.number))
+                for chunk in mine}
     finished = {number: arrays for number, arrays in finished.items() if arrays is not None}
     todo = [chunk for chunk in mine if chunk.number not in finished]
+    # chunk files on disk that failed the check (unreadable, doctored, or never recorded) are recomputed
+    rejected = sum(chunk_path(folder, chunk.number).exists() for chunk in todo)
     started = time.perf_counter()
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep", unit="chunk", disable=not progress)
     computed_points = 0
@@ -253,6 +271,7 @@ def run_sweep(
         "failed": int(table["failed"].sum()),
         "failed_points": {int(row): str(table["failures"][row]) for row in np.flatnonzero(table["failed"])},
         "chunks_computed": [{k: entry[k] for k in ("chunk", "process", "seconds")} for entry in log],
+        "chunks_rejected": rejected,
         "task": task.describe(),
         "environment": environment(),
     }

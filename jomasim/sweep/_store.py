@@ -2,7 +2,8 @@
 
     runs/<name>/grid.json            the task's settings and every resolved point (the sweep's identity)
     runs/<name>/chunks/chunk-00012.npz   the results of one chunk, written atomically when it finishes
-    runs/<name>/chunks/log.jsonl     one line per chunk computed (which process, when, how long)
+    runs/<name>/chunks/log.jsonl     the manifest: one line per chunk computed (which process, when, how
+                                     long, and the SHA-256 of its contents, written after the chunk)
     runs/<name>/points.csv|.npz      the merged table, one row per point
 """
 
@@ -61,9 +62,20 @@ def chunk_path(folder: Path, chunk: int) -> Path:
     return Path(folder) / "chunks" / f"chunk-{chunk:05d}.npz"
 
 
+def chunk_digest(arrays: dict[str, np.ndarray]) -> str:
+    """The SHA-256 of a chunk's contents: every array's name, dtype, shape and bytes, by name."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def write_chunk(folder: Path, chunk: int, index: np.ndarray, results: dict[str, np.ndarray], seconds: float,
                 sweep_fingerprint: str, process: int) -> None:
-    """Stores a finished chunk atomically and logs it.
+    """Stores a finished chunk atomically, then records it in the manifest with its contents' SHA-256
+    (a chunk without its line, e.g. after a kill between the two, is recomputed on resume).
 
     **Arguments:**
 
@@ -74,15 +86,19 @@ def write_chunk(folder: Path, chunk: int, index: np.ndarray, results: dict[str, 
     - `sweep_fingerprint`: the sweep's `fingerprint`.
     - `process`: the JAX process index that computed it.
     """
-    write_npz(chunk_path(folder, chunk), index=index, seconds=seconds, fingerprint=sweep_fingerprint, **results)
-    line = json.dumps({"chunk": chunk, "process": process, "points": len(index), "seconds": seconds, "time": time.time()})
+    arrays = {"index": index, "seconds": seconds, "fingerprint": sweep_fingerprint, **results}
+    write_npz(chunk_path(folder, chunk), **arrays)
+    line = json.dumps({"chunk": chunk, "process": process, "points": len(index), "seconds": seconds, "time": time.time(),
+                       "sha256": chunk_digest({name: np.asarray(value) for name, value in arrays.items()})})
     with open(Path(folder) / "chunks" / "log.jsonl", "a") as log:
         log.write(line + "\n")
 
 
-def read_chunk(folder: Path, chunk: int, index: np.ndarray, sweep_fingerprint: str) -> dict[str, np.ndarray] | None:
-    """A finished chunk's arrays, or `None` if it is missing, unreadable, from another sweep, or
-    not for exactly the points `index` (then it is recomputed)."""
+def read_chunk(folder: Path, chunk: int, index: np.ndarray, sweep_fingerprint: str,
+               digest: str | None) -> dict[str, np.ndarray] | None:
+    """A finished chunk's arrays, or `None` if it is missing, unreadable, from another sweep, not
+    for exactly the points `index`, or its contents do not have the SHA-256 `digest` that the
+    manifest recorded (`None`: none recorded); then it is recomputed."""
     path = chunk_path(folder, chunk)
     if not path.exists():
         return None
@@ -97,15 +113,29 @@ def read_chunk(folder: Path, chunk: int, index: np.ndarray, sweep_fingerprint: s
         return None
     if any(np.shape(value) != index.shape for name, value in arrays.items() if name not in CHUNK_FIELDS):
         return None
+    if digest is None or chunk_digest(arrays) != digest:
+        return None
     return arrays
 
 
 def computed_chunks(folder: Path) -> list[dict[str, Any]]:
-    """Every line of the chunk log: which chunk was computed, by which process, when."""
+    """Every complete line of the manifest: which chunk was computed, by which process, when, and
+    its contents' SHA-256 (a line cut short by a kill is skipped)."""
     log = Path(folder) / "chunks" / "log.jsonl"
     if not log.exists():
         return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    entries = []
+    for line in log.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries
+
+
+def recorded_digests(folder: Path) -> dict[int, str]:
+    """The SHA-256 the manifest records for each chunk number (the latest line of each)."""
+    return {entry["chunk"]: entry["sha256"] for entry in computed_chunks(folder) if "sha256" in entry}
 
 
 def write_table(folder: Path, table: dict[str, np.ndarray], columns: list[str]) -> None:
