@@ -84,6 +84,11 @@ def _exit_code(arguments):
         (["sweep", "--eta-w", "0.1", "--process-id", "2", "--num-processes", "2"], "process_id=2 is not allowed"),
         (["sweep", "--init-scale", "1,,2"], "init_scale='1,,2' is not allowed"),
         (["reproduce", "fig4", "--out", ""], "out='' is not allowed; give a folder"),
+        (["compare", "--seeds", "1000000000"], "1000000000 seeds × 2000 steps with 101 saves needs about"),
+        (["compare", "--steps", "1000000000000"], "is available; lower --seeds, --steps, the saves"),
+        (["simulate", "--saves", "100000000000"], "8 seeds with 100000000000 saves needs about"),
+        (["sweep", "--seed", "0:100000000000"], "(100000000000 values) needs about"),
+        (["sweep", "--eta-w", "0.1", "--steps", "10000000000"], "points needs about"),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(arguments, expected, capsys, tmp_path):

@@ -99,6 +99,16 @@ class BlockSetting(Settings):
                              same(self.init_scale))
 
 
+def member_bytes(setting: BlockSetting, steps: int, saves: int, mode: str) -> int:
+    """An estimate of the memory one member holds at once, in bytes: every run of the mode keeps
+    its states (W, `d × K`), V (`M_c × K`) and z at every save, Theorem 1's ẑ and residual, and
+    training its loss at every step; doubled for the copies made between the compiled call and the
+    NumPy results."""
+    d, K, M = setting.dim, setting.n_classes, setting.n_distinct + setting.n_common
+    per_save = len(MODE_RUNS[mode]) * (d * K + M * K + M) + 2 * M
+    return 2 * 8 * (saves * per_save + (steps if mode != "theory" else 0))
+
+
 class MemberNumbers(NamedTuple):
     """The numbers that may differ between members of one compiled batch: arrays with a leading
     member axis (scalars inside `measure_member`)."""

@@ -12,8 +12,9 @@ import functools
 import numpy as np
 
 from .._errors import check_integer, check_positive
+from .._memory import check_fits
 from .._settings import setting
-from .block import BlockResults, BlockSetting, run_members
+from .block import BlockResults, BlockSetting, member_bytes, run_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,5 +40,8 @@ def run_block_theory(config: BlockTheoryConfig) -> BlockResults:
     The `BlockResults` of `theory` mode (runs `joint` and `reduced`; the joint flow is the
     reference), saved at the times `steps` (clock `t`).
     """
+    check_fits(config.seeds * member_bytes(config, 0, config.saves, "theory"),
+               f"{config.seeds} seeds with {config.saves} saves",
+               "--seeds, --saves or the sizes (--dim, --n-classes, --n-distinct, --n-common)")
     ts = np.linspace(0.0, config.t_end, config.saves)
     return run_members(config, config.members(config.eta_w, config.eta_z), 0, ts, "theory", clock="t")

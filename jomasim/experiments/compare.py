@@ -18,9 +18,10 @@ import time
 import numpy as np
 
 from .._errors import OutOfRangeError, check_integer, check_positive
+from .._memory import check_fits
 from .._settings import setting
 from ..train import every_steps
-from .block import BlockResults, BlockSetting, run_members
+from .block import BlockResults, BlockSetting, member_bytes, run_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,19 @@ class CompareConfig(BlockSetting):
         """The training steps kept: 0, save_every, 2·save_every, …, and always the last step."""
         return every_steps(self.steps, self.save_every)
 
+    @property
+    def save_count(self) -> int:
+        """How many steps `save_steps` holds, without making it."""
+        return self.steps // self.save_every + 1 + (self.steps % self.save_every != 0)
+
+    def check_memory(self, mode: str = "both") -> None:
+        """Refuses, before anything is allocated or compiled, a run in `mode` that needs more
+        memory than the machine has (`block.member_bytes` for every seed)."""
+        check_fits(self.seeds * member_bytes(self, self.steps, self.save_count, mode),
+                   f"{self.seeds} seeds × {self.steps} steps with {self.save_count} saves",
+                   "--seeds, --steps, the saves (raise --save-every) or the sizes (--dim, --n-classes, --n-distinct, "
+                   "--n-common)")
+
 
 def run_compare(config: CompareConfig) -> BlockResults:
     """Trains the block and integrates both flows for every seed, and measures them step by step,
@@ -57,6 +71,7 @@ def run_compare(config: CompareConfig) -> BlockResults:
     The `BlockResults` of `both` mode (runs `train`, `joint`, `reduced`; training is the
     reference), saved at `config.save_steps`.
     """
+    config.check_memory()
     return run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "both")
 
 

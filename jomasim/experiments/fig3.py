@@ -70,6 +70,7 @@ def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
     the end, `v0_final` (the four plotted components), `entropy_initial`, `entropy_final`.
     """
     setting = config.setting
+    setting.check_memory("train")
     save_steps = setting.save_steps
     results = run_members(setting, setting.members(config.lr, config.lr), config.steps, save_steps, "train")
     trained = results.members.train

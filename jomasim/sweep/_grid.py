@@ -3,15 +3,19 @@
 import dataclasses
 import itertools
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidChoiceError, InvalidPathError, OutOfRangeError, ShapeMismatchError
+from .._memory import check_fits
 from .._settings import text_to_value
 from ._task import SweepTask
 
 GRID_KEYS = ("axes", "points", "settings")
+POINT_BYTES = 4096
+"""About what one point takes before any work (its resolved values and its row of the table)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +63,9 @@ def parse_axis_values(name: str, text: str, kind: type) -> tuple:
             bounds = None
         if bounds is None or len(bounds) not in (2, 3) or (len(bounds) == 3 and bounds[2] == 0):
             raise OutOfRangeError(f"{name}={text!r} is not a range; write START:STOP or START:STOP:STEP with integers")
-        return tuple(range(*bounds))
+        values = range(*bounds)
+        check_fits(len(values) * POINT_BYTES, f"{name}={text!r} ({len(values)} values)", f"the range of {name}")
+        return tuple(values)
     return text_to_value(name, tuple[kind, ...], text)
 
 
@@ -133,6 +139,8 @@ def resolve_points(grid: Grid, task: SweepTask) -> list[dict[str, Any]]:
             raise ShapeMismatchError(f"explicit point {number} is {point!r}; each point must be a table of axis values")
         _check_axis_names(point, task, f"explicit point {number}")
     names = list(grid.axes)
+    count = math.prod(len(values) for values in grid.axes.values()) + len(grid.points)
+    check_fits(count * POINT_BYTES, f"a grid of {count} points", "the axes' lengths (split the sweep)")
     combinations = [dict(zip(names, values)) for values in itertools.product(*grid.axes.values())] if names else []
     points = combinations + [dict(point) for point in grid.points]
     if not points:

@@ -12,6 +12,7 @@ from jax.sharding import Mesh, PartitionSpec
 from tqdm.auto import tqdm
 
 from .._errors import InvalidPathError, JomasimError, OutOfRangeError, check_integer
+from .._memory import check_fits
 from ..io import environment, write_json
 from ._grid import Grid, resolve_points
 from ._store import (
@@ -221,6 +222,7 @@ def run_sweep(
     check_integer("chunk_size", chunk_size, least=1)
     device_count = mesh.devices.size
     padded_size = -(-chunk_size // device_count) * device_count
+    check_fits(padded_size * task.point_bytes(), f"a chunk of {padded_size} points", "--chunk-size or the steps and saves")
     chunks = plan_chunks(task, points, padded_size)
     identity = {"task": task.describe(), "points": points, "chunk_size": padded_size}
     sweep_fingerprint = fingerprint(identity)

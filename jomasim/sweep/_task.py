@@ -45,6 +45,11 @@ class SweepTask(abc.ABC):
         (`"cpu"`, `"gpu"`, ...); none unless a task has measured better ones."""
         return {}
 
+    def point_bytes(self) -> int:
+        """An estimate of the memory one point holds while its chunk runs, in bytes, for the size
+        check before a sweep starts (0: no estimate)."""
+        return 0
+
     @abc.abstractmethod
     def failures(self, row: dict[str, Any]) -> str:
         """What went wrong at a point, in words, from its results row (`"ok"` if nothing)."""

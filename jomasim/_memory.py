@@ -1,0 +1,53 @@
+"""A size check before work starts: the memory a run will hold against what the machine has."""
+
+import os
+from pathlib import Path
+
+import jax
+
+from ._errors import OutOfRangeError
+
+
+def available_bytes() -> int | None:
+    """Memory that a run on JAX's default device can still take, in bytes: on a CPU the
+    operating system's available memory (`MemAvailable`, else the physical memory), on an
+    accelerator its memory limit less what is in use; `None` where neither can be read."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        return None
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.3g} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_fits(needed: float, what: str, lower: str) -> None:
+    """Raises `OutOfRangeError`, in one line with the estimate and what is available, when a run
+    needs more memory than the machine has (no check where the available memory is unknown).
+
+    **Arguments:**
+
+    - `needed`: the estimated bytes of the arrays the run holds at once.
+    - `what`: the run, for the message (e.g. `"compare with 8 seeds × 101 saves"`).
+    - `lower`: what the user can lower to make it fit (e.g. `"--seeds or the saves (--save-every)"`).
+    """
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise OutOfRangeError(f"{what} needs about {_size(needed)} of memory and {_size(available)} is available; "
+                              f"lower {lower}")
