@@ -145,6 +145,27 @@ def _matches(kind, value) -> bool:
     return True
 
 
+INTEGER_RANGE = (-(2**63), 2**63 - 1)
+"""The integers a setting may hold: those JAX and NumPy represent (int64)."""
+
+
+def _beyond(kind, value) -> str | None:
+    """Why a value of the right type is still no value at all (a number that is not finite, an
+    integer beyond `INTEGER_RANGE`), looking inside tuples; `None` if it is one."""
+    inner, _ = _optional(kind)
+    if value is None:
+        return None
+    if typing.get_origin(inner) is tuple:
+        arguments = typing.get_args(inner)
+        kinds = [arguments[0]] * len(value) if _is_list(inner) else arguments
+        return next((reason for item_kind, item in zip(kinds, value) if (reason := _beyond(item_kind, item))), None)
+    if inner is float and not np.isfinite(value):
+        return "it must be finite"
+    if inner is int and not INTEGER_RANGE[0] <= value <= INTEGER_RANGE[1]:
+        return f"integers must lie in [{INTEGER_RANGE[0]}, {INTEGER_RANGE[1]}]"
+    return None
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
@@ -163,6 +184,8 @@ class Settings:
                 # a switch (true or false) is a choice; any other value of the wrong type is out of range
                 error = InvalidChoiceError if _optional(hints[field.name])[0] is bool else OutOfRangeError
                 raise error(f"{field.name}={value!r} is not allowed; it takes {describe(hints[field.name])}")
+            if (reason := _beyond(hints[field.name], value)) is not None:
+                raise OutOfRangeError(f"{field.name}={value!r} is not allowed; {reason}")
             if field.metadata.get("choices") is not None:
                 check_choice(field.name, value, field.metadata["choices"])
             if field.metadata.get("check") is not None:

@@ -65,6 +65,7 @@ class PretrainedConfig(Settings):
     max_tokens: int = 512
 
     def check_fields(self):
+        check_integer("max_tokens", self.max_tokens, least=2)
         if not self.checkpoints:
             raise OutOfRangeError("checkpoints=() is not allowed; give the checkpoint folders of one model (--checkpoints)")
         for folder in self.checkpoints:
@@ -74,7 +75,6 @@ class PretrainedConfig(Settings):
             raise OutOfRangeError("give a text file (--text) or token_ids to measure the attention on")
         if self.text is not None and not Path(self.text).is_file():
             raise InvalidPathError(f"text file {str(self.text)!r} does not exist")
-        check_integer("max_tokens", self.max_tokens, least=2)
 
 
 def measure_checkpoint(folder: str | Path, config: PretrainedConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -20,9 +20,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .._errors import OutOfRangeError, check_integer, check_positive
+from .._errors import OutOfRangeError, check_choice, check_integer, check_positive
 from .._settings import Settings
-from ..corpus import batchify, load_corpus
+from ..corpus import CORPUS_VARIABLE, SPLITS, batchify, load_corpus
 from ..metrics import attention_map_entropy
 from ..models import Transformer, TransformerConfig
 from ..train import OptimizerSpec, every_steps, make_optimizer, train, with_params
@@ -77,6 +77,10 @@ class WikitextConfig(Settings):
                       "ablation_lrs": (), "lr": 1e-3, "eval_windows": 40, "min_count": 3, **fields})
 
     def check_fields(self):
+        check_choice("train_split", self.train_split, SPLITS)
+        check_choice("valid_split", self.valid_split, SPLITS)
+        if self.corpus is not None and not self.corpus.strip():
+            raise OutOfRangeError(f"corpus={self.corpus!r} is not allowed; give a folder, or none for ${CORPUS_VARIABLE}")
         for name, least in (("min_count", 1), ("ablation_depth", 1), ("seeds", 1), ("d_model", 1), ("d_hidden", 1),
                             ("steps", 1), ("eval_every", 1), ("bptt", 2), ("columns", 1), ("eval_columns", 1)):
             check_integer(name, getattr(self, name), least=least)
