@@ -184,12 +184,12 @@ class Settings:
                 # a switch (true or false) is a choice; any other value of the wrong type is out of range
                 error = InvalidChoiceError if _optional(hints[field.name])[0] is bool else OutOfRangeError
                 raise error(f"{field.name}={value!r} is not allowed; it takes {describe(hints[field.name])}")
-            if (reason := _beyond(hints[field.name], value)) is not None:
-                raise OutOfRangeError(f"{field.name}={value!r} is not allowed; {reason}")
             if field.metadata.get("choices") is not None:
                 check_choice(field.name, value, field.metadata["choices"])
             if field.metadata.get("check") is not None:
                 field.metadata["check"](field.name, value)
+            if (reason := _beyond(hints[field.name], value)) is not None:
+                raise OutOfRangeError(f"{field.name}={value!r} is not allowed; {reason}")
         self.check_fields()
 
     def check_fields(self) -> None:
