@@ -39,6 +39,7 @@ from .theory import ReducedFlow as ReducedFlow
 from .theory import SalienceFlow as SalienceFlow
 from .theory import SolverOptions as SolverOptions
 from .theory import Status as Status
+from .theory import TrackedMeanFlow as TrackedMeanFlow
 from .theory import Trajectory as Trajectory
 from .theory import UnrolledERK as UnrolledERK
 from .theory import blowup_time as blowup_time

@@ -121,7 +121,7 @@ def plot_block_theory(results: BlockResults, path: Path) -> None:
     - `path`: the PNG to write.
     """
     ts = results.steps
-    joint, reduced = results.members.joint, results.members.reduced
+    joint, reduced, tracked = results.members.joint, results.members.reduced, results.members.tracked
     reached = _reached(results)
     figure, (left, middle, right, leaks) = _subplots(1, 4, figsize=(20, 4.2))
     _frequency_map(figure, left, results)
@@ -130,6 +130,8 @@ def plot_block_theory(results: BlockResults, path: Path) -> None:
     _seed_curves(middle, ts, reduced.agreement.nc_z, reached, "NC(z reduced ODE, z joint ODE)", color="black",
                  linestyle=":")
     _mark_partings(middle, ts, reduced.agreement, "black", f"reduced ODE parts from the joint (NC < {AGREEMENT})")
+    _seed_curves(middle, ts, tracked.agreement.nc_z, reached, "NC(z tracked-b̄ ODE, z joint ODE)", color="tab:green",
+                 linestyle=":")
     middle.axhline(1.0, color="gray", linewidth=0.8)
     middle.axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
     _finish(middle, "t", "normalized correlation", "Theorem 1 on the joint flow")
@@ -137,6 +139,7 @@ def plot_block_theory(results: BlockResults, path: Path) -> None:
 
     _seed_curves(right, ts, joint.entropy, reached, "joint flow", color="tab:orange")
     _seed_curves(right, ts, reduced.entropy, reached, "reduced JoMA flow", color="tab:purple", linestyle="--")
+    _seed_curves(right, ts, tracked.entropy, reached, "tracked-b̄ flow", color="tab:green", linestyle=":")
     _finish(right, "t", "attention entropy (nats)", "attention entropy, mean over classes")
     _mark_failures(right, reduced.solve)
     _leak_panel(leaks, ts, results, reached, "t", "the joint flow")
@@ -168,7 +171,8 @@ def plot_compare(results: BlockResults, path: Path) -> None:
     axes[1].axhline(1.0, color="gray", linewidth=0.8)
     _finish(axes[1], "SGD step", "normalized correlation", "Theorem 1: predicted ẑ(V) vs learned z")
 
-    for run, label, color in ((members.joint, "joint ODE", "tab:orange"), (members.reduced, "reduced ODE", "tab:purple")):
+    for run, label, color in ((members.joint, "joint ODE", "tab:orange"), (members.reduced, "reduced ODE", "tab:purple"),
+                              (members.tracked, "tracked-b̄ ODE", "tab:green")):
         _seed_curves(axes[2], steps, run.agreement.nc_z, reached, f"NC(z {label}, z trained)", color=color)
         _mark_partings(axes[2], steps, run.agreement, color, f"{label} parts (NC < {AGREEMENT})")
     _seed_curves(axes[2], steps, members.reduced.agreement.nc_V, reached, "NC(V reduced ODE, V trained)",
@@ -179,6 +183,7 @@ def plot_compare(results: BlockResults, path: Path) -> None:
     _seed_curves(axes[3], steps, members.train.entropy, reached, "trained", color="black")
     _seed_curves(axes[3], steps, members.joint.entropy, reached, "joint ODE", color="tab:orange", linestyle="--")
     _seed_curves(axes[3], steps, members.reduced.entropy, reached, "reduced JoMA ODE", color="tab:purple", linestyle=":")
+    _seed_curves(axes[3], steps, members.tracked.entropy, reached, "tracked-b̄ ODE", color="tab:green", linestyle="-.")
     _finish(axes[3], "SGD step", "attention entropy (nats)", "attention entropy, mean over classes")
     _leak_panel(axes[4], steps, results, reached, "SGD step", "training")
 

@@ -60,3 +60,37 @@ def test_uniform_logits_leave_the_mean_attention_at_its_constant():
     joint, invariant, W, _ = _state("softmax", "linear")
     leak = state_leak(joint, invariant, W, jnp.zeros(joint.data.n_tokens))
     assert float(leak.bbar_drift) <= 1e-15 and float(leak.leak_bbar) <= 1e-15
+
+
+@pytest.mark.parametrize("attention", ["exp", "linear"])
+def test_tracked_closure_is_the_joint_flow_where_theorem_1_is_exact(attention):
+    """Exp and linear invariants hold no mean attention: the tracked closure is the joint field."""
+    joint, _, W, z = _state(attention, "silu")
+    for exact, tracked in zip(joint(0.0, (W, z), None), js.TrackedMeanFlow.from_joint(joint)(0.0, (W, z), None)):
+        np.testing.assert_allclose(tracked, exact, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("activation", ["linear", "silu", "relu"])
+def test_tracked_closure_misses_only_the_factorisation_gap(activation):
+    """Softmax: the tracked ż differs from the joint flow's by exactly the factorisation part of the
+    invariant's rate (`softmax_leak_parts`), W's field is the joint one, and with the mean attention
+    held at x̄ instead (the reduced flow's J11) the drift part comes back."""
+    joint, invariant, W, z = _state("softmax", activation)
+    factorization, drift, _ = softmax_leak_parts(joint, invariant, W, z)
+    (W_joint, z_joint), (W_tracked, z_tracked) = joint(0.0, (W, z), None), js.TrackedMeanFlow.from_joint(joint)(0.0, (W, z), None)
+    np.testing.assert_array_equal(W_tracked, W_joint)
+    np.testing.assert_allclose(z_joint - z_tracked, -(joint.eta_z / joint.temperature) * factorization, rtol=1e-9, atol=1e-14)
+    _, z_fixed_mean = jax.jvp(invariant.predict, (joint.data.U_c.T @ W,), (joint.data.U_c.T @ W_joint,))
+    np.testing.assert_allclose(z_tracked - z_fixed_mean, -(joint.eta_z / joint.temperature) * drift, rtol=1e-9, atol=1e-14)
+
+
+def test_tracked_closure_coincides_with_the_reduced_flow_for_exp_attention():
+    joint, _, _, _ = _state("exp", "silu")
+    y0 = joint.initial_state(jax.random.key(5), 0.3)
+    ts = jnp.linspace(0.0, 3.0, 7)
+    options = js.SolverOptions(rtol=1e-10, atol=1e-12)
+    tracked = js.simulate(js.TrackedMeanFlow.from_joint(joint), y0, ts, options)
+    reduced = js.simulate(js.ReducedFlow.from_joint(joint, y0), y0[0], ts, options)
+    assert bool(tracked.ok) and bool(reduced.ok)
+    np.testing.assert_allclose(tracked.logits(), reduced.logits(), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(tracked.ys[0], reduced.ys, rtol=1e-7, atol=1e-9)

@@ -30,7 +30,8 @@ def print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ..
     print(f"mean  {means}")
 
 
-RUN_NAMES = {"train": "training", "ode": "the joint ODE", "reduced": "the reduced JoMA ODE"}
+RUN_NAMES = {"train": "training", "ode": "the joint ODE", "reduced": "the reduced JoMA ODE",
+             "tracked": "the tracked-b̄ JoMA ODE"}
 
 
 def print_agreement(summary: dict, reference: str, clock: str) -> None:

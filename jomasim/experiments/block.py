@@ -31,7 +31,7 @@ from ..comparison import agreement, logits_and_weights, theorem1_curves
 from ..data import EMBEDDINGS, VARIANTS, check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
-from ..theory import JointFlow, ReducedFlow, SolverOptions, check_precision, solve, status_messages
+from ..theory import JointFlow, ReducedFlow, SolverOptions, TrackedMeanFlow, check_precision, solve, status_messages
 from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
 from .results import OUTPUT_NAMES, MemberResult, RunResult, Solve, Training, flatten, scalars
 
@@ -39,7 +39,7 @@ MODES = ("theory", "train", "both")
 """`theory`: the joint and the reduced flow; `train`: SGD only; `both`: all three."""
 
 
-MODE_RUNS = {"theory": ("joint", "reduced"), "train": ("train",), "both": ("train", "joint", "reduced")}
+MODE_RUNS = {"theory": ("joint", "reduced", "tracked"), "train": ("train",), "both": ("train", "joint", "reduced", "tracked")}
 """The runs each mode makes (`results.RUNS` names); the first is the reference the others are compared with."""
 
 
@@ -229,7 +229,8 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         reached.append((diverged < 0) | (save_steps < diverged))
         training = Training(trained.losses, jax.vmap(joint.loss)(trained.W, trained.z), diverged)
     if mode != "train":
-        for name, flow, start in (("joint", joint, y0), ("reduced", reduced, y0[0])):
+        flows = (("joint", joint, y0), ("reduced", reduced, y0[0]), ("tracked", TrackedMeanFlow.from_joint(joint), y0))
+        for name, flow, start in flows:
             trajectory = solve(flow, start, save_steps, setting.solve)
             logits_weights[name] = logits_and_weights(flow, trajectory.ys)
             if name == "joint":
@@ -253,7 +254,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     if "reduced" in runs and leaks.bbar_drift is not None:
         parted = runs["reduced"].agreement.parted_index
         drift_at_parting = jnp.where(parted >= 0, leaks.bbar_drift[parted], jnp.nan)
-    return MemberResult(runs.get("train"), runs.get("joint"), runs.get("reduced"), training, leaks, last,
+    return MemberResult(runs.get("train"), runs.get("joint"), runs.get("reduced"), runs.get("tracked"), training, leaks, last,
                         drift_at_parting, joint.data.X, joint.data.salience())
 
 

@@ -1,13 +1,14 @@
 """Typed results of the §3.5 block experiments, and the one place their names are flattened.
 
 A member's runs (`train`: SGD on the block; `joint`: the joint gradient flow; `reduced`: the
-reduced JoMA flow) are each one `RunResult`; everything a member gives is one `MemberResult`;
+reduced JoMA flow; `tracked`: Theorem 1 with the current mean attention, `TrackedMeanFlow`) are
+each one `RunResult`; everything a member gives is one `MemberResult`;
 `compare`, `simulate`, the sweeps, the plots and the CLI read their fields. Names appear only
 where results are written: `flatten` (the curves of `data.npz`) and `scalars` (the per-member
 numbers of `summary.json` and of a sweep's table), with one scheme:
 
 - a run's quantity is `QUANTITY_RUN`, the run named `train`, `ode` (the joint flow, the name the
-  outputs have always had) or `reduced`: `z_train`, `entropy_ode`, `nc_reduced_z` (NC of the
+  outputs have always had), `reduced` or `tracked`: `z_train`, `entropy_ode`, `nc_reduced_z` (NC of the
   run's z against the reference's), `parted_step_reduced`, `status_ode`, `t_final_ode`;
 - Theorem 1 on the reference run is unsuffixed (`nc_zhat_z`, `invariant_residual`), on the joint
   flow in `both` mode suffixed `_ode` (`nc_zhat_z_ode`); so are the leak curves (`bbar_drift`);
@@ -25,10 +26,10 @@ from ..assumptions import LeakCurves
 from ..comparison import Agreement, Theorem1Curves
 from ..theory import Status
 
-RUNS = ("train", "joint", "reduced")
+RUNS = ("train", "joint", "reduced", "tracked")
 """The runs of a member, as `MemberResult` names them."""
 
-OUTPUT_NAMES = {"train": "train", "joint": "ode", "reduced": "reduced"}
+OUTPUT_NAMES = {"train": "train", "joint": "ode", "reduced": "reduced", "tracked": "tracked"}
 """How the outputs name each run."""
 
 SNAP_TOLERANCE = 0.01
@@ -80,7 +81,9 @@ class MemberResult(NamedTuple):
 
     **Fields:**
 
-    - `train`, `joint`, `reduced`: the runs the mode made (`None` for the others).
+    - `train`, `joint`, `reduced`, `tracked`: the runs the mode made (`None` for the others):
+      training, the joint flow, the reduced flow (J11's b̄ held at x̄), the tracked-b̄ closure
+      (`TrackedMeanFlow`).
     - `reference`: the name of the run the others are compared with (a field of this result).
     - `training`: the SGD run's losses (`None` without training).
     - `leaks`: Theorem 1's leak along the reference run.
@@ -93,6 +96,7 @@ class MemberResult(NamedTuple):
     train: RunResult | None
     joint: RunResult | None
     reduced: RunResult | None
+    tracked: RunResult | None
     training: Training | None
     leaks: LeakCurves
     last_index: jax.Array

@@ -201,3 +201,37 @@ class ReducedFlow(_BlockFlow):
 
     def logits(self, y) -> jax.Array:
         return self.invariant.predict(self.projected_weights(y))
+
+
+class TrackedMeanFlow(JointFlow):
+    """Theorem 1 with only its factorisation assumption: the logits follow the differential form of
+    the invariant with the *current* mean attention b̄(z) instead of a constant one.
+
+        Ẇ = −η_w ∂L/∂W (W, z),    ż = d/dt ẑ(V) with b̄ held at b̄(z) = mean over classes of b,
+        state y = (W, z)
+
+    For softmax attention (J11) ż = (η_z / (η_w T)) Σ_k (v_k ∘ v̇_k − b̄(z) (v_kᵀ v̇_k)) with
+    V̇ = U_Cᵀ Ẇ; for exp and linear attention, whose invariants are exact and hold no mean attention,
+    it is the joint flow itself. Against the joint flow it misses only the factorisation gap of
+    `jomasim.assumptions`; against `ReducedFlow` it no longer holds b̄ at x̄. Built like
+    `JointFlow` (or with `from_joint`).
+    """
+
+    @classmethod
+    def from_joint(cls, joint: JointFlow) -> "TrackedMeanFlow":
+        """The tracked closure of `joint`: its data, attention, activation, rates and temperature."""
+        return cls(joint.data, attention=joint.attention_form, activation=joint.activation, eta_w=joint.eta_w,
+                   eta_z=joint.eta_z, temperature=joint.temperature)
+
+    def __call__(self, t, y, args):
+        W, z = y
+        W_rate = -self.eta_w * jax.grad(self.loss)(W, z)
+        form = self.attention_form
+        b_bar = form.mean_attention(form.weights(z, self.data.X, self.temperature)) if form.holds_mean_attention else None
+        V = self.data.U_c.T @ W
+        # Theorem 1 made exact at the current state, with the mean attention the current one; its
+        # derivative along V̇ is the tracked ż
+        local = LogitInvariant.from_initial(form, V, z, lr_ratio=self.eta_z / self.eta_w, temperature=self.temperature,
+                                            b_bar=b_bar)
+        _, z_rate = jax.jvp(local.predict, (V,), (self.data.U_c.T @ W_rate,))
+        return W_rate, z_rate
