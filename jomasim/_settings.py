@@ -253,3 +253,23 @@ def build(cls: type, values: dict[str, Any], base: Any = None):
         nested = getattr(base, path) if base is not None else next(f for f in dataclasses.fields(cls) if f.name == path).default
         top[path] = dataclasses.replace(nested, **{name: value for name, value in values.items() if flat[name].path == path})
     return dataclasses.replace(base, **top) if base is not None else cls(**top)
+
+
+def from_json(cls: type, record: dict[str, Any]):
+    """A config of type `cls` from its `dataclasses.asdict` record read back from JSON: nested
+    dataclass fields rebuilt, lists read back as the tuples the fields hold; checked as any config."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in record:
+            continue
+        kind, value = _hints(cls)[field.name], record[field.name]
+        if dataclasses.is_dataclass(kind):
+            value = from_json(kind, value)
+        elif isinstance(value, list):
+            value = _tuples(value)
+        values[field.name] = value
+    return cls(**values)
+
+
+def _tuples(value):
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value

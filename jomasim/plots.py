@@ -15,6 +15,7 @@ from matplotlib.patches import Rectangle
 
 from .comparison import AGREEMENT
 from .experiments.block import BlockResults
+from .metrics import normalized_correlation
 from .theory import Status
 
 
@@ -435,4 +436,35 @@ def plot_pretrained(data: dict, summary: dict, path: Path) -> None:
         axes[1].plot(data["steps"], data["stable_rank"][:, layer], "o-", color=colour, label=label)
     _finish(axes[0], "checkpoint step", "attention entropy (nats)", "attention entropy per layer")
     _finish(axes[1], "checkpoint step", "‖W‖_F² / ‖W‖₂²", "stable rank of the MLP's first weight")
+    _save(figure, path)
+
+
+def plot_fit(run, results, path: Path) -> None:
+    """A fit of the reduced flow to a training run: the first seed's trained logits (the three that
+    end largest) against the flow before (dotted) and after (dashed) the fit, and NC(z flow,
+    z trained) per seed over the saves, the held-out part right of the grey line.
+
+    **Arguments:**
+
+    - `run`: the `TrainedRun`; `results`: its `FitResults`.
+    - `path`: the PNG to write.
+    """
+    steps, boundary = results.steps, results.steps[results.fitted - 1]
+    figure, (logits, agreement) = _subplots(1, 2, figsize=(13, 4.5))
+    colours = colormaps["viridis"](np.linspace(0.0, 0.8, 3))
+    for colour, token in zip(colours, np.argsort(-run.z[0, -1])[:3]):
+        logits.plot(steps, run.z[0, :, token], color=colour, label=f"trained z[{token}]")
+        logits.plot(steps, results.z_before[0, :, token], color=colour, linestyle=":")
+        logits.plot(steps, results.z_after[0, :, token], color=colour, linestyle="--")
+    logits.axvline(boundary, color="gray", linewidth=0.8)
+    _finish(logits, "SGD step", "attention logit", f"seed {int(run.seeds[0])}: trained (solid), flow before (dotted) "
+            f"and after (dashed) the fit")
+    for label, z, style in (("before", results.z_before, ":"), ("after", results.z_after, "-")):
+        nc = np.asarray(normalized_correlation(z, run.z))
+        for seed, curve in enumerate(nc):
+            agreement.plot(steps, curve, linestyle=style, color="tab:blue" if label == "after" else "tab:orange",
+                           label=f"{label} the fit" if seed == 0 else None)
+    agreement.axvline(boundary, color="gray", linewidth=0.8)
+    _finish(agreement, "SGD step", "NC(z flow, z trained)",
+            f"rho = {np.mean(results.lr_ratio):.3g}, time scale = {np.mean(results.time_scale):.3g} (mean over seeds)")
     _save(figure, path)

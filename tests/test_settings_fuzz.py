@@ -13,6 +13,7 @@ from jomasim._settings import _is_list, _optional, flat_fields
 from jomasim.cli import _main as cli
 from jomasim.experiments import block_theory, compare
 from jomasim.experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
+from jomasim.experiments.fit import FitConfig
 from jomasim.experiments.reproduce import REPRODUCTIONS
 
 ALLOWED = {
@@ -59,6 +60,9 @@ def _cases(out: str) -> list[tuple[str, str, str, list[str]]]:
             continue
         for value in bad_values(field.type):
             cases.append(("sweep", field.name, value, ["sweep", f"--{field.name.replace('_', '-')}={value}", "--out", out]))
+    for field in flat_fields(FitConfig).values():
+        for value in bad_values(field.type):
+            cases.append(("fit", field.name, value, ["fit", out, f"--{field.name.replace('_', '-')}={value}"]))
     for name, entry in REPRODUCTIONS.items():
         # the input a reproduction needs, present, so that only the bad value can stop it
         needed = ["--checkpoints", out] if name == "pretrained" else []
@@ -87,7 +91,7 @@ def test_every_setting_refuses_bad_values_in_one_line(tmp_path, monkeypatch):
     out = tmp_path / "runs"
     out.mkdir()
     cases = _cases(str(out))
-    assert len(cases) > 500 and {case[0] for case in cases} >= {"compare", "simulate", "sweep", *REPRODUCTIONS}
+    assert len(cases) > 500 and {case[0] for case in cases} >= {"compare", "simulate", "sweep", "fit", *REPRODUCTIONS}
     problems = []
     for command, field, value, arguments in cases:
         stderr = io.StringIO()

@@ -17,10 +17,11 @@ from ..experiments.block import MODE_RUNS, MODES
 from ..experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
 from ..experiments.block_theory import BlockTheoryConfig, run_block_theory
 from ..experiments.compare import CompareConfig, compare
+from ..experiments.fit import FitConfig, fit_run, fit_summary, read_run
 from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from ..experiments.results import OUTPUT_NAMES
 from ..io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
-from ..plots import plot_block_theory, plot_compare, plot_sweep
+from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
 from ._overrides import field_values, option_type, split_assignment
@@ -346,6 +347,38 @@ def _compare(args) -> None:
                           print_agreement(summary, "train", "step")))
 
 
+def _add_fit(commands) -> None:
+    parser = commands.add_parser(
+        "fit",
+        help="fit the reduced JoMA flow's rate ratio and time scale to a compare run, per seed",
+        description="Fit the reduced JoMA flow to the trained logits of a jomasim compare run: the rate ratio "
+        "rho = eta_z / eta_w and a time scale, from the neutral start rho = 1, scale 1, by Levenberg-Marquardt "
+        "through Diffrax, on the first saves; the rest are held out. Writes RUN/fit/ (fit.json, fit.npz, fit.png).",
+    )
+    parser.add_argument("run", type=_folder, help="a run folder of jomasim compare")
+    _add_config_options(parser, FitConfig)
+    parser.set_defaults(handler=_fit)
+
+
+def _fit(args) -> None:
+    config = _config_from(FitConfig, args)
+    run = read_run(args.run)
+    started = time.perf_counter()
+    results = fit_run(run, config)
+    summary = {**fit_summary(run, results), "wall_seconds": time.perf_counter() - started}
+    with run_directory(args.run, "fit", replace=True) as folder:
+        write_json(folder / "fit.json", {**summary, "config": dataclasses.asdict(config), "environment": environment()})
+        write_npz(folder / "fit.npz", steps=results.steps, z_trained=run.z, z_before=results.z_before,
+                  z_after=results.z_after, lr_ratio=results.lr_ratio, time_scale=results.time_scale)
+        plot_fit(run, results, folder / "fit.png")
+    print(f"trained with rho = eta_z / eta_w = {summary['trained_lr_ratio']:.4g}; fitted on steps "
+          f"{summary['fitted_steps'][0]:g}-{summary['fitted_steps'][1]:g}, held out "
+          f"{summary['held_out_steps'][0]:g}-{summary['held_out_steps'][1]:g}")
+    print_table(summary, ("fitted_lr_ratio", "fitted_time_scale", "nc_before", "nc_after", "nc_held_out"), ("status",),
+                ok="converged")
+    print(f"wrote {args.run / 'fit'}/ (fit.json, fit.npz, fit.png) in {summary['wall_seconds']:.1f} s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `jomasim` argument parser with all its sub-commands."""
     parser = _OneLineParser(prog="jomasim", description="Simulate JoMA training dynamics and check them against training.")
@@ -354,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_sweep(commands)
     _add_reproduce(commands)
+    _add_fit(commands)
     return parser
 
 

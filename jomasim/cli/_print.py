@@ -18,13 +18,15 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
 
 
-def print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ...]) -> None:
-    """One row per seed (and a mean row) of the chosen summary columns and what went wrong, if anything."""
+def print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ...], ok: str = "ok") -> None:
+    """One row per seed (and a mean row) of the chosen summary columns and, for each status column
+    whose entry is not `ok`, what it says."""
     columns = [column for column in columns if column in summary]
     print("seed  " + "  ".join(f"{column:>14}" for column in columns) + "  status")
     for row, seed in enumerate(summary["seeds"]):
         values = "  ".join(f"{summary[column][row]:14.4f}" for column in columns)
-        problems = [f"{status.removeprefix('status_')}: {summary[status][row]}" for status in statuses if summary[status][row] != "ok"]
+        problems = [f"{status.removeprefix('status_')}: {summary[status][row]}" for status in statuses
+                    if summary[status][row] != ok]
         print(f"{seed:4d}  {values}  {'; '.join(problems) or 'ok'}")
     means = "  ".join(f"{sum(summary[column]) / len(summary[column]):14.4f}" for column in columns)
     print(f"mean  {means}")

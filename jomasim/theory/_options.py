@@ -18,6 +18,9 @@ SOLVERS = {
     "euler": dfx.Euler,
 }
 FIXED_STEP_SOLVERS = ("euler",)
+ADJOINTS = {"checkpointed": dfx.RecursiveCheckpointAdjoint, "forward": dfx.ForwardMode}
+"""How a derivative through a solve is taken: reverse mode through Diffrax's checkpointed loop (its
+default; for many parameters), or forward mode (for a few parameters and many outputs)."""
 BATCH_MODES = (None, "vmap", "ode")
 
 
@@ -45,6 +48,9 @@ class SolverOptions(Settings):
       e^20 ≈ 5·10⁸ between logits): near a finite-time singularity the step size shrinks towards
       the float64 resolution of t, and a threshold set too high ends as a failure instead.
     - `progress`: show a tqdm progress bar over time.
+    - `adjoint`: how a derivative through the solve is taken: `"checkpointed"` (Diffrax's
+      `RecursiveCheckpointAdjoint`, reverse mode: `jax.grad`) or `"forward"` (`ForwardMode`:
+      `jax.jvp`, cheaper for a few parameters, as `jomasim fit`'s two).
     - `unroll`: whether the explicit Runge–Kutta solvers (all but `"kvaerno5"` and `"euler"`)
       take their steps with the stages written out (`UnrolledERK`: Diffrax's tableau and results,
       no inner loop over the stages) instead of Diffrax's stage loop. `None` (default) unrolls
@@ -66,6 +72,8 @@ class SolverOptions(Settings):
     blowup: float | None = setting(None, "stop a flow when a logit |z| reaches this value and report a blow-up "
                                    "(none: never)", check=optional(check_positive))
     progress: bool = setting(False, "show a progress bar over time")
+    adjoint: str = setting("checkpointed", "derivatives through the solve: checkpointed (reverse mode) or forward",
+                           choices=ADJOINTS)
     unroll: bool | None = setting(None, "stages written out (True), Diffrax's stage loop (False), or by the field's "
                                   "size (None)")
 

@@ -9,7 +9,7 @@ import optimistix as optx
 
 from .._errors import JomasimError, OutOfRangeError, ShapeMismatchError, check_finite
 from ._flows import AbstractFlow
-from ._options import FIXED_STEP_SOLVERS, SOLVERS, SolverOptions, check_precision
+from ._options import ADJOINTS, FIXED_STEP_SOLVERS, SOLVERS, SolverOptions, check_precision
 from ._trajectory import Status, Trajectory
 from ._unrolled import UnrolledERK
 
@@ -107,6 +107,7 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool):
         stepsize_controller=controller,
         max_steps=options.max_steps,
         event=event,
+        adjoint=ADJOINTS[options.adjoint](),
         throw=False,
         progress_meter=dfx.TqdmProgressMeter() if options.progress else dfx.NoProgressMeter(),
     )

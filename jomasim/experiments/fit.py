@@ -1,0 +1,195 @@
+"""The theory as a measuring instrument: fit the reduced JoMA flow to a training run (`jomasim fit RUN`).
+
+For every seed of a `jomasim compare` run, the reduced flow (J12-J13b) is started from that seed's
+data and initial state and its free quantities are fitted to the trained logits: the rate ratio
+ρ = η_z/η_w (which sets Theorem 1's κ and the logits' speed) and a time scale s of the flow (its
+rates are s·η_w and s·ρ·η_w on the run's clock of SGD steps). Both are fitted in log space from
+the neutral start ρ = 1, s = 1, whatever rates the run trained with, so the fit measures them. The
+objective is the relative squared error of z over the first saves (the last `held_out` of them are
+held out); its Jacobian goes through `diffrax.diffeqsolve` in forward mode (`ForwardMode`: two
+parameters, hundreds of residuals; `jax.grad` of `objective` works as well through Diffrax's
+default checkpointed adjoint), and the least-squares problem is solved by optimistix's
+Levenberg–Marquardt, vmapped over seeds in one compiled call.
+"""
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+
+from .._errors import InvalidPathError, OutOfRangeError, check_integer, check_positive
+from .._settings import Settings, from_json, setting
+from ..metrics import normalized_correlation
+from ..theory import JointFlow, ReducedFlow, SolverOptions, solve
+from .block import MemberNumbers, build_member
+from .compare import CompareConfig
+
+
+def _fraction(name: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must lie strictly between 0 and 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig(Settings):
+    """How a run is fitted."""
+
+    held_out: float = setting(0.5, "fraction of the saved steps held out (the fit uses the ones before)", check=_fraction)
+    lr_ratio: float = setting(1.0, "starting value of the rate ratio rho = eta_z / eta_w", check=check_positive)
+    time_scale: float = setting(1.0, "starting value of the flow's time scale", check=check_positive)
+    iterations: int = setting(64, "Levenberg-Marquardt steps at most", check=functools.partial(check_integer, least=1))
+    rtol: float = setting(1e-8, "Levenberg-Marquardt relative tolerance", check=check_positive)
+    atol: float = setting(1e-10, "Levenberg-Marquardt absolute tolerance", check=check_positive)
+
+
+class TrainedRun(NamedTuple):
+    """What a fit reads from a `compare` run folder: its config, save steps, seeds and trained z
+    `(S, n, M_c)`."""
+
+    config: CompareConfig
+    steps: np.ndarray
+    seeds: np.ndarray
+    z: np.ndarray
+
+
+def read_run(folder: Path) -> TrainedRun:
+    """A `jomasim compare` run folder, checked.
+
+    **Raises:**
+
+    `InvalidPathError` for a folder that is not a run of jomasim, or a run without training.
+    """
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / "config.json").read_text())
+        with np.load(folder / "data.npz") as data:
+            arrays = {name: data[name] for name in ("steps", "seeds", "z_train") if name in data.files}
+    except (OSError, ValueError):
+        raise InvalidPathError(f"{str(folder)!r} is not a run folder of jomasim (config.json and data.npz)") from None
+    if record.get("command") != "compare" or "z_train" not in arrays:
+        raise InvalidPathError(f"{str(folder)!r} is a {record.get('command', 'unknown')!r} run without training; "
+                               "fit needs a run of jomasim compare")
+    return TrainedRun(from_json(CompareConfig, record["config"]), arrays["steps"], arrays["seeds"], arrays["z_train"])
+
+
+def fitted_flow(joint: JointFlow, y0, log_params: jax.Array) -> ReducedFlow:
+    """The reduced flow of `joint` from `y0` at rates s·η_w and s·ρ·η_w, `log_params` = (log ρ, log s)."""
+    rho, scale = jnp.exp(log_params)
+    rated = JointFlow(joint.data, attention=joint.attention_form, activation=joint.activation,
+                      eta_w=scale * joint.eta_w, eta_z=scale * rho * joint.eta_w, temperature=joint.temperature)
+    return ReducedFlow.from_joint(rated, y0)
+
+
+def flow_logits(joint: JointFlow, y0, log_params: jax.Array, steps: jax.Array, options: SolverOptions) -> jax.Array:
+    """The fitted flow's logits at `steps`, `(n, M_c)` (±inf past a failed solve)."""
+    flow = fitted_flow(joint, y0, log_params)
+    return jax.vmap(flow.logits)(solve(flow, y0[0], steps, options).ys)
+
+
+def residuals(log_params: jax.Array, args) -> jax.Array:
+    """(z_flow − z_trained) / ‖z_trained‖ over the fitted saves, flattened; a state the solve did not
+    reach counts as a large, flat residual (the step that led there is rejected)."""
+    joint, y0, z_trained, steps, options = args
+    error = (flow_logits(joint, y0, log_params, steps, options) - z_trained) / jnp.linalg.norm(z_trained)
+    return jnp.where(jnp.isfinite(error), error, 1e3).ravel()
+
+
+def objective(log_params: jax.Array, args) -> jax.Array:
+    """The relative squared error of z over the fitted saves."""
+    return jnp.sum(residuals(log_params, args) ** 2)
+
+
+class FitResults(NamedTuple):
+    """Per seed: the fitted `lr_ratio` ρ and `time_scale` s, NC of z before the fit (the neutral
+    start, over the held-out saves), after it (over the fitted saves) and on the held-out saves,
+    the solver's `status` (0 when Levenberg–Marquardt converged, 1 when not) and `iterations`;
+    the flow's z before and after at every save `(S, n, M_c)`, the saves `steps` and how many were
+    fitted (`fitted`)."""
+
+    lr_ratio: np.ndarray
+    time_scale: np.ndarray
+    nc_before: np.ndarray
+    nc_after: np.ndarray
+    nc_held_out: np.ndarray
+    status: np.ndarray
+    iterations: np.ndarray
+    z_before: np.ndarray
+    z_after: np.ndarray
+    steps: np.ndarray
+    fitted: int
+
+
+def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps, fitted: int, start, fit: FitConfig):
+    """One seed's fit (traceable; vmapped over seeds)."""
+    joint, y0, _ = build_member(setting, numbers)
+    # two parameters and hundreds of residuals: the Jacobian in forward mode, two JVPs through the solve
+    options = dataclasses.replace(setting.solve, adjoint="forward")
+    args = (joint, y0, z_trained[:fitted], steps[:fitted], options)
+    solution = optx.least_squares(residuals, optx.LevenbergMarquardt(rtol=fit.rtol, atol=fit.atol), start, args,
+                                  max_steps=fit.iterations, throw=False)
+    before = flow_logits(joint, y0, start, steps, setting.solve)
+    after = flow_logits(joint, y0, solution.value, steps, setting.solve)
+    converged = solution.result == optx.RESULTS.successful
+    return solution.value, jnp.where(converged, 0, 1), solution.stats["num_steps"], before, after
+
+
+@eqx.filter_jit
+def _fit_members(setting, numbers, z_trained, steps, fitted, start, fit):
+    return jax.vmap(lambda member, z: _fit_member(setting, member, z, steps, fitted, start, fit))(numbers, z_trained)
+
+
+def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
+    """Fits the reduced flow to every seed of a trained run in one compiled, vmapped call.
+
+    **Arguments:**
+
+    - `run`: the run (`read_run`).
+    - `fit`: the `FitConfig`.
+
+    **Returns:**
+
+    The `FitResults`.
+    """
+    steps = np.asarray(run.steps, dtype=float)
+    fitted = int(round(len(steps) * (1 - fit.held_out)))
+    if not 2 <= fitted < len(steps):
+        raise OutOfRangeError(f"held_out={fit.held_out!r} leaves {fitted} of the run's {len(steps)} saves to fit and "
+                              f"{len(steps) - fitted} held out; each needs at least {2 if fitted < 2 else 1}")
+    config = run.config
+    numbers = MemberNumbers(*map(np.asarray, config.members(config.eta_w, config.eta_z)))
+    start = jnp.log(jnp.asarray([fit.lr_ratio, fit.time_scale]))
+    values, status, iterations, before, after = _fit_members(config, numbers, jnp.asarray(run.z), jnp.asarray(steps),
+                                                             fitted, start, fit)
+    trained = np.asarray(run.z)
+    nc = lambda z, rows: np.mean(np.asarray(normalized_correlation(z[:, rows], trained[:, rows])), axis=1)  # noqa: E731
+    held = slice(fitted, None)
+    return FitResults(
+        lr_ratio=np.exp(np.asarray(values[:, 0])), time_scale=np.exp(np.asarray(values[:, 1])),
+        nc_before=nc(np.asarray(before), held), nc_after=nc(np.asarray(after), slice(0, fitted)),
+        nc_held_out=nc(np.asarray(after), held), status=np.asarray(status), iterations=np.asarray(iterations),
+        z_before=np.asarray(before), z_after=np.asarray(after), steps=steps, fitted=fitted,
+    )
+
+
+def fit_summary(run: TrainedRun, results: FitResults) -> dict:
+    """The numbers of `fit.json`: lists with one value per seed, and what was fitted."""
+    return {
+        "seeds": run.seeds.tolist(),
+        "trained_lr_ratio": run.config.eta_z / run.config.eta_w,
+        "fitted_lr_ratio": results.lr_ratio.tolist(),
+        "fitted_time_scale": results.time_scale.tolist(),
+        "nc_before": results.nc_before.tolist(),
+        "nc_after": results.nc_after.tolist(),
+        "nc_held_out": results.nc_held_out.tolist(),
+        "status": ["converged" if code == 0 else "not converged" for code in results.status],
+        "iterations": results.iterations.tolist(),
+        "fitted_steps": [float(results.steps[0]), float(results.steps[results.fitted - 1])],
+        "held_out_steps": [float(results.steps[results.fitted]), float(results.steps[-1])],
+    }
