@@ -43,6 +43,12 @@ def test_the_fit_recovers_the_rate_ratio_the_run_trained_with(exp_run, fitted):
         assert data["z_after"].shape == data["z_trained"].shape == (2, 21, 7)
 
 
+def test_progress_prints_every_step(exp_run, capfd):
+    assert main(["fit", str(exp_run), "--progress", "true", "--iterations", "2"]) == 0
+    output = capfd.readouterr().out
+    assert "Step: 1," in output and "Loss on this step" in output
+
+
 def test_the_objective_gradient_matches_central_differences(exp_run):
     run = read_run(exp_run)
     first = jax.tree_util.tree_map(lambda values: values[0], run.config.members(run.config.eta_w, run.config.eta_z))

@@ -47,6 +47,8 @@ class FitConfig(Settings):
     iterations: int = setting(64, "Levenberg-Marquardt steps at most", check=functools.partial(check_integer, least=1))
     rtol: float = setting(1e-8, "Levenberg-Marquardt relative tolerance", check=check_positive)
     atol: float = setting(1e-10, "Levenberg-Marquardt absolute tolerance", check=check_positive)
+    progress: bool = setting(False, "print every Levenberg-Marquardt step of every seed (its loss and log(rho), "
+                             "log(scale))")
 
 
 class TrainedRun(NamedTuple):
@@ -132,7 +134,7 @@ def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps
     # two parameters and hundreds of residuals: the Jacobian in forward mode, two JVPs through the solve
     options = dataclasses.replace(setting.solve, adjoint="forward")
     args = (joint, y0, z_trained[:fitted], steps[:fitted], options)
-    solution = optx.least_squares(residuals, optx.LevenbergMarquardt(rtol=fit.rtol, atol=fit.atol), start, args,
+    solution = optx.least_squares(residuals, optx.LevenbergMarquardt(rtol=fit.rtol, atol=fit.atol, verbose=fit.progress), start, args,
                                   max_steps=fit.iterations, throw=False)
     before = flow_logits(joint, y0, start, steps, setting.solve)
     after = flow_logits(joint, y0, solution.value, steps, setting.solve)
