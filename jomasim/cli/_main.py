@@ -224,14 +224,13 @@ def _add_reproduce(commands) -> None:
     )
     parser.add_argument("reproduction", choices=(*REPRODUCTIONS, "all"),
                         help="one reproduction, or all of them in sequence and an index.html over them")
+    applies = _reproduction_options()
     added = set()
     for name, entry in REPRODUCTIONS.items():
         for field, text in entry.options.items():
             if field not in added:
-                applies = ", ".join(_reproduction_options()[field])
                 parser.add_argument(f"--{field.replace('_', '-')}", type=option_type(field, flat_fields(entry.config)[field].type),
-                                    default=None,
-                                    help=f"{applies}: {text}")
+                                    default=None, help=f"{', '.join(applies[field])}: {text}")
         for preset, (_, text) in entry.presets.items():
             parser.add_argument(f"--{preset.replace('_', '-')}", action="store_const", const=True, default=None,
                                 help=f"{name}: {text}")
