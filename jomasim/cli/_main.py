@@ -75,29 +75,13 @@ def _config_from(cls, args: argparse.Namespace):
     return build(cls, {name: getattr(args, name) for name in flat_fields(cls)})
 
 
-def _add_simulate(commands) -> None:
-    parser = commands.add_parser(
-        "simulate",
-        help="integrate the joint, the reduced and the tracked-b̄ JoMA flows of the §3.5 block for several seeds",
-        description="Integrate the joint (W, z) gradient flow and the reduced JoMA flow of the §3.5 block "
-        "with Diffrax, vmapped over seeds, and check Theorem 1. Defaults: the paper's Fig. 2 setting.",
-    )
-    _add_config_options(parser, BlockTheoryConfig)
+def _add_block_command(commands, name: str, config: type, handler, help: str, description: str) -> None:
+    """A block command (`compare`, `simulate`): an option for every field of its config, and the
+    output folder."""
+    parser = commands.add_parser(name, help=help, description=description)
+    _add_config_options(parser, config)
     _add_output_options(parser)
-    parser.set_defaults(handler=_simulate)
-
-
-def _add_compare(commands) -> None:
-    parser = commands.add_parser(
-        "compare",
-        help="train the §3.5 block with SGD and compare it step by step with the JoMA ODEs",
-        description="Train the JoMA block (Flax NNX + optax SGD, vmapped over seeds) and integrate the joint and "
-        "the reduced JoMA ODEs (Diffrax) from the same data and initial state; compare them with normalized "
-        "correlation at every saved step. Defaults: the paper's Fig. 2 setting.",
-    )
-    _add_config_options(parser, CompareConfig)
-    _add_output_options(parser)
-    parser.set_defaults(handler=_compare)
+    parser.set_defaults(handler=handler)
 
 
 def _add_sweep(commands) -> None:
@@ -382,8 +366,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The `jomasim` argument parser with all its sub-commands."""
     parser = _OneLineParser(prog="jomasim", description="Simulate JoMA training dynamics and check them against training.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-    _add_compare(commands)
-    _add_simulate(commands)
+    _add_block_command(
+        commands, "compare", CompareConfig, _compare,
+        help="train the §3.5 block with SGD and compare it step by step with the JoMA ODEs",
+        description="Train the JoMA block (Flax NNX + optax SGD, vmapped over seeds) and integrate the joint, the "
+        "reduced and the tracked-b̄ JoMA ODEs (Diffrax) from the same data and initial state; compare them with "
+        "normalized correlation at every saved step. Defaults: the paper's Fig. 2 setting.")
+    _add_block_command(
+        commands, "simulate", BlockTheoryConfig, _simulate,
+        help="integrate the joint, the reduced and the tracked-b̄ JoMA flows of the §3.5 block for several seeds",
+        description="Integrate the joint (W, z) gradient flow, the reduced JoMA flow and the tracked-b̄ flow of the "
+        "§3.5 block with Diffrax, vmapped over seeds, and check Theorem 1. Defaults: the paper's Fig. 2 setting.")
     _add_sweep(commands)
     _add_reproduce(commands)
     _add_fit(commands)
