@@ -37,6 +37,7 @@ from .theory import JointFlow as JointFlow
 from .theory import NonlinearToyFlow as NonlinearToyFlow
 from .theory import ReducedFlow as ReducedFlow
 from .theory import SalienceFlow as SalienceFlow
+from .theory import ScheduledReducedFlow as ScheduledReducedFlow
 from .theory import SolverOptions as SolverOptions
 from .theory import Status as Status
 from .theory import TrackedMeanFlow as TrackedMeanFlow

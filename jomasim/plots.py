@@ -442,7 +442,8 @@ def plot_pretrained(data: dict, summary: dict, path: Path) -> None:
 def plot_fit(run, results, path: Path) -> None:
     """A fit of the reduced flow to a training run: the first seed's trained logits (the three that
     end largest) against the flow before (dotted) and after (dashed) the fit, and NC(z flow,
-    z trained) per seed over the saves, the held-out part right of the grey line.
+    z trained) per seed over the saves, the held-out part right of the grey line; with several
+    pieces of ρ(t), ρ(t) per seed.
 
     **Arguments:**
 
@@ -450,7 +451,9 @@ def plot_fit(run, results, path: Path) -> None:
     - `path`: the PNG to write.
     """
     steps, boundary = results.steps, results.steps[results.fitted - 1]
-    figure, (logits, agreement) = _subplots(1, 2, figsize=(13, 4.5))
+    pieces = results.lr_ratio.shape[1]
+    figure, axes = _subplots(1, 2 + (pieces > 1), figsize=(13 + 6 * (pieces > 1), 4.5))
+    logits, agreement = axes[:2]
     colours = colormaps["viridis"](np.linspace(0.0, 0.8, 3))
     for colour, token in zip(colours, np.argsort(-run.z[0, -1])[:3]):
         logits.plot(steps, run.z[0, :, token], color=colour, label=f"trained z[{token}]")
@@ -467,4 +470,11 @@ def plot_fit(run, results, path: Path) -> None:
     agreement.axvline(boundary, color="gray", linewidth=0.8)
     _finish(agreement, "SGD step", "NC(z flow, z trained)",
             f"rho = {np.mean(results.lr_ratio):.3g}, time scale = {np.mean(results.time_scale):.3g} (mean over seeds)")
+    if pieces > 1:
+        edges = np.concatenate([[steps[0]], results.knots, [steps[-1]]])
+        for seed, ratios in enumerate(results.lr_ratio):
+            axes[2].stairs(ratios, edges, label=f"seed {int(run.seeds[seed])}")
+        axes[2].axvline(boundary, color="gray", linewidth=0.8)
+        _finish(axes[2], "SGD step", "fitted rho(t)", f"rho(t) on {pieces} pieces (trained with "
+                f"{run.config.eta_z / run.config.eta_w:.3g})")
     _save(figure, path)

@@ -54,10 +54,10 @@ def test_the_objective_gradient_matches_central_differences(exp_run):
     first = jax.tree_util.tree_map(lambda values: values[0], run.config.members(run.config.eta_w, run.config.eta_z))
     joint, y0, _ = build_member(run.config, first)
     tight = js.SolverOptions(rtol=1e-11, atol=1e-13)
-    args = (joint, y0, jnp.asarray(run.z[0, :10]), jnp.asarray(run.steps[:10], dtype=float), tight)
+    args = (joint, y0, jnp.zeros(0), jnp.asarray(run.z[0, :10]), jnp.asarray(run.steps[:10], dtype=float), tight)
     params = jnp.log(jnp.asarray([1.3, 0.9]))
     gradient = jax.grad(objective)(params, args)  # reverse mode, Diffrax's checkpointed adjoint
-    forward_args = (*args[:4], js.SolverOptions(rtol=1e-11, atol=1e-13, adjoint="forward"))
+    forward_args = (*args[:5], js.SolverOptions(rtol=1e-11, atol=1e-13, adjoint="forward"))
     forward = jax.jacfwd(objective)(params, forward_args)  # forward mode, as the fit's Jacobian
     step = 1e-5
     for index in range(2):
@@ -104,3 +104,26 @@ def test_a_run_without_training_is_refused(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "s")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "'simulate' run without training" in error
+
+
+def test_a_rate_ratio_on_pieces_is_flat_for_a_run_at_one_ratio(exp_run):
+    """rho(t) on three pieces, fitted to a run trained at one ratio (2), is 2 on every piece."""
+    results = fit_run(read_run(exp_run), FitConfig(knots=3))
+    assert results.lr_ratio.shape == (2, 3) and results.knots.tolist() == [60.0, 120.0]
+    np.testing.assert_allclose(results.lr_ratio, 2.0, rtol=0.03)
+    assert (results.status == 0).all() and results.nc_held_out.min() >= 0.999
+
+
+def test_one_piece_of_the_scheduled_flow_is_the_reduced_flow():
+    data = js.make_token_data(seed=3, n_distinct=4, n_common=3, n_classes=5, dim=12)
+    ts, tight = jnp.linspace(0.0, 8.0, 9), js.SolverOptions(rtol=1e-10, atol=1e-12)
+    for attention in ("softmax", "exp"):
+        joint = js.JointFlow(data, attention=attention, activation="silu", eta_w=0.7, eta_z=1.4, temperature=0.6)
+        y0 = joint.initial_state(jax.random.key(1), scale=0.3)
+        reduced = js.simulate(js.ReducedFlow.from_joint(joint, y0), y0[0], ts, tight)
+        scheduled = js.ScheduledReducedFlow(data, [2.0], [], attention=attention, activation="silu", eta_w=0.7,
+                                            temperature=0.6)
+        pieces = js.simulate(scheduled, y0, ts, tight)
+        np.testing.assert_allclose(pieces.logits(), reduced.logits(), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(pieces.ys[0], reduced.ys, rtol=1e-7, atol=1e-9)
+    assert float(js.ScheduledReducedFlow(data, [2.0, 0.5], [4.0]).ratio(4.1)) == 0.5

@@ -352,13 +352,19 @@ def _fit(args) -> None:
     with run_directory(args.run, "fit", replace=True) as folder:
         write_json(folder / "fit.json", {**summary, "config": dataclasses.asdict(config), "environment": environment()})
         write_npz(folder / "fit.npz", steps=results.steps, z_trained=run.z, z_before=results.z_before,
-                  z_after=results.z_after, lr_ratio=results.lr_ratio, time_scale=results.time_scale)
+                  z_after=results.z_after, lr_ratio=results.lr_ratio, time_scale=results.time_scale, knots=results.knots)
         plot_fit(run, results, folder / "fit.png")
     print(f"trained with rho = eta_z / eta_w = {summary['trained_lr_ratio']:.4g}; fitted on steps "
           f"{summary['fitted_steps'][0]:g}-{summary['fitted_steps'][1]:g}, held out "
           f"{summary['held_out_steps'][0]:g}-{summary['held_out_steps'][1]:g}")
-    print_table(summary, ("fitted_lr_ratio", "fitted_time_scale", "nc_before", "nc_after", "nc_held_out"), ("status",),
-                ok="converged")
+    # one rho per seed is a column; rho(t) on several pieces is a line per seed
+    pieces = results.lr_ratio.shape[1] > 1
+    columns = ("fitted_time_scale", "nc_before", "nc_after", "nc_held_out")
+    print_table(summary, columns if pieces else ("fitted_lr_ratio", *columns), ("status",), ok="converged")
+    if pieces:
+        print(f"rho(t) on the pieces between steps {', '.join(f'{knot:g}' for knot in results.knots)}:")
+        for seed, ratios in zip(summary["seeds"], results.lr_ratio):
+            print(f"{seed:4d}  " + "  ".join(f"{ratio:.4f}" for ratio in ratios))
     print(f"wrote {args.run / 'fit'}/ (fit.json, fit.npz, fit.png) in {summary['wall_seconds']:.1f} s")
 
 

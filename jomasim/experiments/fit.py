@@ -27,7 +27,7 @@ import optimistix as optx
 from .._errors import InvalidPathError, OutOfRangeError, check_integer, check_positive
 from .._settings import Settings, from_json, setting
 from ..metrics import normalized_correlation
-from ..theory import JointFlow, ReducedFlow, SolverOptions, solve
+from ..theory import JointFlow, ReducedFlow, ScheduledReducedFlow, SolverOptions, solve
 from .block import MemberNumbers, build_member
 from .compare import CompareConfig
 
@@ -47,6 +47,8 @@ class FitConfig(Settings):
     iterations: int = setting(64, "Levenberg-Marquardt steps at most", check=functools.partial(check_integer, least=1))
     rtol: float = setting(1e-8, "Levenberg-Marquardt relative tolerance", check=check_positive)
     atol: float = setting(1e-10, "Levenberg-Marquardt absolute tolerance", check=check_positive)
+    knots: int = setting(1, "pieces of a rate ratio rho(t) that changes over training, equal in time over the fitted "
+                         "saves (1: one rho)", check=functools.partial(check_integer, least=1))
     progress: bool = setting(False, "print every Levenberg-Marquardt step of every seed (its loss and log(rho), "
                              "log(scale))")
 
@@ -81,25 +83,32 @@ def read_run(folder: Path) -> TrainedRun:
     return TrainedRun(from_json(CompareConfig, record["config"]), arrays["steps"], arrays["seeds"], arrays["z_train"])
 
 
-def fitted_flow(joint: JointFlow, y0, log_params: jax.Array) -> ReducedFlow:
-    """The reduced flow of `joint` from `y0` at rates s·η_w and s·ρ·η_w, `log_params` = (log ρ, log s)."""
-    rho, scale = jnp.exp(log_params)
-    rated = JointFlow(joint.data, attention=joint.attention_form, activation=joint.activation,
-                      eta_w=scale * joint.eta_w, eta_z=scale * rho * joint.eta_w, temperature=joint.temperature)
-    return ReducedFlow.from_joint(rated, y0)
+def fitted_flow(joint: JointFlow, y0, log_params: jax.Array, knots: jax.Array) -> tuple[ReducedFlow, object]:
+    """The reduced flow of `joint` at rates s·η_w and s·ρ·η_w and its initial state, with
+    `log_params` = (log ρ₁, …, log ρ_P, log s): one ρ (no `knots`) gives `ReducedFlow` from `y0`'s
+    W, several a `ScheduledReducedFlow` with ρ(t) = ρ_p between the `knots` from `y0`."""
+    ratios, scale = jnp.exp(log_params[:-1]), jnp.exp(log_params[-1])
+    if knots.shape[0] == 0:
+        rated = JointFlow(joint.data, attention=joint.attention_form, activation=joint.activation,
+                          eta_w=scale * joint.eta_w, eta_z=scale * ratios[0] * joint.eta_w, temperature=joint.temperature)
+        return ReducedFlow.from_joint(rated, y0), y0[0]
+    flow = ScheduledReducedFlow(joint.data, ratios, knots, attention=joint.attention_form, activation=joint.activation,
+                                eta_w=scale * joint.eta_w, temperature=joint.temperature)
+    return flow, y0
 
 
-def flow_logits(joint: JointFlow, y0, log_params: jax.Array, steps: jax.Array, options: SolverOptions) -> jax.Array:
+def flow_logits(joint: JointFlow, y0, log_params: jax.Array, knots: jax.Array, steps: jax.Array,
+                options: SolverOptions) -> jax.Array:
     """The fitted flow's logits at `steps`, `(n, M_c)` (±inf past a failed solve)."""
-    flow = fitted_flow(joint, y0, log_params)
-    return jax.vmap(flow.logits)(solve(flow, y0[0], steps, options).ys)
+    flow, start = fitted_flow(joint, y0, log_params, knots)
+    return jax.vmap(flow.logits)(solve(flow, start, steps, options).ys)
 
 
 def residuals(log_params: jax.Array, args) -> jax.Array:
     """(z_flow − z_trained) / ‖z_trained‖ over the fitted saves, flattened; a state the solve did not
     reach counts as a large, flat residual (the step that led there is rejected)."""
-    joint, y0, z_trained, steps, options = args
-    error = (flow_logits(joint, y0, log_params, steps, options) - z_trained) / jnp.linalg.norm(z_trained)
+    joint, y0, knots, z_trained, steps, options = args
+    error = (flow_logits(joint, y0, log_params, knots, steps, options) - z_trained) / jnp.linalg.norm(z_trained)
     return jnp.where(jnp.isfinite(error), error, 1e3).ravel()
 
 
@@ -109,7 +118,8 @@ def objective(log_params: jax.Array, args) -> jax.Array:
 
 
 class FitResults(NamedTuple):
-    """Per seed: the fitted `lr_ratio` ρ and `time_scale` s, NC of z before the fit (the neutral
+    """Per seed: the fitted `lr_ratio` ρ `(S, P)` (one per piece between the `knots`, on the run's
+    clock) and `time_scale` s, NC of z before the fit (the neutral
     start, over the held-out saves), after it (over the fitted saves) and on the held-out saves,
     the solver's `status` (0 when Levenberg–Marquardt converged, 1 when not) and `iterations`;
     the flow's z before and after at every save `(S, n, M_c)`, the saves `steps` and how many were
@@ -117,6 +127,7 @@ class FitResults(NamedTuple):
 
     lr_ratio: np.ndarray
     time_scale: np.ndarray
+    knots: np.ndarray
     nc_before: np.ndarray
     nc_after: np.ndarray
     nc_held_out: np.ndarray
@@ -128,23 +139,24 @@ class FitResults(NamedTuple):
     fitted: int
 
 
-def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps, fitted: int, start, fit: FitConfig):
+def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps, knots, fitted: int, start,
+                fit: FitConfig):
     """One seed's fit (traceable; vmapped over seeds)."""
     joint, y0, _ = build_member(setting, numbers)
     # two parameters and hundreds of residuals: the Jacobian in forward mode, two JVPs through the solve
     options = dataclasses.replace(setting.solve, adjoint="forward")
-    args = (joint, y0, z_trained[:fitted], steps[:fitted], options)
+    args = (joint, y0, knots, z_trained[:fitted], steps[:fitted], options)
     solution = optx.least_squares(residuals, optx.LevenbergMarquardt(rtol=fit.rtol, atol=fit.atol, verbose=fit.progress), start, args,
                                   max_steps=fit.iterations, throw=False)
-    before = flow_logits(joint, y0, start, steps, setting.solve)
-    after = flow_logits(joint, y0, solution.value, steps, setting.solve)
+    before = flow_logits(joint, y0, start, knots, steps, setting.solve)
+    after = flow_logits(joint, y0, solution.value, knots, steps, setting.solve)
     converged = solution.result == optx.RESULTS.successful
     return solution.value, jnp.where(converged, 0, 1), solution.stats["num_steps"], before, after
 
 
 @eqx.filter_jit
-def _fit_members(setting, numbers, z_trained, steps, fitted, start, fit):
-    return jax.vmap(lambda member, z: _fit_member(setting, member, z, steps, fitted, start, fit))(numbers, z_trained)
+def _fit_members(setting, numbers, z_trained, steps, knots, fitted, start, fit):
+    return jax.vmap(lambda member, z: _fit_member(setting, member, z, steps, knots, fitted, start, fit))(numbers, z_trained)
 
 
 def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
@@ -166,14 +178,15 @@ def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
                               f"{len(steps) - fitted} held out; each needs at least {2 if fitted < 2 else 1}")
     config = run.config
     numbers = MemberNumbers(*map(np.asarray, config.members(config.eta_w, config.eta_z)))
-    start = jnp.log(jnp.asarray([fit.lr_ratio, fit.time_scale]))
+    start = jnp.log(jnp.asarray([fit.lr_ratio] * fit.knots + [fit.time_scale]))
+    knots = steps[fitted - 1] * np.arange(1, fit.knots) / fit.knots
     values, status, iterations, before, after = _fit_members(config, numbers, jnp.asarray(run.z), jnp.asarray(steps),
-                                                             fitted, start, fit)
+                                                             jnp.asarray(knots), fitted, start, fit)
     trained = np.asarray(run.z)
     nc = lambda z, rows: np.mean(np.asarray(normalized_correlation(z[:, rows], trained[:, rows])), axis=1)  # noqa: E731
     held = slice(fitted, None)
     return FitResults(
-        lr_ratio=np.exp(np.asarray(values[:, 0])), time_scale=np.exp(np.asarray(values[:, 1])),
+        lr_ratio=np.exp(np.asarray(values[:, :-1])), time_scale=np.exp(np.asarray(values[:, -1])), knots=knots,
         nc_before=nc(np.asarray(before), held), nc_after=nc(np.asarray(after), slice(0, fitted)),
         nc_held_out=nc(np.asarray(after), held), status=np.asarray(status), iterations=np.asarray(iterations),
         z_before=np.asarray(before), z_after=np.asarray(after), steps=steps, fitted=fitted,
@@ -185,7 +198,8 @@ def fit_summary(run: TrainedRun, results: FitResults) -> dict:
     return {
         "seeds": run.seeds.tolist(),
         "trained_lr_ratio": run.config.eta_z / run.config.eta_w,
-        "fitted_lr_ratio": results.lr_ratio.tolist(),
+        "fitted_lr_ratio": (results.lr_ratio[:, 0] if results.lr_ratio.shape[1] == 1 else results.lr_ratio).tolist(),
+        "knot_steps": results.knots.tolist(),
         "fitted_time_scale": results.time_scale.tolist(),
         "nc_before": results.nc_before.tolist(),
         "nc_after": results.nc_after.tolist(),

@@ -203,7 +203,30 @@ class ReducedFlow(_BlockFlow):
         return self.invariant.predict(self.projected_weights(y))
 
 
-class TrackedMeanFlow(JointFlow):
+class _InvariantRateFlow(JointFlow):
+    """A flow of (W, z) whose logits follow the differential form of Theorem 1: Ẇ = −η_w ∂L/∂W (W, z)
+    and ż = d/dt ẑ(V) along V̇ = U_Cᵀ Ẇ, with the invariant made exact at the current state. The
+    subclasses say which rate ratio and which mean attention the invariant holds."""
+
+    def ratio(self, t) -> jax.Array:
+        """The rate ratio η_z/η_w the invariant holds at time `t`."""
+        return self.eta_z / self.eta_w
+
+    @abc.abstractmethod
+    def held_mean_attention(self, z: jax.Array) -> jax.Array | None:
+        """The mean attention b̄ the invariant holds at logits `z` (`None` for forms without one)."""
+
+    def __call__(self, t, y, args):
+        W, z = y
+        W_rate = -self.eta_w * jax.grad(self.loss)(W, z)
+        V = self.data.U_c.T @ W
+        local = LogitInvariant.from_initial(self.attention_form, V, z, lr_ratio=self.ratio(t), temperature=self.temperature,
+                                            b_bar=self.held_mean_attention(z))
+        _, z_rate = jax.jvp(local.predict, (V,), (self.data.U_c.T @ W_rate,))
+        return W_rate, z_rate
+
+
+class TrackedMeanFlow(_InvariantRateFlow):
     """Theorem 1 with only its factorisation assumption: the logits follow the differential form of
     the invariant with the *current* mean attention b̄(z) instead of a constant one.
 
@@ -223,15 +246,43 @@ class TrackedMeanFlow(JointFlow):
         return cls(joint.data, attention=joint.attention_form, activation=joint.activation, eta_w=joint.eta_w,
                    eta_z=joint.eta_z, temperature=joint.temperature)
 
-    def __call__(self, t, y, args):
-        W, z = y
-        W_rate = -self.eta_w * jax.grad(self.loss)(W, z)
+    def held_mean_attention(self, z):
         form = self.attention_form
-        b_bar = form.mean_attention(form.weights(z, self.data.X, self.temperature)) if form.holds_mean_attention else None
-        V = self.data.U_c.T @ W
-        # Theorem 1 made exact at the current state, with the mean attention the current one; its
-        # derivative along V̇ is the tracked ż
-        local = LogitInvariant.from_initial(form, V, z, lr_ratio=self.eta_z / self.eta_w, temperature=self.temperature,
-                                            b_bar=b_bar)
-        _, z_rate = jax.jvp(local.predict, (V,), (self.data.U_c.T @ W_rate,))
-        return W_rate, z_rate
+        return form.mean_attention(form.weights(z, self.data.X, self.temperature)) if form.holds_mean_attention else None
+
+
+class ScheduledReducedFlow(_InvariantRateFlow):
+    """The reduced flow (J11's b̄ held at x̄) with a rate ratio ρ(t) that changes over time,
+    piecewise constant between knots: with a changing ratio Theorem 1's z is no function of V, so
+    z is a state and follows the invariant's differential form,
+
+        Ẇ = −η_w ∂L/∂W (W, z),    ż = d/dt ẑ(V) at ratio ρ(t),    state y = (W, z).
+
+    With one piece it is `ReducedFlow` (z = ẑ(V) along it). What `jomasim fit --knots` fits for
+    runs whose attention rate changes over training.
+
+    **Fields** (besides `JointFlow`'s; its `eta_z` is `ratios[0] · eta_w`):
+
+    - `ratios`: ρ on each piece, `(P,)`.
+    - `knots`: the times where the pieces meet, increasing, `(P − 1,)`.
+    """
+
+    ratios: jax.Array
+    knots: jax.Array
+
+    def __init__(self, data: TokenData, ratios, knots, *, attention: "str | AbstractAttention" = "softmax",
+                 activation: str = "linear", eta_w: float = 1.0, temperature: float = 1.0):
+        """**Arguments:** `data`, `attention`, `activation`, `eta_w`, `temperature` as `JointFlow`'s;
+        `ratios` and `knots` as the fields."""
+        ratios = _as_float(ratios)
+        super().__init__(data, attention=attention, activation=activation, eta_w=eta_w, eta_z=ratios[0] * eta_w,
+                         temperature=temperature)
+        self.ratios = ratios
+        self.knots = _as_float(knots)
+
+    def ratio(self, t):
+        return self.ratios[jnp.searchsorted(self.knots, t, side="right")]
+
+    def held_mean_attention(self, z):
+        form = self.attention_form
+        return form.mean_attention(self.data.X) if form.holds_mean_attention else None
