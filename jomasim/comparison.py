@@ -54,12 +54,13 @@ def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array) -> Th
 
 class Agreement(NamedTuple):
     """One trajectory against a reference at every time: NC of z and of V (flattened), the
-    relative error ‖z − z_ref‖ / ‖z_ref‖, each `(n,)`, and the index at which it parts from the
-    reference (`parting_index`, −1 if never)."""
+    relative errors ‖z − z_ref‖ / ‖z_ref‖ and ‖V − V_ref‖ / ‖V_ref‖ (Frobenius), each `(n,)`, and
+    the index at which it parts from the reference (`parting_index`, −1 if never)."""
 
     nc_z: jax.Array
     nc_V: jax.Array
     relerr_z: jax.Array
+    relerr_V: jax.Array
     parted_index: jax.Array
 
 
@@ -77,11 +78,14 @@ def agreement(z: jax.Array, V: jax.Array, z_ref: jax.Array, V_ref: jax.Array, la
     The `Agreement`.
     """
     flat = lambda a: jnp.reshape(a, (a.shape[0], -1))  # noqa: E731
-    error = jnp.linalg.norm(z - z_ref, axis=-1)
-    scale = jnp.linalg.norm(z_ref, axis=-1)
+
+    def relative_error(a, reference):
+        scale = jnp.linalg.norm(reference, axis=-1)
+        return jnp.linalg.norm(a - reference, axis=-1) / jnp.where(scale > 0, scale, 1.0)
+
     nc_z = normalized_correlation(z, z_ref)
-    return Agreement(nc_z, normalized_correlation(flat(V), flat(V_ref)), error / jnp.where(scale > 0, scale, 1.0),
-                     parting_index(nc_z, last))
+    return Agreement(nc_z, normalized_correlation(flat(V), flat(V_ref)), relative_error(z, z_ref),
+                     relative_error(flat(V), flat(V_ref)), parting_index(nc_z, last))
 
 
 AGREEMENT = 0.99

@@ -7,6 +7,8 @@ sequences), stored as column y of `X` (shape `(M_c, K)`). The first `n_distinct`
 direction u_q).
 """
 
+from typing import NamedTuple
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -281,3 +283,75 @@ def make_sequence_classes(n_queries: int = 2, next_per_query: int = 2, n_common:
     context = weights / weights.sum(axis=1, keepdims=True)
     return SequenceClasses(jnp.asarray(context), jnp.asarray(n_context + query_of_class),
                            jnp.asarray(n_context + n_queries + np.arange(n_classes)))
+
+
+class Bags(NamedTuple):
+    """A batch of samples of the §3.5 data model as weighted token positions, one row per sample.
+
+    A sampled sequence is its L contextual tokens, each position of weight 1/L; the expectation
+    limit (L → ∞) of class y is one position per contextual token, of weight `X[l, y]`. Attention
+    over the positions with a logit per token is then the same computation in both.
+
+    **Fields:**
+
+    - `tokens`: contextual-token ids `(N, P)`; `weights`: position weights `(N, P)`, rows summing to one.
+    - `query`: the query of each sample `(N,)` (0 … M_Q − 1); `label`: its class `(N,)`.
+    """
+
+    tokens: jax.Array
+    weights: jax.Array
+    query: jax.Array
+    label: jax.Array
+
+
+def _every_class_and_query(n_classes: int, n_queries: int, repeat: int) -> tuple[jax.Array, jax.Array]:
+    """Labels and queries of `repeat` samples of every (class, query) pair, class-major."""
+    label = jnp.repeat(jnp.arange(n_classes), n_queries * repeat)
+    query = jnp.tile(jnp.repeat(jnp.arange(n_queries), repeat), n_classes)
+    return label, query
+
+
+def expectation_bags(X: jax.Array, n_queries: int = 1) -> Bags:
+    """Every (class, query) pair once as its frequency bag: the block's input (`X` is `(M_c, K)`)."""
+    n_tokens, n_classes = X.shape
+    label, query = _every_class_and_query(n_classes, n_queries, 1)
+    tokens = jnp.broadcast_to(jnp.arange(n_tokens), (label.shape[0], n_tokens))
+    return Bags(tokens, X[:, label].T, query, label)
+
+
+def sample_bags(key: jax.Array, X: jax.Array, n_queries: int, length: int, per_pair: int) -> Bags:
+    """`per_pair` sampled sequences of every (class, query) pair: for class y, `length` contextual
+    tokens drawn i.i.d. from `X[:, y]` (the queries share the class's tokens), each of weight 1/L.
+
+    **Arguments:**
+
+    - `key`: a `jax.random` key.
+    - `X`: token frequencies `(M_c, K)`.
+    - `n_queries`: M_Q; `length`: L ≥ 1; `per_pair`: sequences per (class, query).
+
+    **Returns:**
+
+    The `Bags`, `N = K · M_Q · per_pair` rows of `P = L` positions.
+    """
+    label, query = _every_class_and_query(X.shape[1], n_queries, per_pair)
+    # inverse-CDF sampling, one uniform per token (as SequenceClasses.sample)
+    cdf = jnp.cumsum(X, axis=0).T[label]
+    uniforms = (1.0 - jax.random.uniform(key, (label.shape[0], length), dtype=cdf.dtype)) * cdf[:, -1:]  # in (0, total]
+    tokens = jnp.minimum(jax.vmap(jnp.searchsorted)(cdf, uniforms), X.shape[0] - 1)
+    return Bags(tokens, jnp.full(tokens.shape, 1.0 / length, dtype=X.dtype), query, label)
+
+
+def query_embeddings(U: jax.Array, n_queries: int) -> jax.Array:
+    """Embeddings of M_Q query tokens, `(d, M_Q)`: u_q (the last column of `U`) first, then
+    orthonormal directions outside the span of `U` (from the projector onto its complement).
+
+    **Raises:**
+
+    `OutOfRangeError` unless d ≥ M_c + M_Q.
+    """
+    dim, taken = U.shape
+    if taken - 1 + n_queries > dim:
+        raise OutOfRangeError(f"n_queries={n_queries} is not allowed with dim={dim} and {taken - 1} contextual tokens; "
+                              f"it must be <= {dim - taken + 1}")
+    _, vectors = jnp.linalg.eigh(jnp.eye(dim) - U @ U.T)  # eigenvalues 0 (span of U) then 1 (its complement)
+    return jnp.concatenate([U[:, -1:], vectors[:, dim - n_queries + 1:]], axis=1)

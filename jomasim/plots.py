@@ -185,6 +185,9 @@ def plot_compare(results: BlockResults, path: Path) -> None:
     _seed_curves(axes[3], steps, members.joint.entropy, reached, "joint ODE", color="tab:orange", linestyle="--")
     _seed_curves(axes[3], steps, members.reduced.entropy, reached, "reduced JoMA ODE", color="tab:purple", linestyle=":")
     _seed_curves(axes[3], steps, members.tracked.entropy, reached, "tracked-b̄ ODE", color="tab:green", linestyle="-.")
+    if members.probes is not None:
+        _seed_curves(axes[3], steps, members.probes.entropy_sequences, reached, "trained, over sampled positions",
+                     color="gray")
     _finish(axes[3], "SGD step", "attention entropy (nats)", "attention entropy, mean over classes")
     _leak_panel(axes[4], steps, results, reached, "SGD step", "training")
 

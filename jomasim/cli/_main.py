@@ -20,6 +20,7 @@ from ..experiments.compare import CompareConfig, compare
 from ..experiments.fit import FitConfig, fit_run, fit_summary, read_run
 from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from ..experiments.results import OUTPUT_NAMES
+from ..experiments.transformer import COMPARE_MODELS
 from ..io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
@@ -75,13 +76,35 @@ def _config_from(cls, args: argparse.Namespace):
     return build(cls, {name: getattr(args, name) for name in flat_fields(cls)})
 
 
-def _add_block_command(commands, name: str, config: type, handler, help: str, description: str) -> None:
+def _add_block_command(commands, name: str, config: type, handler, help: str, description: str,
+                       models: dict[str, type] | None = None) -> None:
     """A block command (`compare`, `simulate`): an option for every field of its config, and the
-    output folder."""
+    output folder. With `models` (names to configs extending `config`), `--model` chooses one, and
+    the options of the others' own fields are added with no default (`_model_config`)."""
     parser = commands.add_parser(name, help=help, description=description)
     _add_config_options(parser, config)
+    if models is not None:
+        parser.add_argument("--model", choices=tuple(models), default=config.model,
+                            help=f"the model trained against the flows (default {config.model})")
+        for each in models.values():
+            _add_config_options(parser.add_argument_group(f"--model {each.model}"), each, skip=tuple(flat_fields(config)),
+                                defaults=False)
     _add_output_options(parser)
     parser.set_defaults(handler=handler)
+
+
+def _model_config(args: argparse.Namespace, base: type, models: dict[str, type]):
+    """The config of the model `--model` names: the options of `base`'s fields as parsed, and those
+    of the model's own fields that were given; an option of another model's own field is refused."""
+    chosen = models[args.model]
+    shared = set(flat_fields(base))
+    for name, each in models.items():
+        for field in set(flat_fields(each)) - set(flat_fields(chosen)):
+            if getattr(args, field) is not None:
+                raise OutOfRangeError(f"--{field.replace('_', '-')} is not an option of --model {args.model}; it is one of "
+                                      f"--model {name}")
+    return build(chosen, {field: getattr(args, field) for field in flat_fields(chosen)
+                          if field in shared or getattr(args, field) is not None})
 
 
 def _add_sweep(commands) -> None:
@@ -288,10 +311,11 @@ def _reproduce(args) -> None:
 def _run(command: str, config, args, work: Callable, plot: Callable, figure: str, print_table: Callable) -> None:
     """Runs `work(config) -> (results, summary)` inside a fresh run folder and writes config.json,
     data.npz, summary.json and the figure; nothing is left behind if anything fails."""
-    name = args.name if args.name is not None else unique_run_name(args.out, f"{command}-{config.attention}-{config.activation}")
+    model = "" if config.model == "block" else f"{config.model}-"
+    name = args.name if args.name is not None else unique_run_name(args.out, f"{command}-{model}{config.attention}-{config.activation}")
     with run_directory(args.out, name) as folder:
         results, summary = work(config)
-        write_json(folder / "config.json", {"command": command, "config": dataclasses.asdict(config),
+        write_json(folder / "config.json", {"command": command, "model": config.model, "config": dataclasses.asdict(config),
                                             "seeds": config.seed_list, "environment": environment()})
         write_npz(folder / "data.npz", **results.arrays())
         plot(results, folder / figure)
@@ -323,11 +347,12 @@ def _simulate(args) -> None:
 
 
 def _compare(args) -> None:
-    columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z", "nc_tracked_z", "entropy_train")
-    _run("compare", _config_from(CompareConfig, args), args, compare,
-         plot_compare, "fig2.png",
+    columns = ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z", "nc_ode_z", "nc_reduced_z", "nc_tracked_z", "entropy_train",
+               "nc_zhat_z_worst_query", "attention_rate")
+    config = _model_config(args, CompareConfig, COMPARE_MODELS)
+    _run("compare", config, args, compare, plot_compare, "fig2.png",
          lambda summary: (print_table(summary, columns, ("status_train", "status_ode", "status_reduced", "status_tracked")),
-                          print_agreement(summary, "train", "step")))
+                          print_agreement(summary, "train", "step", config.model)))
 
 
 def _add_fit(commands) -> None:
@@ -374,10 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     _add_block_command(
         commands, "compare", CompareConfig, _compare,
-        help="train the §3.5 block with SGD and compare it step by step with the JoMA ODEs",
+        help="train the §3.5 block (or a one-layer Transformer) and compare it step by step with the JoMA ODEs",
         description="Train the JoMA block (Flax NNX + optax SGD, vmapped over seeds) and integrate the joint, the "
         "reduced and the tracked-b̄ JoMA ODEs (Diffrax) from the same data and initial state; compare them with "
-        "normalized correlation at every saved step. Defaults: the paper's Fig. 2 setting.")
+        "normalized correlation at every saved step. Defaults: the paper's Fig. 2 setting. --model transformer "
+        "trains a one-layer Transformer on sampled sequences instead, every JoMA idealisation a switch, and starts "
+        "the ODEs from its probed initial state.",
+        models=COMPARE_MODELS)
     _add_block_command(
         commands, "simulate", BlockTheoryConfig, _simulate,
         help="integrate the joint, the reduced and the tracked-b̄ JoMA flows of the §3.5 block for several seeds",

@@ -36,9 +36,9 @@ RUN_NAMES = {"train": "training", "ode": "the joint ODE", "reduced": "the reduce
              "tracked": "the tracked-b̄ JoMA ODE"}
 
 
-def print_agreement(summary: dict, reference: str, clock: str) -> None:
+def print_agreement(summary: dict, reference: str, clock: str, model: str = "block") -> None:
     """One line per run compared with the reference (output names, `RUN_NAMES`): on which seeds, and
-    from where (the summary's `parted_step_RUN`), the two part."""
+    from where (the summary's `parted_step_RUN`), the two part; `model` is the trained model's name."""
     seeds = summary["seeds"]
     for side in (side for side in RUN_NAMES if f"parted_step_{side}" in summary):
         key = f"parted_step_{side}"
@@ -53,7 +53,7 @@ def print_agreement(summary: dict, reference: str, clock: str) -> None:
         back = sum(final >= AGREEMENT for _, _, final in parted)
         print(f"{run} parts from {other} (NC of z below {AGREEMENT}) on {len(parted)} of {len(seeds)} seeds: {where}; "
               f"{back} of them end at or above {AGREEMENT} again")
-        if (side, reference) == ("ode", "train"):
+        if (side, reference, model) == ("ode", "train", "block"):
             print("  (the joint ODE is SGD's limit of small steps: where they part, the learning rate is too large for "
                   "the flow to describe the training)")
         drifts = [100 * drift for drift in summary.get(f"bbar_drift_parted_{side}", []) if drift is not None]

@@ -14,7 +14,7 @@ flow with step 1) and a member's curves line up with its training whatever its r
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -33,7 +33,7 @@ from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
 from ..theory import JointFlow, ReducedFlow, SolverOptions, TrackedMeanFlow, check_precision, solve, status_messages
 from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
-from .results import OUTPUT_NAMES, MemberResult, RunResult, Solve, Training, flatten, scalars
+from .results import OUTPUT_NAMES, MemberResult, RunResult, Solve, Training, TransformerProbes, flatten, scalars
 
 MODES = ("theory", "train", "both")
 """`theory`: the joint and the reduced flow; `train`: SGD only; `both`: all three."""
@@ -63,6 +63,9 @@ class BlockSetting(Settings):
     the joint flow then *is* the training run. Each field is checked where it is declared.
     """
 
+    model: ClassVar[str] = "block"
+    """The model trained against the flows (`member_start`, `trained_run`)."""
+
     attention: str = setting("softmax", "attention form", choices=ATTENTIONS)
     activation: str = setting("linear", "MLP activation", choices=ACTIVATIONS)
     temperature: float = setting(0.5, "attention temperature T (logits are divided by it)", check=check_positive)
@@ -91,22 +94,34 @@ class BlockSetting(Settings):
         """The seeds run, one per member."""
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
+    def member_bytes(self, steps: int, saves: int, mode: str) -> int:
+        """An estimate of the memory one member holds at once, in bytes: every run of the mode
+        keeps its states (W, `d × K`), V (`M_c × K`) and z at every save, Theorem 1's ẑ and
+        residual, and training its loss at every step; doubled for the copies made between the
+        compiled call and the NumPy results."""
+        d, K, M = self.dim, self.n_classes, self.n_distinct + self.n_common
+        per_save = len(MODE_RUNS[mode]) * (d * K + M * K + M) + 2 * M
+        return 2 * 8 * (saves * per_save + (steps if mode != "theory" else 0))
+
+    def member_start(self, numbers: "MemberNumbers") -> tuple[JointFlow, tuple]:
+        """A member's joint flow (its data, rates `numbers.eta_w`, `numbers.eta_z`) and the state
+        (W(0), z(0)) that the flows and the trained model start from. Traceable."""
+        joint, y0, _ = build_member(self, numbers)
+        return joint, y0
+
+    def trained_run(self, joint: JointFlow, y0, numbers: "MemberNumbers", steps: int, save_steps) -> "TrainedRun":
+        """The member's model trained from `y0` (`member_start`) for `steps` steps and read at
+        `save_steps`: here the `JoMABlock`, full-batch SGD at the member's rates. Traceable."""
+        trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps)
+        return TrainedRun(trained.W, trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z)), trained.losses,
+                          jax.vmap(joint.loss)(trained.W, trained.z))
+
     def members(self, eta_w: float, eta_z: float) -> "MemberNumbers":
         """One member per seed, all with this setting's numbers and the rates (η_w, η_z)."""
         seeds = np.asarray(self.seed_list)
         same = lambda value: np.full(len(seeds), value, dtype=float)  # noqa: E731
         return MemberNumbers(seeds, same(eta_w), same(eta_z), same(self.temperature), same(self.saliency),
                              same(self.init_scale))
-
-
-def member_bytes(setting: BlockSetting, steps: int, saves: int, mode: str) -> int:
-    """An estimate of the memory one member holds at once, in bytes: every run of the mode keeps
-    its states (W, `d × K`), V (`M_c × K`) and z at every save, Theorem 1's ẑ and residual, and
-    training its loss at every step; doubled for the copies made between the compiled call and the
-    NumPy results."""
-    d, K, M = setting.dim, setting.n_classes, setting.n_distinct + setting.n_common
-    per_save = len(MODE_RUNS[mode]) * (d * K + M * K + M) + 2 * M
-    return 2 * 8 * (saves * per_save + (steps if mode != "theory" else 0))
 
 
 class MemberNumbers(NamedTuple):
@@ -144,6 +159,25 @@ def build_member(setting: BlockSetting, numbers: MemberNumbers) -> tuple[JointFl
                       eta_w=numbers.eta_w, eta_z=numbers.eta_z, temperature=numbers.temperature)
     y0 = joint.initial_state(init_key, numbers.init_scale)
     return joint, y0, ReducedFlow.from_joint(joint, y0)
+
+
+class TrainedRun(NamedTuple):
+    """A trained model read as JoMA's quantities at the saves (`BlockSetting.trained_run`).
+
+    **Fields:**
+
+    - `W`: the block weights `(n, d, K)` the model stands for (the state Theorem 1's leak is
+      measured at); `z`: the logits `(n, M_c)`; `V`: the projected weights `(n, M_c, K)`.
+    - `losses`: the training loss before every step `(steps,)`; `loss`: the loss at the saves `(n,)`.
+    - `probes`: a Transformer's own probes (`results.TransformerProbes`), `None` for the block.
+    """
+
+    W: jax.Array
+    z: jax.Array
+    V: jax.Array
+    losses: jax.Array
+    loss: jax.Array
+    probes: TransformerProbes | None = None
 
 
 class BlockTraining(NamedTuple):
@@ -218,16 +252,18 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     reached with finite values.
     """
     save_steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
-    joint, y0, reduced = build_member(setting, numbers)
+    joint, y0 = setting.member_start(numbers)
+    reduced = ReducedFlow.from_joint(joint, y0)
     invariant = joint.invariant(y0)
-    logits_weights, block_states, solves, reached, training = {}, {}, {}, [], None
+    logits_weights, block_states, solves, reached, training, probes = {}, {}, {}, [], None, None
     if mode != "theory":
-        trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps.astype(int))
+        trained = setting.trained_run(joint, y0, numbers, steps, save_steps.astype(int))
         block_states["train"] = trained.W, trained.z
-        logits_weights["train"] = trained.z, jax.vmap(joint.projected_weights)(block_states["train"])
+        logits_weights["train"] = trained.z, trained.V
         diverged = first_nonfinite(trained.losses)
         reached.append((diverged < 0) | (save_steps < diverged))
-        training = Training(trained.losses, jax.vmap(joint.loss)(trained.W, trained.z), diverged)
+        training = Training(trained.losses, trained.loss, diverged)
+        probes = trained.probes
     if mode != "train":
         flows = (("joint", joint, y0), ("reduced", reduced, y0[0]), ("tracked", TrackedMeanFlow.from_joint(joint), y0))
         for name, flow, start in flows:
@@ -255,7 +291,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         parted = runs["reduced"].agreement.parted_index
         drift_at_parting = jnp.where(parted >= 0, leaks.bbar_drift[parted], jnp.nan)
     return MemberResult(runs.get("train"), runs.get("joint"), runs.get("reduced"), runs.get("tracked"), training, leaks, last,
-                        drift_at_parting, joint.data.X, joint.data.salience())
+                        drift_at_parting, joint.data.X, joint.data.salience(), probes)
 
 
 def _measure_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str):

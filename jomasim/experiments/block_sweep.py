@@ -20,7 +20,7 @@ from ..attention import ATTENTIONS
 from ..data import VARIANTS
 from ..sweep import SweepTask
 from ..theory import Status, status_messages
-from .block import MODE_RUNS, MODES, MemberNumbers, measure_member, member_bytes, training_status
+from .block import MODE_RUNS, MODES, MemberNumbers, measure_member, training_status
 from .compare import CompareConfig
 from .results import OUTPUT_NAMES, scalars
 
@@ -128,7 +128,7 @@ class BlockSweep(SweepTask):
         return one_point
 
     def point_bytes(self) -> int:
-        return member_bytes(self.base, self.base.steps, self.base.save_count, self.mode)
+        return self.base.member_bytes(self.base.steps, self.base.save_count, self.mode)
 
     def compiler_options(self, platform: str) -> dict:
         return block_compiler_options(platform)

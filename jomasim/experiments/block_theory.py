@@ -14,7 +14,7 @@ import numpy as np
 from .._errors import check_integer, check_positive
 from .._memory import check_fits
 from .._settings import setting
-from .block import BlockResults, BlockSetting, member_bytes, run_members
+from .block import BlockResults, BlockSetting, run_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ def run_block_theory(config: BlockTheoryConfig) -> BlockResults:
     The `BlockResults` of `theory` mode (runs `joint` and `reduced`; the joint flow is the
     reference), saved at the times `steps` (clock `t`).
     """
-    check_fits(config.seeds * member_bytes(config, 0, config.saves, "theory"),
+    check_fits(config.seeds * config.member_bytes(0, config.saves, "theory"),
                f"{config.seeds} seeds with {config.saves} saves",
                "--seeds, --saves or the sizes (--dim, --n-classes, --n-distinct, --n-common)")
     ts = np.linspace(0.0, config.t_end, config.saves)

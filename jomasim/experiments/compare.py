@@ -21,7 +21,7 @@ from .._errors import OutOfRangeError, check_integer, check_positive
 from .._memory import check_fits
 from .._settings import setting
 from ..train import every_steps
-from .block import BlockResults, BlockSetting, member_bytes, run_members
+from .block import BlockResults, BlockSetting, run_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +51,8 @@ class CompareConfig(BlockSetting):
 
     def check_memory(self, mode: str = "both") -> None:
         """Refuses, before anything is allocated or compiled, a run in `mode` that needs more
-        memory than the machine has (`block.member_bytes` for every seed)."""
-        check_fits(self.seeds * member_bytes(self, self.steps, self.save_count, mode),
+        memory than the machine has (`member_bytes` for every seed)."""
+        check_fits(self.seeds * self.member_bytes(self.steps, self.save_count, mode),
                    f"{self.seeds} seeds × {self.steps} steps with {self.save_count} saves",
                    "--seeds, --steps, the saves (raise --save-every) or the sizes (--dim, --n-classes, --n-distinct, "
                    "--n-common)")

@@ -76,6 +76,24 @@ class Training(NamedTuple):
     diverged_at: jax.Array
 
 
+class TransformerProbes(NamedTuple):
+    """What only a Transformer run has (`jomasim compare --model transformer`), at every save.
+
+    **Fields:**
+
+    - `nc_zhat_z_queries`: Theorem 1's NC(ẑ(V), z_m) for every query m, `(n, M_Q)` (each query's
+      invariant fixed at its own initial logits; exact only for one query, JOMA_MATH §2.6a).
+    - `attention_rate`: the factor on η_z of the logits' own motion, averaged over queries and
+      tokens, `(n,)` (1 for direct logits; (‖W_Q a_m‖² + ‖W_K a_l‖²)/d_k for `qk`).
+    - `entropy_sequences`: the mean attention entropy over the positions of a fixed evaluation
+      batch of sampled sequences (of the frequency bags in the expectation limit), `(n,)`.
+    """
+
+    nc_zhat_z_queries: jax.Array
+    attention_rate: jax.Array
+    entropy_sequences: jax.Array
+
+
 class MemberResult(NamedTuple):
     """Everything one member (or, with a leading member axis, a batch) gives.
 
@@ -91,6 +109,7 @@ class MemberResult(NamedTuple):
     - `bbar_drift_parted_reduced`: the reference's `bbar_drift` at the save where the reduced
       flow parts from it (NaN if it never does; `None` without both).
     - `X`: the token frequencies; `delta`: the salience Δ = E[x gᵀ].
+    - `probes`: a Transformer run's own probes (`None` for the block).
     """
 
     train: RunResult | None
@@ -103,6 +122,7 @@ class MemberResult(NamedTuple):
     bbar_drift_parted_reduced: jax.Array | None
     X: jax.Array
     delta: jax.Array
+    probes: TransformerProbes | None = None
 
     def runs(self) -> dict[str, RunResult]:
         """The runs made, by their `RUNS` name."""
@@ -130,6 +150,8 @@ def flatten(result: MemberResult) -> dict[str, np.ndarray]:
         arrays["bbar_drift_parted_reduced"] = result.bbar_drift_parted_reduced
     if result.training is not None:
         arrays.update(losses_train=result.training.losses, diverged_at_train=result.training.diverged_at)
+    if result.probes is not None:
+        arrays["nc_zhat_z_queries"] = result.probes.nc_zhat_z_queries
     for name, run in result.runs().items():
         out = OUTPUT_NAMES[name]
         arrays.update({f"z_{out}": run.z, f"V_{out}": run.V, **_named("", run.solve, f"_{out}")})
@@ -159,9 +181,10 @@ def scalars(result: MemberResult, steps: jax.Array) -> dict[str, jax.Array]:
     **Returns:**
 
     `last_step`; every NC and relative-error curve's last value (`nc_zhat_z`, `nc_ode_z`,
-    `relerr_reduced_z`, `nc_zhat_z_ode`, ...); `invariant_residual_max`; `entropy_initial`
-    (the reference's); per run `entropy_RUN` and its `_min`, `_min_step` and `_rebound` (final −
-    minimum: how far the attention became dense again), `snap_step_RUN` (from when the entropy
+    `relerr_reduced_z`, `relerr_reduced_V`, `nc_zhat_z_ode`, ...); `invariant_residual_max`;
+    `entropy_initial` (the reference's); per run `entropy_RUN` and its `_min`, `_min_step` and
+    `_rebound` (final − minimum: how far the attention became dense again), `winner_RUN` (the
+    token of the largest logit), `snap_step_RUN` (from when the entropy
     stays within `SNAP_TOLERANCE`·initial of its final value; NaN if it never left that band or
     entered it only at the end); per run but the reference `parted_step_RUN` (NaN if it agrees
     throughout); the leak curves' last values and `bbar_drift_parted_reduced`; per flow
@@ -186,6 +209,7 @@ def scalars(result: MemberResult, steps: jax.Array) -> dict[str, jax.Array]:
             f"entropy_{out}_min_step": steps[lowest],
             f"entropy_{out}_rebound": entropy[last] - entropy[lowest],
             f"snap_step_{out}": jnp.where((snap > 0) & (snap < last), steps[snap], jnp.nan),
+            f"winner_{out}": jnp.argmax(run.z[last]),
         })
         if run.agreement is not None:
             parted = run.agreement.parted_index
@@ -209,7 +233,7 @@ def save_curves(result: MemberResult) -> dict[str, jax.Array]:
         curves[f"entropy_{out}"] = run.entropy
         if run.agreement is not None:
             curves.update({f"nc_{out}_z": run.agreement.nc_z, f"nc_{out}_V": run.agreement.nc_V,
-                           f"relerr_{out}_z": run.agreement.relerr_z})
+                           f"relerr_{out}_z": run.agreement.relerr_z, f"relerr_{out}_V": run.agreement.relerr_V})
         if run.theorem1 is not None:
             suffix = _theorem1_suffix(result, name)
             curves.update({f"{field}{suffix}": getattr(run.theorem1, field)
@@ -217,4 +241,7 @@ def save_curves(result: MemberResult) -> dict[str, jax.Array]:
     curves.update(_named("", result.leaks))
     if result.training is not None:
         curves["loss_train"] = result.training.loss
+    if result.probes is not None:
+        curves.update(nc_zhat_z_worst_query=jnp.min(result.probes.nc_zhat_z_queries, axis=-1),
+                      attention_rate=result.probes.attention_rate, entropy_sequences_train=result.probes.entropy_sequences)
     return curves

@@ -1,0 +1,145 @@
+"""JoMA against a one-layer Transformer: `jomasim compare --model transformer`.
+
+The trained model is `jomasim.models.OneLayerTransformer` on the §3.5 data model: sampled
+sequences (or the expectation limit), direct logits or learned W_Q, W_K, fixed or learned
+embeddings, identity or learned W_V, LayerNorm, a head, SGD or Adam — each of JoMA's
+idealisations a switch of `TransformerCompareConfig`. At every save its z, V and w_q are probed
+(`OneLayerTransformer.probe`); the joint, reduced and tracked JoMA flows start from the probed
+initial state (W(0) = U_C V(0) + u_q w_q(0)ᵀ on the data's embeddings, z(0) of the first query)
+at the run's rates on the SGD clock, and everything `compare` measures on the block is measured
+on the Transformer, plus Theorem 1 per query, the logits' rate factor and the attention entropy
+on sequences (`results.TransformerProbes`).
+"""
+
+import dataclasses
+import functools
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from .._errors import OutOfRangeError, check_integer
+from .._settings import setting
+from ..comparison import theorem1_curves
+from ..data import Bags, expectation_bags, query_embeddings, sample_bags
+from ..metrics import entropy
+from ..models.one_layer import ATTENTION_PARAMS, EMBEDDING_CHOICES, NORMS, VALUE_CHOICES, OneLayerTransformer
+from ..theory import JointFlow
+from ..train import OPTIMIZERS, OptimizerSpec, make_optimizer, train, with_params
+from .block import MemberNumbers, TrainedRun, build_member
+from .compare import CompareConfig
+from .results import TransformerProbes
+
+_at_least_zero = functools.partial(check_integer, least=0)
+_at_least_one = functools.partial(check_integer, least=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerCompareConfig(CompareConfig):
+    """A comparison on a one-layer Transformer. Defaults: the block's Fig. 2 setting on sampled
+    sequences of L = 64 tokens, learned W_Q and W_K, fixed embeddings, identity value, no
+    LayerNorm, no head, SGD. With `sequence_length=0, attention_params="logits"` and the other
+    switches at their defaults it is the JoMA block."""
+
+    model: ClassVar[str] = "transformer"
+
+    sequence_length: int = setting(64, "contextual tokens per sampled sequence, L (0: the expectation limit, "
+                                   "each class its frequency bag)", check=_at_least_zero)
+    queries: int = setting(1, "query tokens M_Q; every class's contextual tokens are shared by all of them",
+                           check=_at_least_one)
+    batch: int = setting(8, "sampled sequences per class and query at every step (with L > 0)", check=_at_least_one)
+    eval_sequences: int = setting(4, "sequences per class and query in the fixed batch the entropy on sequences "
+                                  "is measured on", check=_at_least_one)
+    attention_params: str = setting("qk", "attention logits: direct parameters z, or learned W_Q, W_K",
+                                    choices=ATTENTION_PARAMS)
+    embeddings: str = setting("fixed", "token embeddings: the data model's orthonormal U, or learned from it",
+                              choices=EMBEDDING_CHOICES)
+    value: str = setting("identity", "the value matrix W_V: identity, or learned from the identity", choices=VALUE_CHOICES)
+    norm: str = setting("none", "LayerNorm: none, on the MLP's input (post), or also on the attention's inputs (pre)",
+                        choices=NORMS)
+    head: bool = setting(False, "a learned linear head on the hidden nodes (else they are the logits)")
+    optimizer: str = setting("sgd", "optimizer of every parameter, at rates eta_z (attention) and eta_w (the rest)",
+                             choices=OPTIMIZERS)
+
+    def check_fields(self):
+        super().check_fields()
+        free = self.dim - self.n_distinct - self.n_common
+        if self.queries > free:
+            raise OutOfRangeError(f"queries={self.queries} is not allowed with dim={self.dim} and "
+                                  f"{self.n_distinct + self.n_common} contextual tokens; it must be <= {free}")
+
+    def member_bytes(self, steps: int, saves: int, mode: str) -> int:
+        """The block's estimate, plus the saved parameters and the probes of every save."""
+        d, K, M, Q = self.dim, self.n_classes, self.n_distinct + self.n_common, self.queries
+        parameters = d * K + 2 * d * d + (M + Q) * d + K * K + 4 * d + Q * M
+        return super().member_bytes(steps, saves, mode) + 2 * 8 * saves * (parameters + 2 * Q * M)
+
+    def _model(self, numbers: MemberNumbers) -> tuple[JointFlow, OneLayerTransformer]:
+        """The member's data (as the block's, from its seed) in its joint flow, and the
+        Transformer at initialisation: W(0) and the first query's z(0) are the block's."""
+        joint, (W0, z0), _ = build_member(self, numbers)
+        key = jax.random.fold_in(jax.random.key(numbers.seed), 1)
+        logits_key, model_key = jax.random.split(key)
+        others = numbers.init_scale * jax.random.normal(logits_key, (self.queries - 1, z0.shape[0]), z0.dtype)
+        data = joint.data
+        embeddings = jnp.concatenate([data.U_c, query_embeddings(data.U, self.queries)], axis=1).T
+        model = OneLayerTransformer(
+            embeddings, W0, jnp.concatenate([z0[None], others]), model_key, attention_params=self.attention_params,
+            learned_embeddings=self.embeddings == "learned", learned_value=self.value == "learned", norm=self.norm,
+            head=self.head, attention=self.attention, activation=self.activation, temperature=numbers.temperature)
+        return joint, model
+
+    def member_start(self, numbers: MemberNumbers) -> tuple[JointFlow, tuple]:
+        """The joint flow and the state the probes read at initialisation: W(0) = U_C V(0) +
+        u_q w_q(0)ᵀ on the data's embeddings and the first query's z(0)."""
+        joint, model = self._model(numbers)
+        return joint, _block_state(joint, model.probe())
+
+    def bags(self, key: jax.Array, X: jax.Array, per_pair: int) -> Bags:
+        """`per_pair` sampled sequences of every class and query (the expectation bags if L = 0)."""
+        if self.sequence_length == 0:
+            return expectation_bags(X, self.queries)
+        return sample_bags(key, X, self.queries, self.sequence_length, per_pair)
+
+    def trained_run(self, joint: JointFlow, y0, numbers: MemberNumbers, steps: int, save_steps) -> TrainedRun:
+        """The Transformer trained on fresh sequences every step (from the member's seed) and
+        probed at the saves: z and V of the first query, the block state they stand for, the
+        loss on the expectation bags, and the `TransformerProbes`."""
+        _, model = self._model(numbers)
+        data = joint.data
+        sequence_key, evaluation_key = jax.random.split(jax.random.fold_in(jax.random.key(numbers.seed), 2))
+        saved, losses = train(
+            model,
+            lambda transformer, bags: transformer(bags),
+            lambda labels: make_optimizer(OptimizerSpec(self.optimizer), labels, numbers.eta_w, numbers.eta_z),
+            steps=steps,
+            save_steps=save_steps,
+            batches=lambda step: self.bags(jax.random.fold_in(sequence_key, step), data.X, self.batch),
+        )
+        expectation = expectation_bags(data.X, self.queries)
+        evaluation = self.bags(evaluation_key, data.X, self.eval_sequences)
+
+        def read(params):
+            checkpoint = with_params(model, params)
+            probe = checkpoint.probe()
+            position_entropy = jnp.mean(entropy(checkpoint.attention_distribution(evaluation), axis=1))
+            return probe, checkpoint(expectation), position_entropy, jnp.mean(probe.rate)
+
+        probes, loss, entropy_sequences, rate = jax.vmap(read)(saved)
+        W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q))[0])(probes.z, probes.V, probes.w_q)
+        nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), probes.V, probes.z[:, m]).nc_zhat_z
+                                for m in range(self.queries)], axis=-1)
+        return TrainedRun(W, probes.z[:, 0], probes.V, losses, loss,
+                          TransformerProbes(nc_queries, rate, entropy_sequences))
+
+
+def _block_state(joint: JointFlow, probe) -> tuple[jax.Array, jax.Array]:
+    """The block state (W, z) a probe stands for: W = U_C V + u_q w_qᵀ with the first query's
+    w_q and z (`probe` is a `Probe` or its first three fields)."""
+    z, V, w_q = probe[:3]
+    data = joint.data
+    return data.U_c @ V + jnp.outer(data.u_q, w_q[0]), z[0]
+
+
+COMPARE_MODELS = {"block": CompareConfig, "transformer": TransformerCompareConfig}
+"""The models `jomasim compare --model` trains, by name: their configs."""

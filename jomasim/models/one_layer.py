@@ -1,0 +1,205 @@
+"""A one-layer Transformer on the §3.5 data model, with each of JoMA's idealisations a switch.
+
+The JoMA block (`JoMABlock`) is this model with direct logits, fixed embeddings, no value matrix,
+no LayerNorm and no head, read on the expectation bags. Switched on one by one, the other choices
+make it a Transformer as trained in practice:
+
+| switch            | JoMA's idealisation                    | the other choice                                  |
+|-------------------|----------------------------------------|---------------------------------------------------|
+| `attention_params`| `"logits"`: z, one per query and token | `"qk"`: z_ml = (W_Q a_m)·(W_K a_l)/√d_k           |
+| `embeddings`      | `"fixed"`: the data's orthonormal U    | `"learned"`: parameters, from U                   |
+| `value`           | `"identity"`: tokens enter as a_l      | `"learned"`: W_V a_l, W_V from the identity       |
+| `norm`            | `"none"`                               | `"post"`: LayerNorm on f; `"pre"`: also on a_l    |
+| `head`            | hidden nodes are the K logits          | a learned linear head on φ(hidden)                |
+
+For a sample of query m, class y and contextual positions p with tokens t_p and weights x_p
+(`jomasim.data.Bags`): b = attention weights of the logits z_{m t_p} (the attention form, as in
+the block), f = r_m + Σ_p b_p v_{t_p} with r_m the query's embedding (the residual) and v_l the
+value vector of token l, then LayerNorm (`norm`), hidden = Wᵀ f, and cross-entropy on φ(hidden)
+(or on the head's output). The attention inputs a are the embeddings (`pre`: their LayerNorm).
+"""
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .._errors import check_choice
+from ..activation import get_activation
+from ..attention import AbstractAttention, get_attention
+from ..data import Bags
+
+ATTENTION_PARAMS = ("logits", "qk")
+EMBEDDING_CHOICES = ("fixed", "learned")
+VALUE_CHOICES = ("identity", "learned")
+NORMS = ("none", "post", "pre")
+
+LAYER_NORM_EPSILON = 1e-5
+"""ε of every LayerNorm (PyTorch's default)."""
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis with a learned scale γ (from ones) and shift β (from zeros)."""
+
+    def __init__(self, dim: int):
+        self.scale = nnx.Param(jnp.ones(dim))
+        self.bias = nnx.Param(jnp.zeros(dim))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        centred = x - jnp.mean(x, axis=-1, keepdims=True)
+        normalised = centred / jnp.sqrt(jnp.mean(centred**2, axis=-1, keepdims=True) + LAYER_NORM_EPSILON)
+        return normalised * self.scale[...] + self.bias[...]
+
+
+class DirectLogits(nnx.Module):
+    """JoMA's logits: one parameter per query and contextual token, `z` `(M_Q, M_c)`."""
+
+    def __init__(self, z0: jax.Array):
+        self.z = nnx.Param(z0)
+
+    def table(self, queries: jax.Array, tokens: jax.Array) -> jax.Array:
+        """The logits `(M_Q, M_c)` (the attention inputs `queries`, `tokens` are not used)."""
+        return self.z[...]
+
+    def rate(self, queries: jax.Array, tokens: jax.Array) -> jax.Array:
+        """How much one step of rate η_z moves each logit per unit of −∂L/∂z: 1."""
+        return jnp.ones_like(self.z[...])
+
+
+class QueryKeyLogits(nnx.Module):
+    """Learned projections: z_ml = (W_Q a_m)·(W_K a_l)/√d_k, with W_Q, W_K `(d_k, d)`."""
+
+    def __init__(self, W_Q0: jax.Array, W_K0: jax.Array):
+        self.query = nnx.Param(W_Q0)
+        self.key = nnx.Param(W_K0)
+
+    def table(self, queries: jax.Array, tokens: jax.Array) -> jax.Array:
+        """The logits `(M_Q, M_c)` of the query inputs `(M_Q, d)` over the token inputs `(M_c, d)`."""
+        return (queries @ self.query[...].T) @ (tokens @ self.key[...].T).T / math.sqrt(self.query.shape[0])
+
+    def rate(self, queries: jax.Array, tokens: jax.Array) -> jax.Array:
+        """The factor on η_z that gradient descent on W_Q, W_K gives the logit z_ml (its own
+        part, without the other logits' coupling): (‖W_Q a_m‖² + ‖W_K a_l‖²) / d_k, `(M_Q, M_c)`."""
+        q = jnp.sum((queries @ self.query[...].T) ** 2, axis=1)
+        k = jnp.sum((tokens @ self.key[...].T) ** 2, axis=1)
+        return (q[:, None] + k[None, :]) / self.query.shape[0]
+
+
+class Probe(NamedTuple):
+    """JoMA's quantities read off the model (`OneLayerTransformer.probe`).
+
+    **Fields:**
+
+    - `z`: each query's logits over the contextual tokens, `(M_Q, M_c)`.
+    - `V`: how hidden node k reads token l through the value path, `(M_c, K)`: v_lᵀ diag(γ) w_k
+      with v_l the value vector of token l and γ the scale of the LayerNorm on the MLP's input
+      (ones without one); LayerNorm's centring and its division by the state's spread are not in V.
+    - `w_q`: how hidden node k reads each query's residual, `(M_Q, K)`: r_mᵀ diag(γ) w_k.
+    - `rate`: the factor on η_z of each logit (`QueryKeyLogits.rate`; ones for direct logits).
+    """
+
+    z: jax.Array
+    V: jax.Array
+    w_q: jax.Array
+    rate: jax.Array
+
+
+class OneLayerTransformer(nnx.Module):
+    """One attention layer and one MLP layer on the §3.5 data model (see the module docstring).
+
+    **Attributes:**
+
+    - `logits`: a `DirectLogits` or `QueryKeyLogits` (the parameters η_z applies to).
+    - `embeddings`: `(M_c + M_Q, d)`, contextual tokens then queries; a `Param` or a fixed `Variable`.
+    - `value`: W_V `(d, d)` or `None`; `attention_norm`, `mlp_norm`: `LayerNorm`s or `None`.
+    - `W`: the MLP's first layer `(d, K)`; `head`, `head_bias`: `(K, K)`, `(K,)` or `None`.
+    """
+
+    #: names of the parameters that the attention learning rate η_z applies to
+    attention_parameters = ("logits",)
+
+    def __init__(self, embeddings: jax.Array, W0: jax.Array, z0: jax.Array, key: jax.Array, *,
+                 attention_params: str = "logits", learned_embeddings: bool = False, learned_value: bool = False,
+                 norm: str = "none", head: bool = False, attention: "str | AbstractAttention" = "softmax",
+                 activation: str = "linear", temperature: float = 1.0):
+        """**Arguments:**
+
+        - `embeddings`: the initial embeddings `(M_c + M_Q, d)` (the data's orthonormal U and the
+          query embeddings, as rows).
+        - `W0`: the MLP's first layer `(d, K)`; `z0`: the direct logits `(M_Q, M_c)` (used with
+          `attention_params="logits"`).
+        - `key`: a `jax.random` key for W_Q, W_K and the head (LeCun-normal, as Flax's `Linear`).
+        - `attention_params`, `norm`: one of `ATTENTION_PARAMS`, `NORMS`.
+        - `learned_embeddings`, `learned_value`, `head`: the switches of the module docstring.
+        - `attention`, `activation`, `temperature`: as in the block.
+        """
+        check_choice("attention_params", attention_params, ATTENTION_PARAMS)
+        check_choice("norm", norm, NORMS)
+        n_queries, self.n_tokens = z0.shape
+        dim, n_hidden = W0.shape
+        query_key, key_key, head_key = jax.random.split(key, 3)
+        lecun = lambda k, shape: jax.random.normal(k, shape, W0.dtype) / math.sqrt(shape[1])  # noqa: E731
+        self.logits = (DirectLogits(z0) if attention_params == "logits"
+                       else QueryKeyLogits(lecun(query_key, (dim, dim)), lecun(key_key, (dim, dim))))
+        self.embeddings = (nnx.Param if learned_embeddings else nnx.Variable)(embeddings)
+        self.value = nnx.Param(jnp.eye(dim, dtype=W0.dtype)) if learned_value else None
+        self.attention_norm = LayerNorm(dim) if norm == "pre" else None
+        self.mlp_norm = LayerNorm(dim) if norm != "none" else None
+        self.W = nnx.Param(W0)
+        self.head = nnx.Param(lecun(head_key, (n_hidden, n_hidden))) if head else None
+        self.head_bias = nnx.Param(jnp.zeros(n_hidden, W0.dtype)) if head else None
+        self.attention = get_attention(attention)
+        self.activation = activation
+        self.temperature = nnx.Variable(jnp.asarray(temperature, dtype=W0.dtype))
+
+    def _tables(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """The logits `(M_Q, M_c)`, the value vectors `(M_c, d)` and the attention inputs `(M, d)`."""
+        inputs = self.embeddings[...]
+        if self.attention_norm is not None:
+            inputs = self.attention_norm(inputs)
+        tokens = inputs[: self.n_tokens]
+        values = tokens @ self.value[...].T if self.value is not None else tokens
+        return self.logits.table(inputs[self.n_tokens:], tokens), values, inputs
+
+    def _read_scale(self) -> jax.Array:
+        """γ of the LayerNorm on the MLP's input (ones without one), `(d,)`."""
+        return self.mlp_norm.scale[...] if self.mlp_norm is not None else jnp.ones(self.W.shape[0], self.W.dtype)
+
+    def _position_logits(self, logits: jax.Array, bags: Bags) -> jax.Array:
+        """Each position's logit, `(N, P)`: its sample's query's logit of its token."""
+        return logits[bags.query[:, None], bags.tokens]
+
+    def attention_distribution(self, bags: Bags) -> jax.Array:
+        """The attention over every sample's positions as a distribution, `(N, P)` (the form's
+        `distribution`: the weights normalised, their magnitudes for linear attention)."""
+        logits, _, _ = self._tables()
+        return jax.vmap(self.attention.distribution, in_axes=(0, 0, None))(
+            self._position_logits(logits, bags), bags.weights, self.temperature[...])
+
+    def hidden(self, bags: Bags) -> jax.Array:
+        """The hidden nodes' pre-activations Wᵀ f, `(N, K)`."""
+        logits, values, _ = self._tables()
+        weights = jax.vmap(self.attention.weights, in_axes=(0, 0, None))(
+            self._position_logits(logits, bags), bags.weights, self.temperature[...])
+        attended = jnp.einsum("np,npd->nd", weights, values[bags.tokens])
+        f = self.embeddings[...][self.n_tokens + bags.query] + attended
+        if self.mlp_norm is not None:
+            f = self.mlp_norm(f)
+        return f @ self.W[...]
+
+    def __call__(self, bags: Bags) -> jax.Array:
+        """The mean cross-entropy over the samples."""
+        out = get_activation(self.activation).fn(self.hidden(bags))
+        if self.head is not None:
+            out = out @ self.head[...] + self.head_bias[...]
+        log_probs = jax.nn.log_softmax(out, axis=1)
+        return -jnp.mean(jnp.take_along_axis(log_probs, bags.label[:, None], axis=1))
+
+    def probe(self) -> Probe:
+        """JoMA's z, V, w_q and the logits' rate factor at the current parameters (`Probe`)."""
+        logits, values, inputs = self._tables()
+        read = self._read_scale()[:, None] * self.W[...]
+        queries = self.embeddings[...][self.n_tokens:]
+        return Probe(logits, values @ read, queries @ read, self.logits.rate(inputs[self.n_tokens:], inputs[: self.n_tokens]))
