@@ -15,6 +15,7 @@ from jomasim.experiments import block_theory, compare
 from jomasim.experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
 from jomasim.experiments.fit import FitConfig
 from jomasim.experiments.reproduce import REPRODUCTIONS
+from jomasim.experiments.transformer import TransformerCompareConfig
 
 ALLOWED = {
     ("fig4", "v0", "-1"): "any finite initial value is one (the targets must exceed it, checked with them)",
@@ -54,6 +55,12 @@ def _cases(out: str) -> list[tuple[str, str, str, list[str]]]:
         for field in flat_fields(config).values():
             for value in bad_values(field.type):
                 cases.append((command, field.name, value, [command, f"--{field.name.replace('_', '-')}={value}", "--out", out]))
+    # the Transformer's own switches, under --model transformer
+    own = set(flat_fields(TransformerCompareConfig)) - set(flat_fields(compare.CompareConfig))
+    for field in (flat_fields(TransformerCompareConfig)[name] for name in sorted(own)):
+        for value in bad_values(field.type):
+            cases.append(("compare", field.name, value,
+                          ["compare", "--model", "transformer", f"--{field.name.replace('_', '-')}={value}", "--out", out]))
     task = BlockSweep()
     for field in flat_fields(compare.CompareConfig).values():
         if field.name in (*task.axes, *SWEEP_PER_POINT):
