@@ -1,5 +1,6 @@
 """JoMA against a one-layer Transformer (`jomasim compare --model transformer`), at reduced sizes."""
 
+import csv
 import dataclasses
 import math
 
@@ -189,3 +190,18 @@ def test_bad_transformer_options_are_one_line_errors(tmp_path, capsys, arguments
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and named in error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_over_transformer_switches_matches_compare(tmp_path):
+    """`jomasim sweep --model transformer` with a switch as an axis: each point is the comparison
+    of that setting (the same numbers as `run_compare`)."""
+    sizes = ["--n-distinct", "4", "--n-common", "4", "--n-classes", "5", "--dim", "12", "--steps", "30", "--save-every", "10"]
+    assert main(["sweep", "--model", "transformer", "--norm", "none,post", "--sequence-length", "6", *sizes,
+                 "--out", str(tmp_path), "--name", "s"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "s" / "points.csv")))
+    assert [row["norm"] for row in rows] == ["none", "post"]
+    settings = dict(n_distinct=4, n_common=4, n_classes=5, dim=12, steps=30, save_every=10, seeds=1, sequence_length=6)
+    for row in rows:
+        results = run_compare(TransformerCompareConfig(**settings, norm=row["norm"]))
+        for key in ("nc_zhat_z", "nc_reduced_z", "attention_rate", "entropy_sequences_train"):
+            np.testing.assert_allclose(float(row[key]), results.scalars[key][0], rtol=1e-10)

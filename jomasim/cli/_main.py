@@ -111,20 +111,22 @@ def _add_sweep(commands) -> None:
     parser = commands.add_parser(
         "sweep",
         help="run theory and/or training of the §3.5 block at every point of a grid",
-        description="Sweep the §3.5 block over learning rates, saliency, temperature, attention, activation, data "
-        "variant and seeds. Each axis takes a comma-separated list (0.05,0.1) or an integer range (0:8); every "
+        description="Sweep the §3.5 block (or, with --model transformer, the one-layer Transformer and its switches) "
+        "over learning rates, saliency, temperature, attention, activation, data variant and seeds. Each axis takes a comma-separated list (0.05,0.1) or an integer range (0:8); every "
         "combination is a point. Points run in chunks, one compiled vmapped call each, sharded over all local "
         "devices; finished chunks are kept, so rerunning with the same --name resumes. Writes points.csv, "
         "points.npz, summary.json and plots into OUT/NAME.",
     )
-    task = BlockSweep()
+    task = BlockSweep(COMPARE_MODELS["transformer"](seeds=1))  # every axis of every model
     parser.add_argument("--grid", type=Path, default=None, help="TOML or JSON file with tables axes, points, settings")
     parser.add_argument("--mode", choices=MODES, default=None,
                         help="theory (joint, reduced and tracked-b̄ ODE), train (SGD) or both (default)")
+    parser.add_argument("--model", choices=tuple(COMPARE_MODELS), default=None,
+                        help="the model trained: block (default) or transformer (whose switches are axes too)")
     axes = parser.add_argument_group("axes (comma-separated lists or START:STOP ranges)")
     for name, text in task.axis_help.items():
         axes.add_argument(f"--{name.replace('_', '-')}", dest=f"axis_{name}", metavar="VALUES", default=None, help=text)
-    _add_config_options(parser.add_argument_group("fixed settings"), CompareConfig, skip=(*task.axes, *SWEEP_PER_POINT),
+    _add_config_options(parser.add_argument_group("fixed settings"), type(task.base), skip=(*task.axes, *SWEEP_PER_POINT),
                         defaults=False, prefix="setting_")
     run = parser.add_argument_group("running")
     run.add_argument("--chunk-size", type=option_type("chunk_size", int, _at_least(1)), default=None,
@@ -148,14 +150,15 @@ def _add_sweep(commands) -> None:
 def _sweep_grid(args) -> tuple[Grid, BlockSweep]:
     """The grid (file, then options) and the task it runs; every setting checked."""
     grid = load_grid(args.grid) if args.grid else Grid()
-    task = BlockSweep()
+    task = BlockSweep(COMPARE_MODELS["transformer"](seeds=1))  # reads every model's axes
     axes = {name.removeprefix("axis_"): parse_axis_values(name.removeprefix("axis_"), text,
                                                           task.axis_types[name.removeprefix("axis_")])
             for name, text in vars(args).items() if name.startswith("axis_") and text is not None}
     settings = {name.removeprefix("setting_"): value for name, value in vars(args).items()
                 if name.startswith("setting_") and value is not None}
-    if args.mode is not None:
-        settings["mode"] = args.mode
+    for name in ("mode", "model"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
     grid = grid.with_axes(axes, settings)
     return grid, BlockSweep.from_settings(grid.settings)
 

@@ -2,8 +2,10 @@
 
 Axes: the learning rates `eta_w`, `eta_z` (or their ratio `eta_ratio` = η_z/η_w), `temperature`,
 `saliency`, `init_scale` and `seed` (numbers: one compile for all their values), and `attention`,
-`activation`, `variant` (code paths: one compile each). Each point is one member of
-`jomasim.experiments.block.measure_member`, reduced to its numbers (`results.scalars`).
+`activation`, `variant` (code paths: one compile each). The setting `model` chooses the trained
+model (`COMPARE_MODELS`); with `transformer` its switches (`TRANSFORMER_AXES`) are axes too, each
+value its own compile. Each point is one member of `jomasim.experiments.block.measure_member`,
+reduced to its numbers (`results.scalars`).
 """
 
 import dataclasses
@@ -22,12 +24,15 @@ from ..sweep import SweepTask
 from ..theory import Status, status_messages
 from .block import MODE_RUNS, MODES, MemberNumbers, measure_member, training_status
 from .compare import CompareConfig
+from .transformer import COMPARE_MODELS
 from .results import OUTPUT_NAMES, scalars
 
 STATIC_AXES = {"attention": tuple(ATTENTIONS), "activation": tuple(ACTIVATIONS), "variant": VARIANTS}
 NUMERIC_AXES = ("eta_w", "eta_z", "eta_ratio", "temperature", "saliency", "init_scale", "seed")
 DERIVED_AXES = {"eta_ratio": (float, "eta_z / eta_w (instead of eta_z)"), "seed": (int, "the seed of the point")}
 """Axes that are no field of the config: their type and what they set."""
+TRANSFORMER_AXES = ("sequence_length", "attention_params", "embeddings", "value", "norm", "head", "optimizer")
+"""The Transformer's switches, axes of a sweep with `model = "transformer"`."""
 SWEEP_PER_POINT = ("seeds", "first_seed")
 """Config fields that a sweep sets per point (one seed each, from the `seed` axis), not as settings."""
 
@@ -39,7 +44,8 @@ class BlockSweep(SweepTask):
     **Fields:**
 
     - `base`: the fixed settings (sizes, steps, solver) and the defaults of every axis; its
-      `seeds` is ignored (`seed` is an axis, default `base.first_seed`).
+      `seeds` is ignored (`seed` is an axis, default `base.first_seed`). Its class is the model
+      (a `CompareConfig`: the block; a `TransformerCompareConfig`: the Transformer).
     - `mode`: `"theory"` (joint + reduced flow; the joint flow is the reference), `"train"`
       (SGD only) or `"both"` (training is the reference).
     """
@@ -52,9 +58,9 @@ class BlockSweep(SweepTask):
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> "BlockSweep":
-        """The sweep of a grid's fixed settings: `mode` (default `"both"`) and any field the
-        config offers (`flat_fields`) but `SWEEP_PER_POINT`; a setting of an axis's field is that
-        axis's default.
+        """The sweep of a grid's fixed settings: `mode` (default `"both"`), `model` (default
+        `"block"`, one of `COMPARE_MODELS`) and any field the model's config offers
+        (`flat_fields`) but `SWEEP_PER_POINT`; a setting of an axis's field is that axis's default.
 
         **Raises:**
 
@@ -62,15 +68,28 @@ class BlockSweep(SweepTask):
         """
         settings = dict(settings)
         mode = settings.pop("mode", "both")
-        fixed = sorted(set(flat_fields(CompareConfig)) - set(SWEEP_PER_POINT))
+        model = settings.pop("model", "block")
+        check_choice("model", model, COMPARE_MODELS)
+        config = COMPARE_MODELS[model]
+        fixed = sorted(set(flat_fields(config)) - set(SWEEP_PER_POINT))
         unknown = sorted(set(settings) - set(fixed))
         if unknown:
-            raise InvalidChoiceError(f"unknown sweep settings {unknown}; allowed: {[*fixed, 'mode']}")
-        return cls(build(CompareConfig, {**settings, "seeds": 1}), mode)
+            raise InvalidChoiceError(f"unknown sweep settings {unknown} for model {model!r}; allowed: {[*fixed, 'mode', 'model']}")
+        return cls(build(config, {**settings, "seeds": 1}), mode)
+
+    @property
+    def static_axes(self) -> dict[str, tuple]:
+        """The code-path axes and their values: `STATIC_AXES`, and the Transformer's switches."""
+        if self.base.model == "block":
+            return STATIC_AXES
+        fields = flat_fields(type(self.base))
+        switches = {name: tuple(fields[name].choices) if fields[name].choices is not None else None
+                    for name in TRANSFORMER_AXES}
+        return {**STATIC_AXES, **switches}
 
     @property
     def axes(self) -> dict[str, tuple | None]:
-        return {**STATIC_AXES, **{name: None for name in NUMERIC_AXES}}
+        return {**self.static_axes, **{name: None for name in NUMERIC_AXES}}
 
     @property
     def axis_types(self) -> dict[str, type]:
@@ -100,9 +119,7 @@ class BlockSweep(SweepTask):
         eta_w = values.get("eta_w", self.base.eta_w)
         eta_z = values["eta_ratio"] * eta_w if "eta_ratio" in values else values.get("eta_z", self.base.eta_z)
         fields = dict(
-            attention=values.get("attention", self.base.attention),
-            activation=values.get("activation", self.base.activation),
-            variant=values.get("variant", self.base.variant),
+            **{name: values.get(name, getattr(self.base, name)) for name in self.static_axes},
             eta_w=eta_w,
             eta_z=eta_z,
             temperature=values.get("temperature", self.base.temperature),
@@ -113,12 +130,11 @@ class BlockSweep(SweepTask):
         dataclasses.replace(self.base, **fields, seeds=1, first_seed=seed)  # checks every value
         return {**fields, "eta_ratio": eta_z / eta_w, "seed": int(seed)}
 
-    def static_key(self, point: dict[str, Any]) -> tuple[str, str, str]:
-        return point["attention"], point["activation"], point["variant"]
+    def static_key(self, point: dict[str, Any]) -> tuple:
+        return tuple(point[name] for name in self.static_axes)
 
-    def point_function(self, key: tuple[str, str, str]) -> Callable[[dict[str, jax.Array]], dict[str, jax.Array]]:
-        attention, activation, variant = key
-        setting = dataclasses.replace(self.base, attention=attention, activation=activation, variant=variant, seeds=1)
+    def point_function(self, key: tuple) -> Callable[[dict[str, jax.Array]], dict[str, jax.Array]]:
+        setting = dataclasses.replace(self.base, **dict(zip(self.static_axes, key)), seeds=1)
         save_steps = self.base.save_steps
 
         def one_point(numbers: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -145,4 +161,6 @@ class BlockSweep(SweepTask):
         return "; ".join(problems) or "ok"
 
     def describe(self) -> dict[str, Any]:
-        return {"experiment": "block", "mode": self.mode, "base": dataclasses.asdict(self.base)}
+        described = {"experiment": "block", "mode": self.mode, "base": dataclasses.asdict(self.base)}
+        # a block sweep's description is as before models existed, so its folders still resume
+        return described if self.base.model == "block" else {**described, "model": self.base.model}
