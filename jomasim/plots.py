@@ -308,6 +308,35 @@ def plot_fig4(data: dict, summary: dict, path: Path) -> None:
     _save(figure, path)
 
 
+def plot_reach(data: dict, summary: dict, path: Path) -> None:
+    """The ladder of `reproduce reach`: one row per rung, columns Theorem 1 on the Transformer,
+    the reduced flow against training, and the attention entropy; one colour per activation
+    (thin: seeds, thick: their mean).
+
+    **Arguments:**
+
+    - `data`, `summary`: the output of `jomasim.experiments.reach.run_reach`.
+    - `path`: the PNG to write.
+    """
+    rungs, activations, steps = summary["rungs"], summary["activations"], data["steps"]
+    figure, axes = _subplots(len(rungs), 3, figsize=(16, 2.6 * len(rungs)), squeeze=False)
+    panels = (("nc_zhat_z", "NC(ẑ(V), z)", "Theorem 1 on the trained model"),
+              ("nc_reduced_z", "NC(z reduced, z trained)", "reduced JoMA flow vs training"),
+              ("entropy_train", "entropy (nats)", "attention entropy (frequency bags)"))
+    colours = ("tab:blue", "tab:red", "tab:green", "tab:purple")
+    for row, rung in enumerate(rungs):
+        for column, (key, ylabel, title) in enumerate(panels):
+            axis = axes[row, column]
+            for index, activation in enumerate(activations):
+                curves = data[key][row, index]
+                axis.plot(steps, curves.T, color=colours[index % len(colours)], alpha=0.25, linewidth=0.7)
+                axis.plot(steps, np.mean(curves, axis=0), color=colours[index % len(colours)], linewidth=2, label=activation)
+            if key == "nc_reduced_z":
+                axis.axhline(summary["agreement"], color="gray", linestyle=":", linewidth=0.8)
+            _finish(axis, "step", ylabel, f"{rung}: {title}")
+    _save(figure, path)
+
+
 def plot_fig3(data: dict, summary: dict, path: Path) -> None:
     """Fig. 3: V(0) and V at the end (components 0..3 of v_0 boxed), those components over time
     with the closed form (J18–J19) dotted, and the singular values of V over time.

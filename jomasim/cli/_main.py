@@ -112,7 +112,8 @@ def _add_sweep(commands) -> None:
         "sweep",
         help="run theory and/or training of the §3.5 block at every point of a grid",
         description="Sweep the §3.5 block (or, with --model transformer, the one-layer Transformer and its switches) "
-        "over learning rates, saliency, temperature, attention, activation, data variant and seeds. Each axis takes a comma-separated list (0.05,0.1) or an integer range (0:8); every "
+        "over learning rates, saliency, temperature, attention, activation, data variant and seeds. Each axis takes "
+        "a comma-separated list (0.05,0.1) or an integer range (0:8); every "
         "combination is a point. Points run in chunks, one compiled vmapped call each, sharded over all local "
         "devices; finished chunks are kept, so rerunning with the same --name resumes. Writes points.csv, "
         "points.npz, summary.json and plots into OUT/NAME.",

@@ -64,7 +64,7 @@ class BlockSetting(Settings):
     """
 
     model: ClassVar[str] = "block"
-    """The model trained against the flows (`member_start`, `trained_run`)."""
+    """The model trained against the flows (`member_start`, `train_and_read`)."""
 
     attention: str = setting("softmax", "attention form", choices=ATTENTIONS)
     activation: str = setting("linear", "MLP activation", choices=ACTIVATIONS)
@@ -109,11 +109,11 @@ class BlockSetting(Settings):
         joint, y0, _ = build_member(self, numbers)
         return joint, y0
 
-    def trained_run(self, joint: JointFlow, y0, numbers: "MemberNumbers", steps: int, save_steps) -> "TrainedRun":
+    def train_and_read(self, joint: JointFlow, y0, numbers: "MemberNumbers", steps: int, save_steps) -> "Readout":
         """The member's model trained from `y0` (`member_start`) for `steps` steps and read at
         `save_steps`: here the `JoMABlock`, full-batch SGD at the member's rates. Traceable."""
         trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps)
-        return TrainedRun(trained.W, trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z)), trained.losses,
+        return Readout(trained.W, trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z)), trained.losses,
                           jax.vmap(joint.loss)(trained.W, trained.z))
 
     def members(self, eta_w: float, eta_z: float) -> "MemberNumbers":
@@ -161,8 +161,8 @@ def build_member(setting: BlockSetting, numbers: MemberNumbers) -> tuple[JointFl
     return joint, y0, ReducedFlow.from_joint(joint, y0)
 
 
-class TrainedRun(NamedTuple):
-    """A trained model read as JoMA's quantities at the saves (`BlockSetting.trained_run`).
+class Readout(NamedTuple):
+    """A trained model read as JoMA's quantities at the saves (`BlockSetting.train_and_read`).
 
     **Fields:**
 
@@ -257,7 +257,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     invariant = joint.invariant(y0)
     logits_weights, block_states, solves, reached, training, probes = {}, {}, {}, [], None, None
     if mode != "theory":
-        trained = setting.trained_run(joint, y0, numbers, steps, save_steps.astype(int))
+        trained = setting.train_and_read(joint, y0, numbers, steps, save_steps.astype(int))
         block_states["train"] = trained.W, trained.z
         logits_weights["train"] = trained.z, trained.V
         diverged = first_nonfinite(trained.losses)

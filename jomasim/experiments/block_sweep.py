@@ -24,8 +24,8 @@ from ..sweep import SweepTask
 from ..theory import Status, status_messages
 from .block import MODE_RUNS, MODES, MemberNumbers, measure_member, training_status
 from .compare import CompareConfig
-from .transformer import COMPARE_MODELS
 from .results import OUTPUT_NAMES, scalars
+from .transformer import COMPARE_MODELS
 
 STATIC_AXES = {"attention": tuple(ATTENTIONS), "activation": tuple(ACTIVATIONS), "variant": VARIANTS}
 NUMERIC_AXES = ("eta_w", "eta_z", "eta_ratio", "temperature", "saliency", "init_scale", "seed")

@@ -28,8 +28,9 @@ from .._errors import InvalidPathError, OutOfRangeError, check_integer, check_po
 from .._settings import Settings, from_json, setting
 from ..metrics import normalized_correlation
 from ..theory import JointFlow, ReducedFlow, ScheduledReducedFlow, SolverOptions, solve
-from .block import MemberNumbers, build_member
+from .block import MemberNumbers
 from .compare import CompareConfig
+from .transformer import COMPARE_MODELS
 
 
 def _fraction(name: str, value: float) -> None:
@@ -80,7 +81,8 @@ def read_run(folder: Path) -> TrainedRun:
     if record.get("command") != "compare" or "z_train" not in arrays:
         raise InvalidPathError(f"{str(folder)!r} is a {record.get('command', 'unknown')!r} run without training; "
                                "fit needs a run of jomasim compare")
-    return TrainedRun(from_json(CompareConfig, record["config"]), arrays["steps"], arrays["seeds"], arrays["z_train"])
+    config = COMPARE_MODELS[record.get("model", "block")]
+    return TrainedRun(from_json(config, record["config"]), arrays["steps"], arrays["seeds"], arrays["z_train"])
 
 
 def fitted_flow(joint: JointFlow, y0, log_params: jax.Array, knots: jax.Array) -> tuple[ReducedFlow, object]:
@@ -142,7 +144,7 @@ class FitResults(NamedTuple):
 def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps, knots, fitted: int, start,
                 fit: FitConfig):
     """One seed's fit (traceable; vmapped over seeds)."""
-    joint, y0, _ = build_member(setting, numbers)
+    joint, y0 = setting.member_start(numbers)
     # two parameters and hundreds of residuals: the Jacobian in forward mode, two JVPs through the solve
     options = dataclasses.replace(setting.solve, adjoint="forward")
     args = (joint, y0, knots, z_trained[:fitted], steps[:fitted], options)

@@ -17,11 +17,12 @@ from typing import Any
 from .._errors import check_choice
 from ..corpus import CORPUS_VARIABLE
 from ..io import environment, run_directory, write_json, write_npz, write_rows_csv, write_text
-from ..plots import plot_fig3, plot_fig4, plot_pretrained, plot_scan_snap, plot_table1, plot_wikitext
+from ..plots import plot_fig3, plot_fig4, plot_pretrained, plot_reach, plot_scan_snap, plot_table1, plot_wikitext
 from ..report import ReportEntry, index_html
 from .fig3 import Fig3Config, run_fig3
 from .fig4 import Fig4Config, run_fig4
 from .pretrained import PretrainedConfig, run_pretrained
+from .reach import ReachConfig, run_reach
 from .scan_snap import ScanSnapConfig, run_scan_snap
 from .table1 import Table1Config, run_table1
 from .wikitext import WikitextConfig, run_wikitext
@@ -91,6 +92,9 @@ REPRODUCTIONS = {
                                options={"checkpoints": "comma-separated checkpoint folders of one model, in training order",
                                         "text": "a UTF-8 text file to measure the attention on"},
                                missing=_missing_checkpoints),
+    "reach": Reproduction(ReachConfig, run_reach, plot_reach,
+                          "JoMA against a one-layer Transformer, one idealisation dropped per rung: where the theory "
+                          "stops describing training"),
 }
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -26,7 +27,7 @@ from ..metrics import entropy
 from ..models.one_layer import ATTENTION_PARAMS, EMBEDDING_CHOICES, NORMS, VALUE_CHOICES, OneLayerTransformer
 from ..theory import JointFlow
 from ..train import OPTIMIZERS, OptimizerSpec, make_optimizer, train, with_params
-from .block import MemberNumbers, TrainedRun, build_member
+from .block import MemberNumbers, Readout, build_member
 from .compare import CompareConfig
 from .results import TransformerProbes
 
@@ -60,6 +61,8 @@ class TransformerCompareConfig(CompareConfig):
     head: bool = setting(False, "a learned linear head on the hidden nodes (else they are the logits)")
     optimizer: str = setting("sgd", "optimizer of every parameter, at rates eta_z (attention) and eta_w (the rest)",
                              choices=OPTIMIZERS)
+    measured_rate: bool = setting(False, "run the flows' logits at eta_z times the rate factor the probes measure at "
+                                  "initialisation (W_Q, W_K move z at that factor of direct logits), not at eta_z")
 
     def check_fields(self):
         super().check_fields()
@@ -91,9 +94,13 @@ class TransformerCompareConfig(CompareConfig):
 
     def member_start(self, numbers: MemberNumbers) -> tuple[JointFlow, tuple]:
         """The joint flow and the state the probes read at initialisation: W(0) = U_C V(0) +
-        u_q w_q(0)ᵀ on the data's embeddings and the first query's z(0)."""
+        u_q w_q(0)ᵀ on the data's embeddings and the first query's z(0); with `measured_rate` the
+        flow's η_z is multiplied by the first query's mean rate factor there."""
         joint, model = self._model(numbers)
-        return joint, _block_state(joint, model.probe())
+        probe = model.probe()
+        if self.measured_rate:
+            joint = eqx.tree_at(lambda flow: flow.eta_z, joint, joint.eta_z * jnp.mean(probe.rate[0]))
+        return joint, _block_state(joint, probe)
 
     def bags(self, key: jax.Array, X: jax.Array, per_pair: int) -> Bags:
         """`per_pair` sampled sequences of every class and query (the expectation bags if L = 0)."""
@@ -101,7 +108,7 @@ class TransformerCompareConfig(CompareConfig):
             return expectation_bags(X, self.queries)
         return sample_bags(key, X, self.queries, self.sequence_length, per_pair)
 
-    def trained_run(self, joint: JointFlow, y0, numbers: MemberNumbers, steps: int, save_steps) -> TrainedRun:
+    def train_and_read(self, joint: JointFlow, y0, numbers: MemberNumbers, steps: int, save_steps) -> Readout:
         """The Transformer trained on fresh sequences every step (from the member's seed) and
         probed at the saves: z and V of the first query, the block state they stand for, the
         loss on the expectation bags, and the `TransformerProbes`."""
@@ -129,7 +136,7 @@ class TransformerCompareConfig(CompareConfig):
         W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q))[0])(probes.z, probes.V, probes.w_q)
         nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), probes.V, probes.z[:, m]).nc_zhat_z
                                 for m in range(self.queries)], axis=-1)
-        return TrainedRun(W, probes.z[:, 0], probes.V, losses, loss,
+        return Readout(W, probes.z[:, 0], probes.V, losses, loss,
                           TransformerProbes(nc_queries, rate, entropy_sequences))
 
 

@@ -1,0 +1,59 @@
+"""`jomasim reproduce reach`: the ladder from the JoMA block to a Transformer, at reduced sizes."""
+
+import numpy as np
+import pytest
+
+from jomasim.experiments.compare import CompareConfig, run_compare
+from jomasim.experiments.reach import ReachConfig, _reach, run_reach
+
+SIZES = dict(n_distinct=4, n_common=4, n_classes=5, dim=12)
+
+
+@pytest.fixture(scope="module")
+def ladder():
+    config = ReachConfig(activations=("linear",), seeds=2, steps=60, save_every=20, length=8, short_length=4, **SIZES)
+    return config, *run_reach(config)
+
+
+def test_every_rung_is_measured(ladder):
+    config, data, summary = ladder
+    rungs = summary["rungs"]
+    assert len(rungs) == 8 and rungs[0] == "block" and rungs[-1] == "+ Adam"
+    assert data["nc_zhat_z"].shape == (8, 1, 2, 4) and data["nc_reduced_z"].shape == (8, 1, 2, 4)
+    assert [row["rung"] for row in summary["table"]] == rungs
+    # direct logits move at eta_z, W_Q and W_K at eta_z times the measured factor
+    rates = [row["attention_rate"] for row in summary["table"]]
+    np.testing.assert_allclose(rates[:3], 1.0)
+    assert all(0 < rate < 1 for rate in rates[3:])
+    # the diagnostic rung is the W_Q, W_K rung's training, with other flows
+    np.testing.assert_allclose(data["entropy_train"][4], data["entropy_train"][3], atol=1e-12)
+    assert not np.allclose(data["nc_reduced_z"][4], data["nc_reduced_z"][3])
+
+
+def test_the_first_rung_is_the_block(ladder):
+    config, data, summary = ladder
+    block = run_compare(CompareConfig(seeds=2, steps=60, save_every=20, **SIZES))
+    np.testing.assert_allclose(data["nc_zhat_z"][0, 0], block.members.train.theorem1.nc_zhat_z, atol=1e-10)
+    np.testing.assert_allclose(data["nc_reduced_z"][0, 0], block.members.reduced.agreement.nc_z, atol=1e-10)
+    np.testing.assert_allclose(summary["table"][0]["nc_reduced_z"], np.mean(block.scalars["nc_reduced_z"]), atol=1e-10)
+
+
+def test_reach_is_the_last_rung_before_the_theory_parts():
+    rungs = [("a", {}), ("b", {}), ("c", {})]
+    rows = lambda *values: [{"nc_reduced_z": value} for value in values]  # noqa: E731
+    assert _reach(rungs, rows(1.0, 0.9, 0.5), 0.9) == "b"
+    assert _reach(rungs, rows(1.0, 0.9, 0.5), 0.95) == "a"
+    assert _reach(rungs, rows(1.0, 0.2, 1.0), 0.9) == "a", "a rung that parts ends the reach"
+    assert _reach(rungs, rows(0.8, 1.0, 1.0), 0.9) is None
+    assert _reach(rungs, rows(1.0, 1.0, 1.0), 0.9) == "c"
+    assert _reach(rungs, rows(1.0, None, 1.0), 0.9) == "a", "no value (every seed failed) is no agreement"
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(activations=()), "activations=()"),
+    (dict(activations=("tanh",)), "'tanh'"),
+    (dict(dim=5), "dim=5"),
+])
+def test_bad_ladder_settings_name_the_value(settings, message):
+    with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ReachConfig(**settings)
