@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 import math
 
 import jax
@@ -14,6 +15,7 @@ from jomasim.cli import main
 from jomasim.data import Bags, expectation_bags, make_token_data, query_embeddings, sample_bags
 from jomasim.experiments.block import MemberNumbers, build_member, run_members, train_member
 from jomasim.experiments.compare import CompareConfig, run_compare
+from jomasim.experiments.fit import read_run
 from jomasim.experiments.transformer import TransformerCompareConfig
 from jomasim.metrics import normalized_correlation
 from jomasim.models.one_layer import OneLayerTransformer
@@ -205,3 +207,18 @@ def test_sweep_over_transformer_switches_matches_compare(tmp_path):
         results = run_compare(TransformerCompareConfig(**settings, norm=row["norm"]))
         for key in ("nc_zhat_z", "nc_reduced_z", "attention_rate", "entropy_sequences_train"):
             np.testing.assert_allclose(float(row[key]), results.scalars[key][0], rtol=1e-10)
+
+
+def test_cli_run_records_the_model_and_fit_reads_it(tmp_path, capsys):
+
+    sizes = ["--n-distinct", "4", "--n-common", "4", "--n-classes", "5", "--dim", "12", "--steps", "40", "--save-every", "10",
+             "--seeds", "2"]
+    assert main(["compare", "--model", "transformer", "--norm", "pre", "--sequence-length", "6", *sizes,
+                 "--out", str(tmp_path), "--name", "t"]) == 0
+    record = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert record["model"] == "transformer" and record["config"]["norm"] == "pre" and record["config"]["sequence_length"] == 6
+    assert "attention_rate" in capsys.readouterr().out
+    run = read_run(tmp_path / "t")
+    assert isinstance(run.config, TransformerCompareConfig) and run.config.norm == "pre"
+    with np.load(tmp_path / "t" / "data.npz") as data:
+        assert data["nc_zhat_z_queries"].shape == (2, 5, 1)
