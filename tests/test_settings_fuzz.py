@@ -110,7 +110,8 @@ def test_every_setting_refuses_bad_values_in_one_line(tmp_path, monkeypatch):
             except SystemExit as stop:
                 code = stop.code
         message = stderr.getvalue().strip()
-        if code != 2 or message.count("\n") or "Traceback" in message or field not in message or not _names_value(message, value):
+        named = field in message or f"--{field.replace('_', '-')}" in message  # the field, or its option
+        if code != 2 or message.count("\n") or "Traceback" in message or not named or not _names_value(message, value):
             problems.append(f"{command} {field}={value!r}: exit {code}: {message[:160]}")
     assert not problems, f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:20])
     finished = [path for path in out.rglob("*") if not path.name.startswith(".")] if out.exists() else []

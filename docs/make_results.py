@@ -1,0 +1,82 @@
+"""Regenerates the runs whose figures and numbers the documentation shows, into `docs/results/`.
+
+Every number a page of the documentation states about a run is read at build time from a
+`summary.json` this script wrote (`docs/hooks.py`); the figures are the runs' own PNGs. Run it
+after a change that moves the numbers:
+
+    python docs/make_results.py                      # everything (about 25 min on 2 CPU cores)
+    python docs/make_results.py compare fig4         # some of them
+    python docs/make_results.py --corpus DIR         # with the WikiText reproduction (--small)
+
+Each run goes through the `jomasim` command, as a user would run it, into a scratch folder; its
+`summary.json`, `config.json`, figure and table are copied into `docs/results/NAME/` (not its
+arrays, which stay out of the repository).
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+RUNS = {
+    "compare": (["compare"], "fig2.png"),
+    "compare-transformer": (["compare", "--model", "transformer"], "fig2.png"),
+    "simulate": (["simulate"], "theory.png"),
+    "fig3": (["reproduce", "fig3"], "fig3.png"),
+    "fig4": (["reproduce", "fig4"], "fig4.png"),
+    "scan-snap": (["reproduce", "scan-snap"], "scan-snap.png"),
+    "reach": (["reproduce", "reach"], "reach.png"),
+    "table1": (["reproduce", "table1"], "table1.png"),
+    "wikitext": (["reproduce", "wikitext", "--small", "--set", "train_split=valid", "--set", "valid_split=test"],
+                 "wikitext.png"),
+}
+"""Each documented run: its `jomasim` arguments and its figure. `compare` is also fitted (`fit`)."""
+
+KEPT = ("summary.json", "config.json", "fit.json", "fit.png")
+
+
+def _run(name: str, arguments: list[str], figure: str, scratch: Path) -> None:
+    """Runs one entry of `RUNS` and copies what the documentation reads."""
+    command = [sys.executable, "-m", "jomasim.cli", *arguments, "--out", str(scratch)]
+    if arguments[0] != "reproduce":
+        command += ["--name", name]
+    print("$ jomasim " + " ".join(arguments), flush=True)
+    subprocess.run(command, check=True)
+    folder = scratch / (name if arguments[0] != "reproduce" else f"reproduce-{arguments[1]}")
+    if name == "compare":
+        subprocess.run([sys.executable, "-m", "jomasim.cli", "fit", str(folder)], check=True)
+    target = RESULTS / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for path in [folder / figure, *folder.glob("*_table.csv"), *(folder / kept for kept in KEPT),
+                 *(folder / "fit" / kept for kept in KEPT)]:
+        if path.exists():
+            shutil.copy(path, target / path.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"the runs to regenerate, of {', '.join(RUNS)} (default: all)")
+    parser.add_argument("--corpus", default=None, help="a folder in the WikiText layout (without it, no wikitext)")
+    args = parser.parse_args()
+    unknown = sorted(set(args.names) - set(RUNS))
+    if unknown:
+        parser.error(f"unknown runs {unknown}; choose from {', '.join(RUNS)}")
+    names = args.names or [name for name in RUNS if name != "wikitext" or args.corpus]
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in names:
+            arguments, figure = RUNS[name]
+            if name == "wikitext":
+                if args.corpus is None:
+                    parser.error("wikitext needs --corpus DIR")
+                arguments = [*arguments, "--corpus", args.corpus]
+            _run(name, arguments, figure, Path(scratch))
+
+
+if __name__ == "__main__":
+    main()
