@@ -333,7 +333,8 @@ def plot_reach(data: dict, summary: dict, path: Path) -> None:
                 axis.plot(steps, np.mean(curves, axis=0), color=colours[index % len(colours)], linewidth=2, label=activation)
             if key == "nc_reduced_z":
                 axis.axhline(summary["agreement"], color="gray", linestyle=":", linewidth=0.8)
-            _finish(axis, "step", ylabel, f"{rung}: {title}")
+            # the columns are titled once, the rows named on their first panel
+            _finish(axis, "step", f"{rung}\n{ylabel}" if column == 0 else ylabel, title if row == 0 else "")
     _save(figure, path)
 
 

@@ -114,7 +114,7 @@ class BlockSetting(Settings):
         `save_steps`: here the `JoMABlock`, full-batch SGD at the member's rates. Traceable."""
         trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps)
         return Readout(trained.W, trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z)), trained.losses,
-                          jax.vmap(joint.loss)(trained.W, trained.z))
+                       jax.vmap(joint.loss)(trained.W, trained.z))
 
     def members(self, eta_w: float, eta_z: float) -> "MemberNumbers":
         """One member per seed, all with this setting's numbers and the rates (η_w, η_z)."""

@@ -61,8 +61,9 @@ class TransformerCompareConfig(CompareConfig):
     head: bool = setting(False, "a learned linear head on the hidden nodes (else they are the logits)")
     optimizer: str = setting("sgd", "optimizer of every parameter, at rates eta_z (attention) and eta_w (the rest)",
                              choices=OPTIMIZERS)
-    measured_rate: bool = setting(False, "run the flows' logits at eta_z times the rate factor the probes measure at "
-                                  "initialisation (W_Q, W_K move z at that factor of direct logits), not at eta_z")
+    measured_rate: bool = setting(False, "run the flows' logits (and Theorem 1's kappa) at eta_z times the rate factor "
+                                  "the probes measure at initialisation (W_Q, W_K move z at that factor of direct "
+                                  "logits), not at eta_z")
 
     def check_fields(self):
         super().check_fields()
@@ -136,8 +137,7 @@ class TransformerCompareConfig(CompareConfig):
         W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q))[0])(probes.z, probes.V, probes.w_q)
         nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), probes.V, probes.z[:, m]).nc_zhat_z
                                 for m in range(self.queries)], axis=-1)
-        return Readout(W, probes.z[:, 0], probes.V, losses, loss,
-                          TransformerProbes(nc_queries, rate, entropy_sequences))
+        return Readout(W, probes.z[:, 0], probes.V, losses, loss, TransformerProbes(nc_queries, rate, entropy_sequences))
 
 
 def _block_state(joint: JointFlow, probe) -> tuple[jax.Array, jax.Array]:
