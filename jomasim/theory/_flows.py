@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from .._errors import check_choice, check_positive
-from ..activation import ACTIVATIONS
+from ..activation import ACTIVATIONS, get_activation
 from ..attention import AbstractAttention, LogitInvariant, get_attention
 from ..block import block_loss
 from ..data import TokenData
@@ -32,6 +32,19 @@ class AbstractFlow(eqx.Module):
     @abc.abstractmethod
     def attention(self, y) -> jax.Array:
         """The attention distribution over tokens at state `y` (columns sum to one)."""
+
+    def solved(self) -> "AbstractFlow":
+        """The field the solver integrates: this one, or the same dynamics in coordinates with
+        fewer numbers (`project`, `lift`)."""
+        return self
+
+    def project(self, y):
+        """The state `y` in the coordinates of `solved()` (itself by default)."""
+        return y
+
+    def lift(self, p, y0):
+        """The state of this field at the solved state `p`, for a solve started from `y0`."""
+        return p
 
 
 def _as_float(value) -> jax.Array:
@@ -68,6 +81,63 @@ class _BlockFlow(AbstractFlow):
     def initial_weights(self, key: jax.Array, scale: float = 0.01) -> jax.Array:
         """W(0) ~ N(0, scale²) entry-wise, `(d, K)` (the authors use scale 0.01)."""
         return scale * jax.random.normal(key, (self.data.dim, self.data.n_classes))
+
+    def projected_gradients(self, P: jax.Array, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The loss's gradients in projected coordinates, in closed form: with P = Uᵀ W the
+        weights as the contextual tokens and the query read them (`(M_c + 1, K)`: V, then w_qᵀ),
+        the hidden pre-activations are Bᵀ V + 1 w_qᵀ, their gradient G = (softmax(φ(h)) − I) ∘ φ'(h)
+        / K, and ∂L/∂V = B G, ∂L/∂w_q = Gᵀ 1, ∂L/∂z the attention's pull-back of V Gᵀ. Equal to
+        the autodiff gradient of `loss` projected by Uᵀ (tested to 1e-12).
+
+        **Returns:**
+
+        `(∂L/∂P, ∂L/∂z)`, shapes of `P` and `z`.
+        """
+        V, w_q = P[:-1], P[-1]
+        B, pullback = jax.vjp(lambda logits: self.attention_form.weights(logits, self.data.X, self.temperature), z)
+        hidden = B.T @ V + w_q
+        activation = get_activation(self.activation)
+        classes = hidden.shape[0]
+        signal = (jax.nn.softmax(activation.fn(hidden), axis=1) - jnp.eye(classes)) * activation.derivative(hidden) / classes
+        return jnp.concatenate([B @ signal, jnp.sum(signal, axis=0, keepdims=True)]), pullback(V @ signal.T)[0]
+
+    def _project_weights(self, W: jax.Array) -> jax.Array:
+        """P = Uᵀ W, `(M_c + 1, K)`: all of W that the loss sees and its gradient moves."""
+        return self.data.U.T @ W
+
+    def _lift_weights(self, P: jax.Array, W0: jax.Array) -> jax.Array:
+        """W with projection P and W0's part outside the span of U (which never moves)."""
+        return W0 + self.data.U @ (P - self.data.U.T @ W0)
+
+    @abc.abstractmethod
+    def projected_rate(self, t, p):
+        """The field in projected coordinates (`solved()`'s state `p`)."""
+
+    @abc.abstractmethod
+    def projected_logits(self, p) -> jax.Array:
+        """The logits z at the projected state `p`."""
+
+    def solved(self) -> "AbstractFlow":
+        """The same dynamics in projected coordinates: the gradient of W always lies in the span of
+        the embeddings U, so W's part outside it never moves and never reaches the loss, and the
+        solver integrates Uᵀ W ((M_c + 1) × K numbers instead of d × K), by the closed form."""
+        return _ProjectedBlockFlow(self)
+
+
+class _ProjectedBlockFlow(AbstractFlow):
+    """A block flow in projected coordinates (`_BlockFlow.solved`)."""
+
+    flow: _BlockFlow
+
+    def __call__(self, t, p, args):
+        return self.flow.projected_rate(t, p)
+
+    def logits(self, p) -> jax.Array:
+        return self.flow.projected_logits(p)
+
+    def attention(self, p) -> jax.Array:
+        flow = self.flow
+        return flow.attention_form.distribution(self.logits(p), flow.data.X, flow.temperature)
 
 
 def _check_block_options(activation: str, eta_w, temperature) -> None:
@@ -120,6 +190,19 @@ class JointFlow(_BlockFlow):
         W, z = y
         grad_W, grad_z = jax.grad(self.loss, argnums=(0, 1))(W, z)
         return -self.eta_w * grad_W, -self.eta_z * grad_z
+
+    def projected_rate(self, t, p):
+        grad_P, grad_z = self.projected_gradients(*p)
+        return -self.eta_w * grad_P, -self.eta_z * grad_z
+
+    def projected_logits(self, p) -> jax.Array:
+        return p[1]
+
+    def project(self, y):
+        return self._project_weights(y[0]), y[1]
+
+    def lift(self, p, y0):
+        return self._lift_weights(p[0], y0[0]), p[1]
 
     def weights(self, y) -> jax.Array:
         return y[0]
@@ -196,6 +279,18 @@ class ReducedFlow(_BlockFlow):
     def __call__(self, t, W, args):
         return -self.eta_w * jax.grad(self.loss)(W, self.logits(W))
 
+    def projected_rate(self, t, P):
+        return -self.eta_w * self.projected_gradients(P, self.projected_logits(P))[0]
+
+    def projected_logits(self, P) -> jax.Array:
+        return self.invariant.predict(P[:-1])
+
+    def project(self, y):
+        return self._project_weights(y)
+
+    def lift(self, p, y0):
+        return self._lift_weights(p, y0)
+
     def weights(self, y) -> jax.Array:
         return y
 
@@ -216,14 +311,21 @@ class _InvariantRateFlow(JointFlow):
     def held_mean_attention(self, z: jax.Array) -> jax.Array | None:
         """The mean attention b̄ the invariant holds at logits `z` (`None` for forms without one)."""
 
+    def _logit_rate(self, t, V: jax.Array, z: jax.Array, V_rate: jax.Array) -> jax.Array:
+        """ż = d/dt ẑ(V) along V̇, with the invariant made exact at (V, z)."""
+        local = LogitInvariant.from_initial(self.attention_form, V, z, lr_ratio=self.ratio(t), temperature=self.temperature,
+                                            b_bar=self.held_mean_attention(z))
+        return jax.jvp(local.predict, (V,), (V_rate,))[1]
+
     def __call__(self, t, y, args):
         W, z = y
         W_rate = -self.eta_w * jax.grad(self.loss)(W, z)
-        V = self.data.U_c.T @ W
-        local = LogitInvariant.from_initial(self.attention_form, V, z, lr_ratio=self.ratio(t), temperature=self.temperature,
-                                            b_bar=self.held_mean_attention(z))
-        _, z_rate = jax.jvp(local.predict, (V,), (self.data.U_c.T @ W_rate,))
-        return W_rate, z_rate
+        return W_rate, self._logit_rate(t, self.data.U_c.T @ W, z, self.data.U_c.T @ W_rate)
+
+    def projected_rate(self, t, p):
+        P, z = p
+        P_rate = -self.eta_w * self.projected_gradients(P, z)[0]
+        return P_rate, self._logit_rate(t, P[:-1], z, P_rate[:-1])
 
 
 class TrackedMeanFlow(_InvariantRateFlow):

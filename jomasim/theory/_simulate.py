@@ -31,14 +31,20 @@ def _diffrax_status(result) -> jax.Array:
     )
 
 
-def _error_norm(tree) -> jax.Array:
-    """The RMS norm of a scaled error estimate, with NaN read as infinite.
+def _error_norm(tree, size: int) -> jax.Array:
+    """The RMS norm of a scaled error estimate over `size` entries, with NaN read as infinite.
+
+    `size` is the number of entries of the field's own state: a field solved in projected
+    coordinates (`AbstractFlow.solved`) has fewer, and the entries it drops (W outside the span of
+    the embeddings) never move, so their error is zero; counting them keeps the controller's norm,
+    and so its steps, those of a solve in the field's own coordinates.
 
     A trial step far too long can overflow a stage (e.g. exp(v²/2)) to inf and then inf − inf = NaN
     in the error estimate; Diffrax's controller would turn a NaN error into a NaN step size and
     reject forever. Read as infinite, the step is rejected and shrunk by the smallest factor.
     """
-    norm = optx.rms_norm(tree)
+    squares = sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in jax.tree_util.tree_leaves(tree))
+    norm = jnp.sqrt(squares / size)
     return jnp.where(jnp.isnan(norm), jnp.inf, norm)
 
 
@@ -77,18 +83,21 @@ def _diffrax_solver(field, y0, t0, options: SolverOptions):
     return UnrolledERK(solver) if unroll else solver
 
 
-def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool):
+def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool, lift=None, size: int | None = None):
     """One `diffeqsolve`; returns (ys at ts, time reached, status, step statistics).
 
     The time reached is the end time, the event time, or after a failure the last save time
     the solve got to. With `endpoints` (every save time is `t0` or `ts[-1]`) Diffrax saves the
     two ends only, which skips its search of `ts` after every step (an inner loop that cost
-    more than an unrolled Tsit5 step of the toy on a CPU).
+    more than an unrolled Tsit5 step of the toy on a CPU). `field` and `y0` are in the solved
+    coordinates; `lift(p)` maps a saved state back to the caller's (before states past the time
+    reached are marked), and `size` is the caller's state's number of entries (`_error_norm`).
     """
+    size = _size(y0) if size is None else size
     if options.solver in FIXED_STEP_SOLVERS:
         controller = dfx.ConstantStepSize()
     else:
-        controller = dfx.PIDController(rtol=options.rtol, atol=options.atol, norm=_error_norm)
+        controller = dfx.PIDController(rtol=options.rtol, atol=options.atol, norm=lambda tree: _error_norm(tree, size))
     event = None
     if options.blowup is not None:
         threshold = options.blowup
@@ -116,9 +125,10 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool):
     rows = jnp.where(ts == t0, 0, 1) if endpoints else slice(None, -1)
     # diffrax may interpolate save times inside the step that ended at an event; past the time
     # reached there is no solution, so those states are marked inf like the rest.
-    ys = jax.tree_util.tree_map(
-        lambda leaf: jnp.where(_expand(ts > reached, leaf[rows]), jnp.inf, leaf[rows]), solution.ys
-    )
+    saved = jax.tree_util.tree_map(lambda leaf: leaf[rows], solution.ys)
+    if lift is not None:
+        saved = lift(saved)
+    ys = jax.tree_util.tree_map(lambda leaf: jnp.where(_expand(ts > reached, leaf), jnp.inf, leaf), saved)
     stats = tuple(solution.stats[name] for name in ("num_steps", "num_accepted_steps", "num_rejected_steps"))
     status = _diffrax_status(solution.result)
     if event is not None:
@@ -162,8 +172,20 @@ def solve(
     """
     if options.batch is not None:
         raise OutOfRangeError(f"solve integrates one trajectory; got batch={options.batch!r} (vmap solve, or use simulate)")
-    ys, t_final, status, stats = _solve_one(field, y0, ts, t0, options, endpoints)
+    ys, t_final, status, stats = _solve_solved(field, y0, ts, t0, options, endpoints)
     return Trajectory(field, ts, ys, t_final, _mark_nonfinite(ys, ts, t_final, status), *stats)
+
+
+def _size(y0) -> int:
+    """The number of entries of a state."""
+    return sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(y0))
+
+
+def _solve_solved(field: AbstractFlow, y0, ts, t0, options: SolverOptions, endpoints: bool):
+    """`_solve_one` of one trajectory in the field's solved coordinates (`AbstractFlow.solved`),
+    its saved states lifted back."""
+    return _solve_one(field.solved(), field.project(y0), ts, t0, options, endpoints,
+                      lift=lambda saved: jax.vmap(lambda p: field.lift(p, y0))(saved), size=_size(y0))
 
 
 _solve_single = eqx.filter_jit(solve)
@@ -172,9 +194,15 @@ _solve_single = eqx.filter_jit(solve)
 @eqx.filter_jit
 def _solve_batch(field, y0, ts, t0, options: SolverOptions, endpoints: bool) -> "Trajectory":
     if options.batch == "vmap":
-        ys, t_final, status, stats = jax.vmap(lambda f, y: _solve_one(f, y, ts, t0, options, endpoints))(field, y0)
+        ys, t_final, status, stats = jax.vmap(lambda f, y: _solve_solved(f, y, ts, t0, options, endpoints))(field, y0)
     else:
-        ys, t_final, status, stats = _solve_one(_BatchedField(field), y0, ts, t0, options, endpoints)
+        solved = jax.vmap(lambda f: f.solved())(field)
+        p0 = jax.vmap(lambda f, y: f.project(y))(field, y0)
+        # the saved states are (saves, batch, ...): lift each member's from its own start
+        lift = lambda saved: jax.vmap(lambda f, p, y: jax.vmap(lambda q: f.lift(q, y))(p), in_axes=(0, 1, 0), out_axes=1)(  # noqa: E731
+            field, saved, y0)
+        ys, t_final, status, stats = _solve_one(_BatchedField(solved), p0, ts, t0, options, endpoints, lift=lift,
+                                                size=_size(y0))
         ys = jax.tree_util.tree_map(lambda leaf: jnp.moveaxis(leaf, 1, 0), ys)
         size = jax.tree_util.tree_leaves(y0)[0].shape[0]
         t_final, status = jnp.full(size, t_final), jnp.full(size, status)
