@@ -31,8 +31,9 @@ def _diffrax_status(result) -> jax.Array:
     )
 
 
-def _error_norm(tree, size: int) -> jax.Array:
-    """The RMS norm of a scaled error estimate over `size` entries, with NaN read as infinite.
+def _error_norm(tree, size: int | None = None) -> jax.Array:
+    """The RMS norm of a scaled error estimate over `size` entries (default: the tree's own), with
+    NaN read as infinite.
 
     `size` is the number of entries of the field's own state: a field solved in projected
     coordinates (`AbstractFlow.solved`) has fewer, and the entries it drops (W outside the span of
@@ -44,7 +45,7 @@ def _error_norm(tree, size: int) -> jax.Array:
     reject forever. Read as infinite, the step is rejected and shrunk by the smallest factor.
     """
     squares = sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in jax.tree_util.tree_leaves(tree))
-    norm = jnp.sqrt(squares / size)
+    norm = jnp.sqrt(squares / (_size(tree) if size is None else size))
     return jnp.where(jnp.isnan(norm), jnp.inf, norm)
 
 
