@@ -68,7 +68,7 @@ def test_projected_solves_are_the_solves_in_W(embedding, options):
 def test_projected_solves_with_any_embedding_agree_to_tolerance():
     """With random embeddings the controller's per-entry scaling is not rotation-invariant, so
     the adaptive steps differ; the states still agree to the tolerance."""
-    for flow, y0 in _flows("random"):
+    for flow, y0 in _flows("random")[:2]:
         (ys_W, *_), (ys_P, *_) = _both(flow, y0, js.SolverOptions(rtol=1e-8, atol=1e-11))
         for a, b in zip(jax.tree_util.tree_leaves(ys_W), jax.tree_util.tree_leaves(ys_P)):
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)

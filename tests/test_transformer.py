@@ -126,12 +126,12 @@ def test_attention_over_positions_is_attention_over_token_counts():
 
 @pytest.fixture(scope="module")
 def sampled_members():
-    """Sampled sequences with two queries, every switch on, Adam: all seeds in one call and one by one."""
-    config = TransformerCompareConfig(**{**SMALL, "seeds": 3}, sequence_length=8, queries=2, embeddings="learned",
+    """Sampled sequences with two queries, every switch on, Adam: both seeds in one call and one by one."""
+    config = TransformerCompareConfig(**SMALL, sequence_length=8, queries=2, embeddings="learned",
                                       value="learned", norm="pre", head=True, optimizer="adam", eta_w=0.01, eta_z=0.01)
     together = run_members(config, config.members(0.01, 0.01), config.steps, config.save_steps, "both")
     alone = [run_members(one, one.members(0.01, 0.01), one.steps, one.save_steps, "both")
-             for one in (dataclasses.replace(config, seeds=1, first_seed=seed) for seed in range(3))]
+             for one in (dataclasses.replace(config, seeds=1, first_seed=seed) for seed in range(2))]
     return config, together, alone
 
 
@@ -149,7 +149,7 @@ def test_vmapped_training_equals_one_by_one(sampled_members):
 def test_every_query_is_probed(sampled_members):
     config, together, _ = sampled_members
     n = len(config.save_steps)
-    assert together.members.probes.nc_zhat_z_queries.shape == (3, n, 2)
+    assert together.members.probes.nc_zhat_z_queries.shape == (2, n, 2)
     # each query's invariant is fixed at its own start: exact there
     np.testing.assert_allclose(together.members.probes.nc_zhat_z_queries[:, 0], 1.0, atol=1e-12)
     assert np.all(np.isfinite(together.scalars["nc_zhat_z_worst_query"]))
@@ -195,18 +195,18 @@ def test_bad_transformer_options_are_one_line_errors(tmp_path, capsys, arguments
 
 
 def test_sweep_over_transformer_switches_matches_compare(tmp_path):
-    """`jomasim sweep --model transformer` with a switch as an axis: each point is the comparison
-    of that setting (the same numbers as `run_compare`)."""
+    """`jomasim sweep --model transformer` with a switch as an axis: a point is the comparison of
+    its setting (the same numbers as `run_compare`)."""
     sizes = ["--n-distinct", "4", "--n-common", "4", "--n-classes", "5", "--dim", "12", "--steps", "30", "--save-every", "10"]
     assert main(["sweep", "--model", "transformer", "--norm", "none,post", "--sequence-length", "6", *sizes,
                  "--out", str(tmp_path), "--name", "s"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "s" / "points.csv")))
     assert [row["norm"] for row in rows] == ["none", "post"]
     settings = dict(n_distinct=4, n_common=4, n_classes=5, dim=12, steps=30, save_every=10, seeds=1, sequence_length=6)
-    for row in rows:
-        results = run_compare(TransformerCompareConfig(**settings, norm=row["norm"]))
-        for key in ("nc_zhat_z", "nc_reduced_z", "attention_rate", "entropy_sequences_train"):
-            np.testing.assert_allclose(float(row[key]), results.scalars[key][0], rtol=1e-10)
+    results = run_compare(TransformerCompareConfig(**settings, norm="post"))
+    for key in ("nc_zhat_z", "nc_reduced_z", "attention_rate", "entropy_sequences_train"):
+        np.testing.assert_allclose(float(rows[1][key]), results.scalars[key][0], rtol=1e-10)
+    assert float(rows[0]["nc_zhat_z"]) != float(rows[1]["nc_zhat_z"]), "the axis changed the model"
 
 
 def test_cli_run_records_the_model_and_fit_reads_it(tmp_path, capsys):
