@@ -5,6 +5,7 @@ values: inside `jax.jit` / `jax.vmap` the values are tracers and the checks pass
 caller validated them before tracing, or they are derived from validated values).
 """
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -78,6 +79,11 @@ def check_integer(name: str, value: Any, *, least: int) -> None:
         whole = False
     if not whole:
         raise OutOfRangeError(f"{name}={value!r} is not allowed; it must be an integer >= {least}")
+
+
+def at_least(least: int):
+    """The check of an integer setting's lower bound: `check(name, value)` (`check_integer`)."""
+    return functools.partial(check_integer, least=least)
 
 
 SEED_RANGE = (0, 2**32 - 1)

@@ -341,6 +341,14 @@ def sample_bags(key: jax.Array, X: jax.Array, n_queries: int, length: int, per_p
     return Bags(tokens, jnp.full(tokens.shape, 1.0 / length, dtype=X.dtype), query, label)
 
 
+def check_query_count(name: str, n_queries: int, *, dim: int, n_tokens: int) -> None:
+    """Raises `OutOfRangeError` naming `name` unless M_Q orthonormal query embeddings fit beside
+    `n_tokens` contextual ones in dimension `dim` (n_tokens + n_queries ≤ dim)."""
+    if n_tokens + n_queries > dim:
+        raise OutOfRangeError(f"{name}={n_queries} is not allowed with dim={dim} and {n_tokens} contextual tokens; "
+                              f"it must be <= {dim - n_tokens}")
+
+
 def query_embeddings(U: jax.Array, n_queries: int) -> jax.Array:
     """Embeddings of M_Q query tokens, `(d, M_Q)`: u_q (the last column of `U`) first, then
     orthonormal directions outside the span of `U` (from the projector onto its complement).
@@ -350,8 +358,6 @@ def query_embeddings(U: jax.Array, n_queries: int) -> jax.Array:
     `OutOfRangeError` unless d ≥ M_c + M_Q.
     """
     dim, taken = U.shape
-    if taken - 1 + n_queries > dim:
-        raise OutOfRangeError(f"n_queries={n_queries} is not allowed with dim={dim} and {taken - 1} contextual tokens; "
-                              f"it must be <= {dim - taken + 1}")
+    check_query_count("n_queries", n_queries, dim=dim, n_tokens=taken - 1)
     _, vectors = jnp.linalg.eigh(jnp.eye(dim) - U @ U.T)  # eigenvalues 0 (span of U) then 1 (its complement)
     return jnp.concatenate([U[:, -1:], vectors[:, dim - n_queries + 1:]], axis=1)

@@ -2,7 +2,6 @@
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import jax
 
-from .._errors import JomasimError, OutOfRangeError, check_choice, check_integer, check_positive
+from .._errors import JomasimError, OutOfRangeError, at_least, check_choice, check_positive
 from .._settings import build, flat_fields
 from ..experiments.block import MODE_RUNS, MODES
 from ..experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
@@ -49,11 +48,6 @@ def _add_config_options(parser, cls: type, *, skip: tuple[str, ...] = (), defaul
                             type=option_type(field.name, field.type), choices=choices,
                             default=field.default if defaults else None,
                             help=f"{field.help} (default {field.default}{'; one of ' + ', '.join(map(str, choices)) if choices else ''})")
-
-
-def _at_least(least: int):
-    """The check of an integer option's lower bound."""
-    return functools.partial(check_integer, least=least)
 
 
 def _nonempty(name: str, text: str) -> None:
@@ -130,18 +124,18 @@ def _add_sweep(commands) -> None:
     _add_config_options(parser.add_argument_group("fixed settings"), type(task.base), skip=(*task.axes, *SWEEP_PER_POINT),
                         defaults=False, prefix="setting_")
     run = parser.add_argument_group("running")
-    run.add_argument("--chunk-size", type=option_type("chunk_size", int, _at_least(1)), default=None,
+    run.add_argument("--chunk-size", type=option_type("chunk_size", int, at_least(1)), default=None,
                      help="points per compiled call (default: 16 per CPU device, 256 per GPU/TPU)")
-    run.add_argument("--devices", type=option_type("devices", int, _at_least(1)), default=None,
+    run.add_argument("--devices", type=option_type("devices", int, at_least(1)), default=None,
                      help="local devices to shard over (default: all)")
     run.add_argument("--plot", action="append", default=None, metavar="VALUE:X[:Y]",
                      help="a heat map of result VALUE over axes X and Y (a line over X without Y); repeatable")
     run.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of the sweep folder")
     run.add_argument("--name", default=None, help="sweep folder name; an existing sweep of that name is resumed")
     run.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="join JAX's multi-process runtime")
-    run.add_argument("--num-processes", type=option_type("num_processes", int, _at_least(1)), default=1,
+    run.add_argument("--num-processes", type=option_type("num_processes", int, at_least(1)), default=1,
                      help="processes of a multi-process sweep")
-    run.add_argument("--process-id", type=option_type("process_id", int, _at_least(0)), default=0,
+    run.add_argument("--process-id", type=option_type("process_id", int, at_least(0)), default=0,
                      help="this process's number, below --num-processes")
     run.add_argument("--merge-timeout", type=option_type("merge_timeout", float, check_positive), default=3600.0,
                      help="seconds process 0 waits for the others")

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._compile import block_compiler_options
-from .._errors import OutOfRangeError, check_choice, check_integer, check_nonnegative, check_positive, check_seed
+from .._errors import OutOfRangeError, at_least, check_choice, check_nonnegative, check_positive, check_seed
 from .._settings import Settings, setting
 from ..activation import ACTIVATIONS
 from ..assumptions import leak_curves
@@ -48,9 +48,6 @@ def training_status(diverged_at: int) -> str:
     return "ok" if diverged_at < 0 else f"non-finite loss at step {int(diverged_at)}"
 
 
-_at_least_one = functools.partial(check_integer, least=1)
-_at_least_zero = functools.partial(check_integer, least=0)
-
 
 @dataclasses.dataclass(frozen=True)
 class BlockSetting(Settings):
@@ -69,14 +66,14 @@ class BlockSetting(Settings):
     attention: str = setting("softmax", "attention form", choices=ATTENTIONS)
     activation: str = setting("linear", "MLP activation", choices=ACTIVATIONS)
     temperature: float = setting(0.5, "attention temperature T (logits are divided by it)", check=check_positive)
-    seeds: int = setting(8, "number of seeds", check=_at_least_one)
+    seeds: int = setting(8, "number of seeds", check=at_least(1))
     first_seed: int = setting(0, "the first seed (seeds first_seed, first_seed + 1, ...)", check=check_seed)
     variant: str = setting("gaussian", "token-frequency model", choices=VARIANTS)
     saliency: float = setting(1.0, "factor on the distinct tokens' frequencies", check=check_nonnegative)
-    n_distinct: int = setting(10, "distinct tokens per class", check=_at_least_zero)
-    n_common: int = setting(10, "tokens common to every class", check=_at_least_zero)
-    n_classes: int = setting(20, "classes K (and hidden nodes)", check=_at_least_one)
-    dim: int = setting(30, "embedding dimension d", check=_at_least_one)
+    n_distinct: int = setting(10, "distinct tokens per class", check=at_least(0))
+    n_common: int = setting(10, "tokens common to every class", check=at_least(0))
+    n_classes: int = setting(20, "classes K (and hidden nodes)", check=at_least(1))
+    dim: int = setting(30, "embedding dimension d", check=at_least(1))
     embedding: str = setting("identity", "contextual token embeddings", choices=EMBEDDINGS)
     init_scale: float = setting(0.01, "standard deviation of W(0) and z(0)", check=check_positive)
     solve: SolverOptions = setting(SolverOptions(), "how the flows are integrated",

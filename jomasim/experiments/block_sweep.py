@@ -9,6 +9,7 @@ reduced to its numbers (`results.scalars`).
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +78,7 @@ class BlockSweep(SweepTask):
             raise InvalidChoiceError(f"unknown sweep settings {unknown} for model {model!r}; allowed: {[*fixed, 'mode', 'model']}")
         return cls(build(config, {**settings, "seeds": 1}), mode)
 
-    @property
+    @functools.cached_property
     def static_axes(self) -> dict[str, tuple]:
         """The code-path axes and their values: `STATIC_AXES`, and the Transformer's switches."""
         if self.base.model == "block":

@@ -7,11 +7,10 @@ reduced flow against the joint flow, and the attention entropy of both.
 """
 
 import dataclasses
-import functools
 
 import numpy as np
 
-from .._errors import check_integer, check_positive
+from .._errors import at_least, check_positive
 from .._memory import check_fits
 from .._settings import setting
 from .block import BlockResults, BlockSetting, run_members
@@ -25,7 +24,7 @@ class BlockTheoryConfig(BlockSetting):
     eta_w: float = setting(1.0, "flow rate of the MLP weights W", check=check_positive)
     eta_z: float = setting(1.0, "flow rate of the attention logits z", check=check_positive)
     t_end: float = setting(200.0, "end time (rates 1, t = 200: 2000 SGD steps at lr 0.1)", check=check_positive)
-    saves: int = setting(101, "number of save times", check=functools.partial(check_integer, least=2))
+    saves: int = setting(101, "number of save times", check=at_least(2))
 
 
 def run_block_theory(config: BlockTheoryConfig) -> BlockResults:

@@ -12,12 +12,11 @@ their clock, so step k of training sits at flow time k. At every saved step the 
 """
 
 import dataclasses
-import functools
 import time
 
 import numpy as np
 
-from .._errors import OutOfRangeError, check_integer, check_positive
+from .._errors import OutOfRangeError, at_least, check_positive
 from .._memory import check_fits
 from .._settings import setting
 from ..train import every_steps
@@ -31,8 +30,8 @@ class CompareConfig(BlockSetting):
 
     eta_w: float = setting(0.1, "SGD learning rate of the MLP weights W", check=check_positive)
     eta_z: float = setting(0.1, "SGD learning rate of the attention logits z", check=check_positive)
-    steps: int = setting(2000, "number of SGD steps", check=functools.partial(check_integer, least=1))
-    save_every: int = setting(20, "keep the parameters every N steps", check=functools.partial(check_integer, least=1))
+    steps: int = setting(2000, "number of SGD steps", check=at_least(1))
+    save_every: int = setting(20, "keep the parameters every N steps", check=at_least(1))
 
     def check_fields(self):
         super().check_fields()

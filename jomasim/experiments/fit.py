@@ -13,7 +13,6 @@ Levenberg–Marquardt, vmapped over seeds in one compiled call.
 """
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .._errors import InvalidPathError, OutOfRangeError, check_integer, check_positive
+from .._errors import InvalidPathError, OutOfRangeError, at_least, check_positive
 from .._settings import Settings, from_json, setting
 from ..metrics import normalized_correlation
 from ..theory import JointFlow, ReducedFlow, ScheduledReducedFlow, SolverOptions, solve
@@ -45,11 +44,11 @@ class FitConfig(Settings):
     held_out: float = setting(0.5, "fraction of the saved steps held out (the fit uses the ones before)", check=_fraction)
     lr_ratio: float = setting(1.0, "starting value of the rate ratio rho = eta_z / eta_w", check=check_positive)
     time_scale: float = setting(1.0, "starting value of the flow's time scale", check=check_positive)
-    iterations: int = setting(64, "Levenberg-Marquardt steps at most", check=functools.partial(check_integer, least=1))
+    iterations: int = setting(64, "Levenberg-Marquardt steps at most", check=at_least(1))
     rtol: float = setting(1e-8, "Levenberg-Marquardt relative tolerance", check=check_positive)
     atol: float = setting(1e-10, "Levenberg-Marquardt absolute tolerance", check=check_positive)
     knots: int = setting(1, "pieces of a rate ratio rho(t) that changes over training, equal in time over the fitted "
-                         "saves (1: one rho)", check=functools.partial(check_integer, least=1))
+                         "saves (1: one rho)", check=at_least(1))
     progress: bool = setting(False, "print every Levenberg-Marquardt step of every seed (its loss and log(rho), "
                              "log(scale))")
 

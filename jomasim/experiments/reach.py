@@ -12,11 +12,10 @@ dense again.
 """
 
 import dataclasses
-import functools
 
 import numpy as np
 
-from .._errors import OutOfRangeError, check_integer, check_positive, check_seed
+from .._errors import OutOfRangeError, at_least, check_positive, check_seed
 from .._settings import Settings, setting
 from ..activation import ACTIVATIONS
 from ..comparison import AGREEMENT
@@ -51,21 +50,21 @@ class ReachConfig(Settings):
     SGD at 0.1 for 2000 steps), 8 seeds, a linear and a SiLU MLP, Adam at its usual rate 1e-3."""
 
     activations: tuple[str, ...] = setting(("linear", "silu"), "MLP activations compared on every rung")
-    seeds: int = setting(8, "seeds per rung and activation", check=functools.partial(check_integer, least=1))
+    seeds: int = setting(8, "seeds per rung and activation", check=at_least(1))
     first_seed: int = setting(0, "the first seed", check=check_seed)
-    steps: int = setting(2000, "training steps per run", check=functools.partial(check_integer, least=1))
-    save_every: int = setting(20, "keep the parameters every N steps", check=functools.partial(check_integer, least=1))
+    steps: int = setting(2000, "training steps per run", check=at_least(1))
+    save_every: int = setting(20, "keep the parameters every N steps", check=at_least(1))
     eta: float = setting(0.1, "SGD learning rate of every parameter (eta_w = eta_z)", check=check_positive)
     adam_eta: float = setting(1e-3, "Adam's learning rate on the Adam rung", check=check_positive)
-    length: int = setting(64, "sequence length L of the sampled rungs after the first", check=functools.partial(check_integer, least=1))
-    short_length: int = setting(16, "sequence length of the second sampled rung", check=functools.partial(check_integer, least=1))
+    length: int = setting(64, "sequence length L of the sampled rungs after the first", check=at_least(1))
+    short_length: int = setting(16, "sequence length of the second sampled rung", check=at_least(1))
     norm: str = setting("post", "where the LayerNorm rung puts LayerNorm", choices=("post", "pre"))
     describes: float = setting(0.9, "mean final NC(z reduced, z trained) at or above which a rung counts as described "
                                "by the theory (for `reach`)", check=check_positive)
-    n_distinct: int = setting(10, "distinct tokens per class", check=functools.partial(check_integer, least=0))
-    n_common: int = setting(10, "common tokens", check=functools.partial(check_integer, least=0))
-    n_classes: int = setting(20, "classes K", check=functools.partial(check_integer, least=1))
-    dim: int = setting(30, "embedding dimension d", check=functools.partial(check_integer, least=1))
+    n_distinct: int = setting(10, "distinct tokens per class", check=at_least(0))
+    n_common: int = setting(10, "common tokens", check=at_least(0))
+    n_classes: int = setting(20, "classes K", check=at_least(1))
+    dim: int = setting(30, "embedding dimension d", check=at_least(1))
 
     def check_fields(self):
         if not self.activations:

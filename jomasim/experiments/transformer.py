@@ -12,17 +12,16 @@ on sequences (`results.TransformerProbes`).
 """
 
 import dataclasses
-import functools
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._errors import OutOfRangeError, check_integer
+from .._errors import at_least
 from .._settings import setting
 from ..comparison import theorem1_curves
-from ..data import Bags, expectation_bags, query_embeddings, sample_bags
+from ..data import Bags, check_query_count, expectation_bags, query_embeddings, sample_bags
 from ..metrics import entropy
 from ..models.one_layer import ATTENTION_PARAMS, EMBEDDING_CHOICES, NORMS, VALUE_CHOICES, OneLayerTransformer
 from ..theory import JointFlow
@@ -30,9 +29,6 @@ from ..train import OPTIMIZERS, OptimizerSpec, make_optimizer, train, with_param
 from .block import MemberNumbers, Readout, build_member
 from .compare import CompareConfig
 from .results import TransformerProbes
-
-_at_least_zero = functools.partial(check_integer, least=0)
-_at_least_one = functools.partial(check_integer, least=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +41,12 @@ class TransformerCompareConfig(CompareConfig):
     model: ClassVar[str] = "transformer"
 
     sequence_length: int = setting(64, "contextual tokens per sampled sequence, L (0: the expectation limit, "
-                                   "each class its frequency bag)", check=_at_least_zero)
+                                   "each class its frequency bag)", check=at_least(0))
     queries: int = setting(1, "query tokens M_Q; every class's contextual tokens are shared by all of them",
-                           check=_at_least_one)
-    batch: int = setting(8, "sampled sequences per class and query at every step (with L > 0)", check=_at_least_one)
+                           check=at_least(1))
+    batch: int = setting(8, "sampled sequences per class and query at every step (with L > 0)", check=at_least(1))
     eval_sequences: int = setting(4, "sequences per class and query in the fixed batch the entropy on sequences "
-                                  "is measured on", check=_at_least_one)
+                                  "is measured on", check=at_least(1))
     attention_params: str = setting("qk", "attention logits: direct parameters z, or learned W_Q, W_K",
                                     choices=ATTENTION_PARAMS)
     embeddings: str = setting("fixed", "token embeddings: the data model's orthonormal U, or learned from it",
@@ -67,10 +63,7 @@ class TransformerCompareConfig(CompareConfig):
 
     def check_fields(self):
         super().check_fields()
-        free = self.dim - self.n_distinct - self.n_common
-        if self.queries > free:
-            raise OutOfRangeError(f"queries={self.queries} is not allowed with dim={self.dim} and "
-                                  f"{self.n_distinct + self.n_common} contextual tokens; it must be <= {free}")
+        check_query_count("queries", self.queries, dim=self.dim, n_tokens=self.n_distinct + self.n_common)
 
     def member_bytes(self, steps: int, saves: int, mode: str) -> int:
         """The block's estimate, plus the saved parameters and the probes of every save."""

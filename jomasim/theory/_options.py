@@ -1,12 +1,11 @@
 """`SolverOptions`: how the JoMA flows are integrated, checked when made."""
 
 import dataclasses
-import functools
 
 import diffrax as dfx
 import jax.numpy as jnp
 
-from .._errors import OutOfRangeError, check_integer, check_positive
+from .._errors import OutOfRangeError, at_least, check_positive
 from .._settings import Settings, optional, setting
 
 SOLVERS = {
@@ -66,7 +65,7 @@ class SolverOptions(Settings):
     dt0: float | None = setting(None, "fixed step of the euler solver (required there), first step of the others "
                                 "(none: the solver picks), on the run's clock (compare, sweep: SGD steps)",
                                 check=optional(check_positive))
-    max_steps: int = setting(65536, "solver step budget per trajectory", check=functools.partial(check_integer, least=1))
+    max_steps: int = setting(65536, "solver step budget per trajectory", check=at_least(1))
     batch: str | None = setting(None, "None, vmap (a step size per trajectory) or ode (one shared step size)",
                                 choices=BATCH_MODES)
     blowup: float | None = setting(None, "stop a flow when a logit |z| reaches this value and report a blow-up "
