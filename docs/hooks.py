@@ -26,7 +26,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 
-_NUMBER = re.compile(r"\{\{\s*([\w/-]+):([\w.]+)((?:\s*\|\s*[\w.%-]+)*)\s*\}\}")
+_NUMBER = re.compile(r"\{\{\s*([\w/-]+):([\w.-]+)((?:\s*\|\s*[\w.%-]+)*)\s*\}\}")
 _TABLE = re.compile(r"\{\{\s*table\s+([\w-]+)(?::\s*([\w, ]+))?\s*\}\}")
 _INLINE_MATH = re.compile(r'<span class="arithmatex">\\\((.*?)\\\)</span>', re.S)
 _DISPLAY_MATH = re.compile(r'<div class="arithmatex">\\\[(.*?)\\\]</div>', re.S)
@@ -55,6 +55,8 @@ def _lookup(run: str, key: str):
 def _format(value, spec: str) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return format(value, spec) if spec else f"{value:.4g}"
 
 

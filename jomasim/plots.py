@@ -372,27 +372,29 @@ def _finish_image(axis, title: str) -> None:
 
 
 def plot_scan_snap(data: dict, summary: dict, path: Path) -> None:
-    """The Scan&Snap learning-rate effect: final attention entropy (left) and the attention kept by
-    the common tokens (right) against η_Z, one line per η_Y/η_Z, mean ± std over seeds.
+    """Scan&Snap's Fig. 6 laid out as the paper's: one panel per number of query (last) tokens, the
+    average final entropy of the attention vector against η_Y/η_Z, one curve per η_Z, mean ± std
+    over seeds.
 
     **Arguments:**
 
     - `data`, `summary`: the output of `jomasim.experiments.scan_snap.run_scan_snap`.
     - `path`: the PNG to write.
     """
-    figure, axes = _subplots(1, 2, figsize=(12, 4.5))
-    eta_z, ratios = data["grid_eta_z"], data["grid_eta_ratio"]
-    colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(ratios)))
-    for column, (ratio, colour) in enumerate(zip(ratios, colours)):
-        label = f"η_Y/η_Z = {ratio:g}"
-        axes[0].errorbar(eta_z, data["entropy_mean"][:, column], yerr=data["entropy_std"][:, column], color=colour,
-                         marker="o", capsize=3, label=label)
-        axes[1].plot(eta_z, data["common_mass_mean"][:, column], color=colour, marker="o", label=label)
-    axes[0].axhline(summary["entropy_initial_mean"], color="gray", linestyle=":", label="at initialisation")
-    failed = f"; {summary['failed']} runs diverged (left out)" if summary["failed"] else ""
-    _finish(axes[0], "attention learning rate η_Z", "final attention entropy (nats)",
-            f"larger η_Z, sparser attention{failed}")
-    _finish(axes[1], "attention learning rate η_Z", "attention on common tokens", "common tokens lose attention")
+    panels, eta_z, ratios = data["grid_panels"], data["grid_eta_z"], data["grid_eta_ratio"]
+    figure, axes = _subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.0, 3.6), squeeze=False)
+    colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(eta_z)))
+    for p, (axis, n_queries) in enumerate(zip(axes[0], panels)):
+        for i, (rate, colour) in enumerate(zip(eta_z, colours)):
+            axis.errorbar(ratios, data["entropy_mean"][p, i], yerr=data["entropy_std"][p, i], color=colour, marker="o",
+                          capsize=3, label=f"η_Z = {rate:g}")
+        axis.axvline(1.0, color="black", linestyle="--", linewidth=0.5)
+        _finish(axis, "η_Y / η_Z", f"average entropy of c_n ({summary['entropy_of']})" if p == 0 else "",
+                f"#last/next tokens = {n_queries}/{summary['panels'][p]['n_classes']}")
+        if p > 0:
+            axis.get_legend().remove()
+    failed = f" ({summary['failed']} runs diverged, left out)" if summary["failed"] else ""
+    figure.suptitle(f"final attention entropy after training{failed}")
     _save(figure, path)
 
 

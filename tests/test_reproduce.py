@@ -105,7 +105,7 @@ def test_unknown_reproduction_is_a_usage_error(capsys):
 
 
 def test_reproduce_all_writes_one_offline_page(tmp_path):
-    scan_snap = ScanSnapConfig(eta_z=(1.0, 3.0), eta_ratio=(2.0,), seeds=1, steps=20, batch=16, length=24, eval_batch=32)
+    scan_snap = ScanSnapConfig(panels=(1,), eta_z=(1.0, 3.0), eta_ratio=(2.0,), seeds=1, steps=20, batch=16, length=24, eval_batch=32)
     folder, entries = reproduce_all({"fig4": Fig4Config(mu=(1.5, 2.5, 3.5)), "scan-snap": scan_snap}, tmp_path,
                                     skipped={"wikitext": "no corpus: give --corpus"})
     assert [entry.name for entry in entries] == ["fig4", "scan-snap", "wikitext"]

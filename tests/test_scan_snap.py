@@ -7,14 +7,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jomasim._errors import OutOfRangeError
+from jomasim._errors import InvalidChoiceError, OutOfRangeError
 from jomasim.data import make_sequence_classes
 from jomasim.experiments.reproduce import reproduce
-from jomasim.experiments.scan_snap import ScanSnapConfig, ScanSnapSweep, run_scan_snap, train_scan_snap
+from jomasim.experiments.scan_snap import (
+    ENTROPIES,
+    INITS,
+    ScanSnapConfig,
+    ScanSnapSweep,
+    attention_entropies,
+    run_scan_snap,
+    train_scan_snap,
+)
+from jomasim.metrics import entropy
 from jomasim.models.scan_snap import ScanSnapModel, token_attention
 
-SMALL = dict(eta_z=(0.5, 1.5, 3.0), eta_ratio=(1.0, 4.0), seeds=2, steps=40, batch=32, length=48, eval_batch=64,
-             save_every=20)
+SMALL = dict(panels=(1, 2), eta_z=(0.5, 1.5, 3.0), eta_ratio=(1.0, 4.0), seeds=2, steps=40, batch=32, length=48,
+             eval_batch=64, save_every=20)
 
 
 def test_sequence_classes_layout():
@@ -87,7 +96,8 @@ def test_model_gradient_matches_finite_differences():
 
 
 def test_bad_config_is_rejected():
-    for bad in (dict(eta_z=()), dict(eta_ratio=(1.0, -2.0)), dict(momentum=1.0), dict(length=1), dict(seeds=0)):
+    for bad in (dict(eta_z=()), dict(eta_ratio=(1.0, -2.0)), dict(momentum=1.0), dict(length=1), dict(seeds=0),
+                dict(panels=()), dict(panels=(1, 1)), dict(panels=(0,))):
         with pytest.raises(OutOfRangeError):
             ScanSnapConfig(**bad)
 
@@ -102,33 +112,85 @@ def test_larger_attention_rate_gives_sparser_attention(small_run):
     assert summary["failed"] == 0
     assert summary["all_decreasing_in_eta_z"], data["entropy_mean"]
     assert summary["entropy_slope_eta_z"] < 0
+    assert data["entropy_mean"].shape == (2, 3, 2)
     assert np.all(data["entropy_mean"] < summary["entropy_initial_mean"]), "attention sparsifies everywhere"
-    assert np.all(np.diff(data["common_mass_mean"], axis=0) < 0), "common tokens lose attention faster with η_Z"
+    assert np.all(np.diff(data["common_mass_mean"], axis=1) < 0), "common tokens lose attention faster with η_Z"
+
+
+def test_each_reading_of_the_entropy_is_recorded(small_run):
+    data, summary = small_run
+    np.testing.assert_array_equal(data["entropy_final"], data["entropy_final_distinct_limit"])
+    for panel in summary["panels"]:
+        readings = panel["entropy_final_by_definition"]
+        assert set(readings) == set(ENTROPIES)
+        # the distinct tokens are half the contextual ones: restricting to them is the large difference
+        assert readings["distinct-limit"] < readings["context-limit"] - 0.3
+        # sampled sequences give a lower entropy than the limit, by less
+        assert 0 < readings["context-limit"] - readings["context-sampled"] < 0.3
+    assert [panel["vocab_size"] for panel in summary["panels"]] == [33, 56]
+
+
+def test_attention_entropies_against_hand_computation():
+    classes = make_sequence_classes(n_queries=2, next_per_query=2, n_common=3, common_per_query=0, distinct_per_class=4)
+    vocab = classes.vocab_size
+    Z = jax.random.normal(jax.random.key(3), (vocab, vocab))
+    counts, query, _ = classes.sample(jax.random.key(4), 5, 30)
+    readings = dict(zip(ENTROPIES, np.asarray(attention_entropies(Z, classes, counts, query))))
+    context = np.asarray(classes.context)
+    distinct = np.zeros(vocab, bool)
+    distinct[3:3 + 4 * 4] = True
+    limit, limit_distinct = [], []
+    for n in range(classes.n_classes):
+        weights = context[n] * np.exp(np.asarray(Z)[int(classes.query[n])])
+        limit.append(entropy(weights))
+        limit_distinct.append(entropy(weights * distinct))
+    assert readings["context-limit"] == pytest.approx(np.mean(limit), rel=1e-10)
+    assert readings["distinct-limit"] == pytest.approx(np.mean(limit_distinct), rel=1e-10)
+    sampled = [token_attention(Z, c, q) for c, q in zip(counts, query)]
+    assert readings["distinct-sampled"] == pytest.approx(np.mean([entropy(a * distinct) for a in sampled]), rel=1e-10)
+    # at Z = 0 the limit attention is the class distribution: its entropy on the distinct tokens is
+    # that of linspace(0.1, 1, 4)
+    flat = dict(zip(ENTROPIES, np.asarray(attention_entropies(jnp.zeros_like(Z), classes, counts, query))))
+    own = np.linspace(0.1, 1.0, 4) / np.linspace(0.1, 1.0, 4).sum()
+    assert flat["distinct-limit"] == pytest.approx(-np.sum(own * np.log(own)), rel=1e-12)
+
+
+def test_torch_initialisation_is_scaled_by_the_vocabulary():
+    for vocab in (33, 240):
+        Y0, Z0 = INITS["torch"](jax.random.key(5), vocab, 0.1)
+        assert float(jnp.max(jnp.abs(Z0))) <= 1 / np.sqrt(vocab)
+        assert float(jnp.std(Y0)) == pytest.approx(1 / np.sqrt(3 * vocab), rel=0.02)
+    assert float(jnp.std(INITS["normal"](jax.random.key(5), 240, 0.1))) == pytest.approx(0.1, rel=0.02)
 
 
 def test_grid_point_equals_a_single_run(small_run):
     data, _ = small_run
     config = ScanSnapConfig(**SMALL)
-    row = int(np.flatnonzero((data["eta_z"] == 3.0) & (data["eta_ratio"] == 4.0) & (data["seed"] == 1))[0])
-    single = jax.jit(lambda: train_scan_snap(config, 1, 12.0, 3.0))()
+    row = int(np.flatnonzero((data["n_queries"] == 2) & (data["eta_z"] == 3.0) & (data["eta_ratio"] == 4.0)
+                             & (data["seed"] == 1))[0])
+    single = jax.jit(lambda: train_scan_snap(config, 2, 1, 12.0, 3.0))()
     assert data["eta_y"][row] == 12.0
-    np.testing.assert_allclose(data["entropy_final"][row], single["entropy"][-1], rtol=1e-9)
+    np.testing.assert_allclose(data["entropy_final"][row], single["entropy"][-1, ENTROPIES.index("distinct-limit")],
+                               rtol=1e-9)
     np.testing.assert_allclose(data["loss_final"][row], single["losses"][-1], rtol=1e-9, atol=1e-14)
 
 
 def test_sweep_task_checks_points():
     task = ScanSnapSweep(ScanSnapConfig(**SMALL))
-    assert task.complete({"eta_z": 2.0, "eta_ratio": 5.0}) == {"eta_z": 2.0, "eta_ratio": 5.0, "eta_y": 10.0, "seed": 0}
+    assert task.complete({"eta_z": 2.0, "eta_ratio": 5.0}) == {"n_queries": 1, "eta_z": 2.0, "eta_ratio": 5.0,
+                                                               "eta_y": 10.0, "seed": 0}
     with pytest.raises(OutOfRangeError, match="eta_z"):
         task.complete({"eta_z": -1.0})
+    with pytest.raises(InvalidChoiceError, match="n_queries=3"):
+        task.complete({"n_queries": 3})
 
 
 def test_reproduce_writes_the_table(tmp_path):
-    config = ScanSnapConfig(**{**SMALL, "eta_z": (1.0, 3.0), "eta_ratio": (2.0,), "seeds": 1})
+    config = ScanSnapConfig(**{**SMALL, "panels": (1,), "eta_z": (1.0, 3.0), "eta_ratio": (2.0,), "seeds": 1})
     folder, summary = reproduce("scan-snap", config, tmp_path)
     names = {path.name for path in folder.iterdir()}
     assert names == {"scan-snap.png", "scan-snap.npz", "scan-snap_table.csv", "summary.json", "config.json"}
     lines = (folder / "scan-snap_table.csv").read_text().splitlines()
-    assert lines[0].startswith("eta_z,eta_ratio,entropy_final_mean") and len(lines) == 3
+    assert lines[0].startswith("n_queries,eta_z,eta_ratio,entropy_final_mean") and len(lines) == 3
     assert json.loads((folder / "summary.json").read_text())["table"][1]["eta_z"] == 3.0
     assert summary["table"][0]["entropy_final_mean"] > summary["table"][1]["entropy_final_mean"]

@@ -1,13 +1,16 @@
 """The Scan&Snap learning-rate effect (JOMA_MATH §7.3): a larger attention rate η_Z sparsifies more.
 
 Scan&Snap's reparameterised one-layer model (`jomasim.models.ScanSnapModel`: attention logits Z
-and decoder Y in token-pair space, ℓ2-normalised attended bag, no residual, random init) is
-trained on sequence classes (`jomasim.data.make_sequence_classes`) with SGD + momentum 0.9 and
-separate optimisers for Y (rate η_Y) and Z (rate η_Z), minibatches of fresh sequences every step.
-At every point of the grid η_Z × η_Y/η_Z × seed the run records the attention entropy of a fixed
-evaluation batch (the attention of each sequence summed per token id, then −Σ p log p, averaged)
-over training, and how much attention the common tokens keep. The grid is one `SweepTask`, so
-the whole grid trains in one compiled, vmapped call.
+and decoder Y in token-pair space, ℓ2-normalised attended bag, no residual, PyTorch's default
+`nn.Linear` initialisation) is trained on sequence classes (`jomasim.data.make_sequence_classes`)
+with SGD + momentum 0.9 and separate optimisers for Y (rate η_Y) and Z (rate η_Z), minibatches of
+fresh sequences every step. Scan&Snap's Fig. 6 has one panel per number of query ("last") tokens,
+each with twice as many next tokens. At every point of the grid panel × η_Z × η_Y/η_Z × seed the
+run records the average entropy of the attention vector c_n over training: Scan&Snap's c_n is the
+long-sequence limit, c_n[l] ∝ P(l | n) e^{Z[m, l]} for class n with query m, and Fig. 6 averages
+its entropy on the distinct tokens (those of one class only). The other readings (every contextual
+token; the attention of sampled sequences summed per token id) are recorded beside it, so the
+size of each difference is measured. Each panel is one compiled, vmapped call.
 """
 
 import dataclasses
@@ -20,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._errors import OutOfRangeError, check_integer, check_positive, check_seed
-from .._settings import Settings
-from ..data import check_sequence_class_sizes, make_sequence_classes
+from .._errors import OutOfRangeError, check_choice, check_integer, check_positive, check_seed
+from .._settings import Settings, setting
+from ..data import SequenceClasses, check_sequence_class_sizes, make_sequence_classes
 from ..metrics import entropy
 from ..models import ScanSnapModel
 from ..models.scan_snap import token_attention
@@ -31,27 +34,63 @@ from ..train import OptimizerSpec, every_steps, first_nonfinite, make_optimizer,
 from .block import training_status
 
 
+def _torch_linear(key: jax.Array, vocab: int, scale: float) -> jax.Array:
+    """Y(0), Z(0) as PyTorch's default `nn.Linear(M, M)` draws them: U(−1/√M, 1/√M) (Kaiming
+    uniform with a = √5), i.e. standard deviation 1/√(3M), set by the vocabulary size."""
+    bound = 1.0 / np.sqrt(vocab)
+    return jax.random.uniform(key, (2, vocab, vocab), minval=-bound, maxval=bound)
+
+
+def _normal(key: jax.Array, vocab: int, scale: float) -> jax.Array:
+    """Y(0), Z(0) ~ N(0, scale²) whatever the vocabulary size."""
+    return scale * jax.random.normal(key, (2, vocab, vocab))
+
+
+INITS: dict[str, Callable[[jax.Array, int, float], jax.Array]] = {"torch": _torch_linear, "normal": _normal}
+"""Initialisations of (Y, Z): name → `init(key, M, init_scale)` returning `(2, M, M)`."""
+
+TOKEN_SETS = ("distinct", "context")
+"""Which tokens an entropy is taken over: the distinct tokens (of one class only), or every contextual token."""
+
+ATTENTION_VECTORS = ("limit", "sampled")
+"""Which attention vector: c_n in the long-sequence limit, one per class, or the attention of each
+sampled sequence of the evaluation batch summed per token id."""
+
+ENTROPIES = tuple(f"{tokens}-{vector}" for tokens in TOKEN_SETS for vector in ATTENTION_VECTORS)
+"""Every reading of "the average attention entropy", `TOKENS-VECTOR`; Fig. 6's is `distinct-limit`."""
+
+
+def _column(definition: str) -> str:
+    """The results column of an entropy definition (`distinct-limit` → `entropy_final_distinct_limit`)."""
+    return "entropy_final_" + definition.replace("-", "_")
+
+
 @dataclasses.dataclass(frozen=True)
 class ScanSnapConfig(Settings):
-    """Settings of the learning-rate experiment; defaults are Scan&Snap's Fig. 6 setting.
+    """Settings of the learning-rate experiment; defaults are Scan&Snap's Fig. 6 setting (the
+    authors' command line: `ssl/real-dataset/scan_snap/figure_6.log`).
 
     **Fields:**
 
-    - `eta_z`: attention learning rates η_Z (the grid's first axis).
-    - `eta_ratio`: decoder-to-attention ratios η_Y/η_Z (the second axis).
+    - `panels`: numbers of query (last) tokens, one panel each (Fig. 6: 1, 3, 5, 10).
+    - `eta_z`: attention learning rates η_Z (one curve each).
+    - `eta_ratio`: decoder-to-attention ratios η_Y/η_Z (the horizontal axis).
     - `seeds`: seeds per cell (seeds 0..seeds−1: initial weights and the sequences drawn).
     - `steps`, `batch`, `length`: SGD steps, sequences per step, sequence length L (L − 1
       contextual tokens, then the query).
     - `momentum`: SGD momentum of both optimisers.
-    - `init_scale`: standard deviation of the random initial Y and Z (the paper's value is not
-      published; 0.1 here).
+    - `init`: the initialisation of Y and Z (`INITS`): `torch`, PyTorch's default `nn.Linear`
+      (the authors' `zero_init=false`), or `normal`, N(0, `init_scale`²).
+    - `init_scale`: the standard deviation of the `normal` initialisation.
     - `residual`: add the query embedding to the attended bag (off in Scan&Snap).
-    - `n_queries`, `next_per_query`, `n_common`, `common_per_query`, `distinct_per_class`: the
-      sequence classes (`make_sequence_classes`).
-    - `eval_batch`: sequences of the fixed evaluation batch the entropy is measured on.
+    - `next_per_query`, `n_common`, `common_per_query`, `distinct_per_class`: the sequence classes
+      of every panel (`make_sequence_classes`).
+    - `entropy_of`: the entropy the table and figure show (`ENTROPIES`); every one is recorded.
+    - `eval_batch`: sequences of the fixed evaluation batch the sampled readings use.
     - `save_every`: steps between entropy measurements (the last step is always measured).
     """
 
+    panels: tuple[int, ...] = (1, 3, 5, 10)
     eta_z: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
     eta_ratio: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)
     seeds: int = 10
@@ -59,39 +98,42 @@ class ScanSnapConfig(Settings):
     batch: int = 128
     length: int = 128
     momentum: float = 0.9
+    init: str = setting("torch", "initialisation of Y and Z", choices=INITS)
     init_scale: float = 0.1
     residual: bool = False
-    n_queries: int = 2
     next_per_query: int = 2
     n_common: int = 10
     common_per_query: int = 0
     distinct_per_class: int = 10
+    entropy_of: str = setting("distinct-limit", "the entropy shown: TOKENS-VECTOR", choices=ENTROPIES)
     eval_batch: int = 256
     save_every: int = 10
 
     def check_fields(self):
-        for name in ("eta_z", "eta_ratio"):
-            values = getattr(self, name)
-            if len(values) == 0:
+        for name in ("panels", "eta_z", "eta_ratio"):
+            if len(getattr(self, name)) == 0:
                 raise OutOfRangeError(f"{name}=() is not allowed; give at least one value")
-            for value in values:
+        for name in ("eta_z", "eta_ratio"):
+            for value in getattr(self, name):
                 check_positive(name, value)
+        if len(set(self.panels)) != len(self.panels):
+            raise OutOfRangeError(f"panels={self.panels!r} is not allowed; give each number of query tokens once")
         for name, least in (("seeds", 1), ("steps", 1), ("batch", 1), ("length", 2), ("eval_batch", 1), ("save_every", 1)):
             check_integer(name, getattr(self, name), least=least)
         check_positive("init_scale", self.init_scale)
         self.optimizer  # noqa: B018 (building the optimiser spec checks the momentum)
-        check_sequence_class_sizes(self.n_queries, self.next_per_query, self.n_common, self.common_per_query,
-                                   self.distinct_per_class)
+        for n_queries in self.panels:
+            check_sequence_class_sizes(n_queries, self.next_per_query, self.n_common, self.common_per_query,
+                                       self.distinct_per_class)
 
     @property
     def optimizer(self) -> OptimizerSpec:
         """SGD with this config's momentum (one for Y and one for Z, at their own rates)."""
         return OptimizerSpec("sgd", momentum=self.momentum)
 
-    @property
-    def classes(self):
-        """The sequence classes trained on."""
-        return make_sequence_classes(self.n_queries, self.next_per_query, self.n_common, self.common_per_query,
+    def classes(self, n_queries: int) -> SequenceClasses:
+        """The sequence classes of the panel with `n_queries` query tokens."""
+        return make_sequence_classes(n_queries, self.next_per_query, self.n_common, self.common_per_query,
                                      self.distinct_per_class)
 
     @property
@@ -101,23 +143,53 @@ class ScanSnapConfig(Settings):
 
     @property
     def grid(self) -> Grid:
-        """The grid η_Z × η_Y/η_Z × seed."""
-        return Grid({"eta_z": self.eta_z, "eta_ratio": self.eta_ratio, "seed": tuple(range(self.seeds))})
+        """The grid panel (query tokens) × η_Z × η_Y/η_Z × seed."""
+        return Grid({"n_queries": self.panels, "eta_z": self.eta_z, "eta_ratio": self.eta_ratio,
+                     "seed": tuple(range(self.seeds))})
 
 
-def train_scan_snap(config: ScanSnapConfig, seed, eta_y, eta_z) -> dict[str, jax.Array]:
-    """One training run and its measures. Traceable in `seed`, `eta_y`, `eta_z` (vmap over them).
+def attention_entropies(Z: jax.Array, classes: SequenceClasses, counts: jax.Array, query: jax.Array) -> jax.Array:
+    """Every reading of the average attention entropy (`ENTROPIES`, in that order), `(4,)`.
+
+    **Arguments:**
+
+    - `Z`: attention logits `(M, M)`.
+    - `classes`: the sequence classes (their P(l | n) give c_n in the limit).
+    - `counts`, `query`: an evaluation batch of sampled sequences (`SequenceClasses.sample`).
 
     **Returns:**
 
-    `entropy` `(n_save,)` (mean token-attention entropy of the evaluation batch at the save steps),
-    `common_mass` `(n_save,)` (the attention on the common tokens), `losses` `(steps,)` (training
-    loss before every step), `accuracy` (of the evaluation batch at the end).
+    Per definition the entropy of the attention restricted to the token set and renormalised,
+    averaged over the classes (limit) or over the sequences (sampled).
     """
-    classes = config.classes
+    per_token = jax.vmap(token_attention, in_axes=(None, 0, 0))
+    vectors = {"limit": per_token(Z, classes.context, classes.query), "sampled": per_token(Z, counts, query)}
+    distinct = jnp.sum(classes.context > 0, axis=0) == 1
+    tokens = {"distinct": distinct, "context": jnp.any(classes.context > 0, axis=0)}
+    return jnp.stack([jnp.mean(entropy(vectors[vector] * tokens[token_set], axis=-1))
+                      for token_set in TOKEN_SETS for vector in ATTENTION_VECTORS])
+
+
+def train_scan_snap(config: ScanSnapConfig, n_queries: int, seed, eta_y, eta_z) -> dict[str, jax.Array]:
+    """One training run and its measures. Traceable in `seed`, `eta_y`, `eta_z` (vmap over them).
+
+    **Arguments:**
+
+    - `config`: the settings.
+    - `n_queries`: the panel (number of query tokens); static.
+    - `seed`, `eta_y`, `eta_z`: the point.
+
+    **Returns:**
+
+    `entropy` `(n_save, len(ENTROPIES))` (every reading of the attention entropy at the save
+    steps), `common_mass` `(n_save,)` (the attention sampled sequences give the common tokens),
+    `losses` `(steps,)` (training loss before every step), `accuracy` (of the evaluation batch at
+    the end).
+    """
+    classes = config.classes(n_queries)
     vocab = classes.vocab_size
     init_key, data_key, eval_key = jax.random.split(jax.random.key(seed), 3)
-    Y0, Z0 = config.init_scale * jax.random.normal(init_key, (2, vocab, vocab))
+    Y0, Z0 = INITS[config.init](init_key, vocab, config.init_scale)
     model = ScanSnapModel(Y0, Z0, residual=config.residual)
 
     def batch_loss(model, batch):
@@ -125,21 +197,20 @@ def train_scan_snap(config: ScanSnapConfig, seed, eta_y, eta_z) -> dict[str, jax
         logits = jax.vmap(model)(counts, query)
         return optax.softmax_cross_entropy_with_integer_labels(logits, label).mean()
 
-    save_steps = config.save_steps
     saved, losses = train(
         model,
         batch_loss,
         lambda labels: make_optimizer(config.optimizer, labels, eta_y, eta_z),
         steps=config.steps,
-        save_steps=save_steps,
+        save_steps=config.save_steps,
         batches=lambda step: classes.sample(jax.random.fold_in(data_key, step), config.batch, config.length),
     )
     counts, query, label = classes.sample(eval_key, config.eval_batch, config.length)
-    common = jnp.arange(vocab) < config.n_common + config.n_queries * config.common_per_query
+    common = jnp.sum(classes.context > 0, axis=0) > 1
 
     def measure(Z):
         attention = jax.vmap(lambda c, q: token_attention(Z, c, q))(counts, query)
-        return jnp.mean(entropy(attention, axis=-1)), jnp.mean(attention @ common)
+        return attention_entropies(Z, classes, counts, query), jnp.mean(attention @ common)
 
     entropies, common_mass = jax.lax.map(measure, saved["Z"][...])
     final = ScanSnapModel(saved["Y"][...][-1], saved["Z"][...][-1], residual=config.residual)
@@ -149,39 +220,47 @@ def train_scan_snap(config: ScanSnapConfig, seed, eta_y, eta_z) -> dict[str, jax
 
 @dataclasses.dataclass(frozen=True)
 class ScanSnapSweep(SweepTask):
-    """`train_scan_snap` at every point of a grid over `eta_z`, `eta_ratio` (η_Y/η_Z) and `seed`;
-    everything else is fixed by `config`. One static key: the grid is one compile."""
+    """`train_scan_snap` at every point of a grid over the panel (`n_queries`, static: it sets the
+    vocabulary), `eta_z`, `eta_ratio` (η_Y/η_Z) and `seed`; everything else is fixed by `config`.
+    One compile per panel."""
 
     config: ScanSnapConfig = ScanSnapConfig()
 
     @property
     def axes(self) -> dict[str, tuple | None]:
-        return {"eta_z": None, "eta_ratio": None, "seed": None}
+        return {"n_queries": self.config.panels, "eta_z": None, "eta_ratio": None, "seed": None}
 
     @property
     def numeric_names(self) -> tuple[str, ...]:
         return ("eta_z", "eta_y", "seed")
 
     def complete(self, values: dict[str, Any]) -> dict[str, Any]:
+        n_queries = values.get("n_queries", self.config.panels[0])
         eta_z = values.get("eta_z", self.config.eta_z[0])
         eta_ratio = values.get("eta_ratio", self.config.eta_ratio[0])
         seed = values.get("seed", 0)
+        check_choice("n_queries", n_queries, self.config.panels)
         check_positive("eta_z", eta_z)
         check_positive("eta_ratio", eta_ratio)
         check_seed("seed", seed)
-        return {"eta_z": float(eta_z), "eta_ratio": float(eta_ratio), "eta_y": float(eta_ratio * eta_z), "seed": int(seed)}
+        return {"n_queries": int(n_queries), "eta_z": float(eta_z), "eta_ratio": float(eta_ratio),
+                "eta_y": float(eta_ratio * eta_z), "seed": int(seed)}
 
     def static_key(self, point: dict[str, Any]) -> tuple:
-        return ()
+        return (point["n_queries"],)
 
     def point_function(self, key: tuple) -> Callable[[dict[str, jax.Array]], dict[str, jax.Array]]:
+        (n_queries,) = key
+        shown = ENTROPIES.index(self.config.entropy_of)
+
         def one_point(numbers: dict[str, jax.Array]) -> dict[str, jax.Array]:
-            run = train_scan_snap(self.config, numbers["seed"], numbers["eta_y"], numbers["eta_z"])
-            entropy_curve = run["entropy"]
+            run = train_scan_snap(self.config, n_queries, numbers["seed"], numbers["eta_y"], numbers["eta_z"])
+            entropy_curve = run["entropy"][:, shown]
             return {
                 "entropy_initial": entropy_curve[0],
                 "entropy_final": entropy_curve[-1],
                 "entropy_min": jnp.min(entropy_curve),
+                **{_column(name): run["entropy"][-1, index] for index, name in enumerate(ENTROPIES)},
                 "common_mass_initial": run["common_mass"][0],
                 "common_mass_final": run["common_mass"][-1],
                 "loss_initial": run["losses"][0],
@@ -200,30 +279,47 @@ class ScanSnapSweep(SweepTask):
 
 
 def entropy_table(table: dict[str, np.ndarray], config: ScanSnapConfig, value: str = "entropy_final") -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation over seeds of `value`, `(len(eta_z), len(eta_ratio))` each; NaN
-    where every seed of a cell diverged."""
-    mean = np.full((len(config.eta_z), len(config.eta_ratio)), np.nan)
+    """Mean and standard deviation over seeds of `value`, `(len(panels), len(eta_z), len(eta_ratio))`
+    each; NaN where every seed of a cell diverged."""
+    mean = np.full((len(config.panels), len(config.eta_z), len(config.eta_ratio)), np.nan)
     std = np.full_like(mean, np.nan)
-    for i, eta_z in enumerate(config.eta_z):
-        for j, ratio in enumerate(config.eta_ratio):
-            cell = (table["eta_z"] == eta_z) & (table["eta_ratio"] == ratio) & ~table["failed"]
-            if cell.any():
-                mean[i, j], std[i, j] = table[value][cell].mean(), table[value][cell].std()
+    for p, n_queries in enumerate(config.panels):
+        for i, eta_z in enumerate(config.eta_z):
+            for j, ratio in enumerate(config.eta_ratio):
+                cell = ((table["n_queries"] == n_queries) & (table["eta_z"] == eta_z) & (table["eta_ratio"] == ratio)
+                        & ~table["failed"])
+                if cell.any():
+                    mean[p, i, j], std[p, i, j] = table[value][cell].mean(), table[value][cell].std()
     return mean, std
 
 
+def _slopes(mean: np.ndarray, config: ScanSnapConfig) -> np.ndarray:
+    """Least-squares slopes of cell means `(panels, eta_z, eta_ratio)` against log η_Z and log η_Y/η_Z,
+    one intercept per panel: `(slope_eta_z, slope_ratio)`."""
+    panels = mean.shape[0]
+    log_z, log_ratio = np.meshgrid(np.log(config.eta_z), np.log(config.eta_ratio), indexing="ij")
+    design = np.concatenate([np.tile(np.stack([log_z.ravel(), log_ratio.ravel()], axis=1), (panels, 1)),
+                             np.kron(np.eye(panels), np.ones((log_z.size, 1)))], axis=1)
+    known = np.isfinite(mean.ravel())
+    return np.linalg.lstsq(design[known], mean.ravel()[known], rcond=None)[0][:2]
+
+
 def run_scan_snap(config: ScanSnapConfig) -> tuple[dict[str, np.ndarray], dict]:
-    """Trains the whole grid (one compiled call) and tabulates the final attention entropy.
+    """Trains the whole grid (one compiled call per panel) and tabulates the final attention entropy.
 
     **Returns:**
 
     `(data, summary)`. `data`: every column of the sweep table (one row per run), and
-    `entropy_mean`, `entropy_std`, `common_mass_mean` `(len(eta_z), len(eta_ratio))`, and their
-    axes `grid_eta_z`, `grid_eta_ratio`. `summary`: the table as rows `{eta_z, eta_ratio, entropy_final_mean,
-    entropy_final_std, common_mass_final_mean, accuracy_final_mean}`, `entropy_initial_mean`,
+    `entropy_mean`, `entropy_std`, `common_mass_mean` `(len(panels), len(eta_z), len(eta_ratio))`,
+    and their axes `grid_panels`, `grid_eta_z`, `grid_eta_ratio`. `summary`: the table as rows
+    `{n_queries, eta_z, eta_ratio, entropy_final_mean, entropy_final_std, common_mass_final_mean,
+    accuracy_final_mean}`; per panel (`panels`) its numbers of classes and tokens, mean initial entropy,
     `decreasing_in_eta_z` (per ratio: whether the mean final entropy falls at every step up in
-    η_Z), `all_decreasing_in_eta_z`, `entropy_slope_eta_z` and `entropy_slope_ratio` (least-squares
-    slopes of the cell means against log η_Z and log η_Y/η_Z: which rate matters more), `failed`.
+    η_Z), the slopes against log η_Z and log η_Y/η_Z, and `entropy_final_by_definition` (the mean
+    final entropy over the panel's cells in every reading of `ENTROPIES`: what each difference of
+    definition is worth); over every panel `entropy_initial_mean`, `all_decreasing_in_eta_z`,
+    `entropy_slope_eta_z`, `entropy_slope_ratio` (one fit, an intercept per panel: which rate
+    matters more), `failed`.
     """
     task = ScanSnapSweep(config)
     points = len(config.eta_z) * len(config.eta_ratio) * config.seeds
@@ -233,26 +329,42 @@ def run_scan_snap(config: ScanSnapConfig) -> tuple[dict[str, np.ndarray], dict]:
     mean, std = entropy_table(table, config)
     common, _ = entropy_table(table, config, "common_mass_final")
     accuracy, _ = entropy_table(table, config, "accuracy_final")
-    decreasing = [bool(np.all(np.diff(mean[:, j]) < 0)) for j in range(len(config.eta_ratio))]
-    log_z, log_ratio = np.meshgrid(np.log(config.eta_z), np.log(config.eta_ratio), indexing="ij")
-    design = np.stack([log_z.ravel(), log_ratio.ravel(), np.ones(mean.size)], axis=1)
-    known = np.isfinite(mean.ravel())
-    slopes = np.linalg.lstsq(design[known], mean.ravel()[known], rcond=None)[0]
+    by_definition = {name: entropy_table(table, config, _column(name))[0] for name in ENTROPIES}
+    panels = []
+    for p, n_queries in enumerate(config.panels):
+        mine = (table["n_queries"] == n_queries) & ~table["failed"]
+        decreasing = [bool(np.all(np.diff(mean[p, :, j]) < 0)) for j in range(len(config.eta_ratio))]
+        slope_z, slope_ratio = _slopes(mean[p:p + 1], config)
+        classes = config.classes(n_queries)
+        panels.append({
+            "n_queries": n_queries,
+            "n_classes": classes.n_classes,
+            "vocab_size": classes.vocab_size,
+            "entropy_initial_mean": float(np.mean(table["entropy_initial"][mine])),
+            "decreasing_in_eta_z": dict(zip(map(str, config.eta_ratio), decreasing)),
+            "entropy_slope_eta_z": float(slope_z),
+            "entropy_slope_ratio": float(slope_ratio),
+            "entropy_final_by_definition": {name: float(np.nanmean(values[p])) for name, values in by_definition.items()},
+        })
+    slope_z, slope_ratio = _slopes(mean, config)
     rows = [
-        {"eta_z": eta_z, "eta_ratio": ratio, "entropy_final_mean": float(mean[i, j]), "entropy_final_std": float(std[i, j]),
-         "common_mass_final_mean": float(common[i, j]), "accuracy_final_mean": float(accuracy[i, j])}
+        {"n_queries": n_queries, "eta_z": eta_z, "eta_ratio": ratio, "entropy_final_mean": float(mean[p, i, j]),
+         "entropy_final_std": float(std[p, i, j]), "common_mass_final_mean": float(common[p, i, j]),
+         "accuracy_final_mean": float(accuracy[p, i, j])}
+        for p, n_queries in enumerate(config.panels)
         for i, eta_z in enumerate(config.eta_z) for j, ratio in enumerate(config.eta_ratio)
     ]
     data = {name: np.asarray(values) for name, values in table.items()}
-    data.update(entropy_mean=mean, entropy_std=std, common_mass_mean=common,
+    data.update(entropy_mean=mean, entropy_std=std, common_mass_mean=common, grid_panels=np.asarray(config.panels),
                 grid_eta_z=np.asarray(config.eta_z), grid_eta_ratio=np.asarray(config.eta_ratio))
     summary = {
+        "entropy_of": config.entropy_of,
         "table": rows,
+        "panels": panels,
         "entropy_initial_mean": float(np.mean(table["entropy_initial"])),
-        "decreasing_in_eta_z": dict(zip(map(str, config.eta_ratio), decreasing)),
-        "all_decreasing_in_eta_z": all(decreasing),
-        "entropy_slope_eta_z": float(slopes[0]),
-        "entropy_slope_ratio": float(slopes[1]),
+        "all_decreasing_in_eta_z": all(all(panel["decreasing_in_eta_z"].values()) for panel in panels),
+        "entropy_slope_eta_z": float(slope_z),
+        "entropy_slope_ratio": float(slope_ratio),
         "failed": int(table["failed"].sum()),
         "compute_seconds": result.summary["compute_seconds"],
     }
