@@ -30,6 +30,7 @@ RUNS = {
     "fig4": (["reproduce", "fig4"], "fig4.png"),
     "scan-snap": (["reproduce", "scan-snap"], "scan-snap.png"),
     "reach": (["reproduce", "reach"], "reach.png"),
+    "bounce": (["reproduce", "bounce"], "bounce.png"),
     "table1": (["reproduce", "table1"], "table1.png"),
     "wikitext": (["reproduce", "wikitext", "--small", "--set", "train_split=valid", "--set", "valid_split=test"],
                  "wikitext.png"),

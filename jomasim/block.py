@@ -66,5 +66,19 @@ def hidden_loss(hidden: jax.Array, activation: str) -> jax.Array:
 
     The scalar loss; its negative gradient is g_{h_k} h'_k per class (row) and hidden node (column).
     """
-    log_probs = jax.nn.log_softmax(get_activation(activation).fn(hidden), axis=1)
-    return -jnp.mean(jnp.diagonal(log_probs))
+    return output_loss(get_activation(activation).fn(hidden))
+
+
+def output_loss(outputs: jax.Array) -> jax.Array:
+    """The block's loss as a function of its outputs φ(h): mean cross-entropy with label y for row y.
+
+    **Arguments:**
+
+    - `outputs`: `(K, K)`, row y the outputs of class y.
+
+    **Returns:**
+
+    The scalar loss; its negative gradient is the back-propagated gradient g_{h_k} per class and
+    hidden node.
+    """
+    return -jnp.mean(jnp.diagonal(jax.nn.log_softmax(outputs, axis=1)))

@@ -338,6 +338,33 @@ def plot_reach(data: dict, summary: dict, path: Path) -> None:
     _save(figure, path)
 
 
+def plot_bounce(data: dict, summary: dict, path: Path) -> None:
+    """The bounce search: one panel per setting, the attention entropy over training for each
+    activation (seed mean), titled with the verdict's excess rebound (nonlinear − linear).
+
+    **Arguments:**
+
+    - `data`, `summary`: the output of `jomasim.experiments.bounce.run_bounce`.
+    - `path`: the PNG to write.
+    """
+    settings = summary["settings"]
+    columns = min(4, len(settings))
+    rows = -(-len(settings) // columns)
+    figure, axes = _subplots(rows, columns, figsize=(4.6 * columns, 3.3 * rows), squeeze=False)
+    colours = ("black", "tab:red", "tab:green", "tab:blue", "tab:purple", "tab:orange")
+    for index, (axis, name, verdict) in enumerate(zip(axes.flat, settings, summary["verdicts"])):
+        for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], colours):
+            axis.plot(data[f"steps_{index}"], np.nanmean(curves, axis=0), color=colour, label=activation)
+        excess = "—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
+        mark = "bounce" if verdict["bounce"] else ("no dip" if not verdict["sparsified"] else "no bounce")
+        _finish(axis, "step", "attention entropy (nats)" if index % columns == 0 else "",
+                f"{name}\nrebound excess {excess} nats: {mark}")
+        axis.title.set_fontsize(8)
+    for axis in list(axes.flat)[len(settings):]:
+        axis.set_visible(False)
+    _save(figure, path)
+
+
 def plot_fig3(data: dict, summary: dict, path: Path) -> None:
     """Fig. 3: V(0) and V at the end (components 0..3 of v_0 boxed), those components over time
     with the closed form (J18–J19) dotted, and the singular values of V over time.

@@ -14,6 +14,7 @@ flow with step 1) and a member's curves line up with its training whatever its r
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
 import equinox as eqx
@@ -106,10 +107,15 @@ class BlockSetting(Settings):
         joint, y0, _ = build_member(self, numbers)
         return joint, y0
 
+    def objective(self, joint: JointFlow, y0) -> Callable[[JoMABlock], jax.Array]:
+        """What training minimises, as a function of the `JoMABlock`: its loss. Traceable."""
+        return JoMABlock.__call__
+
     def train_and_read(self, joint: JointFlow, y0, numbers: "MemberNumbers", steps: int, save_steps) -> "Readout":
         """The member's model trained from `y0` (`member_start`) for `steps` steps and read at
-        `save_steps`: here the `JoMABlock`, full-batch SGD at the member's rates. Traceable."""
-        trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps)
+        `save_steps`: here the `JoMABlock`, full-batch SGD on `objective` at the member's rates.
+        Traceable."""
+        trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps, self.objective(joint, y0))
         return Readout(trained.W, trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z)), trained.losses,
                        jax.vmap(joint.loss)(trained.W, trained.z))
 
@@ -185,9 +191,16 @@ class BlockTraining(NamedTuple):
     losses: jax.Array
 
 
-def train_member(joint: JointFlow, y0, eta_w, eta_z, steps: int, save_steps) -> BlockTraining:
+def train_member(joint: JointFlow, y0, eta_w, eta_z, steps: int, save_steps,
+                 objective: Callable[[JoMABlock], jax.Array] = JoMABlock.__call__) -> BlockTraining:
     """Full-batch SGD on the `JoMABlock` of `joint` (its data, attention, activation, temperature;
     not its rates) from `y0` with learning rates (η_w, η_z). Traceable.
+
+    **Arguments:**
+
+    - `joint`, `y0`, `eta_w`, `eta_z`, `steps`, `save_steps`: the block, its start, the rates and
+      the steps trained and kept.
+    - `objective`: what is minimised, a function of the block (default its loss).
 
     **Returns:**
 
@@ -197,7 +210,7 @@ def train_member(joint: JointFlow, y0, eta_w, eta_z, steps: int, save_steps) -> 
                       temperature=joint.temperature)
     saved, losses = train(
         model,
-        lambda block, _: block(),
+        lambda block, _: objective(block),
         lambda labels: make_optimizer(OptimizerSpec("sgd"), labels, eta_w, eta_z),
         steps=steps,
         save_steps=save_steps,

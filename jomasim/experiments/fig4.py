@@ -80,8 +80,8 @@ class Fig4Config(Settings):
         return np.sort(np.random.default_rng(self.mu_seed).uniform(1.0, 4.0, self.components))
 
 
-@functools.partial(jax.jit, static_argnames="iterations")
-def discrete_toy(mu: jax.Array, v0: jax.Array, step: float, temperature: float, iterations: int):
+@functools.partial(jax.jit, static_argnames=("iterations", "relax"))
+def discrete_toy(mu: jax.Array, v0: jax.Array, step: float, temperature: float, iterations: int, relax: bool = True):
     """The authors' update (a) in one `lax.scan`.
 
     **Arguments:**
@@ -89,6 +89,8 @@ def discrete_toy(mu: jax.Array, v0: jax.Array, step: float, temperature: float, 
     - `mu`: targets `(n,)`; `v0`: initial state `(n,)`.
     - `step`, `temperature`: Euler step and T.
     - `iterations`: number of updates (static).
+    - `relax`: the nonlinear toy's drive (μ − v) (default); `False` gives its linear counterpart,
+      the constant drive μ (JOMA_MATH §4.4: with linear φ there is no target), static.
 
     **Returns:**
 
@@ -98,7 +100,8 @@ def discrete_toy(mu: jax.Array, v0: jax.Array, step: float, temperature: float, 
 
     def iteration(v, _):
         attention = jax.nn.softmax(v**2 / temperature)
-        return v + step * (mu - v) * attention, (v, entropy(attention))
+        drive = mu - v if relax else mu
+        return v + step * drive * attention, (v, entropy(attention))
 
     _, (vs, entropies) = jax.lax.scan(iteration, v0, length=iterations)
     return vs, entropies

@@ -1,7 +1,7 @@
 """How far JoMA reaches into a real Transformer: `jomasim reproduce reach`, the ladder.
 
 From the JoMA block up to a Transformer as trained in practice, one idealisation dropped per rung
-(`_rungs`, each a full setting of `TransformerCompareConfig`): the block (direct logits, the
+(`ladder`, each a full setting of `TransformerCompareConfig`): the block (direct logits, the
 expectation limit); sampled sequences (L = 64, then 16); learned W_Q, W_K (and once more with the
 flows at the logits' measured rate); learned embeddings; LayerNorm; Adam. Every rung runs
 `compare --model transformer` for a linear and a nonlinear MLP and several seeds, and reports over
@@ -23,7 +23,7 @@ from .compare import run_compare
 from .transformer import TransformerCompareConfig
 
 
-def _rungs(length: int, short: int, norm: str, adam_eta: float) -> tuple[tuple[str, dict], ...]:
+def ladder(length: int, short: int, norm: str, adam_eta: float) -> tuple[tuple[str, dict], ...]:
     """The ladder: a name and the settings of each rung (cumulative after the sampled sequences,
     which continue at `length`). One rung is a diagnosis, not a step up: W_Q, W_K with the flows'
     logits at the rate factor measured at initialisation, which tells a change of time scale from
@@ -76,7 +76,7 @@ class ReachConfig(Settings):
 
     def rungs(self) -> tuple[tuple[str, dict], ...]:
         """The rungs' names and settings."""
-        return _rungs(self.length, self.short_length, self.norm, self.adam_eta)
+        return ladder(self.length, self.short_length, self.norm, self.adam_eta)
 
     def config(self, rung: dict, activation: str) -> TransformerCompareConfig:
         """The comparison of one rung and activation."""

@@ -17,8 +17,9 @@ from typing import Any
 from .._errors import check_choice
 from ..corpus import CORPUS_VARIABLE
 from ..io import environment, run_directory, write_json, write_npz, write_rows_csv, write_text
-from ..plots import plot_fig3, plot_fig4, plot_pretrained, plot_reach, plot_scan_snap, plot_table1, plot_wikitext
+from ..plots import plot_bounce, plot_fig3, plot_fig4, plot_pretrained, plot_reach, plot_scan_snap, plot_table1, plot_wikitext
 from ..report import ReportEntry, index_html
+from .bounce import BounceConfig, run_bounce
 from .fig3 import Fig3Config, run_fig3
 from .fig4 import Fig4Config, run_fig4
 from .pretrained import PretrainedConfig, run_pretrained
@@ -65,7 +66,8 @@ def _missing_checkpoints(named: set[str]) -> str | None:
     return None if "checkpoints" in named else "no checkpoints: give --checkpoints (and --text)"
 
 
-_SEEDS_HELP = "seeds per learning-rate cell (scan-snap, default 10) or per row (table1, default 5)"
+_SEEDS_HELP = ("seeds per learning-rate cell (scan-snap, default 10), per row (table1, default 5) or per setting and "
+               "activation (bounce, default 4)")
 
 REPRODUCTIONS = {
     "fig3": Reproduction(Fig3Config, run_fig3, plot_fig3, "linear activation: the most salient token wins, V low-rank",
@@ -93,6 +95,9 @@ REPRODUCTIONS = {
                                options={"checkpoints": "comma-separated checkpoint folders of one model, in training order",
                                         "text": "a UTF-8 text file to measure the attention on"},
                                missing=_missing_checkpoints),
+    "bounce": Reproduction(BounceConfig, run_bounce, plot_bounce,
+                           "sparse, then dense again: is the rebound larger for nonlinear than for linear MLPs, setting "
+                           "by setting", options={"seeds": _SEEDS_HELP}),
     "reach": Reproduction(ReachConfig, run_reach, plot_reach,
                           "JoMA against a one-layer Transformer, one idealisation dropped per rung: where the theory "
                           "stops describing training"),

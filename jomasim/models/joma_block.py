@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..attention import AbstractAttention, get_attention
-from ..block import block_loss
+from ..block import block_hidden, hidden_loss
 from ..data import TokenData
 
 
@@ -52,10 +52,12 @@ class JoMABlock(nnx.Module):
 
     def __call__(self) -> jax.Array:
         """The full-batch cross-entropy over the K classes."""
-        return block_loss(
-            self.W[...], self.z[...], self.data,
-            attention=self.attention, activation=self.activation, temperature=self.temperature[...],
-        )
+        return hidden_loss(self.hidden(), self.activation)
+
+    def hidden(self) -> jax.Array:
+        """The hidden nodes' pre-activations, one row per class, `(K, K)` (`jomasim.block.block_hidden`)."""
+        return block_hidden(self.W[...], self.z[...], self.data, attention=self.attention,
+                            temperature=self.temperature[...])
 
     def attention_map(self) -> jax.Array:
         """The attention distribution over tokens for every class, `(M_c, K)`."""
