@@ -1,6 +1,9 @@
 """Checkpoint study: tiny random GPT-NeoX and OPT checkpoints built here, saved, and measured; the
 numbers must come from the saved weights (needs the `[pretrained]` extra; skipped without it)."""
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from jomasim.experiments.pretrained import PretrainedConfig, checkpoint_step, ru
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 TOKENS = (3, 17, 5, 9, 21, 2, 40, 11, 8, 30)
 
@@ -79,3 +83,25 @@ def test_bad_inputs_are_named(checkpoints, tmp_path, capsys):
                  "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "cannot load a checkpoint" in error
+
+
+SERIES_WEIGHTS = {"gpt_neox": "gpt_neox.layers.{}.mlp.dense_h_to_4h.weight", "opt": "model.decoder.layers.{}.fc1.weight"}
+
+
+@pytest.mark.parametrize("kind", ["gpt_neox", "opt"])
+def test_a_trained_series_is_read_in_step_order_from_its_saved_weights(kind, tmp_path):
+    script = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "checkpoint_series.py"))
+    ids = np.random.default_rng(0).integers(0, 50, 2000)
+    folders = script["train_series"](kind, ids, 50, tmp_path, layers=2, width=16, heads=2, length=16, batch=4,
+                                     steps=100, save_every=25)
+    assert [folder.name for folder in folders] == ["step0", "step25", "step50", "step75", "step100"]
+    listed = sorted(map(str, folders))  # as a shell lists them: step0, step100, step25, step50, step75
+    data, summary = run_pretrained(PretrainedConfig(checkpoints=tuple(listed), token_ids=TOKENS))
+    np.testing.assert_array_equal(data["steps"], [0, 25, 50, 75, 100])
+    assert summary["checkpoints"] == list(map(str, folders))
+    for row, folder in enumerate(folders):
+        tensors = safetensors_numpy.load_file(str(folder / "model.safetensors"))
+        for layer in range(2):
+            singular = np.linalg.svd(tensors[SERIES_WEIGHTS[kind].format(layer)].astype(float), compute_uv=False)
+            assert data["stable_rank"][row, layer] == pytest.approx(np.sum(singular**2) / singular[0] ** 2, rel=1e-9)
+    assert not np.allclose(data["stable_rank"][0], data["stable_rank"][-1]), "the weights were trained"

@@ -51,7 +51,7 @@ class PretrainedConfig(Settings):
 
     **Fields:**
 
-    - `checkpoints`: checkpoint folders of one model, in training order.
+    - `checkpoints`: checkpoint folders of one model (read in the order of the step in their names).
     - `text`: a UTF-8 text file to measure attention on, tokenised by each checkpoint's tokenizer
       (`None`: `token_ids` are used).
     - `token_ids`: the token ids to measure on when there is no text (e.g. for checkpoints without
@@ -114,13 +114,16 @@ def run_pretrained(config: PretrainedConfig) -> tuple[dict[str, np.ndarray], dic
 
     **Returns:**
 
-    `(data, summary)`. `data`: `steps` (from the folder names, else the position), `entropy` and
-    `stable_rank` `(n_checkpoints, n_layers)`. `summary`: `steps`, and per layer `entropy_min_step`,
-    `stable_rank_min_step` and `stable_rank_v_shape` (the minimum lies strictly inside the series and
-    the last value is above it).
+    `(data, summary)`, the checkpoints in step order (a listing such as `step0, step100, step20`
+    is read as 0, 20, 100). `data`: `steps` (from the folder names, else the position given),
+    `entropy` and `stable_rank` `(n_checkpoints, n_layers)`. `summary`: `steps`, `checkpoints` (the
+    folders in that order), and per layer `entropy_min_step`, `stable_rank_min_step` and
+    `stable_rank_v_shape` (the minimum lies strictly inside the series and the last value is above it).
     """
-    steps = np.asarray([checkpoint_step(folder, index) for index, folder in enumerate(config.checkpoints)])
-    measured = [measure_checkpoint(folder, config) for folder in config.checkpoints]
+    given = np.asarray([checkpoint_step(folder, index) for index, folder in enumerate(config.checkpoints)])
+    order = np.argsort(given, kind="stable")
+    steps, folders = given[order], [config.checkpoints[index] for index in order]
+    measured = [measure_checkpoint(folder, config) for folder in folders]
     if len({len(entropy) for entropy, _ in measured}) != 1:
         raise OutOfRangeError("the checkpoints have different numbers of layers; give checkpoints of one model")
     entropy = np.stack([entropy for entropy, _ in measured])
@@ -129,6 +132,7 @@ def run_pretrained(config: PretrainedConfig) -> tuple[dict[str, np.ndarray], dic
     layers = np.arange(ranks.shape[1])
     summary = {
         "steps": steps.tolist(),
+        "checkpoints": [str(folder) for folder in folders],
         "entropy_min_step": steps[entropy.argmin(axis=0)].tolist(),
         "stable_rank_min_step": steps[lowest].tolist(),
         "stable_rank_v_shape": [bool(0 < low < len(steps) - 1 and ranks[-1, layer] > ranks[low, layer])
