@@ -32,6 +32,7 @@ RUNS = {
     "reach": (["reproduce", "reach"], "reach.png"),
     "bounce": (["reproduce", "bounce"], "bounce.png"),
     "table1": (["reproduce", "table1"], "table1.png"),
+    "table1-control": (["reproduce", "table1", "--paper-sizes", "--set", "steps=1", "--set", "n_classes=20"], "table1.png"),
     "wikitext": (["reproduce", "wikitext", "--small", "--set", "train_split=valid", "--set", "valid_split=test"],
                  "wikitext.png"),
 }

@@ -4,6 +4,7 @@ Figures are `matplotlib.figure.Figure`s drawn on their own canvas, without pyplo
 needed and the user's pyplot backend and open figures are left as they are.
 """
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -427,7 +428,8 @@ def plot_scan_snap(data: dict, summary: dict, path: Path) -> None:
 
 def plot_table1(data: dict, summary: dict, path: Path) -> None:
     """Table 1: best-match correlation of level-0 and level-1 latents per setting (mean ± std over
-    seeds, zero-mean and raw), and the latent tree's co-occurrence against (J26).
+    seeds; zero-mean and raw after training, zero-mean of the untrained network, faded), and the
+    latent tree's co-occurrence against (J26).
 
     **Arguments:**
 
@@ -437,12 +439,14 @@ def plot_table1(data: dict, summary: dict, path: Path) -> None:
     rows = summary["table"]
     figure, axes = _subplots(1, 2, figsize=(15, 4.5), gridspec_kw={"width_ratios": [3, 1]})
     positions = np.arange(len(rows))
-    styles = {("zero_mean", 0): ("tab:blue", "o"), ("zero_mean", 1): ("tab:orange", "o"),
-              ("raw", 0): ("tab:blue", "x"), ("raw", 1): ("tab:orange", "x")}
-    for (kind, level), (colour, marker) in styles.items():
-        axes[0].errorbar(positions + (0.1 if kind == "raw" else -0.1), [row[f"s{level}_{kind}_mean"] for row in rows],
+    # per kind: its offset on the row and marker; per level: its colour
+    kinds = {"zero_mean": (-0.15, "o"), "initial_zero_mean": (0.0, "s"), "raw": (0.15, "x")}
+    colours = {0: "tab:blue", 1: "tab:orange"}
+    for (kind, (offset, marker)), (level, colour) in itertools.product(kinds.items(), colours.items()):
+        axes[0].errorbar(positions + offset, [row[f"s{level}_{kind}_mean"] for row in rows],
                          yerr=[row[f"s{level}_{kind}_std"] for row in rows], color=colour, marker=marker, linestyle="",
-                         capsize=3, label=f"s = {level}, {kind.replace('_', '-')}")
+                         capsize=3, alpha=0.45 if kind.startswith("initial") else 1.0,
+                         label=f"s = {level}, {kind.replace('initial_', 'untrained, ').replace('_', '-')}")
     axes[0].set_xticks(positions, [f"C={r['n_classes']}\nN_ch={r['n_children']}\n({r['n0']},{r['n1']})" for r in rows],
                        fontsize=7)
     _finish(axes[0], "setting", "best-match correlation", "latent ↔ hidden node of the same layer")

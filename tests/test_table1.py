@@ -1,13 +1,17 @@
 """Table 1: the correlation protocol and, on a small setting, the claim that level-0 latents are
 matched by hidden nodes of the first block."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jomasim._errors import OutOfRangeError
 from jomasim.cli import main
-from jomasim.experiments.table1 import Table1Config, best_match_scores, run_table1
+from jomasim.experiments.table1 import VOCAB, Table1Config, best_match_scores, run_table1, train_member
+from jomasim.hierarchy import make_hierarchy, sample_sequences
+from jomasim.models import Transformer
 
 SMALL = dict(n_classes=(20,), n_children=(2,), latents=((10, 20),), seeds=2, steps=100)
 
@@ -43,9 +47,25 @@ def test_first_block_hidden_nodes_match_level_0_latents(small_table):
     assert row["s0_zero_mean_mean"] >= 0.9, row
     assert row["s1_zero_mean_mean"] < row["s0_zero_mean_mean"], "the higher level is matched less well"
     assert row["accuracy_mean"] > 0.8 and row["loss_final_mean"] < 0.5 * data["loss_0"][:, 0].mean()
-    assert data["scores_0"].shape == (2, 4)
+    assert data["scores_0"].shape == (2, 8)
     lines = summary["layout"].splitlines()
     assert len(lines) == 3 and lines[2].split()[0] == "20"
+
+
+def test_control_is_the_untrained_network_measured_the_same_way():
+    config = Table1Config(**{**SMALL, "seeds": 1, "steps": 1})
+    setting = config.settings[0]
+    hierarchy = make_hierarchy(0, setting.n0, setting.n1, setting.n_classes, setting.n_children, VOCAB)
+    measures = train_member(config, setting, 0, hierarchy)
+    init_key, _, test_key = jax.random.split(jax.random.key(0), 3)
+    untrained = Transformer(config.transformer(setting.n_classes), nnx.Rngs(init_key))
+    tokens, _, levels = sample_sequences(hierarchy, test_key, config.test_batch, config.length)
+    pooled = jnp.max(jax.vmap(untrained)(tokens)[1]["hidden"], axis=2)
+    for level, latents in enumerate(levels):
+        zero_mean, raw, _ = best_match_scores(latents, pooled[:, level])
+        np.testing.assert_allclose(measures[f"initial_zero_mean_{level}"], zero_mean, rtol=1e-5)
+        np.testing.assert_allclose(measures[f"initial_raw_{level}"], raw, rtol=1e-5)
+    assert not np.allclose(measures["zero_mean_0"], measures["initial_zero_mean_0"]), "one Adam step moves it"
 
 
 def test_cooccurrence_check_matches_theorem_5(small_table):

@@ -22,10 +22,11 @@ import optax
 from flax import nnx
 
 from .._errors import OutOfRangeError, check_integer, check_positive
-from .._settings import Settings
+from .._settings import Settings, setting
 from ..hierarchy import Hierarchy, check_hierarchy_sizes, make_hierarchy, sample_sequences, tree_cooccurrence
 from ..metrics import normalized_correlation
 from ..models import Transformer, TransformerConfig
+from ..models.transformer import INITIALISATIONS
 from ..theory import stack
 from ..train import OptimizerSpec, make_optimizer, train, with_params
 
@@ -58,6 +59,8 @@ class Table1Config(Settings):
     - `length`: sequence length L.
     - `rho`: 1 for the authors' deterministic generator; < 1 for the noisy channel (J25).
     - `test_batch`: samples of the correlation test batch.
+    - `init`: the Transformer's initialisation (`jomasim.models.transformer.INITIALISATIONS`):
+      `torch`, PyTorch's defaults as the authors' code gets them, or `flax`.
     """
 
     n_classes: tuple[int, ...] = (20, 30, 50)
@@ -74,6 +77,7 @@ class Table1Config(Settings):
     length: int = 30
     rho: float = 1.0
     test_batch: int = 1280
+    init: str = setting("torch", "the Transformer's initialisation", choices=INITIALISATIONS)
 
     @classmethod
     def paper_sizes(cls, **fields) -> "Table1Config":
@@ -91,11 +95,11 @@ class Table1Config(Settings):
             raise OutOfRangeError(f"weight_decay={self.weight_decay!r} is not allowed; it must be >= 0")
         if not 0.0 < self.rho <= 1.0:
             raise OutOfRangeError(f"rho={self.rho!r} is not allowed; it must lie in (0, 1]")
-        for setting in self.settings:
-            check_hierarchy_sizes(setting.n0, setting.n1, setting.n_classes, setting.n_children, VOCAB)
-            if setting.n_children ** 3 > self.length:
-                raise OutOfRangeError(f"length={self.length} is too short for n_children={setting.n_children}: a class "
-                                      f"activates up to {setting.n_children ** 3} tokens")
+        for row in self.settings:
+            check_hierarchy_sizes(row.n0, row.n1, row.n_classes, row.n_children, VOCAB)
+            if row.n_children ** 3 > self.length:
+                raise OutOfRangeError(f"length={self.length} is too short for n_children={row.n_children}: a class "
+                                      f"activates up to {row.n_children ** 3} tokens")
 
     @property
     def settings(self) -> list[Table1Setting]:
@@ -107,7 +111,7 @@ class Table1Config(Settings):
         """The model of a row with `n_classes` outputs."""
         return TransformerConfig(vocab_size=VOCAB, n_outputs=n_classes, d_model=self.d_model, n_layers=self.n_layers,
                                  n_heads=1, d_hidden=self.d_hidden, max_len=self.length, post_ln=True,
-                                 positional=False, causal=True, out_projection=False)
+                                 positional=False, causal=True, out_projection=False, init=self.init)
 
 
 def best_match_scores(latents: jax.Array, hidden: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -134,15 +138,30 @@ def best_match_scores(latents: jax.Array, hidden: jax.Array) -> tuple[jax.Array,
 
 
 def train_member(config: Table1Config, setting: Table1Setting, seed, hierarchy: Hierarchy) -> dict[str, jax.Array]:
-    """Trains one seed's Transformer and measures it. Traceable in `seed` and `hierarchy`.
+    """Trains one seed's Transformer and measures it, and the same network at initialisation (the
+    control: how much of the match the untrained network's random features already give).
+    Traceable in `seed` and `hierarchy`.
 
     **Returns:**
 
     `losses` `(steps,)`; `accuracy` on the test batch; per level s = 0, 1: `zero_mean_s`, `raw_s`
-    (best match per latent, `(N_s,)`) and `varies_s`.
+    (best match per latent, `(N_s,)`), the same at initialisation `initial_zero_mean_s`,
+    `initial_raw_s`, and `varies_s`.
     """
     init_key, data_key, test_key = jax.random.split(jax.random.key(seed), 3)
     model = Transformer(config.transformer(setting.n_classes), nnx.Rngs(init_key))
+    tokens, labels, levels = sample_sequences(hierarchy, test_key, config.test_batch, config.length, config.rho)
+
+    def match(network, prefix: str = "") -> tuple[dict[str, jax.Array], jax.Array]:
+        logits, inside = jax.vmap(network)(tokens)
+        pooled = jnp.max(inside["hidden"], axis=2)  # (B, n_layers, d_hidden): max over positions
+        scores = {}
+        for level, latents in enumerate(levels):
+            zero_mean, raw, varies = best_match_scores(latents, pooled[:, level])
+            scores.update({f"{prefix}zero_mean_{level}": zero_mean, f"{prefix}raw_{level}": raw, f"varies_{level}": varies})
+        return scores, logits
+
+    initial, _ = match(model, "initial_")
 
     def batch_loss(model, batch):
         tokens, labels = batch
@@ -156,16 +175,13 @@ def train_member(config: Table1Config, setting: Table1Setting, seed, hierarchy: 
                           lambda labels: make_optimizer(OptimizerSpec("adam"), labels, config.lr, config.lr,
                                                         config.weight_decay),
                           steps=config.steps, save_steps=np.array([config.steps]), batches=batches)
-    trained = with_params(model, jax.tree_util.tree_map(lambda leaf: leaf[-1], saved))
-    tokens, labels, levels = sample_sequences(hierarchy, test_key, config.test_batch, config.length, config.rho)
-    logits, inside = jax.vmap(trained)(tokens)
-    pooled = jnp.max(inside["hidden"], axis=2)  # (B, n_layers, d_hidden): max over positions
-    measures = {"losses": losses, "accuracy": jnp.mean(jnp.argmax(logits[:, -1], axis=-1) == labels)}
-    for level, latents in enumerate(levels):
-        zero_mean, raw, varies = best_match_scores(latents, pooled[:, level])
-        measures.update({f"zero_mean_{level}": zero_mean, f"raw_{level}": raw, f"varies_{level}": varies})
-    return measures
+    trained, logits = match(with_params(model, jax.tree_util.tree_map(lambda leaf: leaf[-1], saved)))
+    return {"losses": losses, "accuracy": jnp.mean(jnp.argmax(logits[:, -1], axis=-1) == labels), **initial, **trained}
 
+
+KINDS = ("zero_mean", "raw", "initial_zero_mean", "initial_raw")
+"""The correlations recorded per level: zero-mean (Pearson) and raw (cosine), after training and at
+initialisation."""
 
 COOCCURRENCE = {"depth": 5, "rho": 0.8, "root_on": 0.7, "samples": 200_000}
 """The binary latent tree of the Monte-Carlo co-occurrence check (J26)."""
@@ -206,20 +222,22 @@ def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
 
     **Returns:**
 
-    `(data, summary)`. `data`: per row (index r) `scores_r` `(seeds, 4)` (s = 0, 1 zero-mean, then
-    raw), `accuracy_r`, `loss_r` (the training loss of every step, `(seeds, steps)`), and the
-    co-occurrence check `cooccurrence_height`, `cooccurrence_estimate`, `cooccurrence_exact`.
+    `(data, summary)`. `data`: per row (index r) `scores_r` `(seeds, 8)` (s = 0, 1 for each of
+    `KINDS` in turn), `accuracy_r`, `loss_r` (the training loss of every step, `(seeds, steps)`),
+    and the co-occurrence check `cooccurrence_height`, `cooccurrence_estimate`, `cooccurrence_exact`.
     `summary`: `table` (one dict per row: the setting, `s0_zero_mean_mean`, `..._std`, the same
-    for `s1` and for `raw`, `accuracy_mean`, `loss_final_mean`), `layout` (the zero-mean table as
-    the paper prints it), `cooccurrence` (`{height: {estimate, exact}}`) and `cooccurrence_max_error`.
+    for `s1` and for every kind, e.g. `s0_initial_zero_mean_mean` at initialisation,
+    `accuracy_mean`, `loss_final_mean`), the row means of each as one list (`s0_zero_mean_rows`,
+    ...), `layout` (the zero-mean table as the paper prints it),
+    `cooccurrence` (`{height: {estimate, exact}}`) and `cooccurrence_max_error`.
     """
     data, rows = {}, []
-    for index, setting in enumerate(config.settings):
-        measures = _train_row(config, setting)
-        scores = np.stack([_level_score(measures, kind, level) for kind in ("zero_mean", "raw") for level in (0, 1)], axis=1)
+    for index, cell in enumerate(config.settings):
+        measures = _train_row(config, cell)
+        scores = np.stack([_level_score(measures, kind, level) for kind in KINDS for level in (0, 1)], axis=1)
         data.update({f"scores_{index}": scores, f"accuracy_{index}": measures["accuracy"], f"loss_{index}": measures["losses"]})
-        row = dataclasses.asdict(setting)
-        for column, (kind, level) in enumerate(itertools.product(("zero_mean", "raw"), (0, 1))):
+        row = dataclasses.asdict(cell)
+        for column, (kind, level) in enumerate(itertools.product(KINDS, (0, 1))):
             row[f"s{level}_{kind}_mean"] = float(np.nanmean(scores[:, column]))
             row[f"s{level}_{kind}_std"] = float(np.nanstd(scores[:, column]))
         row.update(accuracy_mean=float(measures["accuracy"].mean()), loss_final_mean=float(measures["losses"][:, -1].mean()))
@@ -231,6 +249,7 @@ def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
                 cooccurrence_exact=np.asarray([cooccurrence[h][1] for h in heights]))
     summary = {
         "table": rows,
+        **{f"s{level}_{kind}_rows": [row[f"s{level}_{kind}_mean"] for row in rows] for kind in KINDS for level in (0, 1)},
         "layout": _layout(rows, config, "zero_mean"),
         "cooccurrence": {str(h): {"estimate": cooccurrence[h][0], "exact": cooccurrence[h][1]} for h in heights},
         "cooccurrence_max_error": float(np.max(np.abs(data["cooccurrence_estimate"] - data["cooccurrence_exact"]))),

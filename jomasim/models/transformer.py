@@ -3,12 +3,13 @@ activations (for attention entropy and latent/hidden correlation)."""
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .._errors import OutOfRangeError, ShapeMismatchError
+from .._errors import OutOfRangeError, ShapeMismatchError, check_choice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,10 @@ class TransformerConfig:
     - `out_projection`: an output projection after attention (the WikiText reference has one,
       the hierarchical-data reference does not).
     - `embedding_scale`: multiply embeddings by √d_model (the WikiText reference does).
+    - `init`: the initialisation (`INITIALISATIONS`): `flax`, Flax's defaults (embeddings
+      N(0, 1/d_model), kernels LeCun normal, zero biases), or `torch`, PyTorch's defaults for
+      `nn.Embedding` and `nn.Linear` (embeddings N(0, 1), kernels and biases U(±1/√fan_in)), as
+      the reference code gets them.
     """
 
     vocab_size: int
@@ -41,13 +46,45 @@ class TransformerConfig:
     causal: bool = True
     out_projection: bool = True
     embedding_scale: bool = False
+    init: str = "flax"
 
     def __post_init__(self):
+        check_choice("init", self.init, INITIALISATIONS)
         for name in ("vocab_size", "n_outputs", "d_model", "n_layers", "n_heads", "d_hidden", "max_len"):
             if getattr(self, name) < 1:
                 raise OutOfRangeError(f"{name}={getattr(self, name)!r} is not allowed; it must be >= 1")
         if self.d_model % self.n_heads:
             raise OutOfRangeError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Initialisation:
+    """How a `Transformer`'s parameters are drawn: `embedding`, the embedding table's initialiser, and
+    `linear(fan_in)`, the keyword arguments (`kernel_init`, `bias_init`) of a linear layer."""
+
+    embedding: Callable
+    bias: Callable[[int], Callable] | None = None
+    kernel: Callable = nnx.initializers.lecun_normal()
+
+    def linear(self, fan_in: int) -> dict:
+        """`nnx.Linear`'s initialisers for a layer with `fan_in` inputs."""
+        bias = nnx.initializers.zeros_init() if self.bias is None else self.bias(fan_in)
+        return {"kernel_init": self.kernel, "bias_init": bias}
+
+
+def _uniform_bias(fan_in: int) -> Callable:
+    """PyTorch's `nn.Linear` bias: U(−1/√fan_in, 1/√fan_in)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+INITIALISATIONS = {
+    "flax": Initialisation(nnx.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)),
+    # Kaiming uniform with a = √5 is U(±1/√fan_in): variance 1/(3 fan_in)
+    "torch": Initialisation(nnx.initializers.normal(1.0), _uniform_bias,
+                            nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")),
+}
+"""The initialisations a `Transformer` offers, by name."""
 
 
 def sinusoidal_positions(length: int, d_model: int) -> jax.Array:
@@ -64,10 +101,11 @@ class SelfAttention(nnx.Module):
 
     def __init__(self, config: TransformerConfig, rngs: nnx.Rngs):
         d = config.d_model
-        self.query = nnx.Linear(d, d, use_bias=False, rngs=rngs)
-        self.key = nnx.Linear(d, d, use_bias=False, rngs=rngs)
-        self.value = nnx.Linear(d, d, use_bias=False, rngs=rngs)
-        self.out = nnx.Linear(d, d, rngs=rngs) if config.out_projection else None
+        init = INITIALISATIONS[config.init].linear(d)
+        self.query = nnx.Linear(d, d, use_bias=False, rngs=rngs, **init)
+        self.key = nnx.Linear(d, d, use_bias=False, rngs=rngs, **init)
+        self.value = nnx.Linear(d, d, use_bias=False, rngs=rngs, **init)
+        self.out = nnx.Linear(d, d, rngs=rngs, **init) if config.out_projection else None
         self.n_heads = config.n_heads
         self.causal = config.causal
 
@@ -91,8 +129,9 @@ class Block(nnx.Module):
         self.attention = SelfAttention(config, rngs)
         self.norm1 = nnx.LayerNorm(config.d_model, rngs=rngs)
         self.norm2 = nnx.LayerNorm(config.d_model, rngs=rngs)
-        self.up = nnx.Linear(config.d_model, config.d_hidden, rngs=rngs)
-        self.down = nnx.Linear(config.d_hidden, config.d_model, rngs=rngs)
+        init = INITIALISATIONS[config.init]
+        self.up = nnx.Linear(config.d_model, config.d_hidden, rngs=rngs, **init.linear(config.d_model))
+        self.down = nnx.Linear(config.d_hidden, config.d_model, rngs=rngs, **init.linear(config.d_hidden))
         self.post_ln = config.post_ln
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -121,9 +160,10 @@ class Transformer(nnx.Module):
         - `rngs`: `nnx.Rngs` for the initialisation.
         """
         self.config = config
-        self.embed = nnx.Embed(config.vocab_size, config.d_model, rngs=rngs)
+        init = INITIALISATIONS[config.init]
+        self.embed = nnx.Embed(config.vocab_size, config.d_model, embedding_init=init.embedding, rngs=rngs)
         self.blocks = nnx.List([Block(config, rngs) for _ in range(config.n_layers)])
-        self.head = nnx.Linear(config.d_model, config.n_outputs, rngs=rngs)
+        self.head = nnx.Linear(config.d_model, config.n_outputs, rngs=rngs, **init.linear(config.d_model))
 
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Runs one sequence.
