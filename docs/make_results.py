@@ -6,7 +6,8 @@ after a change that moves the numbers:
 
     python docs/make_results.py                      # everything (about 25 min on 2 CPU cores)
     python docs/make_results.py compare fig4         # some of them
-    python docs/make_results.py --corpus DIR         # with the WikiText reproduction (--small)
+    python docs/make_results.py --corpus DIR         # with the WikiText reproduction (--small) and the
+                                                     # checkpoint series (the [pretrained] extra)
 
 Each run goes through the `jomasim` command, as a user would run it, into a scratch folder; its
 `summary.json`, `config.json`, figure and table are copied into `docs/results/NAME/` (not its
@@ -38,6 +39,11 @@ RUNS = {
 }
 """Each documented run: its `jomasim` arguments and its figure. `compare` is also fitted (`fit`)."""
 
+SERIES = ("--layers", "4", "--width", "128", "--heads", "4", "--length", "64", "--batch", "16", "--steps", "3000",
+          "--save-every", "150")
+"""The sizes of the checkpoint series (`examples/checkpoint_series.py`) the pretrained page shows;
+each layout's study goes to `docs/results/pretrained-KIND/` (needs the `[pretrained]` extra)."""
+
 KEPT = ("summary.json", "config.json", "fit.json", "fit.png")
 
 
@@ -61,21 +67,40 @@ def _run(name: str, arguments: list[str], figure: str, scratch: Path) -> None:
             shutil.copy(path, target / path.name)
 
 
+def _series(corpus: str, scratch: Path) -> None:
+    """Trains the checkpoint series and copies each layout's study."""
+    script = Path(__file__).parent.parent / "examples" / "checkpoint_series.py"
+    print("$ python examples/checkpoint_series.py " + " ".join(SERIES), flush=True)
+    subprocess.run([sys.executable, str(script), "--corpus", corpus, "--out", str(scratch / "series"), *SERIES], check=True)
+    for study in sorted((scratch / "series").glob("*/reproduce-pretrained")):
+        target = RESULTS / f"pretrained-{study.parent.name}"
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for kept in ("summary.json", "config.json", "pretrained.png"):
+            shutil.copy(study / kept, target / kept)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"the runs to regenerate, of {', '.join(RUNS)} (default: all)")
-    parser.add_argument("--corpus", default=None, help="a folder in the WikiText layout (without it, no wikitext)")
+    parser.add_argument("--corpus", default=None, help="a folder in the WikiText layout (without it, no wikitext and no "
+                        "checkpoint series)")
     args = parser.parse_args()
-    unknown = sorted(set(args.names) - set(RUNS))
+    known = (*RUNS, "pretrained-series")
+    unknown = sorted(set(args.names) - set(known))
     if unknown:
-        parser.error(f"unknown runs {unknown}; choose from {', '.join(RUNS)}")
-    names = args.names or [name for name in RUNS if name != "wikitext" or args.corpus]
+        parser.error(f"unknown runs {unknown}; choose from {', '.join(known)}")
+    names = args.names or [name for name in known if name not in ("wikitext", "pretrained-series") or args.corpus]
+    if args.corpus is None and {"wikitext", "pretrained-series"} & set(names):
+        parser.error("wikitext and pretrained-series need --corpus DIR")
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
+            if name == "pretrained-series":
+                _series(args.corpus, Path(scratch))
+                continue
             arguments, figure = RUNS[name]
             if name == "wikitext":
-                if args.corpus is None:
-                    parser.error("wikitext needs --corpus DIR")
                 arguments = [*arguments, "--corpus", args.corpus]
             _run(name, arguments, figure, Path(scratch))
 

@@ -11,7 +11,7 @@ Needs the `[pretrained]` extra (`pip install -e ".[pretrained]"`). Without argum
 tiny series in a scratch folder (what `.ci/run` checks); the sizes the README reports:
 
     python examples/checkpoint_series.py --corpus DIR --out runs/checkpoint-series \\
-        --layers 4 --width 128 --steps 3000 --save-every 150
+        --layers 4 --width 128 --heads 4 --length 64 --batch 16 --steps 3000 --save-every 150
 """
 
 import argparse
@@ -35,6 +35,7 @@ def make_model(kind: str, vocab_size: int, layers: int, width: int, heads: int, 
     import torch
     import transformers
 
+    transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(seed)
     sizes = dict(vocab_size=vocab_size, hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
                  max_position_embeddings=length)

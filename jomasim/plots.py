@@ -27,6 +27,17 @@ def _subplots(*grid, **options):
     return figure, figure.subplots(*grid, **options)
 
 
+def _panel_grid(count: int, width: float, height: float) -> tuple[Figure, list]:
+    """A figure of `count` panels of `width` × `height` inches, four to a row, the unused places of
+    the last row left empty; returns the figure and its `count` axes."""
+    columns = min(4, count)
+    rows = -(-count // columns)
+    figure, axes = _subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    for axis in list(axes.flat)[count:]:
+        axis.set_visible(False)
+    return figure, list(axes.flat)[:count]
+
+
 def _save(figure: Figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -349,20 +360,16 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     settings = summary["settings"]
-    columns = min(4, len(settings))
-    rows = -(-len(settings) // columns)
-    figure, axes = _subplots(rows, columns, figsize=(4.6 * columns, 3.3 * rows), squeeze=False)
+    figure, axes = _panel_grid(len(settings), 4.6, 3.3)
     colours = ("black", "tab:red", "tab:green", "tab:blue", "tab:purple", "tab:orange")
-    for index, (axis, name, verdict) in enumerate(zip(axes.flat, settings, summary["verdicts"])):
+    for index, (axis, name, verdict) in enumerate(zip(axes, settings, summary["verdicts"])):
         for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], colours):
             axis.plot(data[f"steps_{index}"], np.nanmean(curves, axis=0), color=colour, label=activation)
         excess = "—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
         mark = "bounce" if verdict["bounce"] else ("no dip" if not verdict["sparsified"] else "no bounce")
-        _finish(axis, "step", "attention entropy (nats)" if index % columns == 0 else "",
+        _finish(axis, "step", "attention entropy (nats)" if axis.get_subplotspec().is_first_col() else "",
                 f"{name}\nrebound excess {excess} nats: {mark}")
         axis.title.set_fontsize(8)
-    for axis in list(axes.flat)[len(settings):]:
-        axis.set_visible(False)
     _save(figure, path)
 
 
@@ -466,10 +473,8 @@ def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     runs = summary["runs"]
-    columns = min(4, len(runs))
-    rows = -(-len(runs) // columns)
-    figure, axes = _subplots(rows, columns, figsize=(4.5 * columns, 3.6 * rows), squeeze=False)
-    for index, (axis, run) in enumerate(zip(axes.flat, runs)):
+    figure, axes = _panel_grid(len(runs), 4.5, 3.6)
+    for index, (axis, run) in enumerate(zip(axes, runs)):
         entropy = data[f"entropy_{index}"].mean(axis=0)
         colours = colormaps["rainbow"](np.linspace(0.0, 1.0, run["depth"]))
         for layer, colour in enumerate(colours):
@@ -479,8 +484,6 @@ def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
         axis.set_ylabel("attention entropy (nats)")
         if run["depth"] <= 5:
             axis.legend(fontsize=7)
-    for axis in list(axes.flat)[len(runs):]:
-        axis.set_visible(False)
     _save(figure, path)
 
 

@@ -56,6 +56,7 @@ def test_stable_rank_and_entropy_come_from_the_saved_weights(checkpoints):
     np.testing.assert_array_equal(data["steps"], [0, 1000, 2000])
     np.testing.assert_allclose(data["stable_rank"][:, 0], known, rtol=1e-6)  # 15/9, 1, 13/9
     assert summary["stable_rank_min_step"][0] == 1000 and summary["stable_rank_v_shape"][0]
+    assert summary["stable_rank_rebound"][0] == pytest.approx(known[2] - known[1], rel=1e-6)
     for row, folder in enumerate(folders):
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
         with torch.no_grad():

@@ -118,7 +118,8 @@ def run_pretrained(config: PretrainedConfig) -> tuple[dict[str, np.ndarray], dic
     is read as 0, 20, 100). `data`: `steps` (from the folder names, else the position given),
     `entropy` and `stable_rank` `(n_checkpoints, n_layers)`. `summary`: `steps`, `checkpoints` (the
     folders in that order), and per layer `entropy_min_step`, `stable_rank_min_step` and
-    `stable_rank_v_shape` (the minimum lies strictly inside the series and the last value is above it).
+    `stable_rank_v_shape` (the minimum lies strictly inside the series and the last value is above it),
+    and how far each rose again by the end, `stable_rank_rebound` and `entropy_rebound` (last − minimum).
     """
     given = np.asarray([checkpoint_step(folder, index) for index, folder in enumerate(config.checkpoints)])
     order = np.argsort(given, kind="stable")
@@ -137,5 +138,7 @@ def run_pretrained(config: PretrainedConfig) -> tuple[dict[str, np.ndarray], dic
         "stable_rank_min_step": steps[lowest].tolist(),
         "stable_rank_v_shape": [bool(0 < low < len(steps) - 1 and ranks[-1, layer] > ranks[low, layer])
                                 for layer, low in zip(layers, lowest)],
+        "stable_rank_rebound": (ranks[-1] - ranks.min(axis=0)).tolist(),
+        "entropy_rebound": (entropy[-1] - entropy.min(axis=0)).tolist(),
     }
     return {"steps": steps, "entropy": entropy, "stable_rank": ranks}, summary
