@@ -188,21 +188,21 @@ def test_killed_sweep_resumes_without_recomputing(kill, reference, grid_file, tm
     _assert_same_table(result.table, expected.table)
 
 
-KILL_CYCLES = 20
+KILL_TARGETS = ("chunk-00000", "chunk-00000", *(f"chunk-{number:05d}" for number in range(1, 8)), "points.", "points.")
+"""Where each killed sweep dies: in the write of each of the eight chunks (twice in the first, so a
+sweep also meets the leftover of a write killed at the same place), then twice in the merged table."""
 
 
 @pytest.mark.slow
 def test_kills_while_writing_chunks_and_the_table_are_survived(reference, grid_file, tmp_path):
-    """20 sweeps killed (SIGKILL) in the middle of a write, each paused by the test hook after its
-    temporary file is written and before the rename: twice while writing each of the eight chunks,
-    then four times while writing the merged table. The final run's table equals an uninterrupted
-    run's in every row, and no kill left a file that looks written."""
+    """Sweeps killed (SIGKILL) in the middle of a write (`KILL_TARGETS`), each paused by the test
+    hook after its temporary file is written and before the rename. The final run's table equals an
+    uninterrupted run's in every row, and no kill left a file that looks written."""
     grid, expected = reference
     folder = tmp_path / "faults"
     marker = tmp_path / "paused"
     arguments = ("sweep", "--grid", grid_file, "--out", tmp_path, "--name", "faults", "--chunk-size", 1)
-    for cycle in range(KILL_CYCLES):
-        target = f"chunk-{cycle // 2:05d}" if cycle < 16 else "points."
+    for cycle, target in enumerate(KILL_TARGETS):
         marker.unlink(missing_ok=True)
         process = _jomasim(*arguments, env={PAUSE_VARIABLE: f"{target}:{marker}"})
         deadline = time.monotonic() + 240

@@ -9,7 +9,7 @@ from flax import nnx
 
 from jomasim._errors import OutOfRangeError
 from jomasim.cli import main
-from jomasim.experiments.table1 import VOCAB, Table1Config, best_match_scores, run_table1, train_member
+from jomasim.experiments.table1 import VOCAB, Table1Config, best_match_scores, run_table1
 from jomasim.hierarchy import make_hierarchy, sample_sequences
 from jomasim.models import Transformer
 
@@ -52,20 +52,23 @@ def test_first_block_hidden_nodes_match_level_0_latents(small_table):
     assert len(lines) == 3 and lines[2].split()[0] == "20"
 
 
-def test_control_is_the_untrained_network_measured_the_same_way():
-    config = Table1Config(**{**SMALL, "seeds": 1, "steps": 1})
+def test_control_is_the_untrained_network_measured_the_same_way(small_table):
+    data, summary = small_table
+    config = Table1Config(**SMALL)
     setting = config.settings[0]
-    hierarchy = make_hierarchy(0, setting.n0, setting.n1, setting.n_classes, setting.n_children, VOCAB)
-    measures = train_member(config, setting, 0, hierarchy)
-    init_key, _, test_key = jax.random.split(jax.random.key(0), 3)
+    hierarchy = make_hierarchy(1, setting.n0, setting.n1, setting.n_classes, setting.n_children, VOCAB)
+    init_key, _, test_key = jax.random.split(jax.random.key(1), 3)
     untrained = Transformer(config.transformer(setting.n_classes), nnx.Rngs(init_key))
     tokens, _, levels = sample_sequences(hierarchy, test_key, config.test_batch, config.length)
     pooled = jnp.max(jax.vmap(untrained)(tokens)[1]["hidden"], axis=2)
+    # scores_0's columns: s = 0, 1 for zero-mean, raw, then the untrained zero-mean and raw (KINDS)
     for level, latents in enumerate(levels):
-        zero_mean, raw, _ = best_match_scores(latents, pooled[:, level])
-        np.testing.assert_allclose(measures[f"initial_zero_mean_{level}"], zero_mean, rtol=1e-5)
-        np.testing.assert_allclose(measures[f"initial_raw_{level}"], raw, rtol=1e-5)
-    assert not np.allclose(measures["zero_mean_0"], measures["initial_zero_mean_0"]), "one Adam step moves it"
+        zero_mean, raw, varies = best_match_scores(latents, pooled[:, level])
+        expected = [np.mean(np.asarray(values)[np.asarray(varies)]) for values in (zero_mean, raw)]
+        np.testing.assert_allclose(data["scores_0"][1, [4 + level, 6 + level]], expected, rtol=1e-5)
+    assert not np.allclose(data["scores_0"][:, 0], data["scores_0"][:, 4]), "training moves it"
+    row = summary["table"][0]
+    assert summary["s0_initial_zero_mean_rows"] == [row["s0_initial_zero_mean_mean"]]
 
 
 def test_cooccurrence_check_matches_theorem_5(small_table):
