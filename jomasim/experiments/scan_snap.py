@@ -7,8 +7,9 @@ with SGD + momentum 0.9 and separate optimisers for Y (rate η_Y) and Z (rate η
 fresh sequences every step. Scan&Snap's Fig. 6 has one panel per number of query ("last") tokens,
 each with twice as many next tokens. At every point of the grid panel × η_Z × η_Y/η_Z × seed the
 run records the average entropy of the attention vector c_n over training: Scan&Snap's c_n is the
-long-sequence limit, c_n[l] ∝ P(l | n) e^{Z[m, l]} for class n with query m, and Fig. 6 averages
-its entropy on the distinct tokens (those of one class only). The other readings (every contextual
+long-sequence limit, c_n[l] ∝ P(l | n) e^{Z[m, l]} for class n with query m, and its entropy is
+read on the distinct tokens (those of one class only), as Scan&Snap studies c_n (the authors'
+script for Fig. 6's numbers is not published). The other readings (every contextual
 token; the attention of sampled sequences summed per token id) are recorded beside it, so the
 size of each difference is measured. Each panel is one compiled, vmapped call.
 """
