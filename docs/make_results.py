@@ -57,12 +57,17 @@ def _run(name: str, arguments: list[str], figure: str, scratch: Path) -> None:
     folder = scratch / (name if arguments[0] != "reproduce" else f"reproduce-{arguments[1]}")
     if name == "compare":
         subprocess.run([sys.executable, "-m", "jomasim.cli", "fit", str(folder)], check=True)
+    _store(name, [folder / figure, *folder.glob("*_table.csv"), *(folder / kept for kept in KEPT),
+                  *(folder / "fit" / kept for kept in KEPT)])
+
+
+def _store(name: str, paths) -> None:
+    """Replaces `docs/results/NAME/` by the files of `paths` that exist."""
     target = RESULTS / name
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    for path in [folder / figure, *folder.glob("*_table.csv"), *(folder / kept for kept in KEPT),
-                 *(folder / "fit" / kept for kept in KEPT)]:
+    for path in paths:
         if path.exists():
             shutil.copy(path, target / path.name)
 
@@ -73,12 +78,7 @@ def _series(corpus: str, scratch: Path) -> None:
     print("$ python examples/checkpoint_series.py " + " ".join(SERIES), flush=True)
     subprocess.run([sys.executable, str(script), "--corpus", corpus, "--out", str(scratch / "series"), *SERIES], check=True)
     for study in sorted((scratch / "series").glob("*/reproduce-pretrained")):
-        target = RESULTS / f"pretrained-{study.parent.name}"
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for kept in ("summary.json", "config.json", "pretrained.png"):
-            shutil.copy(study / kept, target / kept)
+        _store(f"pretrained-{study.parent.name}", [study / kept for kept in ("summary.json", "config.json", "pretrained.png")])
 
 
 def main() -> None:

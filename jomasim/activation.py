@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._errors import check_choice
+from ._errors import OutOfRangeError, check_choice
 
 
 class Activation(NamedTuple):
@@ -44,6 +44,14 @@ ACTIVATIONS: dict[str, Activation] = {
     "silu": Activation("silu", jax.nn.silu, _silu_derivative, False),
     "gelu": Activation("gelu", lambda x: jax.nn.gelu(x, approximate=False), _gelu_derivative, False),
 }
+
+
+def check_activations(name: str, values) -> None:
+    """Raises `OutOfRangeError` naming `name` unless every one of `values` names an activation of
+    `ACTIVATIONS` (the `check` of a setting that lists activations)."""
+    for value in values:
+        if value not in ACTIVATIONS:
+            raise OutOfRangeError(f"{name} contains {value!r}; each must be one of {', '.join(ACTIVATIONS)}")
 
 
 def get_activation(name: str) -> Activation:

@@ -208,6 +208,12 @@ class SequenceClasses(eqx.Module):
         """The number of classes (next tokens)."""
         return self.context.shape[0]
 
+    @property
+    def classes_per_token(self) -> jax.Array:
+        """In how many classes each token id appears, `(M,)`: 1 for a distinct token, more for a
+        common one, 0 for query and next tokens."""
+        return jnp.sum(self.context > 0, axis=0)
+
     def sample(self, key: jax.Array, batch: int, length: int) -> tuple[jax.Array, jax.Array, jax.Array]:
         """A batch of sequences: classes uniform, contextual tokens i.i.d. given the class. Without
         positional encoding a sequence is its token counts, which is what is returned.

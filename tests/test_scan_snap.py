@@ -135,7 +135,8 @@ def test_attention_entropies_against_hand_computation():
     vocab = classes.vocab_size
     Z = jax.random.normal(jax.random.key(3), (vocab, vocab))
     counts, query, _ = classes.sample(jax.random.key(4), 5, 30)
-    readings = dict(zip(ENTROPIES, np.asarray(attention_entropies(Z, classes, counts, query))))
+    sampled = [token_attention(Z, c, q) for c, q in zip(counts, query)]
+    readings = dict(zip(ENTROPIES, np.asarray(attention_entropies(Z, classes, jnp.stack(sampled)))))
     context = np.asarray(classes.context)
     distinct = np.zeros(vocab, bool)
     distinct[3:3 + 4 * 4] = True
@@ -146,11 +147,11 @@ def test_attention_entropies_against_hand_computation():
         limit_distinct.append(entropy(weights * distinct))
     assert readings["context-limit"] == pytest.approx(np.mean(limit), rel=1e-10)
     assert readings["distinct-limit"] == pytest.approx(np.mean(limit_distinct), rel=1e-10)
-    sampled = [token_attention(Z, c, q) for c, q in zip(counts, query)]
     assert readings["distinct-sampled"] == pytest.approx(np.mean([entropy(a * distinct) for a in sampled]), rel=1e-10)
     # at Z = 0 the limit attention is the class distribution: its entropy on the distinct tokens is
     # that of linspace(0.1, 1, 4)
-    flat = dict(zip(ENTROPIES, np.asarray(attention_entropies(jnp.zeros_like(Z), classes, counts, query))))
+    flat_sampled = jax.vmap(token_attention, in_axes=(None, 0, 0))(jnp.zeros_like(Z), counts, query)
+    flat = dict(zip(ENTROPIES, np.asarray(attention_entropies(jnp.zeros_like(Z), classes, flat_sampled))))
     own = np.linspace(0.1, 1.0, 4) / np.linspace(0.1, 1.0, 4).sum()
     assert flat["distinct-limit"] == pytest.approx(-np.sum(own * np.log(own)), rel=1e-12)
 

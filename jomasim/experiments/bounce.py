@@ -25,7 +25,7 @@ import numpy as np
 
 from .._errors import OutOfRangeError, at_least, check_positive, check_seed
 from .._settings import Settings, setting
-from ..activation import ACTIVATIONS, get_activation
+from ..activation import check_activations, get_activation
 from ..block import block_hidden, output_loss
 from ..theory import JointFlow
 from .block import run_members
@@ -122,7 +122,7 @@ class BounceConfig(Settings):
     `reproduce reach`."""
 
     activations: tuple[str, ...] = setting(("linear", "relu", "gelu", "silu"),
-                                           "MLP activations, the linear reference first")
+                                           "MLP activations, the linear reference first", check=check_activations)
     seeds: int = setting(4, "seeds per setting and activation", check=at_least(1))
     first_seed: int = setting(0, "the first seed", check=check_seed)
     steps: int = setting(10000, "training steps per run", check=at_least(1))
@@ -139,9 +139,6 @@ class BounceConfig(Settings):
         if not self.activations or self.activations[0] != "linear" or len(self.activations) < 2:
             raise OutOfRangeError(f"activations={self.activations!r} is not allowed; give 'linear' first, then at least "
                                   "one nonlinear activation")
-        for activation in self.activations:
-            if activation not in ACTIVATIONS:
-                raise OutOfRangeError(f"activations contains {activation!r}; each must be one of {', '.join(ACTIVATIONS)}")
         for case in self.settings():
             if isinstance(case, Trained):
                 case.config(self, "linear")  # every setting's config checks its own fields (save_every ≤ steps)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._errors import OutOfRangeError, at_least, check_positive, check_seed
 from .._settings import Settings, setting
-from ..activation import ACTIVATIONS
+from ..activation import check_activations
 from ..comparison import AGREEMENT
 from .compare import run_compare
 from .transformer import TransformerCompareConfig
@@ -49,7 +49,8 @@ class ReachConfig(Settings):
     """Settings of the ladder; the defaults are `compare --model transformer`'s (the Fig. 2 sizes,
     SGD at 0.1 for 2000 steps), 8 seeds, a linear and a SiLU MLP, Adam at its usual rate 1e-3."""
 
-    activations: tuple[str, ...] = setting(("linear", "silu"), "MLP activations compared on every rung")
+    activations: tuple[str, ...] = setting(("linear", "silu"), "MLP activations compared on every rung",
+                                           check=check_activations)
     seeds: int = setting(8, "seeds per rung and activation", check=at_least(1))
     first_seed: int = setting(0, "the first seed", check=check_seed)
     steps: int = setting(2000, "training steps per run", check=at_least(1))
@@ -69,9 +70,6 @@ class ReachConfig(Settings):
     def check_fields(self):
         if not self.activations:
             raise OutOfRangeError("activations=() is not allowed; give at least one")
-        for activation in self.activations:
-            if activation not in ACTIVATIONS:
-                raise OutOfRangeError(f"activations contains {activation!r}; each must be one of {', '.join(ACTIVATIONS)}")
         self.config(self.rungs()[0][1], self.activations[0])  # the sizes, checked by the comparison's config
 
     def rungs(self) -> tuple[tuple[str, dict], ...]:

@@ -92,7 +92,8 @@ REPRODUCTIONS = {
                              missing=_missing_corpus),
     "pretrained": Reproduction(PretrainedConfig, run_pretrained, plot_pretrained,
                                "checkpoints of one model: attention entropy and MLP stable rank per layer",
-                               options={"checkpoints": "comma-separated checkpoint folders of one model, in training order",
+                               options={"checkpoints": "comma-separated checkpoint folders of one model (read in the order of the "
+                                                       "step in their names)",
                                         "text": "a UTF-8 text file to measure the attention on"},
                                missing=_missing_checkpoints),
     "bounce": Reproduction(BounceConfig, run_bounce, plot_bounce,

@@ -30,16 +30,16 @@ from ..data import SequenceClasses, check_sequence_class_sizes, make_sequence_cl
 from ..metrics import entropy
 from ..models import ScanSnapModel
 from ..models.scan_snap import token_attention
+from ..models.transformer import torch_uniform
 from ..sweep import Grid, SweepTask, run_sweep
 from ..train import OptimizerSpec, every_steps, first_nonfinite, make_optimizer, train
 from .block import training_status
 
 
 def _torch_linear(key: jax.Array, vocab: int, scale: float) -> jax.Array:
-    """Y(0), Z(0) as PyTorch's default `nn.Linear(M, M)` draws them: U(−1/√M, 1/√M) (Kaiming
-    uniform with a = √5), i.e. standard deviation 1/√(3M), set by the vocabulary size."""
-    bound = 1.0 / np.sqrt(vocab)
-    return jax.random.uniform(key, (2, vocab, vocab), minval=-bound, maxval=bound)
+    """Y(0), Z(0) as PyTorch's default `nn.Linear(M, M)` draws them (`torch_uniform`): standard
+    deviation 1/√(3M), set by the vocabulary size."""
+    return torch_uniform(key, (2, vocab, vocab), vocab)
 
 
 def _normal(key: jax.Array, vocab: int, scale: float) -> jax.Array:
@@ -151,24 +151,24 @@ class ScanSnapConfig(Settings):
                      "seed": tuple(range(self.seeds))})
 
 
-def attention_entropies(Z: jax.Array, classes: SequenceClasses, counts: jax.Array, query: jax.Array) -> jax.Array:
+def attention_entropies(Z: jax.Array, classes: SequenceClasses, sampled: jax.Array) -> jax.Array:
     """Every reading of the average attention entropy (`ENTROPIES`, in that order), `(4,)`.
 
     **Arguments:**
 
     - `Z`: attention logits `(M, M)`.
     - `classes`: the sequence classes (their P(l | n) give c_n in the limit).
-    - `counts`, `query`: an evaluation batch of sampled sequences (`SequenceClasses.sample`).
+    - `sampled`: the attention of an evaluation batch of sampled sequences summed per token id,
+      `(B, M)` (`token_attention` of each).
 
     **Returns:**
 
     Per definition the entropy of the attention restricted to the token set and renormalised,
     averaged over the classes (limit) or over the sequences (sampled).
     """
-    per_token = jax.vmap(token_attention, in_axes=(None, 0, 0))
-    vectors = {"limit": per_token(Z, classes.context, classes.query), "sampled": per_token(Z, counts, query)}
-    distinct = jnp.sum(classes.context > 0, axis=0) == 1
-    tokens = {"distinct": distinct, "context": jnp.any(classes.context > 0, axis=0)}
+    limit = jax.vmap(token_attention, in_axes=(None, 0, 0))(Z, classes.context, classes.query)
+    vectors = {"limit": limit, "sampled": sampled}
+    tokens = {"distinct": classes.classes_per_token == 1, "context": classes.classes_per_token > 0}
     return jnp.stack([jnp.mean(entropy(vectors[vector] * tokens[token_set], axis=-1))
                       for token_set in TOKEN_SETS for vector in ATTENTION_VECTORS])
 
@@ -209,11 +209,11 @@ def train_scan_snap(config: ScanSnapConfig, n_queries: int, seed, eta_y, eta_z) 
         batches=lambda step: classes.sample(jax.random.fold_in(data_key, step), config.batch, config.length),
     )
     counts, query, label = classes.sample(eval_key, config.eval_batch, config.length)
-    common = jnp.sum(classes.context > 0, axis=0) > 1
+    common = classes.classes_per_token > 1
 
     def measure(Z):
-        attention = jax.vmap(lambda c, q: token_attention(Z, c, q))(counts, query)
-        return attention_entropies(Z, classes, counts, query), jnp.mean(attention @ common)
+        sampled = jax.vmap(lambda c, q: token_attention(Z, c, q))(counts, query)
+        return attention_entropies(Z, classes, sampled), jnp.mean(sampled @ common)
 
     entropies, common_mass = jax.lax.map(measure, saved["Z"][...])
     final = ScanSnapModel(saved["Y"][...][-1], saved["Z"][...][-1], residual=config.residual)

@@ -72,10 +72,16 @@ class Initialisation:
         return {"kernel_init": self.kernel, "bias_init": bias}
 
 
-def _uniform_bias(fan_in: int) -> Callable:
-    """PyTorch's `nn.Linear` bias: U(−1/√fan_in, 1/√fan_in)."""
+def torch_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int, dtype=float) -> jax.Array:
+    """U(−1/√fan_in, 1/√fan_in), how PyTorch's `nn.Linear` draws its weight (Kaiming uniform with
+    a = √5) and its bias."""
     bound = 1.0 / math.sqrt(fan_in)
-    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _uniform_bias(fan_in: int) -> Callable:
+    """PyTorch's `nn.Linear` bias as a Flax initialiser (`torch_uniform`)."""
+    return lambda key, shape, dtype=jnp.float32: torch_uniform(key, shape, fan_in, dtype)
 
 
 INITIALISATIONS = {
