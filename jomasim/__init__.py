@@ -38,6 +38,7 @@ from .theory import NonlinearToyFlow as NonlinearToyFlow
 from .theory import ReducedFlow as ReducedFlow
 from .theory import SalienceFlow as SalienceFlow
 from .theory import ScheduledReducedFlow as ScheduledReducedFlow
+from .theory import PreconditionedReducedFlow as PreconditionedReducedFlow
 from .theory import SolverOptions as SolverOptions
 from .theory import Status as Status
 from .theory import TrackedMeanFlow as TrackedMeanFlow

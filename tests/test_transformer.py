@@ -105,7 +105,8 @@ def test_probes_equal_hand_computed_z_and_V():
     z = np.array([[(W_Q @ E[M + m]) @ (W_K @ E[token]) / math.sqrt(d) for token in range(M)] for m in range(Q)])
     V = np.array([[(W_V @ E[token]) @ (gamma * W[:, k]) for k in range(K)] for token in range(M)])
     w_q = np.array([[E[M + m] @ (gamma * W[:, k]) for k in range(K)] for m in range(Q)])
-    rate = np.array([[(np.sum((W_Q @ E[M + m]) ** 2) + np.sum((W_K @ E[token]) ** 2)) / d for token in range(M)] for m in range(Q)])
+    rate = np.array([[(np.sum(E[M + m] ** 2) * np.sum((W_K @ E[token]) ** 2) + np.sum((W_Q @ E[M + m]) ** 2) * np.sum(E[token] ** 2)) / d
+                      for token in range(M)] for m in range(Q)])
     np.testing.assert_allclose(probe.z, z, rtol=1e-12)
     np.testing.assert_allclose(probe.V, V, rtol=1e-12)
     np.testing.assert_allclose(probe.w_q, w_q, rtol=1e-12)

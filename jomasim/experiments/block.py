@@ -32,7 +32,8 @@ from ..comparison import agreement, logits_and_weights, theorem1_curves
 from ..data import EMBEDDINGS, VARIANTS, check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
-from ..theory import JointFlow, ReducedFlow, SolverOptions, TrackedMeanFlow, check_precision, solve, status_messages
+from ..theory import (JointFlow, PreconditionedReducedFlow, ReducedFlow, SolverOptions, TrackedMeanFlow, check_precision, solve,
+                      status_messages)
 from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
 from .results import OUTPUT_NAMES, MemberResult, RunResult, Solve, Training, TransformerProbes, flatten, scalars
 
@@ -274,8 +275,15 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         reached.append((diverged < 0) | (save_steps < diverged))
         training = Training(trained.losses, trained.loss, diverged)
         probes = trained.probes
+    # the trained model's own rate ratio, which a measured preconditioner P(t) multiplies
+    optimizer_invariant = eqx.tree_at(lambda inv: inv.lr_ratio, invariant, numbers.eta_z / numbers.eta_w)
+    preconditioner = None if probes is None else probes.preconditioner
     if mode != "train":
-        flows = (("joint", joint, y0), ("reduced", reduced, y0[0]), ("tracked", TrackedMeanFlow.from_joint(joint), y0))
+        flows = [("joint", joint, y0), ("reduced", reduced, y0[0]), ("tracked", TrackedMeanFlow.from_joint(joint), y0)]
+        if preconditioner is not None:
+            at_optimizer_rates = eqx.tree_at(lambda flow: flow.eta_z, joint, optimizer_invariant.lr_ratio * joint.eta_w)
+            flows.append(("preconditioned", PreconditionedReducedFlow.from_joint(at_optimizer_rates, preconditioner,
+                                                                                 save_steps), y0))
         for name, flow, start in flows:
             trajectory = solve(flow, start, save_steps, setting.solve)
             logits_weights[name] = logits_and_weights(flow, trajectory.ys)
@@ -293,7 +301,8 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
             z, V, jax.vmap(lambda logits: mean_attention_entropy(joint.attention((None, logits))))(z),
             solve=solves.get(name),
             agreement=None if name == reference else agreement(z, V, z_ref, V_ref, last),
-            theorem1=theorem1_curves(invariant, V, z) if name in (reference, "joint") else None,
+            theorem1=theorem1_curves(invariant, V, z, joint.data.X, preconditioner if name == "train" else None,
+                                     optimizer_invariant) if name in (reference, "joint") else None,
         )
     leaks = leak_curves(joint, invariant, *block_states[reference])
     drift_at_parting = None
@@ -301,7 +310,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         parted = runs["reduced"].agreement.parted_index
         drift_at_parting = jnp.where(parted >= 0, leaks.bbar_drift[parted], jnp.nan)
     return MemberResult(runs.get("train"), runs.get("joint"), runs.get("reduced"), runs.get("tracked"), training, leaks, last,
-                        drift_at_parting, joint.data.X, joint.data.salience(), probes)
+                        drift_at_parting, joint.data.X, joint.data.salience(), probes, runs.get("preconditioned"))
 
 
 def _measure_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str):

@@ -26,10 +26,11 @@ from ..assumptions import LeakCurves
 from ..comparison import Agreement, Theorem1Curves
 from ..theory import Status
 
-RUNS = ("train", "joint", "reduced", "tracked")
+RUNS = ("train", "joint", "reduced", "tracked", "preconditioned")
 """The runs of a member, as `MemberResult` names them."""
 
-OUTPUT_NAMES = {"train": "train", "joint": "ode", "reduced": "reduced", "tracked": "tracked"}
+OUTPUT_NAMES = {"train": "train", "joint": "ode", "reduced": "reduced", "tracked": "tracked",
+                "preconditioned": "preconditioned"}
 """How the outputs name each run."""
 
 SNAP_TOLERANCE = 0.01
@@ -87,11 +88,14 @@ class TransformerProbes(NamedTuple):
       tokens, `(n,)` (1 for direct logits; (‖W_Q a_m‖² + ‖W_K a_l‖²)/d_k for `qk`).
     - `entropy_sequences`: the mean attention entropy over the positions of a fixed evaluation
       batch of sampled sequences (of the frequency bags in the expectation limit), `(n,)`.
+    - `preconditioner`: the first query's P(t) of learned W_Q, W_K (`Probe.preconditioner`),
+      `(n, M_c, M_c)`; `None` for direct logits (P = I).
     """
 
     nc_zhat_z_queries: jax.Array
     attention_rate: jax.Array
     entropy_sequences: jax.Array
+    preconditioner: jax.Array | None = None
 
 
 class MemberResult(NamedTuple):
@@ -110,6 +114,8 @@ class MemberResult(NamedTuple):
       flow parts from it (NaN if it never does; `None` without both).
     - `X`: the token frequencies; `delta`: the salience Δ = E[x gᵀ].
     - `probes`: a Transformer run's own probes (`None` for the block).
+    - `preconditioned`: the reduced flow driven by the trained model's measured P(t)
+      (`PreconditionedReducedFlow`; only with learned W_Q, W_K).
     """
 
     train: RunResult | None
@@ -123,6 +129,7 @@ class MemberResult(NamedTuple):
     X: jax.Array
     delta: jax.Array
     probes: TransformerProbes | None = None
+    preconditioned: RunResult | None = None
 
     def runs(self) -> dict[str, RunResult]:
         """The runs made, by their `RUNS` name."""
@@ -159,9 +166,22 @@ def flatten(result: MemberResult) -> dict[str, np.ndarray]:
             arrays[f"parted_index_{out}"] = run.agreement.parted_index
         if run.theorem1 is not None:
             suffix = _theorem1_suffix(result, name)
-            arrays.update({f"invariant_residual{suffix}": run.theorem1.invariant_residual,
-                           f"z_hat{suffix}": run.theorem1.z_hat})
+            arrays[f"invariant_residual{suffix}"] = run.theorem1.invariant_residual
+            arrays.update({f"z_hat{tag}{suffix}": prediction.z_hat for tag, prediction in run.theorem1.predictions().items()})
     return {name: np.asarray(value) for name, value in arrays.items()}
+
+
+def _theorem1_named(curves: Theorem1Curves, suffix: str) -> dict[str, jax.Array]:
+    """Theorem 1's curves with one value per save under their output names: per prediction (tag
+    `TAG` of `Theorem1Curves.predictions`) `nc_zhatTAG_z`, `nc_dzhatTAG_dz`, `size_zhatTAG_z` and
+    `entropy_zhatTAG`; the parts' `nc_zhat1_z`, `nc_zhat2_z`, `nc_dzhat1_dz`, `nc_dzhat2_dz`."""
+    named = {}
+    for tag, prediction in curves.predictions().items():
+        named.update({f"nc_zhat{tag}_z": prediction.nc, f"nc_dzhat{tag}_dz": prediction.nc_displacement,
+                      f"size_zhat{tag}_z": prediction.size, f"entropy_zhat{tag}": prediction.entropy})
+    parts = ("nc_zhat1_z", "nc_zhat2_z", "nc_dzhat1_dz", "nc_dzhat2_dz")
+    named.update({field: getattr(curves, field) for field in parts if getattr(curves, field) is not None})
+    return {f"{name}{suffix}": value for name, value in named.items()}
 
 
 def _theorem1_suffix(result: MemberResult, name: str) -> str:
@@ -233,11 +253,10 @@ def save_curves(result: MemberResult) -> dict[str, jax.Array]:
         curves[f"entropy_{out}"] = run.entropy
         if run.agreement is not None:
             curves.update({f"nc_{out}_z": run.agreement.nc_z, f"nc_{out}_V": run.agreement.nc_V,
-                           f"relerr_{out}_z": run.agreement.relerr_z, f"relerr_{out}_V": run.agreement.relerr_V})
+                           f"relerr_{out}_z": run.agreement.relerr_z, f"relerr_{out}_V": run.agreement.relerr_V,
+                           f"nc_{out}_dz": run.agreement.nc_dz, f"size_{out}_z": run.agreement.size_z})
         if run.theorem1 is not None:
-            suffix = _theorem1_suffix(result, name)
-            curves.update({f"{field}{suffix}": getattr(run.theorem1, field)
-                           for field in ("nc_zhat_z", "nc_zhat1_z", "nc_zhat2_z") if getattr(run.theorem1, field) is not None})
+            curves.update(_theorem1_named(run.theorem1, _theorem1_suffix(result, name)))
     curves.update(_named("", result.leaks))
     if result.training is not None:
         curves["loss_train"] = result.training.loss

@@ -66,10 +66,12 @@ class TransformerCompareConfig(CompareConfig):
         check_query_count("queries", self.queries, dim=self.dim, n_tokens=self.n_distinct + self.n_common)
 
     def member_bytes(self, steps: int, saves: int, mode: str) -> int:
-        """The block's estimate, plus the saved parameters and the probes of every save."""
+        """The block's estimate, plus the saved parameters and the probes of every save (each
+        query's preconditioner P, and with W_Q, W_K the preconditioned flow's states)."""
         d, K, M, Q = self.dim, self.n_classes, self.n_distinct + self.n_common, self.queries
         parameters = d * K + 2 * d * d + (M + Q) * d + K * K + 4 * d + Q * M
-        return super().member_bytes(steps, saves, mode) + 2 * 8 * saves * (parameters + 2 * Q * M)
+        probes = 2 * Q * M + Q * M * M + (d * K + M * K + M if self.attention_params == "qk" else 0)
+        return super().member_bytes(steps, saves, mode) + 2 * 8 * saves * (parameters + probes)
 
     def _model(self, numbers: MemberNumbers) -> tuple[JointFlow, OneLayerTransformer]:
         """The member's data (as the block's, from its seed) in its joint flow, and the
@@ -128,9 +130,11 @@ class TransformerCompareConfig(CompareConfig):
 
         probes, loss, entropy_sequences, rate = jax.vmap(read)(saved)
         W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q))[0])(probes.z, probes.V, probes.w_q)
-        nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), probes.V, probes.z[:, m]).nc_zhat_z
+        nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), probes.V, probes.z[:, m], data.X).nc_zhat_z
                                 for m in range(self.queries)], axis=-1)
-        return Readout(W, probes.z[:, 0], probes.V, losses, loss, TransformerProbes(nc_queries, rate, entropy_sequences))
+        preconditioner = probes.preconditioner[:, 0] if self.attention_params == "qk" else None
+        return Readout(W, probes.z[:, 0], probes.V, losses, loss,
+                       TransformerProbes(nc_queries, rate, entropy_sequences, preconditioner))
 
 
 def _block_state(joint: JointFlow, probe) -> tuple[jax.Array, jax.Array]:

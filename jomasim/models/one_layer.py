@@ -63,9 +63,11 @@ class DirectLogits(nnx.Module):
         """The logits `(M_Q, M_c)` (the attention inputs `queries`, `tokens` are not used)."""
         return self.z[...]
 
-    def rate(self, queries: jax.Array, tokens: jax.Array) -> jax.Array:
-        """How much one step of rate η_z moves each logit per unit of −∂L/∂z: 1."""
-        return jnp.ones_like(self.z[...])
+    def preconditioner(self, queries: jax.Array, tokens: jax.Array) -> jax.Array:
+        """How one step of rate η_z moves each query's logits per unit of −∂L/∂z: the identity,
+        `(M_Q, M_c, M_c)`."""
+        n_queries, n_tokens = self.z.shape
+        return jnp.broadcast_to(jnp.eye(n_tokens, dtype=self.z.dtype), (n_queries, n_tokens, n_tokens))
 
 
 class QueryKeyLogits(nnx.Module):
@@ -79,12 +81,19 @@ class QueryKeyLogits(nnx.Module):
         """The logits `(M_Q, M_c)` of the query inputs `(M_Q, d)` over the token inputs `(M_c, d)`."""
         return (queries @ self.query[...].T) @ (tokens @ self.key[...].T).T / math.sqrt(self.query.shape[0])
 
-    def rate(self, queries: jax.Array, tokens: jax.Array) -> jax.Array:
-        """The factor on η_z that gradient descent on W_Q, W_K gives the logit z_ml (its own
-        part, without the other logits' coupling): (‖W_Q a_m‖² + ‖W_K a_l‖²) / d_k, `(M_Q, M_c)`."""
-        q = jnp.sum((queries @ self.query[...].T) ** 2, axis=1)
-        k = jnp.sum((tokens @ self.key[...].T) ** 2, axis=1)
-        return (q[:, None] + k[None, :]) / self.query.shape[0]
+    def preconditioner(self, queries: jax.Array, tokens: jax.Array) -> jax.Array:
+        """How gradient descent at rate η_z on W_Q, W_K moves query m's logits (JOMA_MATH §10.2):
+        ż_m = −η_z P_m ∂L/∂z_m from query m's own loss gradient, with
+
+            P_m = (‖a_m‖² K Kᵀ + ‖q_m‖² A Aᵀ) / d_k,   q_m = W_Q a_m, rows of K: k_l = W_K a_l,
+
+        A the token inputs `(M_c, d)` (J Jᵀ for J = ∂z_m/∂(W_Q, W_K)); other queries' gradients
+        add coupling terms through W_K that this leaves out. `(M_Q, M_c, M_c)`."""
+        d_k = self.query.shape[0]
+        q = queries @ self.query[...].T
+        keys = tokens @ self.key[...].T
+        inputs = jnp.sum(queries**2, axis=1)
+        return (inputs[:, None, None] * (keys @ keys.T) + jnp.sum(q**2, axis=1)[:, None, None] * (tokens @ tokens.T)) / d_k
 
 
 class Probe(NamedTuple):
@@ -97,13 +106,16 @@ class Probe(NamedTuple):
       with v_l the value vector of token l and γ the scale of the LayerNorm on the MLP's input
       (ones without one); LayerNorm's centring and its division by the state's spread are not in V.
     - `w_q`: how hidden node k reads each query's residual, `(M_Q, K)`: r_mᵀ diag(γ) w_k.
-    - `rate`: the factor on η_z of each logit (`QueryKeyLogits.rate`; ones for direct logits).
+    - `rate`: the factor on η_z of each logit's own motion, the diagonal of `preconditioner`,
+      `(M_Q, M_c)` (ones for direct logits; (‖a_m‖²‖k_l‖² + ‖q_m‖²‖a_l‖²)/d_k for W_Q, W_K).
+    - `preconditioner`: P of each query (`QueryKeyLogits.preconditioner`), `(M_Q, M_c, M_c)`.
     """
 
     z: jax.Array
     V: jax.Array
     w_q: jax.Array
     rate: jax.Array
+    preconditioner: jax.Array
 
 
 class OneLayerTransformer(nnx.Module):
@@ -178,9 +190,11 @@ class OneLayerTransformer(nnx.Module):
         return jax.vmap(self.attention.distribution, in_axes=(0, 0, None))(
             self._position_logits(logits, bags), bags.weights, self.temperature[...])
 
-    def hidden(self, bags: Bags) -> jax.Array:
-        """The hidden nodes' pre-activations Wᵀ f, `(N, K)`."""
-        logits, values, _ = self._tables()
+    def hidden(self, bags: Bags, logits: jax.Array | None = None) -> jax.Array:
+        """The hidden nodes' pre-activations Wᵀ f, `(N, K)`, at the model's logits or at the
+        given table `logits` `(M_Q, M_c)` (for ∂L/∂z)."""
+        table, values, _ = self._tables()
+        logits = table if logits is None else logits
         weights = jax.vmap(self.attention.weights, in_axes=(0, 0, None))(
             self._position_logits(logits, bags), bags.weights, self.temperature[...])
         attended = jnp.einsum("np,npd->nd", weights, values[bags.tokens])
@@ -189,17 +203,19 @@ class OneLayerTransformer(nnx.Module):
             f = self.mlp_norm(f)
         return f @ self.W[...]
 
-    def __call__(self, bags: Bags) -> jax.Array:
-        """The mean cross-entropy over the samples."""
-        out = get_activation(self.activation).fn(self.hidden(bags))
+    def __call__(self, bags: Bags, logits: jax.Array | None = None) -> jax.Array:
+        """The mean cross-entropy over the samples (at the table `logits`, as `hidden`)."""
+        out = get_activation(self.activation).fn(self.hidden(bags, logits))
         if self.head is not None:
             out = out @ self.head[...] + self.head_bias[...]
         log_probs = jax.nn.log_softmax(out, axis=1)
         return -jnp.mean(jnp.take_along_axis(log_probs, bags.label[:, None], axis=1))
 
     def probe(self) -> Probe:
-        """JoMA's z, V, w_q and the logits' rate factor at the current parameters (`Probe`)."""
+        """JoMA's z, V, w_q, the logits' rate factor and preconditioner at the current parameters
+        (`Probe`)."""
         logits, values, inputs = self._tables()
         read = self._read_scale()[:, None] * self.W[...]
         queries = self.embeddings[...][self.n_tokens:]
-        return Probe(logits, values @ read, queries @ read, self.logits.rate(inputs[self.n_tokens:], inputs[: self.n_tokens]))
+        preconditioner = self.logits.preconditioner(inputs[self.n_tokens:], inputs[: self.n_tokens])
+        return Probe(logits, values @ read, queries @ read, jnp.diagonal(preconditioner, axis1=1, axis2=2), preconditioner)

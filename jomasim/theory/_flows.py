@@ -311,11 +311,15 @@ class _InvariantRateFlow(JointFlow):
     def held_mean_attention(self, z: jax.Array) -> jax.Array | None:
         """The mean attention b̄ the invariant holds at logits `z` (`None` for forms without one)."""
 
+    def precondition(self, t, rate: jax.Array) -> jax.Array:
+        """The logits' rate at time `t` from the invariant's rate d/dt ẑ(V): itself (P = I)."""
+        return rate
+
     def _logit_rate(self, t, V: jax.Array, z: jax.Array, V_rate: jax.Array) -> jax.Array:
-        """ż = d/dt ẑ(V) along V̇, with the invariant made exact at (V, z)."""
+        """ż = P(t) d/dt ẑ(V) along V̇, with the invariant made exact at (V, z)."""
         local = LogitInvariant.from_initial(self.attention_form, V, z, lr_ratio=self.ratio(t), temperature=self.temperature,
                                             b_bar=self.held_mean_attention(z))
-        return jax.jvp(local.predict, (V,), (V_rate,))[1]
+        return self.precondition(t, jax.jvp(local.predict, (V,), (V_rate,))[1])
 
     def __call__(self, t, y, args):
         W, z = y
@@ -353,6 +357,12 @@ class TrackedMeanFlow(_InvariantRateFlow):
         return form.mean_attention(form.weights(z, self.data.X, self.temperature)) if form.holds_mean_attention else None
 
 
+def _paper_mean_attention(flow: _InvariantRateFlow) -> jax.Array | None:
+    """The b̄ that J11 holds: the form's mean attention of the token frequencies (x̄ for softmax)."""
+    form = flow.attention_form
+    return form.mean_attention(flow.data.X) if form.holds_mean_attention else None
+
+
 class ScheduledReducedFlow(_InvariantRateFlow):
     """The reduced flow (J11's b̄ held at x̄) with a rate ratio ρ(t) that changes over time,
     piecewise constant between knots: with a changing ratio Theorem 1's z is no function of V, so
@@ -386,5 +396,53 @@ class ScheduledReducedFlow(_InvariantRateFlow):
         return self.ratios[jnp.searchsorted(self.knots, t, side="right")]
 
     def held_mean_attention(self, z):
-        form = self.attention_form
-        return form.mean_attention(self.data.X) if form.holds_mean_attention else None
+        return _paper_mean_attention(self)
+
+
+class PreconditionedReducedFlow(_InvariantRateFlow):
+    """The reduced flow (J11's b̄ held at x̄) whose logits move through a measured preconditioner
+    P(t), Theorem 1 in differential form for learned W_Q, W_K (JOMA_MATH §10.2):
+
+        Ẇ = −η_w ∂L/∂W (W, z),    ż = P(t) d/dt ẑ(V) at ratio η_z/η_w,    state y = (W, z).
+
+    P(t) is given at `times` (a Transformer's probes at its saves) and interpolated linearly
+    between them (held at the ends). With P = r I it is `ScheduledReducedFlow` at ratio r η_z/η_w;
+    with P = I, `ReducedFlow`.
+
+    **Fields** (besides `JointFlow`'s):
+
+    - `preconditioners`: P at each time, `(n, M_c, M_c)`.
+    - `times`: increasing times, `(n,)`, on the flow's clock.
+    """
+
+    preconditioners: jax.Array
+    times: jax.Array
+
+    def __init__(self, data: TokenData, preconditioners, times, *, attention: "str | AbstractAttention" = "softmax",
+                 activation: str = "linear", eta_w: float = 1.0, eta_z: float = 1.0, temperature: float = 1.0):
+        """**Arguments:** `data`, `attention`, `activation`, `eta_w`, `eta_z`, `temperature` as
+        `JointFlow`'s; `preconditioners` and `times` as the fields."""
+        super().__init__(data, attention=attention, activation=activation, eta_w=eta_w, eta_z=eta_z,
+                         temperature=temperature)
+        self.preconditioners = _as_float(preconditioners)
+        self.times = _as_float(times)
+
+    @classmethod
+    def from_joint(cls, joint: JointFlow, preconditioners, times) -> "PreconditionedReducedFlow":
+        """The preconditioned flow of `joint` (its data, attention, activation, rates, temperature)."""
+        return cls(joint.data, preconditioners, times, attention=joint.attention_form, activation=joint.activation,
+                   eta_w=joint.eta_w, eta_z=joint.eta_z, temperature=joint.temperature)
+
+    def preconditioner(self, t) -> jax.Array:
+        """P(t), `(M_c, M_c)`: linear between the two times around `t`."""
+        times = self.times
+        index = jnp.clip(jnp.searchsorted(times, t, side="right") - 1, 0, times.shape[0] - 2)
+        width = times[index + 1] - times[index]
+        weight = jnp.clip((t - times[index]) / jnp.where(width > 0, width, 1.0), 0.0, 1.0)
+        return (1 - weight) * self.preconditioners[index] + weight * self.preconditioners[index + 1]
+
+    def precondition(self, t, rate):
+        return self.preconditioner(t) @ rate
+
+    def held_mean_attention(self, z):
+        return _paper_mean_attention(self)

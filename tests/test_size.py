@@ -1,0 +1,154 @@
+"""Theorem 1 in size as well as direction: displacement NC and size ratio, the differential form
+with a preconditioner P(t), the P-driven reduced flow, and P itself (JOMA_MATH §10.1–10.2)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jomasim as js
+from jomasim.comparison import displacement, integrated_prediction, theorem1_curves
+from jomasim.data import expectation_bags, query_embeddings
+from jomasim.models.one_layer import OneLayerTransformer
+from jomasim.train import OptimizerSpec, make_optimizer, train, with_params
+
+SAVES = jnp.linspace(0.0, 40.0, 9)
+
+
+def _path(seed: int = 0, n: int = 12, tokens: int = 6) -> np.ndarray:
+    """A trajectory of logits `(n, tokens)` that moves away from its start."""
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.normal(size=(n, tokens)), axis=0)
+
+
+def test_a_prediction_eight_times_too_large_scores_nc_one_and_size_eight():
+    z = _path()
+    too_large = z[:1] + 8.0 * (z - z[:1]) + 3.0  # a common shift does not count (centred over tokens)
+    nc, size = displacement(jnp.asarray(too_large), jnp.asarray(z))
+    assert np.isnan(nc[0]) and np.isnan(size[0])  # nothing moved at the first save
+    np.testing.assert_allclose(nc[1:], 1.0, atol=1e-12)
+    np.testing.assert_allclose(size[1:], 8.0, rtol=1e-12)
+
+
+def test_a_rotated_prediction_of_the_right_size_scores_size_one_and_low_nc():
+    z = _path(tokens=7)
+    moved = z - z.mean(axis=1, keepdims=True)
+    rotated = z[:1] + np.roll(moved - moved[:1], 3, axis=1)  # the same centred displacement, other tokens
+    nc, size = displacement(jnp.asarray(rotated), jnp.asarray(z))
+    np.testing.assert_allclose(size[1:], 1.0, rtol=1e-12)
+    assert np.max(nc[1:]) < 0.9
+
+
+@pytest.fixture(scope="module")
+def block_path():
+    """A joint-flow path of the softmax block, with its invariant."""
+    data = js.make_token_data(jax.random.key(0), n_distinct=4, n_common=3, n_classes=5, dim=9)
+    joint = js.JointFlow(data, activation="silu", temperature=0.5, eta_z=2.0)
+    y0 = joint.initial_state(jax.random.key(1), 0.3)
+    trajectory = js.simulate(joint, y0, SAVES, js.SolverOptions(rtol=1e-9, atol=1e-12))
+    W, z = trajectory.ys
+    V = jax.vmap(joint.projected_weights)((W, z))
+    return joint, joint.invariant(y0), V, z
+
+
+def test_the_differential_form_with_constant_p_is_the_closed_form(block_path):
+    """P = I and b̄ held: z(0) + Σ Δẑ is ẑ(V) (to 1e-10); P = r I scales the displacement by r."""
+    joint, invariant, V, z = block_path
+    closed = jax.vmap(invariant.predict)(V)
+    identity = jnp.broadcast_to(jnp.eye(z.shape[1]), (z.shape[0],) + (z.shape[1],) * 2)
+    np.testing.assert_allclose(integrated_prediction(invariant, V, z, joint.data.X), closed, atol=1e-10)
+    np.testing.assert_allclose(integrated_prediction(invariant, V, z, joint.data.X, preconditioner=identity), closed,
+                               atol=1e-10)
+    scaled = integrated_prediction(invariant, V, z, joint.data.X, preconditioner=2.5 * identity)
+    np.testing.assert_allclose(scaled - z[0], 2.5 * (closed - z[0]), atol=1e-10)
+    curves = theorem1_curves(invariant, V, z, joint.data.X, identity)
+    np.testing.assert_allclose(curves.preconditioned.z_hat, closed, atol=1e-10)
+    np.testing.assert_allclose(curves.preconditioned.size, curves.closed.size, rtol=1e-8)
+
+
+def test_tracking_the_mean_attention_follows_the_joint_flow_closer(block_path):
+    """Along the joint flow the tracked form misses only the factorisation and the sum's steps:
+    it is closer to z than the closed form (b̄ held at x̄), in size and in its residual."""
+    joint, invariant, V, z = block_path
+    curves = theorem1_curves(invariant, V, z, joint.data.X)
+    assert curves.tracked is not None and curves.preconditioned is None
+    held = np.linalg.norm(curves.closed.z_hat - z, axis=1)
+    tracked = np.linalg.norm(curves.tracked.z_hat - z, axis=1)
+    assert np.all(tracked[1:] < held[1:])
+    assert abs(curves.tracked.size[-1] - 1) < abs(curves.closed.size[-1] - 1)
+    exp_curves = theorem1_curves(js.LogitInvariant.from_initial("exp", V[0], z[0], lr_ratio=2.0, temperature=0.5),
+                                 V, z, joint.data.X)
+    assert exp_curves.tracked is None and exp_curves.nc_zhat2_z is None  # exact invariant, no ẑ₂
+
+
+def test_the_preconditioned_flow_with_p_a_multiple_of_identity_is_the_scheduled_flow():
+    data = js.make_token_data(jax.random.key(2), n_distinct=4, n_common=3, n_classes=5, dim=9)
+    joint = js.JointFlow(data, activation="silu", temperature=0.5, eta_w=0.7, eta_z=1.4)
+    y0 = joint.initial_state(jax.random.key(3), 0.3)
+    r = 0.3
+    P = jnp.broadcast_to(r * jnp.eye(data.n_tokens), (3, data.n_tokens, data.n_tokens))
+    tight = js.SolverOptions(rtol=1e-10, atol=1e-12)
+    preconditioned = js.simulate(js.PreconditionedReducedFlow.from_joint(joint, P, jnp.array([0.0, 20.0, 40.0])), y0,
+                                 SAVES, tight)
+    scheduled = js.simulate(js.ScheduledReducedFlow(data, [2.0 * r], [], activation="silu", eta_w=0.7, temperature=0.5),
+                            y0, SAVES, tight)
+    for a, b in zip(jax.tree_util.tree_leaves(preconditioned.ys), jax.tree_util.tree_leaves(scheduled.ys)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_the_preconditioner_interpolates_between_its_times():
+    data = js.make_token_data(jax.random.key(2), n_distinct=2, n_common=1, n_classes=3, dim=5)
+    P = jnp.stack([jnp.eye(3), 3.0 * jnp.eye(3)])
+    flow = js.PreconditionedReducedFlow(data, P, jnp.array([10.0, 20.0]))
+    np.testing.assert_allclose(flow.preconditioner(15.0), 2.0 * jnp.eye(3))
+    np.testing.assert_allclose(flow.preconditioner(0.0), jnp.eye(3))
+    np.testing.assert_allclose(flow.preconditioner(99.0), 3.0 * jnp.eye(3))
+
+
+def _tiny_transformer(seed: int = 0):
+    """A Transformer with learned W_Q, W_K on the expectation bags of a small block, one query."""
+    data = js.make_token_data(jax.random.key(seed), n_distinct=3, n_common=3, n_classes=4, dim=8)
+    embeddings = jnp.concatenate([data.U_c, query_embeddings(data.U, 1)], axis=1).T
+    W0 = 0.3 * jax.random.normal(jax.random.key(seed + 1), (8, 4))
+    model = OneLayerTransformer(embeddings, W0, jnp.zeros((1, 6)), jax.random.key(seed + 2), attention_params="qk",
+                                activation="silu", temperature=0.5)
+    return data, model
+
+
+def test_the_preconditioner_is_the_jacobian_gram_of_the_logits():
+    """P = J Jᵀ with J = ∂z/∂(W_Q, W_K), for random (non-orthonormal) inputs; the rate is its diagonal."""
+    _, model = _tiny_transformer()
+    rng = np.random.default_rng(0)
+    queries, tokens = jnp.asarray(rng.normal(size=(2, 8))), jnp.asarray(rng.normal(size=(6, 8)))
+    logits = model.logits
+
+    def table(W_Q, W_K):
+        return (queries @ W_Q.T) @ (tokens @ W_K.T).T / np.sqrt(8)
+
+    J_Q, J_K = jax.jacrev(table, argnums=(0, 1))(logits.query[...], logits.key[...])
+    J = jnp.concatenate([J_Q.reshape(2, 6, -1), J_K.reshape(2, 6, -1)], axis=-1)
+    P = logits.preconditioner(queries, tokens)
+    np.testing.assert_allclose(P, jnp.einsum("mia,mja->mij", J, J), rtol=1e-12)
+
+
+def test_the_preconditioner_reconstructs_the_logits_motion_step_by_step():
+    """Σ_k −η_z P_k ∂L/∂z_k over SGD steps is the logits' change: NC ≥ 0.9999, size within 2 %."""
+    data, model = _tiny_transformer()
+    bags = expectation_bags(data.X)
+    eta = 0.5
+    saved, _ = train(model, lambda transformer, _: transformer(bags),
+                     lambda labels: make_optimizer(OptimizerSpec("sgd"), labels, eta, eta), steps=30,
+                     save_steps=np.arange(31))
+
+    def motion(params):
+        checkpoint = with_params(model, params)
+        probe = checkpoint.probe()
+        gradient = jax.grad(lambda table: checkpoint(bags, table))(probe.z)
+        return probe.z[0], -eta * probe.preconditioner[0] @ gradient[0]
+
+    z, steps = jax.vmap(motion)(saved)
+    reconstructed = z[0] + jnp.concatenate([jnp.zeros_like(z[:1]), jnp.cumsum(steps[:-1], axis=0)])
+    nc, size = displacement(reconstructed, z)
+    assert np.linalg.norm(z[-1] - z[0]) > 1e-3  # the logits moved
+    assert np.min(nc[1:]) >= 0.9999
+    np.testing.assert_allclose(size[1:], 1.0, atol=0.02)
