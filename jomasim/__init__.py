@@ -35,10 +35,10 @@ from .data import make_token_data as make_token_data
 from .theory import AbstractFlow as AbstractFlow
 from .theory import JointFlow as JointFlow
 from .theory import NonlinearToyFlow as NonlinearToyFlow
+from .theory import PreconditionedReducedFlow as PreconditionedReducedFlow
 from .theory import ReducedFlow as ReducedFlow
 from .theory import SalienceFlow as SalienceFlow
 from .theory import ScheduledReducedFlow as ScheduledReducedFlow
-from .theory import PreconditionedReducedFlow as PreconditionedReducedFlow
 from .theory import SolverOptions as SolverOptions
 from .theory import Status as Status
 from .theory import TrackedMeanFlow as TrackedMeanFlow

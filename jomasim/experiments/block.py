@@ -32,8 +32,16 @@ from ..comparison import agreement, logits_and_weights, theorem1_curves
 from ..data import EMBEDDINGS, VARIANTS, check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
-from ..theory import (JointFlow, PreconditionedReducedFlow, ReducedFlow, SolverOptions, TrackedMeanFlow, check_precision, solve,
-                      status_messages)
+from ..theory import (
+    JointFlow,
+    PreconditionedReducedFlow,
+    ReducedFlow,
+    SolverOptions,
+    TrackedMeanFlow,
+    check_precision,
+    solve,
+    status_messages,
+)
 from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
 from .results import OUTPUT_NAMES, MemberResult, RunResult, Solve, Training, TransformerProbes, flatten, scalars
 

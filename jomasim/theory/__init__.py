@@ -6,9 +6,9 @@ from ._closed_forms import erf_solution as erf_solution
 from ._closed_forms import matrix_solution as matrix_solution
 from ._flows import AbstractFlow as AbstractFlow
 from ._flows import JointFlow as JointFlow
+from ._flows import PreconditionedReducedFlow as PreconditionedReducedFlow
 from ._flows import ReducedFlow as ReducedFlow
 from ._flows import ScheduledReducedFlow as ScheduledReducedFlow
-from ._flows import PreconditionedReducedFlow as PreconditionedReducedFlow
 from ._flows import TrackedMeanFlow as TrackedMeanFlow
 from ._options import SolverOptions as SolverOptions
 from ._options import check_precision as check_precision
