@@ -13,6 +13,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FormatStrFormatter
 
 from .comparison import AGREEMENT
 from .experiments.block import BlockResults
@@ -159,13 +160,44 @@ def plot_block_theory(results: BlockResults, path: Path) -> None:
     _save(figure, path)
 
 
+FLOW_STYLES = {
+    "joint": dict(label="joint ODE", color="#E69F00", linestyle="--"),
+    "reduced": dict(label="reduced JoMA ODE", color="#CC79A7", linestyle=":"),
+    "tracked": dict(label="tracked-b̄ ODE", color="#009E73", linestyle="-."),
+    "preconditioned": dict(label="P(t) reduced ODE", color="#0072B2", linestyle=(0, (5, 1))),
+}
+"""How each flow of a comparison is drawn (Okabe–Ito colours, a line style each, so overlapping
+curves stay apart without colour)."""
+
+PREDICTION_STYLES = {
+    "": dict(label="closed form, b̄ held (paper)", color="#D55E00", linestyle="-"),
+    "_tracked": dict(label="differential, b̄ tracked", color="#009E73", linestyle="-."),
+    "P": dict(label="differential with P(t)", color="#0072B2", linestyle="--"),
+    "P_tracked": dict(label="with P(t), b̄ tracked", color="#56B4E9", linestyle=":"),
+}
+"""How each Theorem 1 prediction (`Theorem1Curves.predictions`) is drawn."""
+
+
+def _size_panel(axis, x, curves, reached) -> None:
+    """Theorem 1's size: ‖Δẑ‖ / ‖Δz‖ (centred over tokens) of every prediction, log scale, 1 marked."""
+    for tag, prediction in curves.predictions().items():
+        _seed_curves(axis, x, prediction.size, reached, **PREDICTION_STYLES[tag])
+    axis.axhline(1.0, color="gray", linewidth=0.8)
+    axis.set_yscale("log")
+    axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    _finish(axis, "SGD step", "‖Δẑ‖ / ‖Δz‖ (centred, log scale)", "(c) Theorem 1's size (1: the right size)")
+
+
 def plot_compare(results: BlockResults, path: Path) -> None:
-    """The Fig. 2 picture with theory overlaid: X, Theorem 1 on the trained model (solid) and on
-    the joint ODE (thin dashed), theory-vs-training NC, the attention entropy of all three, and
-    Theorem 1's assumptions along training (`jomasim.assumptions`).
+    """The Fig. 2 picture with theory overlaid, two rows of three panels: (a) X; (b) Theorem 1's
+    direction on the trained model (solid) and on the joint ODE (dotted); (c) its size, every
+    prediction; (d) each flow's NC with the trained logits; (e) the attention entropy of training,
+    the flows and the attention Theorem 1's ẑ implies; (f) Theorem 1's assumptions along training
+    (`jomasim.assumptions`). Flows a comparison does not run (Adam training) are left out.
 
     A seed whose flow stopped early or whose training diverged is drawn only up to where all
-    three sides are valid, and the stop is marked with a red dotted line.
+    sides are valid, and the stop is marked with a red dotted line.
 
     **Arguments:**
 
@@ -176,32 +208,43 @@ def plot_compare(results: BlockResults, path: Path) -> None:
     members = results.members
     last = members.last_index
     reached = _reached(results)
-    figure, axes = _subplots(1, 5, figsize=(25, 4.2))
+    flows = {name: run for name, run in members.runs().items() if name != "train"}
+    figure, grid = _subplots(2, 3, figsize=(12.5, 7.6))
+    axes = list(grid.flat)
     _frequency_map(figure, axes[0], results)
+    axes[0].set_title("(a) token frequencies X (seed 0)")
 
     _theorem1_panel(axes[1], steps, members.train.theorem1, reached, "trained")
-    _theorem1_panel(axes[1], steps, members.joint.theorem1, reached, "joint ODE", linestyle=":", linewidth=2.0)
+    if "joint" in flows:
+        _theorem1_panel(axes[1], steps, members.joint.theorem1, reached, "joint ODE", linestyle=":", linewidth=2.0)
     axes[1].axhline(1.0, color="gray", linewidth=0.8)
-    _finish(axes[1], "SGD step", "normalized correlation", "Theorem 1: predicted ẑ(V) vs learned z")
+    _finish(axes[1], "SGD step", "normalized correlation", "(b) Theorem 1's direction: ẑ(V) vs z")
+    _size_panel(axes[2], steps, members.train.theorem1, reached)
 
-    for run, label, color in ((members.joint, "joint ODE", "tab:orange"), (members.reduced, "reduced ODE", "tab:purple"),
-                              (members.tracked, "tracked-b̄ ODE", "tab:green")):
-        _seed_curves(axes[2], steps, run.agreement.nc_z, reached, f"NC(z {label}, z trained)", color=color)
-        _mark_partings(axes[2], steps, run.agreement, color, f"{label} parts (NC < {AGREEMENT})")
-    _seed_curves(axes[2], steps, members.reduced.agreement.nc_V, reached, "NC(V reduced ODE, V trained)",
-                 color="tab:purple", linestyle="--")
-    axes[2].axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
-    _finish(axes[2], "SGD step", "normalized correlation", "theory vs training")
+    for name, run in flows.items():
+        style = FLOW_STYLES[name]
+        _seed_curves(axes[3], steps, run.agreement.nc_z, reached, style["label"], color=style["color"],
+                     linestyle=style["linestyle"])
+        _mark_partings(axes[3], steps, run.agreement, style["color"], None)
+    axes[3].axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
+    if flows:
+        _finish(axes[3], "SGD step", "NC(z flow, z trained)", f"(d) flows vs training (▼: NC < {AGREEMENT})")
+    else:
+        axes[3].text(0.5, 0.5, "no flow compared:\nAdam's clock is not modelled", ha="center", va="center",
+                     transform=axes[3].transAxes)
+        axes[3].set_title("(d) flows vs training")
 
-    _seed_curves(axes[3], steps, members.train.entropy, reached, "trained", color="black")
-    _seed_curves(axes[3], steps, members.joint.entropy, reached, "joint ODE", color="tab:orange", linestyle="--")
-    _seed_curves(axes[3], steps, members.reduced.entropy, reached, "reduced JoMA ODE", color="tab:purple", linestyle=":")
-    _seed_curves(axes[3], steps, members.tracked.entropy, reached, "tracked-b̄ ODE", color="tab:green", linestyle="-.")
+    _seed_curves(axes[4], steps, members.train.entropy, reached, "trained", color="black", linewidth=2.0)
+    for name, run in flows.items():
+        _seed_curves(axes[4], steps, run.entropy, reached, **FLOW_STYLES[name])
+    _seed_curves(axes[4], steps, members.train.theorem1.closed.entropy, reached, "implied by ẑ (paper)",
+                 **{key: value for key, value in PREDICTION_STYLES[""].items() if key != "label"})
     if members.probes is not None:
-        _seed_curves(axes[3], steps, members.probes.entropy_sequences, reached, "trained, over sampled positions",
+        _seed_curves(axes[4], steps, members.probes.entropy_sequences, reached, "trained, over sampled positions",
                      color="gray")
-    _finish(axes[3], "SGD step", "attention entropy (nats)", "attention entropy, mean over classes")
-    _leak_panel(axes[4], steps, results, reached, "SGD step", "training")
+    _finish(axes[4], "SGD step", "attention entropy (nats)", "(e) attention entropy, mean over classes")
+    _leak_panel(axes[5], steps, results, reached, "SGD step", "training")
+    axes[5].set_title("(f) " + axes[5].get_title())
 
     for axis in axes[1:]:
         for stop in steps[last[last < len(steps) - 1]]:
@@ -321,9 +364,10 @@ def plot_fig4(data: dict, summary: dict, path: Path) -> None:
 
 
 def plot_reach(data: dict, summary: dict, path: Path) -> None:
-    """The ladder of `reproduce reach`: one row per rung, columns Theorem 1 on the Transformer,
-    the reduced flow against training, and the attention entropy; one colour per activation
-    (thin: seeds, thick: their mean).
+    """The ladder of `reproduce reach`: one row per rung (the matched-progress rungs last), three
+    columns with one y-range each: the direction (NC of Theorem 1's ẑ with the trained z, solid;
+    of the reduced flow's z, dashed), the size (‖Δẑ‖/‖Δz‖ and the reduced flow's, log scale) and
+    the attention entropy; one colour per activation (thin: seeds, thick: their mean).
 
     **Arguments:**
 
@@ -331,22 +375,36 @@ def plot_reach(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     rungs, activations, steps = summary["rungs"], summary["activations"], data["steps"]
-    figure, axes = _subplots(len(rungs), 3, figsize=(16, 2.6 * len(rungs)), squeeze=False)
-    panels = (("nc_zhat_z", "NC(ẑ(V), z)", "Theorem 1 on the trained model"),
-              ("nc_reduced_z", "NC(z reduced, z trained)", "reduced JoMA flow vs training"),
-              ("entropy_train", "entropy (nats)", "attention entropy (frequency bags)"))
-    colours = ("tab:blue", "tab:red", "tab:green", "tab:purple")
+    figure, axes = _subplots(len(rungs), 3, figsize=(13, 2.1 * len(rungs)), squeeze=False, sharex=True, sharey="col")
+    panels = ((("nc_zhat_z", "-", "Theorem 1"), ("nc_reduced_z", "--", "reduced flow")), "normalized correlation",
+              "(a) direction: NC with trained z"), \
+             ((("size_zhat_z", "-", "Theorem 1"), ("size_reduced_z", "--", "reduced flow")), "‖Δẑ‖/‖Δz‖",
+              "(b) size of the change (1: right)"), \
+             ((("entropy_train", "-", "trained"),), "entropy (nats)", "(c) attention entropy (frequency bags)")
+    colours = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
     for row, rung in enumerate(rungs):
-        for column, (key, ylabel, title) in enumerate(panels):
+        for column, (curves, ylabel, title) in enumerate(panels):
             axis = axes[row, column]
-            for index, activation in enumerate(activations):
-                curves = data[key][row, index]
-                axis.plot(steps, curves.T, color=colours[index % len(colours)], alpha=0.25, linewidth=0.7)
-                axis.plot(steps, np.mean(curves, axis=0), color=colours[index % len(colours)], linewidth=2, label=activation)
-            if key == "nc_reduced_z":
+            for key, linestyle, what in curves:
+                for index, activation in enumerate(activations):
+                    values = data[key][row, index]
+                    if np.all(np.isnan(values)):
+                        continue
+                    colour = colours[index % len(colours)]
+                    axis.plot(steps, values.T, color=colour, alpha=0.2, linewidth=0.6, linestyle=linestyle)
+                    axis.plot(steps, np.nanmean(values, axis=0), color=colour, linewidth=1.8, linestyle=linestyle,
+                              label=f"{what}, {activation}" if row == 0 else None)
+            if column == 1:
+                axis.set_yscale("log")
+                axis.axhline(1.0, color="gray", linewidth=0.8)
+            if column == 0:
                 axis.axhline(summary["agreement"], color="gray", linestyle=":", linewidth=0.8)
-            # the columns are titled once, the rows named on their first panel
-            _finish(axis, "step", f"{rung}\n{ylabel}" if column == 0 else ylabel, title if row == 0 else "")
+            axis.set_ylabel(f"{rung}\n{ylabel}" if column == 0 else ylabel, fontsize=8)
+            axis.set_title(title if row == 0 else "")
+            if row == 0:
+                axis.legend(loc="best", fontsize=7)
+    for axis in axes[-1]:
+        axis.set_xlabel("step")
     _save(figure, path)
 
 

@@ -11,16 +11,25 @@ SIZES = dict(n_distinct=4, n_common=4, n_classes=5, dim=12)
 
 @pytest.fixture(scope="module")
 def ladder():
-    config = ReachConfig(activations=("linear",), seeds=2, steps=60, save_every=20, length=8, short_length=4, **SIZES)
+    config = ReachConfig(activations=("linear",), seeds=2, steps=60, save_every=20, length=8, short_length=4,
+                         matched_adam=None, **SIZES)
     return config, *run_reach(config)
 
 
 def test_every_rung_is_measured(ladder):
     config, data, summary = ladder
     rungs = summary["rungs"]
-    assert len(rungs) == 8 and rungs[0] == "block" and rungs[-1] == "+ Adam"
-    assert data["nc_zhat_z"].shape == (8, 1, 2, 4) and data["nc_reduced_z"].shape == (8, 1, 2, 4)
+    assert len(rungs) == 9 and rungs[0] == "block" and rungs[7] == "+ Adam"
+    assert summary["matched"] == rungs[8:] == ["+ LayerNorm (post), matched"]
+    assert data["nc_zhat_z"].shape == (9, 1, 2, 4) and data["nc_reduced_z"].shape == (9, 1, 2, 4)
     assert [row["rung"] for row in summary["table"]] == rungs
+    table = summary["table"]
+    assert (table[8]["eta_w"], table[8]["eta_z"]) == config.matched_layernorm and table[8]["progress"] == "matched"
+    # no flow beside Adam: its flow numbers are missing ("–"), not a test
+    assert np.isnan(data["nc_reduced_z"][7]).all() and table[7]["nc_reduced_z"] is None
+    assert np.isfinite(data["size_zhat_z"][7][..., 1:]).all()
+    for row in table:
+        assert row["regime"].startswith("MLP-first") == (row["nc_dzhat2_dz"] > row["nc_dzhat1_dz"])
     # direct logits move at eta_z, W_Q and W_K at eta_z times the measured factor
     rates = [row["attention_rate"] for row in summary["table"]]
     np.testing.assert_allclose(rates[:3], 1.0)
@@ -47,6 +56,10 @@ def test_reach_is_the_last_rung_before_the_theory_parts():
     assert _reach(rungs, rows(0.8, 1.0, 1.0), 0.9) is None
     assert _reach(rungs, rows(1.0, 1.0, 1.0), 0.9) == "c"
     assert _reach(rungs, rows(1.0, None, 1.0), 0.9) == "a", "no value (every seed failed) is no agreement"
+    sized = [{"nc_reduced_z": 1.0, "size_reduced_z": size} for size in (1.2, 0.4, 1.0)]
+    assert _reach(rungs, sized, 0.9) == "c"
+    assert _reach(rungs, sized, 0.9, size_within=2.0) == "a", "a flow 2.5× too small is not described in size"
+    assert _reach(rungs, sized, 0.9, size_within=3.0) == "c"
 
 
 @pytest.mark.parametrize("settings, message", [

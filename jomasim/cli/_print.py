@@ -10,30 +10,89 @@ def without_lists(value):
     return value
 
 
+def _cell(value) -> str:
+    """A table cell: a float to 4 significant digits, None (no such number) as "–"."""
+    if value is None:
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def format_rows(rows: list[dict]) -> str:
     """A list of rows (dicts with the same keys) as an aligned text table."""
-    cells = [list(rows[0])] + [[f"{value:.4g}" if isinstance(value, float) else str(value) for value in row.values()]
-                               for row in rows]
+    cells = [list(rows[0])] + [[_cell(value) for value in row.values()] for row in rows]
     widths = [max(len(line[column]) for line in cells) for column in range(len(cells[0]))]
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
 
 
+HEADERS = {
+    "nc_zhat_z": ("NC(ẑ,z)", "Theorem 1's direction: NC of the closed-form ẑ(V) with the logits z"),
+    "nc_dzhat_dz": ("NC(Δẑ,Δz)", "the same for the change since the start"),
+    "size_zhat_z": ("size ẑ", "Theorem 1's size ‖Δẑ‖/‖Δz‖, centred over tokens (1: the right size)"),
+    "size_zhat_tracked_z": ("size ẑ,b̄(t)", "the same with the current mean attention b̄(t) (differential form)"),
+    "nc_zhatP_z": ("NC(ẑP,z)", "Theorem 1 with the measured preconditioner P(t) of W_Q, W_K: direction"),
+    "size_zhatP_z": ("size ẑP", "and size"),
+    "entropy_zhat": ("H(ẑ)", "attention entropy (nats) implied by ẑ"),
+    "entropy_train": ("H trained", "attention entropy of the trained model"),
+    "entropy_ode": ("H joint", "attention entropy of the joint ODE"),
+    "nc_ode_z": ("NC joint", "NC of the joint ODE's z with the reference's"),
+    "nc_reduced_z": ("NC reduced", "NC of the reduced JoMA ODE's z with the reference's"),
+    "size_reduced_z": ("size reduced", "its size ‖Δz_flow‖/‖Δz‖"),
+    "nc_tracked_z": ("NC tracked", "NC of the tracked-b̄ ODE's z"),
+    "size_tracked_z": ("size tracked", "its size"),
+    "nc_preconditioned_z": ("NC P-flow", "NC of the reduced ODE driven by the measured P(t)"),
+    "size_preconditioned_z": ("size P-flow", "its size"),
+    "nc_zhat_z_worst_query": ("worst query", "the lowest NC(ẑ,z) over the queries"),
+    "attention_rate": ("rate", "the logits' rate factor on η_z (diagonal of P, mean)"),
+}
+"""The printed header of each summary column, and what it means (the legend under a table)."""
+
+
 def print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ...], ok: str = "ok") -> None:
-    """One row per seed (and a mean row) of the chosen summary columns and, for each status column
-    whose entry is not `ok`, what it says."""
+    """One row per seed (and a mean row over the seeds with a number) of the chosen summary columns
+    under their `HEADERS` (a missing number, e.g. a flow that never moved, prints "–"), for each
+    status column whose entry is not `ok` what it says, and a legend of the headers."""
     columns = [column for column in columns if column in summary]
-    print("seed  " + "  ".join(f"{column:>14}" for column in columns) + "  status")
+    statuses = [status for status in statuses if status in summary]
+    headers = [HEADERS.get(column, (column, None))[0] for column in columns]
+    widths = [max(len(header), 8) for header in headers]
+    number = lambda value, width: f"{value:{width}.4f}" if value is not None else "–".rjust(width)  # noqa: E731
+    print("seed  " + "  ".join(header.rjust(width) for header, width in zip(headers, widths)) + "  status")
     for row, seed in enumerate(summary["seeds"]):
-        values = "  ".join(f"{summary[column][row]:14.4f}" for column in columns)
+        values = "  ".join(number(summary[column][row], width) for column, width in zip(columns, widths))
         problems = [f"{status.removeprefix('status_')}: {summary[status][row]}" for status in statuses
                     if summary[status][row] != ok]
         print(f"{seed:4d}  {values}  {'; '.join(problems) or 'ok'}")
-    means = "  ".join(f"{sum(summary[column]) / len(summary[column]):14.4f}" for column in columns)
-    print(f"mean  {means}")
+    means = [[value for value in summary[column] if value is not None] for column in columns]
+    print("mean  " + "  ".join(number(sum(values) / len(values) if values else None, width)
+                               for values, width in zip(means, widths)))
+    legend = [f"{HEADERS[column][0]}: {HEADERS[column][1]}" for column in columns if column in HEADERS]
+    if legend:
+        print("(" + "; ".join(legend) + "; at the last save every run reached)")
+
+
+PREDICTION_NAMES = {"": "closed form, b̄ held at x̄ (the paper's)", "_tracked": "differential form, b̄ tracked",
+                    "P": "with the measured P(t)", "P_tracked": "with P(t), b̄ tracked"}
+"""Theorem 1's predictions by their output tag (`Theorem1Curves.predictions`), in words."""
+
+
+def print_theorem1(summary: dict, reference: str) -> None:
+    """Theorem 1 on the reference run in one line per prediction, direction beside size, and the
+    attention entropy the closed form implies beside the run's: ranges over seeds."""
+    print(f"Theorem 1 on {RUN_NAMES[reference]} (range over seeds at the last save):")
+    for tag, name in PREDICTION_NAMES.items():
+        nc = [value for value in summary.get(f"nc_zhat{tag}_z", []) if value is not None]
+        size = [value for value in summary.get(f"size_zhat{tag}_z", []) if value is not None]
+        if nc and size:
+            print(f"  {name}: direction NC(ẑ, z) {_span(nc, '.3f')}, size ‖Δẑ‖/‖Δz‖ {_span(size, '.2f')}")
+    implied = [value for value in summary.get("entropy_zhat", []) if value is not None]
+    own = [value for value in summary.get(f"entropy_{reference}", []) if value is not None]
+    if implied and own:
+        print(f"  the attention the closed form implies has entropy {_span(implied, '.2f')} nats against "
+              f"{_span(own, '.2f')} for {RUN_NAMES[reference]}")
 
 
 RUN_NAMES = {"train": "training", "ode": "the joint ODE", "reduced": "the reduced JoMA ODE",
-             "tracked": "the tracked-b̄ JoMA ODE"}
+             "tracked": "the tracked-b̄ JoMA ODE", "preconditioned": "the reduced JoMA ODE driven by the measured P(t)"}
 
 
 def print_agreement(summary: dict, reference: str, clock: str, model: str = "block") -> None:
@@ -45,20 +104,28 @@ def print_agreement(summary: dict, reference: str, clock: str, model: str = "blo
         run, other = RUN_NAMES[side], RUN_NAMES[reference]
         parted = [(seed, step, final) for seed, step, final in zip(seeds, summary[key], summary[f"nc_{side}_z"])
                   if step is not None]
+        sizes = [size for size in summary.get(f"size_{side}_z", []) if size is not None]
+        size = (f"; the size of its change is {_span(sizes, '.2f')}× {other}'s (1: the right size)"
+                if sizes else "")
         if not parted:
-            print(f"{run} agrees with {other} (NC of z at least {AGREEMENT}) at every save on all {len(seeds)} seeds")
+            print(f"{run} agrees in direction with {other} (NC of z at least {AGREEMENT}) at every save on all "
+                  f"{len(seeds)} seeds{size}")
             continue
         at = "step " if clock == "step" else f"{clock} = "
         where = ", ".join(f"seed {seed} at {at}{step:g}" for seed, step, _ in parted)
         back = sum(final >= AGREEMENT for _, _, final in parted)
         print(f"{run} parts from {other} (NC of z below {AGREEMENT}) on {len(parted)} of {len(seeds)} seeds: {where}; "
-              f"{back} of them end at or above {AGREEMENT} again")
+              f"{back} of them end at or above {AGREEMENT} again{size}")
         if (side, reference, model) == ("ode", "train", "block"):
             print("  (the joint ODE is SGD's limit of small steps: where they part, the learning rate is too large for "
                   "the flow to describe the training)")
         drifts = [100 * drift for drift in summary.get(f"bbar_drift_parted_{side}", []) if drift is not None]
         if drifts:
-            low, high = f"{min(drifts):.0f}", f"{max(drifts):.0f}"
-            span = low if low == high else f"{low}–{high}"
-            print(f"  (where it parts, the mean attention b̄ of {other} has drifted {span} % from the x̄ that "
-                  "Theorem 1's softmax invariant holds fixed)")
+            print(f"  (where it parts, the mean attention b̄ of {other} has drifted {_span(drifts, '.0f')} % from the x̄ "
+                  "that Theorem 1's softmax invariant holds fixed)")
+
+
+def _span(values: list[float], spec: str) -> str:
+    """The range of `values` as "low–high" (one number when they print the same)."""
+    low, high = format(min(values), spec), format(max(values), spec)
+    return low if low == high else f"{low} to {high}" if min(values) < 0 else f"{low}–{high}"

@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from .._errors import OutOfRangeError, at_least, check_positive, check_seed
-from .._settings import Settings, setting
+from .._settings import Settings, optional, setting
 from ..activation import check_activations
 from ..comparison import AGREEMENT
 from .compare import run_compare
@@ -44,10 +44,26 @@ def ladder(length: int, short: int, norm: str, adam_eta: float) -> tuple[tuple[s
     )
 
 
+def check_rates(name: str, rates: tuple[float, ...]) -> None:
+    """Rates of a matched rung: (eta_w, eta_z), both finite and positive."""
+    if len(rates) != 2:
+        raise OutOfRangeError(f"{name}={rates!r} is not allowed; give two rates eta_w,eta_z (or none)")
+    check_positive(name, rates)
+
+
+def check_factor(name: str, value: float) -> None:
+    """A factor of tolerance: finite and > 1."""
+    check_positive(name, value)
+    if not value > 1:
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must be > 1")
+
+
 @dataclasses.dataclass(frozen=True)
 class ReachConfig(Settings):
     """Settings of the ladder; the defaults are `compare --model transformer`'s (the Fig. 2 sizes,
-    SGD at 0.1 for 2000 steps), 8 seeds, a linear and a SiLU MLP, Adam at its usual rate 1e-3."""
+    SGD at 0.1 for 2000 steps), 8 seeds, a linear and a SiLU MLP, Adam at its usual rate 1e-3;
+    and two rungs again at matched progress (JOMA_MATH §10.5): LayerNorm and Adam at rates at
+    which their attention entropy falls about as far as the block's."""
 
     activations: tuple[str, ...] = setting(("linear", "silu"), "MLP activations compared on every rung",
                                            check=check_activations)
@@ -60,8 +76,16 @@ class ReachConfig(Settings):
     length: int = setting(64, "sequence length L of the sampled rungs after the first", check=at_least(1))
     short_length: int = setting(16, "sequence length of the second sampled rung", check=at_least(1))
     norm: str = setting("post", "where the LayerNorm rung puts LayerNorm", choices=("post", "pre"))
+    matched_layernorm: tuple[float, ...] | None = setting(
+        (0.002, 1.0), "rates eta_w,eta_z of the LayerNorm rung run again at matched progress (SGD; its attention "
+        "entropy falls about as far as the block's); none leaves the row out", check=optional(check_rates))
+    matched_adam: tuple[float, ...] | None = setting(
+        (1e-4, 3e-2), "rates eta_w,eta_z of the Adam rung run again at matched progress; none leaves the row out",
+        check=optional(check_rates))
     describes: float = setting(0.9, "mean final NC(z reduced, z trained) at or above which a rung counts as described "
                                "by the theory (for `reach`)", check=check_positive)
+    size_within: float = setting(2.0, "factor within which the reduced flow's size ‖Δz_flow‖/‖Δz‖ must lie for "
+                                 "`reach_with_size` (size in [1/f, f])", check=check_factor)
     n_distinct: int = setting(10, "distinct tokens per class", check=at_least(0))
     n_common: int = setting(10, "common tokens", check=at_least(0))
     n_classes: int = setting(20, "classes K", check=at_least(1))
@@ -73,8 +97,19 @@ class ReachConfig(Settings):
         self.config(self.rungs()[0][1], self.activations[0])  # the sizes, checked by the comparison's config
 
     def rungs(self) -> tuple[tuple[str, dict], ...]:
-        """The rungs' names and settings."""
+        """The rungs' names and settings, at the stored rates (the ladder, in order)."""
         return ladder(self.length, self.short_length, self.norm, self.adam_eta)
+
+    def matched_rungs(self) -> tuple[tuple[str, dict], ...]:
+        """The rungs run again at matched progress: the LayerNorm and the Adam rung at the rates of
+        `matched_layernorm` and `matched_adam` (those given)."""
+        rungs = dict(self.rungs())
+        layernorm, adam = (name for name in rungs if name.startswith(("+ LayerNorm", "+ Adam")))
+        matched = []
+        for name, rates in ((layernorm, self.matched_layernorm), (adam, self.matched_adam)):
+            if rates:
+                matched.append((f"{name}, matched", {**rungs[name], "eta_w": rates[0], "eta_z": rates[1]}))
+        return tuple(matched)
 
     def config(self, rung: dict, activation: str) -> TransformerCompareConfig:
         """The comparison of one rung and activation."""
@@ -89,63 +124,103 @@ def _mean(values) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def _reach(rungs, rows: list[dict], describes: float) -> str | None:
+def _reach(rungs, rows: list[dict], describes: float, size_within: float | None = None) -> str | None:
     """The last rung, in ladder order, before the first whose mean final NC(reduced, trained) is
-    below `describes` (`None` if the first already is)."""
+    below `describes` (or missing: no flow compared, every seed failed) and, with `size_within`,
+    whose reduced flow's mean size ratio is outside [1/size_within, size_within] (`None` if the
+    first already is)."""
     last = None
     for (name, _), row in zip(rungs, rows):
         if row["nc_reduced_z"] is None or row["nc_reduced_z"] < describes:
+            break
+        size = row.get("size_reduced_z")
+        if size_within is not None and (size is None or not 1 / size_within <= size <= size_within):
             break
         last = name
     return last
 
 
+REGIMES = {True: "MLP-first (Δz along ẑ₂)", False: "salience (Δz along ẑ₁)"}
+"""A rung's regime (JOMA_MATH §10.5), by whether its logits' change follows Theorem 1's second
+term ẑ₂ (the b̄ term: attention flattens while the MLP fits) more than its salience term ẑ₁."""
+
+CURVES = ("nc_zhat_z", "size_zhat_z", "nc_reduced_z", "size_reduced_z", "entropy_train", "entropy_sequences_train")
+"""The curves `run_reach` keeps per rung, activation and seed (NaN where a rung has no such run)."""
+
+
+def _curve(results, name: str) -> np.ndarray:
+    """One of `CURVES` from a comparison's results, NaN where the comparison has no such run."""
+    members = results.members
+    arrays = results.arrays()
+    if name == "entropy_sequences_train":
+        return members.probes.entropy_sequences
+    return arrays[name] if name in arrays else np.full(members.train.entropy.shape, np.nan)
+
+
+def _row(name: str, activation: str, run: TransformerCompareConfig, results, progress: str) -> dict:
+    """A rung's row: means over seeds of the final numbers, its rates, progress and regime."""
+    summary = results.summary()
+    mean = lambda key: _mean(summary.get(key, []))  # noqa: E731
+    parted = [step for step in summary.get("parted_step_reduced", []) if step is not None]
+    along_second = (mean("nc_dzhat2_dz") or -np.inf) > (mean("nc_dzhat1_dz") or -np.inf)
+    return {
+        "rung": name, "activation": activation, "progress": progress, "optimizer": run.optimizer,
+        "eta_w": run.eta_w, "eta_z": run.eta_z,
+        "loss_end": mean("loss_train"),
+        "entropy_drop": None if mean("entropy_train") is None else mean("entropy_initial") - mean("entropy_train"),
+        "regime": REGIMES[along_second],
+        "nc_dzhat1_dz": mean("nc_dzhat1_dz"), "nc_dzhat2_dz": mean("nc_dzhat2_dz"),
+        "nc_zhat_z": mean("nc_zhat_z"),
+        "nc_zhat_z_min": float(np.mean(np.min(results.members.train.theorem1.nc_zhat_z, axis=1))),
+        "nc_dzhat_dz": mean("nc_dzhat_dz"), "size_zhat_z": mean("size_zhat_z"),
+        "nc_zhatP_z": mean("nc_zhatP_z"), "size_zhatP_z": mean("size_zhatP_z"),
+        "nc_reduced_z": mean("nc_reduced_z"), "size_reduced_z": mean("size_reduced_z"),
+        "nc_preconditioned_z": mean("nc_preconditioned_z"), "size_preconditioned_z": mean("size_preconditioned_z"),
+        "parted_step_reduced": float(np.median(parted)) if parted else None,
+        "seeds_parted": len(parted),
+        "entropy_min": mean("entropy_train_min"),
+        "entropy_min_step": mean("entropy_train_min_step"),
+        "entropy_end": mean("entropy_train"),
+        "entropy_rebound": mean("entropy_train_rebound"),
+        "entropy_sequences_end": mean("entropy_sequences_train"),
+        "attention_rate": mean("attention_rate"),
+    }
+
+
 def run_reach(config: ReachConfig) -> tuple[dict, dict]:
-    """Runs every rung for every activation and seed.
+    """Runs every rung (the ladder at the stored rates, then the matched-progress rungs) for every
+    activation and seed.
 
     **Returns:**
 
-    `(data, summary)`: `data` holds `steps` and, per curve, an array `(rungs, activations, seeds,
-    saves)`: `nc_zhat_z` (Theorem 1 on the Transformer), `nc_reduced_z` (the reduced flow
-    against training), `entropy_train` (over the frequency bags) and `entropy_sequences_train`;
-    `summary` holds the rungs, the activations, `table` (one row per rung and activation: means
-    over seeds) and `reach` (per activation, the last rung up to which the reduced flow's final NC
-    with training stays at or above `config.describes` on average, in ladder order).
+    `(data, summary)`: `data` holds `steps` and, per curve of `CURVES`, an array `(rungs,
+    activations, seeds, saves)` (NaN where a rung has no such run: no flow beside Adam);
+    `summary` holds the rungs, the matched ones, the activations, `table` (one row per rung and
+    activation, `_row`: means over seeds, the rates, the progress, the regime), `reach` (per
+    activation, the last rung of the ladder up to which the reduced flow's final NC with training
+    stays at or above `config.describes` on average) and `reach_with_size` (the same with its size
+    ratio also within `config.size_within`).
     """
-    rungs = config.rungs()
-    curves = {name: [] for name in ("nc_zhat_z", "nc_reduced_z", "entropy_train", "entropy_sequences_train")}
+    ladder_rungs, matched = config.rungs(), config.matched_rungs()
+    curves = {name: [] for name in CURVES}
     rows, steps = [], None
-    for name, rung in rungs:
+    for (name, rung), progress in zip(ladder_rungs + matched, ("stored rates",) * len(ladder_rungs) + ("matched",) * len(matched)):
         per_activation = {key: [] for key in curves}
         for activation in config.activations:
             run = config.config(rung, activation)
             results = run_compare(run)
             steps = results.steps
-            members = results.members
-            per_activation["nc_zhat_z"].append(members.train.theorem1.nc_zhat_z)
-            per_activation["nc_reduced_z"].append(members.reduced.agreement.nc_z)
-            per_activation["entropy_train"].append(members.train.entropy)
-            per_activation["entropy_sequences_train"].append(members.probes.entropy_sequences)
-            summary = results.summary()
-            parted = [step for step in summary["parted_step_reduced"] if step is not None]
-            rows.append({
-                "rung": name, "activation": activation,
-                "nc_zhat_z": _mean(summary["nc_zhat_z"]),
-                "nc_zhat_z_min": float(np.mean(np.min(members.train.theorem1.nc_zhat_z, axis=1))),
-                "nc_reduced_z": _mean(summary["nc_reduced_z"]),
-                "parted_step_reduced": float(np.median(parted)) if parted else None,
-                "seeds_parted": len(parted),
-                "entropy_min": _mean(summary["entropy_train_min"]),
-                "entropy_min_step": _mean(summary["entropy_train_min_step"]),
-                "entropy_end": _mean(summary["entropy_train"]),
-                "entropy_rebound": _mean(summary["entropy_train_rebound"]),
-                "entropy_sequences_end": _mean(summary["entropy_sequences_train"]),
-                "attention_rate": _mean(summary["attention_rate"]),
-            })
+            for key in curves:
+                per_activation[key].append(_curve(results, key))
+            rows.append(_row(name, activation, run, results, progress))
         for key in curves:
             curves[key].append(per_activation[key])
-    reach = {activation: _reach(rungs, [row for row in rows if row["activation"] == activation], config.describes)
-             for activation in config.activations}
+    ladder_rows = rows[:len(ladder_rungs) * len(config.activations)]
+    reach = {size: {activation: _reach(ladder_rungs, [row for row in ladder_rows if row["activation"] == activation],
+                                       config.describes, config.size_within if size else None)
+                    for activation in config.activations} for size in (False, True)}
     data = {"steps": np.asarray(steps), **{key: np.asarray(value) for key, value in curves.items()}}
-    return data, {"rungs": [name for name, _ in rungs], "activations": list(config.activations), "table": rows,
-                  "reach": reach, "describes": config.describes, "agreement": AGREEMENT, "seeds": config.seeds}
+    return data, {"rungs": [name for name, _ in ladder_rungs + matched], "matched": [name for name, _ in matched],
+                  "activations": list(config.activations), "table": rows, "reach": reach[False],
+                  "reach_with_size": reach[True], "describes": config.describes, "size_within": config.size_within,
+                  "agreement": AGREEMENT, "seeds": config.seeds}

@@ -45,6 +45,8 @@ class Reproduction:
       takes the other fields as keywords.
     - `missing`: why it cannot run given the fields the command line names (its input is
       missing), or `None`; `reproduce all` skips it then.
+    - `shown`: the columns of the summary's table printed on the terminal (`None`: all); the CSV
+      holds them all.
     """
 
     config: type
@@ -54,6 +56,7 @@ class Reproduction:
     options: dict[str, str] = dataclasses.field(default_factory=dict)
     presets: dict[str, tuple[Callable[..., Any], str]] = dataclasses.field(default_factory=dict)
     missing: Callable[[set[str]], str | None] = lambda named: None
+    shown: tuple[str, ...] | None = None
 
 
 def _missing_corpus(named: set[str]) -> str | None:
@@ -101,7 +104,11 @@ REPRODUCTIONS = {
                            "by setting", options={"seeds": _SEEDS_HELP}),
     "reach": Reproduction(ReachConfig, run_reach, plot_reach,
                           "JoMA against a one-layer Transformer, one idealisation dropped per rung: where the theory "
-                          "stops describing training"),
+                          "stops describing training, in direction and size, at the stored rates and at matched "
+                          "progress",
+                          shown=("rung", "activation", "progress", "regime", "loss_end", "entropy_drop", "nc_zhat_z",
+                                 "size_zhat_z", "nc_zhatP_z", "size_zhatP_z", "nc_reduced_z", "size_reduced_z",
+                                 "nc_preconditioned_z", "size_preconditioned_z")),
 }
 
 

@@ -89,7 +89,8 @@ class TransformerProbes(NamedTuple):
     - `entropy_sequences`: the mean attention entropy over the positions of a fixed evaluation
       batch of sampled sequences (of the frequency bags in the expectation limit), `(n,)`.
     - `preconditioner`: the first query's P(t) of learned W_Q, W_K (`Probe.preconditioner`),
-      `(n, M_c, M_c)`; `None` for direct logits (P = I).
+      `(n, M_c, M_c)`, with SGD; `None` for direct logits (P = I) and for Adam (whose step is not
+      −η P ∂L/∂z).
     """
 
     nc_zhat_z_queries: jax.Array

@@ -65,6 +65,13 @@ class TransformerCompareConfig(CompareConfig):
         super().check_fields()
         check_query_count("queries", self.queries, dim=self.dim, n_tokens=self.n_distinct + self.n_common)
 
+    @property
+    def run_mode(self) -> str:
+        """`both` with SGD; with Adam training alone (`train`): the flows run on SGD's clock
+        (t = step) and Adam's clock and preconditioned invariant (JOMA_MATH §10.4) are not
+        modelled, so a flow beside Adam training would be no test of the theory."""
+        return "both" if self.optimizer == "sgd" else "train"
+
     def member_bytes(self, steps: int, saves: int, mode: str) -> int:
         """The block's estimate, plus the saved parameters and the probes of every save (each
         query's preconditioner P, and with W_Q, W_K the preconditioned flow's states)."""
@@ -132,7 +139,9 @@ class TransformerCompareConfig(CompareConfig):
         W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q))[0])(probes.z, probes.V, probes.w_q)
         nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), probes.V, probes.z[:, m], data.X).nc_zhat_z
                                 for m in range(self.queries)], axis=-1)
-        preconditioner = probes.preconditioner[:, 0] if self.attention_params == "qk" else None
+        # P is SGD's chain rule through W_Q, W_K: with direct logits it is I, with Adam not the rule
+        sgd_through_qk = self.attention_params == "qk" and self.optimizer == "sgd"
+        preconditioner = probes.preconditioner[:, 0] if sgd_through_qk else None
         return Readout(W, probes.z[:, 0], probes.V, losses, loss,
                        TransformerProbes(nc_queries, rate, entropy_sequences, preconditioner))
 
