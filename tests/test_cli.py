@@ -14,7 +14,7 @@ import pytest
 import jomasim as js
 from jomasim.cli import main
 from jomasim.cli._main import _crawled_at_relu_kinks
-from jomasim.cli._print import print_agreement
+from jomasim.cli._print import print_agreement, print_table, print_theorem1
 from jomasim.experiments.compare import CompareConfig
 from jomasim.io import environment, source_revision
 
@@ -190,6 +190,25 @@ def test_relu_flows_out_of_steps_get_a_note():
     assert not _crawled_at_relu_kinks(CompareConfig(activation="relu", solve=js.SolverOptions(solver="euler", dt0=1.0)), out_of_steps)
 
 
+def test_the_table_prints_human_headers_a_dash_for_missing_numbers_and_a_legend(capsys):
+    summary = {"seeds": [0, 1], "nc_zhat_z": [0.99, 0.98], "size_zhat_z": [8.0, None], "status_train": ["ok", "ok"]}
+    print_table(summary, ("nc_zhat_z", "size_zhat_z", "nc_reduced_z"), ("status_train", "status_ode"))
+    header, first, second, mean, legend = capsys.readouterr().out.splitlines()
+    assert header.split() == ["seed", "NC(ẑ,z)", "size", "ẑ", "status"]
+    assert second.split() == ["1", "0.9800", "–", "ok"] and mean.split() == ["mean", "0.9850", "8.0000"]
+    assert legend.startswith("(NC(ẑ,z): Theorem 1's direction") and "size ẑ: Theorem 1's size" in legend
+
+
+def test_theorem1_lines_give_direction_beside_size(capsys):
+    summary = {"seeds": [0, 1], "nc_zhat_z": [0.99, 0.97], "size_zhat_z": [8.0, 9.0], "nc_zhat_tracked_z": [-0.2, 0.9],
+               "size_zhat_tracked_z": [1.1, 1.4], "entropy_zhat": [0.0, 0.3], "entropy_train": [0.7, 0.7]}
+    print_theorem1(summary, "train")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "  closed form, b̄ held at x̄ (the paper's): direction NC(ẑ, z) 0.970–0.990, size ‖Δẑ‖/‖Δz‖ 8.00–9.00"
+    assert lines[2] == "  differential form, b̄ tracked: direction NC(ẑ, z) -0.200 to 0.900, size ‖Δẑ‖/‖Δz‖ 1.10–1.40"
+    assert lines[3].endswith("entropy 0.00–0.30 nats against 0.70 for training")
+
+
 def test_agreement_lines_say_where_each_run_parts(capsys):
     summary = {"seeds": [0, 1], "parted_step_ode": [800, None], "nc_ode_z": [-0.1, 0.999], "parted_step_reduced": [None, None],
                "nc_reduced_z": [1.0, 1.0]}
@@ -197,7 +216,12 @@ def test_agreement_lines_say_where_each_run_parts(capsys):
     ode, hint, reduced = capsys.readouterr().out.splitlines()
     assert ode.startswith("the joint ODE parts from training") and "1 of 2 seeds: seed 0 at step 800;" in ode
     assert "0 of them end at or above 0.99 again" in ode and "learning rate is too large" in hint
-    assert reduced == "the reduced JoMA ODE agrees with training (NC of z at least 0.99) at every save on all 2 seeds"
+    assert reduced == "the reduced JoMA ODE agrees in direction with training (NC of z at least 0.99) at every save on all 2 seeds"
+    sized = {**summary, "size_reduced_z": [9.5, 10.6], "size_ode_z": [None, 1.0]}
+    print_agreement(sized, "train", "step")
+    ode, _, reduced = capsys.readouterr().out.splitlines()
+    assert reduced.endswith("on all 2 seeds; the size of its change is 9.50–10.60× training's (1: the right size)")
+    assert ode.endswith("again; the size of its change is 1.00× training's (1: the right size)")
     print_agreement({"seeds": [3], "parted_step_reduced": [12.5], "nc_reduced_z": [0.995]}, "ode", "t")
     assert "seed 3 at t = 12.5; 1 of them end at or above 0.99 again" in capsys.readouterr().out
     drifted = {"seeds": [3, 4, 5], "parted_step_reduced": [12.5, None, 9.0], "nc_reduced_z": [0.995, 1.0, 0.9],
