@@ -393,7 +393,7 @@ def _fit(args) -> None:
           f"{summary['held_out_steps'][0]:g}-{summary['held_out_steps'][1]:g}")
     # one rho per seed is a column; rho(t) on several pieces is a line per seed
     pieces = results.lr_ratio.shape[1] > 1
-    columns = ("fitted_time_scale", "nc_before", "nc_after", "nc_held_out")
+    columns = ("fitted_time_scale", "nc_before", "nc_after", "nc_held_out", "size_held_out")
     print_table(summary, columns if pieces else ("fitted_lr_ratio", *columns), ("status",), ok="converged")
     if pieces:
         print(f"rho(t) on the pieces between steps {', '.join(f'{knot:g}' for knot in results.knots)}:")

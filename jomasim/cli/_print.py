@@ -43,6 +43,12 @@ HEADERS = {
     "size_preconditioned_z": ("size P-flow", "its size"),
     "nc_zhat_z_worst_query": ("worst query", "the lowest NC(ẑ,z) over the queries"),
     "attention_rate": ("rate", "the logits' rate factor on η_z (diagonal of P, mean)"),
+    "fitted_lr_ratio": ("fitted ρ", "the fitted rate ratio η_z/η_w"),
+    "fitted_time_scale": ("time scale", "the fitted factor on the flow's clock"),
+    "nc_before": ("NC before", "NC of the flow at the start values with training, held-out saves"),
+    "nc_after": ("NC fitted", "NC after the fit, fitted saves"),
+    "nc_held_out": ("NC held out", "NC after the fit, held-out saves"),
+    "size_held_out": ("size", "the fitted flow's ‖Δz‖/‖Δz trained‖ at the last save (1: the right size)"),
 }
 """The printed header of each summary column, and what it means (the legend under a table)."""
 
@@ -67,7 +73,7 @@ def print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ..
                                for values, width in zip(means, widths)))
     legend = [f"{HEADERS[column][0]}: {HEADERS[column][1]}" for column in columns if column in HEADERS]
     if legend:
-        print("(" + "; ".join(legend) + "; at the last save every run reached)")
+        print("(" + "; ".join(legend) + ")")
 
 
 PREDICTION_NAMES = {"": "closed form, b̄ held at x̄ (the paper's)", "_tracked": "differential form, b̄ tracked",

@@ -25,6 +25,7 @@ import optimistix as optx
 
 from .._errors import InvalidPathError, OutOfRangeError, at_least, check_positive
 from .._settings import Settings, from_json, setting
+from ..comparison import displacement
 from ..metrics import normalized_correlation
 from ..theory import JointFlow, ReducedFlow, ScheduledReducedFlow, SolverOptions, solve
 from .block import MemberNumbers
@@ -122,7 +123,7 @@ class FitResults(NamedTuple):
     """Per seed: the fitted `lr_ratio` ρ `(S, P)` (one per piece between the `knots`, on the run's
     clock) and `time_scale` s, NC of z before the fit (the neutral
     start, over the held-out saves), after it (over the fitted saves) and on the held-out saves,
-    the solver's `status` (0 when Levenberg–Marquardt converged, 1 when not) and `iterations`;
+    the fitted flow's size ‖Δz‖/‖Δz trained‖ at the last save (`comparison.displacement`), the solver's `status` (0 when Levenberg–Marquardt converged, 1 when not) and `iterations`;
     the flow's z before and after at every save `(S, n, M_c)`, the saves `steps` and how many were
     fitted (`fitted`)."""
 
@@ -132,6 +133,7 @@ class FitResults(NamedTuple):
     nc_before: np.ndarray
     nc_after: np.ndarray
     nc_held_out: np.ndarray
+    size_held_out: np.ndarray
     status: np.ndarray
     iterations: np.ndarray
     z_before: np.ndarray
@@ -189,7 +191,8 @@ def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
     return FitResults(
         lr_ratio=np.exp(np.asarray(values[:, :-1])), time_scale=np.exp(np.asarray(values[:, -1])), knots=knots,
         nc_before=nc(np.asarray(before), held), nc_after=nc(np.asarray(after), slice(0, fitted)),
-        nc_held_out=nc(np.asarray(after), held), status=np.asarray(status), iterations=np.asarray(iterations),
+        nc_held_out=nc(np.asarray(after), held), size_held_out=np.asarray(jax.vmap(displacement)(after, trained)[1][:, -1]),
+        status=np.asarray(status), iterations=np.asarray(iterations),
         z_before=np.asarray(before), z_after=np.asarray(after), steps=steps, fitted=fitted,
     )
 
@@ -205,6 +208,7 @@ def fit_summary(run: TrainedRun, results: FitResults) -> dict:
         "nc_before": results.nc_before.tolist(),
         "nc_after": results.nc_after.tolist(),
         "nc_held_out": results.nc_held_out.tolist(),
+        "size_held_out": results.size_held_out.tolist(),
         "status": ["converged" if code == 0 else "not converged" for code in results.status],
         "iterations": results.iterations.tolist(),
         "fitted_steps": [float(results.steps[0]), float(results.steps[results.fitted - 1])],
