@@ -13,6 +13,8 @@ jax.config.update("jax_enable_x64", True)
 float32 where their tolerances allow it and otherwise refuse in one line that says so.
 """
 
+from importlib import metadata as _metadata
+
 from . import metrics as metrics
 from ._errors import InvalidChoiceError as InvalidChoiceError
 from ._errors import InvalidPathError as InvalidPathError
@@ -51,4 +53,4 @@ from .theory import matrix_solution as matrix_solution
 from .theory import simulate as simulate
 from .theory import stack as stack
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("jomasim")

@@ -12,7 +12,7 @@ SIZES = dict(n_distinct=4, n_common=4, n_classes=5, dim=12)
 @pytest.fixture(scope="module")
 def ladder():
     config = ReachConfig(activations=("linear",), seeds=2, steps=60, save_every=20, length=8, short_length=4,
-                         matched_adam=None, **SIZES)
+                         matched_adam=None, calibrate=True, search_points=4, search_seeds=1, **SIZES)
     return config, *run_reach(config)
 
 
@@ -24,7 +24,8 @@ def test_every_rung_is_measured(ladder):
     assert data["nc_zhat_z"].shape == (9, 1, 2, 4) and data["nc_reduced_z"].shape == (9, 1, 2, 4)
     assert [row["rung"] for row in summary["table"]] == rungs
     table = summary["table"]
-    assert (table[8]["eta_w"], table[8]["eta_z"]) == config.matched_layernorm and table[8]["progress"] == "matched"
+    search, = summary["calibration"]
+    assert (table[8]["eta_w"], table[8]["eta_z"]) == (config.matched_layernorm[0], search["chosen"])
     # no flow beside Adam: its flow numbers are missing ("–"), not a test
     assert np.isnan(data["nc_reduced_z"][7]).all() and table[7]["nc_reduced_z"] is None
     assert np.isfinite(data["size_zhat_z"][7][..., 1:]).all()
@@ -37,6 +38,23 @@ def test_every_rung_is_measured(ladder):
     # the diagnostic rung is the W_Q, W_K rung's training, with other flows
     np.testing.assert_allclose(data["entropy_train"][4], data["entropy_train"][3], atol=1e-12)
     assert not np.allclose(data["nc_reduced_z"][4], data["nc_reduced_z"][3])
+
+
+def test_the_calibration_reaches_the_blocks_entropy_drop_or_says_it_did_not(ladder):
+    config, _, summary = ladder
+    search, = summary["calibration"]
+    block, *_, matched = summary["table"]
+    assert search["target"] == block["entropy_drop"] and len(search["eta_z"]) == 4 == len(search["drops"])
+    low, high = config.matched_layernorm[1] / config.search_span, config.matched_layernorm[1] * config.search_span
+    np.testing.assert_allclose([search["eta_z"][0], search["eta_z"][-1]], [low, high])
+    drops = np.asarray(search["drops"])
+    assert search["bracketed"] == bool(np.any((drops[:-1] - search["target"]) * (drops[1:] - search["target"]) <= 0))
+    assert min(search["eta_z"]) <= search["chosen"] <= max(search["eta_z"])
+    off = abs(matched["entropy_drop"] - search["target"])
+    if matched["progress"] == "calibrated":
+        assert off <= config.tolerance * search["target"]
+    else:
+        assert off > config.tolerance * search["target"] and matched["progress"].startswith("not calibrated (entropy drop")
 
 
 def test_the_first_rung_is_the_block(ladder):

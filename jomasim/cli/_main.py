@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import jax
@@ -29,7 +30,11 @@ from ._print import format_rows, print_agreement, print_table, print_theorem1, w
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line and exit code 2."""
+    """An argument parser whose usage errors are one line and exit code 2, and which takes no
+    abbreviated options (`--seed` is not `--seeds`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -405,6 +410,7 @@ def _fit(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The `jomasim` argument parser with all its sub-commands."""
     parser = _OneLineParser(prog="jomasim", description="Simulate JoMA training dynamics and check them against training.")
+    parser.add_argument("--version", action="version", version=f"jomasim {metadata.version('jomasim')}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     _add_block_command(
         commands, "compare", CompareConfig, _compare,

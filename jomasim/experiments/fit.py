@@ -123,7 +123,8 @@ class FitResults(NamedTuple):
     """Per seed: the fitted `lr_ratio` ρ `(S, P)` (one per piece between the `knots`, on the run's
     clock) and `time_scale` s, NC of z before the fit (the neutral
     start, over the held-out saves), after it (over the fitted saves) and on the held-out saves,
-    the fitted flow's size ‖Δz‖/‖Δz trained‖ at the last save (`comparison.displacement`), the solver's `status` (0 when Levenberg–Marquardt converged, 1 when not) and `iterations`;
+    the fitted flow's size ‖Δz‖/‖Δz trained‖ at the last save (`comparison.displacement`), the
+    solver's `status` (0 when Levenberg–Marquardt converged, 1 when not) and `iterations`;
     the flow's z before and after at every save `(S, n, M_c)`, the saves `steps` and how many were
     fitted (`fitted`)."""
 

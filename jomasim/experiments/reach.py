@@ -19,6 +19,7 @@ from .._errors import OutOfRangeError, at_least, check_positive, check_seed
 from .._settings import Settings, optional, setting
 from ..activation import check_activations
 from ..comparison import AGREEMENT
+from .block import MemberNumbers, run_members
 from .compare import run_compare
 from .transformer import TransformerCompareConfig
 
@@ -82,6 +83,14 @@ class ReachConfig(Settings):
     matched_adam: tuple[float, ...] | None = setting(
         (1e-4, 3e-2), "rates eta_w,eta_z of the Adam rung run again at matched progress; none leaves the row out",
         check=optional(check_rates))
+    calibrate: bool = setting(False, "pick the matched rungs' eta_z (eta_w as given) by a search, so that their "
+                              "attention entropy falls as far as the block's within `tolerance`")
+    tolerance: float = setting(0.15, "relative tolerance on the entropy drop of a calibrated rung", check=check_positive)
+    search_points: int = setting(9, "eta_z values tried by the calibration, log-spaced over eta_z / search_span to "
+                                 "eta_z * search_span, in one compiled call", check=at_least(2))
+    search_span: float = setting(30.0, "factor each side of the given eta_z that the calibration searches",
+                                 check=check_factor)
+    search_seeds: int = setting(2, "seeds per value tried by the calibration", check=at_least(1))
     describes: float = setting(0.9, "mean final NC(z reduced, z trained) at or above which a rung counts as described "
                                "by the theory (for `reach`)", check=check_positive)
     size_within: float = setting(2.0, "factor within which the reduced flow's size ‖Δz_flow‖/‖Δz‖ must lie for "
@@ -187,6 +196,42 @@ def _row(name: str, activation: str, run: TransformerCompareConfig, results, pro
     }
 
 
+def _entropy_drop(results) -> np.ndarray:
+    """Per member, how far the trained attention entropy fell from its start to the end."""
+    return np.asarray(results.scalars["entropy_initial"]) - np.asarray(results.scalars["entropy_train"])
+
+
+def calibrate(config: ReachConfig, rung: dict, activation: str, target: float) -> dict:
+    """The η_z of a rung (η_w as given) at which its attention entropy falls as far as `target`:
+    `config.search_points` values, log-spaced over η_z / `search_span` … η_z · `search_span`, each
+    trained on `config.search_seeds` seeds, all in one compiled, vmapped call; the mean drop is
+    interpolated (linearly in log η_z) between the two values that bracket the target, or the
+    closest value is taken when none do.
+
+    **Returns:**
+
+    The search's record: `target`, `eta_z` (the values tried), `drops` (their mean entropy drops),
+    `chosen` (the η_z picked) and `bracketed` (whether two values bracket the target).
+    """
+    run = dataclasses.replace(config.config(rung, activation), seeds=config.search_seeds)
+    dataclasses.replace(run, seeds=config.search_points * config.search_seeds).check_memory(run.run_mode)
+    tried = run.eta_z * np.geomspace(1 / config.search_span, config.search_span, config.search_points)
+    base = run.members(run.eta_w, run.eta_z)
+    numbers = MemberNumbers(*(np.tile(value, len(tried)) for value in base))._replace(
+        eta_z=np.repeat(tried, config.search_seeds))
+    results = run_members(run, numbers, run.steps, run.save_steps, run.run_mode)
+    drops = _entropy_drop(results).reshape(len(tried), config.search_seeds).mean(axis=1)
+    above = np.flatnonzero((drops[:-1] - target) * (drops[1:] - target) <= 0)
+    if len(above):
+        low = above[0]
+        share = (target - drops[low]) / (drops[low + 1] - drops[low]) if drops[low + 1] != drops[low] else 0.0
+        chosen = float(np.exp(np.log(tried[low]) + share * (np.log(tried[low + 1]) - np.log(tried[low]))))
+    else:
+        chosen = float(tried[np.argmin(np.abs(drops - target))])
+    return {"target": float(target), "eta_z": tried.tolist(), "drops": drops.tolist(), "chosen": chosen,
+            "bracketed": bool(len(above))}
+
+
 def run_reach(config: ReachConfig) -> tuple[dict, dict]:
     """Runs every rung (the ladder at the stored rates, then the matched-progress rungs) for every
     activation and seed.
@@ -203,16 +248,26 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
     """
     ladder_rungs, matched = config.rungs(), config.matched_rungs()
     curves = {name: [] for name in CURVES}
-    rows, steps = [], None
+    rows, steps, searches = [], None, []
     for (name, rung), progress in zip(ladder_rungs + matched, ("stored rates",) * len(ladder_rungs) + ("matched",) * len(matched)):
         per_activation = {key: [] for key in curves}
         for activation in config.activations:
+            if progress == "matched" and config.calibrate:
+                target = next(row["entropy_drop"] for row in rows if row["activation"] == activation)  # the block's
+                search = calibrate(config, rung, activation, target)
+                searches.append({"rung": name, "activation": activation, **search})
+                rung = {**rung, "eta_z": search["chosen"]}
             run = config.config(rung, activation)
             results = run_compare(run)
             steps = results.steps
             for key in curves:
                 per_activation[key].append(_curve(results, key))
-            rows.append(_row(name, activation, run, results, progress))
+            row = _row(name, activation, run, results, progress)
+            if progress == "matched" and config.calibrate:
+                target = searches[-1]["target"]
+                row["progress"] = ("calibrated" if abs(row["entropy_drop"] - target) <= config.tolerance * target
+                                   else f"not calibrated (entropy drop {row['entropy_drop']:.2f}, the block's {target:.2f})")
+            rows.append(row)
         for key in curves:
             curves[key].append(per_activation[key])
     ladder_rows = rows[:len(ladder_rungs) * len(config.activations)]
@@ -222,5 +277,6 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
     data = {"steps": np.asarray(steps), **{key: np.asarray(value) for key, value in curves.items()}}
     return data, {"rungs": [name for name, _ in ladder_rungs + matched], "matched": [name for name, _ in matched],
                   "activations": list(config.activations), "table": rows, "reach": reach[False],
-                  "reach_with_size": reach[True], "describes": config.describes, "size_within": config.size_within,
+                  "reach_with_size": reach[True], "calibration": searches, "describes": config.describes,
+                  "size_within": config.size_within,
                   "agreement": AGREEMENT, "seeds": config.seeds}
