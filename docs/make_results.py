@@ -30,7 +30,7 @@ RUNS = {
     "fig3": (["reproduce", "fig3"], "fig3.png"),
     "fig4": (["reproduce", "fig4"], "fig4.png"),
     "scan-snap": (["reproduce", "scan-snap", "--panels", "1,3,5,10"], "scan-snap.png"),
-    "reach": (["reproduce", "reach"], "reach.png"),
+    "reach": (["reproduce", "reach", "--set", "calibrate=true"], "reach.png"),
     "bounce": (["reproduce", "bounce"], "bounce.png"),
     "table1": (["reproduce", "table1"], "table1.png"),
     "table1-control": (["reproduce", "table1", "--paper-sizes", "--set", "steps=1", "--set", "n_classes=20"], "table1.png"),

@@ -205,6 +205,31 @@ def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array, X: ja
                           jax.vmap(invariant.residual)(V, z))
 
 
+def carried_shares(z: jax.Array, rates: jax.Array, times: jax.Array) -> jax.Array:
+    """How much of the logits' change since the start each part of their rate carries.
+
+    **Arguments:**
+
+    - `z`: the logits at the saves, `(n, M_c)`.
+    - `rates`: each part's ż at the saves, `(n, P, M_c)` (e.g. −η_z P ∂L/∂z along each path of a
+      LayerNorm).
+    - `times`: the saves' times, `(n,)`.
+
+    **Returns:**
+
+    `(n, P)`: ⟨Δz_part, Δz⟩ / ‖Δz‖² with Δz_part the part's rate summed over the saves by the
+    trapezoid rule, both centred over tokens; the shares add up to 1 where the parts are the whole
+    rate and the saves resolve it; NaN at the first save.
+    """
+    increments = (rates[1:] + rates[:-1]) / 2 * jnp.diff(times)[:, None, None]
+    carried = jnp.concatenate([jnp.zeros_like(rates[:1]), jnp.cumsum(increments, axis=0)])
+    centre = lambda a: a - jnp.mean(a, axis=-1, keepdims=True)  # noqa: E731
+    moved = centre(z - z[:1])
+    scale = jnp.sum(moved**2, axis=-1)
+    shares = jnp.sum(centre(carried) * moved[:, None, :], axis=-1) / jnp.where(scale > 0, scale, 1.0)[:, None]
+    return jnp.where((scale > 0)[:, None], shares, jnp.nan)
+
+
 class Agreement(NamedTuple):
     """One trajectory against a reference at every time: NC of z and of V (flattened), the
     relative errors ‖z − z_ref‖ / ‖z_ref‖ and ‖V − V_ref‖ / ‖V_ref‖ (Frobenius), the displacement

@@ -74,13 +74,47 @@ def make_optimizer(spec: OptimizerSpec, labels, eta_w, eta_z, weight_decay=0.0) 
         if spec.name == "sgd":
             base = optax.sgd(rate, momentum=spec.momentum)
         else:
-            base = optax.adam(rate)
+            base = optax.adam(rate, b2=ADAM_B2, eps=ADAM_EPS)
         return optax.chain(optax.add_decayed_weights(weight_decay), base)
 
     optimizer = optax.multi_transform({"w": group(eta_w), "z": group(eta_z)}, labels)
     if spec.clip_norm is not None:
         optimizer = optax.chain(optax.clip_by_global_norm(spec.clip_norm), optimizer)
     return optimizer
+
+
+ADAM_B2 = 0.999
+"""Adam's second-moment decay β₂ (optax's and PyTorch's default)."""
+
+ADAM_EPS = 1e-8
+"""Adam's ε (optax's and PyTorch's default)."""
+
+
+def _first(tree, kind: type):
+    """The first node of type `kind` in a pytree (an optax state)."""
+    return next(node for node in jax.tree_util.tree_leaves(tree, is_leaf=lambda node: isinstance(node, kind))
+                if isinstance(node, kind))
+
+
+def adam_step_factor(state, group: str) -> jax.Array:
+    """How far one Adam step moves the parameters of `group` (`"z"` or `"w"`, `parameter_groups`)
+    per unit of the gradient it follows, against 1 for an SGD step at the same rate:
+    ‖m / (√v̂ + ε)‖ / ‖m‖ over the group's coordinates, with m Adam's first moment (its bias
+    correction cancels) and v̂ its bias-corrected second moment (JOMA_MATH §10.4: summed over the
+    steps it is Adam's clock in SGD steps; coordinates that no gradient reaches do not count). NaN
+    before the first step. Traceable.
+
+    **Arguments:**
+
+    - `state`: an optax state of `make_optimizer` with Adam (one save of `train(keep_state=True)`).
+    - `group`: the parameter group.
+    """
+    adam = _first(_first(state, optax.MultiTransformState).inner_states[group], optax.ScaleByAdamState)
+    flat = lambda tree: jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(tree)])  # noqa: E731
+    first, second = flat(adam.mu), flat(adam.nu) / jnp.where(adam.count > 0, 1 - ADAM_B2**adam.count, 1.0)
+    size = jnp.linalg.norm(first)
+    factor = jnp.linalg.norm(first / (jnp.sqrt(second) + ADAM_EPS)) / jnp.where(size > 0, size, 1.0)
+    return jnp.where((adam.count > 0) & (size > 0), factor, jnp.nan)
 
 
 def every_steps(steps: int, every: int) -> np.ndarray:
@@ -122,6 +156,7 @@ def train(
     steps: int,
     save_steps: jax.Array,
     batches: Callable[[jax.Array], object] | None = None,
+    keep_state: bool = False,
 ):
     """Trains `model` for `steps` optimiser steps in one `lax.scan`; a pure function of its arrays.
 
@@ -135,11 +170,13 @@ def train(
       is the initialisation; step k is after k updates).
     - `batches`: `batches(step) -> batch` (a pure function of the step index), or `None` for
       full-batch models whose loss ignores the batch.
+    - `keep_state`: also keep the optimiser's state at the save steps (Adam's moments).
 
     **Returns:**
 
     `(saved, losses)`: the parameter state stacked over `save_steps` (an `nnx.State` of arrays
-    `(n_save, ...)`), and the loss before every step, `(steps,)`.
+    `(n_save, ...)`), and the loss before every step, `(steps,)`; with `keep_state`,
+    `(saved, losses, states)` with the optax state stacked over `save_steps` likewise.
     """
     check_save_steps(save_steps, steps)
     save_steps = jnp.asarray(save_steps)
@@ -150,8 +187,10 @@ def train(
     def objective(params, batch):
         return loss(nnx.merge(graphdef, params, rest), batch)
 
-    saved = jax.tree_util.tree_map(lambda leaf: jnp.zeros((save_steps.shape[0],) + leaf.shape, leaf.dtype), params)
-    saved = _keep(saved, params, save_steps, 0)
+    kept = (params, opt_state) if keep_state else params
+    saved = jax.tree_util.tree_map(lambda leaf: jnp.zeros((save_steps.shape[0],) + jnp.shape(leaf), jnp.result_type(leaf)),
+                                   kept)
+    saved = _keep(saved, kept, save_steps, 0)
 
     def step(carry, index):
         params, opt_state, saved = carry
@@ -159,10 +198,11 @@ def train(
         value, grads = jax.value_and_grad(objective)(params, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return (params, opt_state, _keep(saved, params, save_steps, index + 1)), value
+        kept = (params, opt_state) if keep_state else params
+        return (params, opt_state, _keep(saved, kept, save_steps, index + 1)), value
 
     (_, _, saved), losses = jax.lax.scan(step, (params, opt_state, saved), jnp.arange(steps))
-    return saved, losses
+    return (saved[0], losses, saved[1]) if keep_state else (saved, losses)
 
 
 def _keep(saved, params, save_steps: jax.Array, step: jax.Array):

@@ -152,3 +152,62 @@ def test_the_preconditioner_reconstructs_the_logits_motion_step_by_step():
     assert np.linalg.norm(z[-1] - z[0]) > 1e-3  # the logits moved
     assert np.min(nc[1:]) >= 0.9999
     np.testing.assert_allclose(size[1:], 1.0, atol=0.02)
+
+
+def test_layernorm_paths_are_the_effective_read_and_add_up_to_central_differences():
+    """∂h_k/∂b through f = r + Σ_l b_l a_l and the LayerNorm on the MLP's input: each path of
+    `LayerNorm` is its term of (1/σ) A (I − 11ᵀ/d − f̂f̂ᵀ/d)(γ∘w_k) (JOMA_MATH §10.3), and the
+    three add up to central differences through the forward pass (1e-6)."""
+    rng = np.random.default_rng(1)
+    d, M, K = 7, 4, 3
+    A, r, W = rng.normal(size=(M, d)), rng.normal(size=d), rng.normal(size=(d, K))
+    norm = js.models.one_layer.LayerNorm(d)
+    norm.scale[...] = jnp.asarray(rng.normal(size=d))
+    norm.bias[...] = jnp.asarray(rng.normal(size=d))
+    b = jnp.asarray(rng.dirichlet(np.ones(M)))
+
+    def hidden(weights, path=None):
+        return norm(jnp.asarray(r) + weights @ jnp.asarray(A), path) @ jnp.asarray(W)
+
+    f = r + np.asarray(b) @ A
+    centred = f - f.mean()
+    sigma = np.sqrt(np.mean(centred**2) + js.models.one_layer.LAYER_NORM_EPSILON)
+    f_hat = centred / sigma
+    gamma_W = np.asarray(norm.scale[...])[:, None] * W
+    terms = {"joma": A @ gamma_W / sigma, "centring": -(A @ np.ones((d, d)) / d) @ gamma_W / sigma,
+             "scale": -(A @ np.outer(f_hat, f_hat) / d) @ gamma_W / sigma}
+    for path, term in terms.items():
+        np.testing.assert_allclose(jax.jacobian(lambda weights: hidden(weights, path))(b).T, term, atol=1e-12)
+    step = 1e-6
+    differences = np.stack([(hidden(b + step * e) - hidden(b - step * e)) / (2 * step) for e in np.eye(M)])
+    np.testing.assert_allclose(sum(terms.values()), differences, rtol=1e-6, atol=1e-8)
+
+
+def test_the_path_gradients_add_up_to_the_logits_gradient():
+    data, model = _tiny_transformer()
+    bags = expectation_bags(data.X)
+    whole = jax.grad(lambda table: model(bags, table))(model.probe().z)
+    paths = model.path_gradients(bags)
+    np.testing.assert_allclose(paths[0], whole, atol=1e-14)  # no LayerNorm: JoMA's read is all of it
+    assert not np.any(paths[1:]) and float(model.read_gain(bags)) == 1.0
+    embeddings = jnp.concatenate([data.U_c, query_embeddings(data.U, 1)], axis=1).T
+    normed = OneLayerTransformer(embeddings, 0.3 * jax.random.normal(jax.random.key(5), (8, 4)), jnp.zeros((1, 6)),
+                                 jax.random.key(6), attention_params="qk", norm="post", activation="silu")
+    paths = normed.path_gradients(bags)
+    whole = jax.grad(lambda table: normed(bags, table))(normed.probe().z)
+    np.testing.assert_allclose(paths.sum(axis=0), whole, atol=1e-14)
+    assert np.abs(paths[2]).max() > 1e-3 * np.abs(whole).max()  # the scale path is there
+    assert float(normed.read_gain(bags)) > 1.0  # the MLP's input spreads less than 1 at this size
+
+
+def test_carried_shares_split_a_change_by_its_parts():
+    """Constant rates integrate exactly: of Δz = t (u + w), the parts ¾u, ¼u and w (u ⟂ w, equal
+    norms) carry 0.375, 0.125 and 0.5, adding up to 1."""
+    direction = jnp.array([1.0, -1.0, 0.0, 0.0])
+    across = jnp.array([0.0, 0.0, 1.0, -1.0])
+    rates = jnp.broadcast_to(jnp.stack([0.75 * direction, 0.25 * direction, across]), (5, 3, 4))
+    times = jnp.arange(5.0)
+    z = jnp.outer(times, direction + across)
+    shares = np.asarray(js.comparison.carried_shares(z, rates, times))
+    assert np.isnan(shares[0]).all()
+    np.testing.assert_allclose(shares[1:], np.broadcast_to([0.375, 0.125, 0.5], (4, 3)), atol=1e-12)

@@ -10,7 +10,7 @@ from flax import nnx
 import jomasim as js
 from jomasim.experiments.block import train_blocks
 from jomasim.models import JoMABlock, Transformer, TransformerConfig
-from jomasim.train import OptimizerSpec, check_save_steps, make_optimizer, parameter_groups, train
+from jomasim.train import OptimizerSpec, adam_step_factor, check_save_steps, make_optimizer, parameter_groups, train, with_params
 
 SMALL = dict(n_distinct=4, n_common=3, n_classes=5, dim=9)
 
@@ -175,3 +175,32 @@ def test_transformer_learns_a_copy_task_with_batches():
     _, losses = jax.jit(lambda: train(model, loss, lambda labels: make_optimizer(OptimizerSpec("adam"), labels, 1e-2, 1e-2),
                                       steps=150, save_steps=jnp.array([150]), batches=batches))()
     assert losses[-10:].mean() < 0.25 * losses[:5].mean()
+
+
+def test_the_optimizer_state_kept_at_the_saves_is_optax_s():
+    """`train(keep_state=True)` keeps Adam's state at the saves as optax's own loop has it, and
+    `adam_step_factor` reads ‖m/(√v̂ + ε)‖/‖m‖ of the attention group from it."""
+    _, (W0, z0), model = _block()
+    optimizer_of = lambda labels: make_optimizer(OptimizerSpec("adam"), labels, 0.01, 0.03)  # noqa: E731
+    saved, _, states = train(model, lambda m, _: m(), optimizer_of, steps=5, save_steps=jnp.array([0, 2, 5]), keep_state=True)
+    params = nnx.state(model, nnx.Param)
+    optimizer = optimizer_of(parameter_groups(params, JoMABlock.attention_parameters))
+    state, expected = optimizer.init(params), {}
+    for step in range(6):
+        if step in (0, 2, 5):
+            expected[step] = state
+        if step < 5:
+            updates, state = optimizer.update(jax.grad(lambda p: with_params(model, p)())(params), state, params)
+            params = optax.apply_updates(params, updates)
+    for index, step in enumerate((0, 2, 5)):
+        kept = jax.tree_util.tree_map(lambda leaf: leaf[index], states)
+        for a, b in zip(jax.tree_util.tree_leaves(kept), jax.tree_util.tree_leaves(expected[step])):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(saved["z"][...][-1], params["z"][...], rtol=1e-12)
+    adam = [node for node in jax.tree_util.tree_leaves(expected[5], is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState))
+            if isinstance(node, optax.ScaleByAdamState)][1]  # the groups in label order: w, then z
+    m, v = adam.mu["z"][...], adam.nu["z"][...] / (1 - 0.999**5)
+    factor = np.linalg.norm(m / (np.sqrt(v) + 1e-8)) / np.linalg.norm(m)
+    np.testing.assert_allclose(adam_step_factor(jax.tree_util.tree_map(lambda leaf: leaf[2], states), "z"), factor,
+                               rtol=1e-12)
+    assert np.isnan(adam_step_factor(jax.tree_util.tree_map(lambda leaf: leaf[0], states), "z"))

@@ -363,8 +363,12 @@ def _compare(args) -> None:
         print_theorem1(summary, "train")
         print_agreement(summary, "train", "step", config.model)
         if config.run_mode == "train":
-            print("no JoMA flow is compared with this training (–): the flows run on SGD's clock, and Adam's clock and "
-                  "its preconditioned invariant (JOMA_MATH §10.4) are not modelled yet")
+            clocks = [clock for clock in summary.get("adam_clock_z", []) if clock is not None]
+            clock = (f" ({config.steps} Adam steps moved the attention parameters as far as "
+                     f"{min(clocks):.3g}–{max(clocks):.3g} SGD steps at the same rate would, per unit of gradient)"
+                     if clocks else "")
+            print("no JoMA flow is compared with this training (–): the flows run on SGD's clock, and Adam's clock"
+                  f"{clock} and its preconditioned invariant (JOMA_MATH §10.4) are not modelled yet")
 
     _run("compare", config, args, compare, plot_compare, "fig2.png", report)
 

@@ -193,6 +193,9 @@ def _row(name: str, activation: str, run: TransformerCompareConfig, results, pro
         "entropy_rebound": mean("entropy_train_rebound"),
         "entropy_sequences_end": mean("entropy_sequences_train"),
         "attention_rate": mean("attention_rate"),
+        "adam_clock_z": mean("adam_clock_z"),
+        "share_joma_path": mean("share_joma_path"), "share_scale_path": mean("share_scale_path"),
+        "read_gain": mean("read_gain"),
     }
 
 

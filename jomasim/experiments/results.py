@@ -24,6 +24,7 @@ import numpy as np
 
 from ..assumptions import LeakCurves
 from ..comparison import Agreement, Theorem1Curves
+from ..models.one_layer import READ_PATHS
 from ..theory import Status
 
 RUNS = ("train", "joint", "reduced", "tracked", "preconditioned")
@@ -91,12 +92,26 @@ class TransformerProbes(NamedTuple):
     - `preconditioner`: the first query's P(t) of learned W_Q, W_K (`Probe.preconditioner`),
       `(n, M_c, M_c)`, with SGD; `None` for direct logits (P = I) and for Adam (whose step is not
       −η P ∂L/∂z).
+    - `read_gain`: LayerNorm's gain 1/σ on JoMA's read (`OneLayerTransformer.read_gain`, 1
+      without it) on the expectation bags, `(n,)`.
+    - `path_shares`: the share of the first query's Δz since the start that each path of the
+      LayerNorm on the MLP's input carries (`READ_PATHS`: JoMA's, the centring, the scale;
+      `comparison.carried_shares` of −η_z P ∂L/∂z on the expectation bags), `(n, 3)`; `None`
+      with Adam.
+    - `adam_rate`: with Adam, how far one step moves the attention parameters per unit of
+      gradient against an SGD step (`train.adam_step_factor`), `(n,)` (NaN at the start);
+      `None` with SGD. `adam_clock`: its sum over the steps up to each save (trapezoid rule, the
+      first interval at the first measured factor), Adam's clock in SGD steps.
     """
 
     nc_zhat_z_queries: jax.Array
     attention_rate: jax.Array
     entropy_sequences: jax.Array
     preconditioner: jax.Array | None = None
+    read_gain: jax.Array | None = None
+    path_shares: jax.Array | None = None
+    adam_rate: jax.Array | None = None
+    adam_clock: jax.Array | None = None
 
 
 class MemberResult(NamedTuple):
@@ -262,6 +277,12 @@ def save_curves(result: MemberResult) -> dict[str, jax.Array]:
     if result.training is not None:
         curves["loss_train"] = result.training.loss
     if result.probes is not None:
-        curves.update(nc_zhat_z_worst_query=jnp.min(result.probes.nc_zhat_z_queries, axis=-1),
-                      attention_rate=result.probes.attention_rate, entropy_sequences_train=result.probes.entropy_sequences)
+        probes = result.probes
+        curves.update(nc_zhat_z_worst_query=jnp.min(probes.nc_zhat_z_queries, axis=-1),
+                      attention_rate=probes.attention_rate, entropy_sequences_train=probes.entropy_sequences,
+                      read_gain=probes.read_gain)
+        if probes.adam_rate is not None:
+            curves.update(adam_rate_z=probes.adam_rate, adam_clock_z=probes.adam_clock)
+        if probes.path_shares is not None:
+            curves.update({f"share_{path}_path": probes.path_shares[..., index] for index, path in enumerate(READ_PATHS)})
     return curves

@@ -20,12 +20,12 @@ import jax.numpy as jnp
 
 from .._errors import at_least
 from .._settings import setting
-from ..comparison import theorem1_curves
+from ..comparison import carried_shares, theorem1_curves
 from ..data import Bags, check_query_count, expectation_bags, query_embeddings, sample_bags
 from ..metrics import entropy
 from ..models.one_layer import ATTENTION_PARAMS, EMBEDDING_CHOICES, NORMS, VALUE_CHOICES, OneLayerTransformer
 from ..theory import JointFlow
-from ..train import OPTIMIZERS, OptimizerSpec, make_optimizer, train, with_params
+from ..train import OPTIMIZERS, OptimizerSpec, adam_step_factor, make_optimizer, train, with_params
 from .block import MemberNumbers, Readout, build_member
 from .compare import CompareConfig
 from .results import TransformerProbes
@@ -118,13 +118,15 @@ class TransformerCompareConfig(CompareConfig):
         _, model = self._model(numbers)
         data = joint.data
         sequence_key, evaluation_key = jax.random.split(jax.random.fold_in(jax.random.key(numbers.seed), 2))
-        saved, losses = train(
+        adam = self.optimizer == "adam"
+        saved, losses, *states = train(
             model,
             lambda transformer, bags: transformer(bags),
             lambda labels: make_optimizer(OptimizerSpec(self.optimizer), labels, numbers.eta_w, numbers.eta_z),
             steps=steps,
             save_steps=save_steps,
             batches=lambda step: self.bags(jax.random.fold_in(sequence_key, step), data.X, self.batch),
+            keep_state=adam,
         )
         expectation = expectation_bags(data.X, self.queries)
         evaluation = self.bags(evaluation_key, data.X, self.eval_sequences)
@@ -133,17 +135,27 @@ class TransformerCompareConfig(CompareConfig):
             checkpoint = with_params(model, params)
             probe = checkpoint.probe()
             position_entropy = jnp.mean(entropy(checkpoint.attention_distribution(evaluation), axis=1))
-            return probe, checkpoint(expectation), position_entropy, jnp.mean(probe.rate)
+            paths = checkpoint.path_gradients(expectation)[:, 0]
+            return (probe, checkpoint(expectation), position_entropy, jnp.mean(probe.rate),
+                    checkpoint.read_gain(expectation), -numbers.eta_z * paths @ probe.preconditioner[0].T)
 
-        probes, loss, entropy_sequences, rate = jax.vmap(read)(saved)
+        probes, loss, entropy_sequences, rate, gain, path_rates = jax.vmap(read)(saved)
         W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q))[0])(probes.z, probes.V, probes.w_q)
         nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), probes.V, probes.z[:, m], data.X).nc_zhat_z
                                 for m in range(self.queries)], axis=-1)
         # P is SGD's chain rule through W_Q, W_K: with direct logits it is I, with Adam not the rule
         sgd_through_qk = self.attention_params == "qk" and self.optimizer == "sgd"
         preconditioner = probes.preconditioner[:, 0] if sgd_through_qk else None
+        # −η_z P ∂L/∂z is SGD's rate of the logits (Adam's step is another)
+        shares = carried_shares(probes.z[:, 0], path_rates, save_steps) if self.optimizer == "sgd" else None
+        adam_rate = adam_clock = None
+        if adam:
+            adam_rate = jax.vmap(lambda state: adam_step_factor(state, "z"))(states[0])
+            measured = adam_rate.at[0].set(adam_rate[1])
+            adam_clock = jnp.concatenate([jnp.zeros(1), jnp.cumsum(jnp.diff(save_steps) * (measured[1:] + measured[:-1]) / 2)])
         return Readout(W, probes.z[:, 0], probes.V, losses, loss,
-                       TransformerProbes(nc_queries, rate, entropy_sequences, preconditioner))
+                       TransformerProbes(nc_queries, rate, entropy_sequences, preconditioner, gain, shares, adam_rate,
+                                         adam_clock))
 
 
 def _block_state(joint: JointFlow, probe) -> tuple[jax.Array, jax.Array]:

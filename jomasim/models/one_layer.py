@@ -40,6 +40,11 @@ LAYER_NORM_EPSILON = 1e-5
 """ε of every LayerNorm (PyTorch's default)."""
 
 
+READ_PATHS = ("joma", "centring", "scale")
+"""The three paths of LayerNorm's derivative (JOMA_MATH §10.3): d f̃ = (γ/σ)∘(I − 11ᵀ/d − f̂f̂ᵀ/d) df,
+the first term JoMA's read with a gain 1/σ, the second the mean's, the third the spread's."""
+
+
 class LayerNorm(nnx.Module):
     """LayerNorm over the last axis with a learned scale γ (from ones) and shift β (from zeros)."""
 
@@ -47,10 +52,25 @@ class LayerNorm(nnx.Module):
         self.scale = nnx.Param(jnp.ones(dim))
         self.bias = nnx.Param(jnp.zeros(dim))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        centred = x - jnp.mean(x, axis=-1, keepdims=True)
-        normalised = centred / jnp.sqrt(jnp.mean(centred**2, axis=-1, keepdims=True) + LAYER_NORM_EPSILON)
+    def __call__(self, x: jax.Array, path: str | None = None) -> jax.Array:
+        """γ∘(x − m)/σ + β. With `path` (one of `READ_PATHS`) the value is the same but only that
+        path of the derivative passes: x/σ with σ held (`joma`), −m/σ (`centring`), or (x − m)
+        held with σ moving (`scale`); the three gradients add up to the whole."""
+        mean, spread = self.moments(x)
+        centred = x - mean
+        normalised = centred / spread
+        if path is not None:
+            check_choice("path", path, READ_PATHS)
+            held = jax.lax.stop_gradient
+            passed = {"joma": x / held(spread), "centring": -mean / held(spread), "scale": held(centred) / spread}[path]
+            normalised = held(normalised) + passed - held(passed)
         return normalised * self.scale[...] + self.bias[...]
+
+    @staticmethod
+    def moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The mean m and the spread σ = √(mean of (x − m)² + ε) over the last axis (kept)."""
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        return mean, jnp.sqrt(jnp.mean((x - mean) ** 2, axis=-1, keepdims=True) + LAYER_NORM_EPSILON)
 
 
 class DirectLogits(nnx.Module):
@@ -190,26 +210,50 @@ class OneLayerTransformer(nnx.Module):
         return jax.vmap(self.attention.distribution, in_axes=(0, 0, None))(
             self._position_logits(logits, bags), bags.weights, self.temperature[...])
 
-    def hidden(self, bags: Bags, logits: jax.Array | None = None) -> jax.Array:
-        """The hidden nodes' pre-activations Wᵀ f, `(N, K)`, at the model's logits or at the
-        given table `logits` `(M_Q, M_c)` (for ∂L/∂z)."""
+    def _mlp_input(self, bags: Bags, logits: jax.Array | None = None) -> jax.Array:
+        """f = r_m + Σ_p b_p v_{t_p} of every sample, `(N, d)`, at the model's logits or the table
+        `logits`."""
         table, values, _ = self._tables()
         logits = table if logits is None else logits
         weights = jax.vmap(self.attention.weights, in_axes=(0, 0, None))(
             self._position_logits(logits, bags), bags.weights, self.temperature[...])
         attended = jnp.einsum("np,npd->nd", weights, values[bags.tokens])
-        f = self.embeddings[...][self.n_tokens + bags.query] + attended
+        return self.embeddings[...][self.n_tokens + bags.query] + attended
+
+    def hidden(self, bags: Bags, logits: jax.Array | None = None, read_path: str | None = None) -> jax.Array:
+        """The hidden nodes' pre-activations Wᵀ f, `(N, K)`, at the model's logits or at the
+        given table `logits` `(M_Q, M_c)` (for ∂L/∂z); `read_path` lets one path of the
+        LayerNorm on the MLP's input pass the derivative (`LayerNorm`)."""
+        f = self._mlp_input(bags, logits)
         if self.mlp_norm is not None:
-            f = self.mlp_norm(f)
+            f = self.mlp_norm(f, read_path)
         return f @ self.W[...]
 
-    def __call__(self, bags: Bags, logits: jax.Array | None = None) -> jax.Array:
-        """The mean cross-entropy over the samples (at the table `logits`, as `hidden`)."""
-        out = get_activation(self.activation).fn(self.hidden(bags, logits))
+    def __call__(self, bags: Bags, logits: jax.Array | None = None, read_path: str | None = None) -> jax.Array:
+        """The mean cross-entropy over the samples (at the table `logits`, along `read_path`, as
+        `hidden`)."""
+        out = get_activation(self.activation).fn(self.hidden(bags, logits, read_path))
         if self.head is not None:
             out = out @ self.head[...] + self.head_bias[...]
         log_probs = jax.nn.log_softmax(out, axis=1)
         return -jnp.mean(jnp.take_along_axis(log_probs, bags.label[:, None], axis=1))
+
+    def path_gradients(self, bags: Bags) -> jax.Array:
+        """∂L/∂z of the logits table split by the paths of the LayerNorm on the MLP's input
+        (`READ_PATHS`): `(3, M_Q, M_c)`, adding up to ∂L/∂z; without that LayerNorm the JoMA path
+        is all of it and the others are zero."""
+        table = self._tables()[0]
+        if self.mlp_norm is None:
+            gradient = jax.grad(lambda logits: self(bags, logits))(table)
+            return jnp.stack([gradient, jnp.zeros_like(gradient), jnp.zeros_like(gradient)])
+        return jnp.stack([jax.grad(lambda logits: self(bags, logits, path))(table) for path in READ_PATHS])
+
+    def read_gain(self, bags: Bags) -> jax.Array:
+        """LayerNorm's gain on JoMA's read, 1/σ of the MLP's input averaged over the samples of
+        `bags` (1 without that LayerNorm): the effective V is the probe's V times this gain."""
+        if self.mlp_norm is None:
+            return jnp.ones((), self.W.dtype)
+        return jnp.mean(1 / LayerNorm.moments(self._mlp_input(bags))[1])
 
     def probe(self) -> Probe:
         """JoMA's z, V, w_q, the logits' rate factor and preconditioner at the current parameters
