@@ -221,7 +221,8 @@ def test_cli_run_records_the_model_and_fit_reads_it(tmp_path, capsys):
                  "--out", str(tmp_path), "--name", "t"]) == 0
     record = json.loads((tmp_path / "t" / "config.json").read_text())
     assert record["model"] == "transformer" and record["config"]["norm"] == "pre" and record["config"]["sequence_length"] == 6
-    assert "attention_rate" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "NC(ẑP,z)" in printed and "worst query" in printed and "driven by the measured P(t)" in printed
     run = read_run(tmp_path / "t")
     assert isinstance(run.config, TransformerCompareConfig) and run.config.norm == "pre"
     with np.load(tmp_path / "t" / "data.npz") as data:
