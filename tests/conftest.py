@@ -12,6 +12,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -19,3 +20,11 @@ jax.config.update("jax_enable_x64", True)
 settings.register_profile("jomasim", max_examples=25, deadline=None)
 settings.load_profile("jomasim")
 
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Each test module compiles its own programs; dropping them after the module keeps the
+    suite's memory to one module's programs at a time instead of all of them."""
+    yield
+    jax.clear_caches()

@@ -87,6 +87,7 @@ def reduced(tmp_path_factory):
     return reproduce("bounce", config, tmp_path_factory.mktemp("bounce"))
 
 
+@pytest.mark.slow
 def test_reduced_run_reports_its_numbers(reduced):
     folder, summary = reduced
     assert {path.name for path in folder.iterdir()} == {"bounce.png", "bounce.npz", "bounce_table.csv", "summary.json",

@@ -204,7 +204,7 @@ def test_theorem1_lines_give_direction_beside_size(capsys):
                "size_zhat_tracked_z": [1.1, 1.4], "entropy_zhat": [0.0, 0.3], "entropy_train": [0.7, 0.7]}
     print_theorem1(summary, "train")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "  closed form, b̄ held at x̄ (the paper's): direction NC(ẑ, z) 0.970–0.990, size ‖Δẑ‖/‖Δz‖ 8.00–9.00"
+    assert lines[1] == "  closed form (the paper's), b̄ held at x̄: direction NC(ẑ, z) 0.970–0.990, size ‖Δẑ‖/‖Δz‖ 8.00–9.00"
     assert lines[2] == "  differential form, b̄ tracked: direction NC(ẑ, z) -0.200 to 0.900, size ‖Δẑ‖/‖Δz‖ 1.10–1.40"
     assert lines[3].endswith("entropy 0.00–0.30 nats against 0.70 for training")
 

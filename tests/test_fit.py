@@ -32,6 +32,7 @@ def fitted(exp_run):
     return json.loads((exp_run / "fit" / "fit.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_fit_recovers_the_rate_ratio_the_run_trained_with(exp_run, fitted):
     """Started at rho = 1, the fit finds the trained rho = 2 within 2 % on every seed, and the fitted
     flow predicts the held-out half of training better than the neutral one."""
@@ -44,12 +45,14 @@ def test_the_fit_recovers_the_rate_ratio_the_run_trained_with(exp_run, fitted):
         assert data["z_after"].shape == data["z_trained"].shape == (2, 21, 7)
 
 
+@pytest.mark.slow
 def test_progress_prints_every_step(exp_run, capfd):
     assert main(["fit", str(exp_run), "--progress", "true", "--iterations", "2"]) == 0
     output = capfd.readouterr().out
     assert "Step: 1," in output and "Loss on this step" in output
 
 
+@pytest.mark.slow
 def test_the_objective_gradient_matches_central_differences(exp_run):
     run = read_run(exp_run)
     first = jax.tree_util.tree_map(lambda values: values[0], run.config.members(run.config.eta_w, run.config.eta_z))
@@ -107,6 +110,7 @@ def test_a_run_without_training_is_refused(tmp_path, capsys):
     assert error.count("\n") == 0 and "'simulate' run without training" in error
 
 
+@pytest.mark.slow
 def test_a_rate_ratio_on_pieces_is_flat_for_a_run_at_one_ratio(exp_run):
     """rho(t) on three pieces, fitted to a run trained at one ratio (2), is 2 on every piece."""
     results = fit_run(read_run(exp_run), FitConfig(knots=3))

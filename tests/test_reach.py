@@ -16,6 +16,7 @@ def ladder():
     return config, *run_reach(config)
 
 
+@pytest.mark.slow
 def test_every_rung_is_measured(ladder):
     config, data, summary = ladder
     rungs = summary["rungs"]
@@ -40,6 +41,7 @@ def test_every_rung_is_measured(ladder):
     assert not np.allclose(data["nc_reduced_z"][4], data["nc_reduced_z"][3])
 
 
+@pytest.mark.slow
 def test_the_calibration_reaches_the_blocks_entropy_drop_or_says_it_did_not(ladder):
     config, _, summary = ladder
     search, = summary["calibration"]
@@ -57,6 +59,7 @@ def test_the_calibration_reaches_the_blocks_entropy_drop_or_says_it_did_not(ladd
         assert off > config.tolerance * search["target"] and matched["progress"].startswith("not calibrated (entropy drop")
 
 
+@pytest.mark.slow
 def test_the_first_rung_is_the_block(ladder):
     config, data, summary = ladder
     block = run_compare(CompareConfig(seeds=2, steps=60, save_every=20, **SIZES))

@@ -41,6 +41,7 @@ def small_table():
     return run_table1(Table1Config(**SMALL))
 
 
+@pytest.mark.slow
 def test_first_block_hidden_nodes_match_level_0_latents(small_table):
     data, summary = small_table
     row = summary["table"][0]
@@ -52,6 +53,7 @@ def test_first_block_hidden_nodes_match_level_0_latents(small_table):
     assert len(lines) == 3 and lines[2].split()[0] == "20"
 
 
+@pytest.mark.slow
 def test_control_is_the_untrained_network_measured_the_same_way(small_table):
     data, summary = small_table
     config = Table1Config(**SMALL)
@@ -71,6 +73,7 @@ def test_control_is_the_untrained_network_measured_the_same_way(small_table):
     assert summary["s0_initial_zero_mean_rows"] == [row["s0_initial_zero_mean_mean"]]
 
 
+@pytest.mark.slow
 def test_cooccurrence_check_matches_theorem_5(small_table):
     data, summary = small_table
     assert summary["cooccurrence_max_error"] < 0.01

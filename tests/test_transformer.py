@@ -199,6 +199,7 @@ def test_bad_transformer_options_are_one_line_errors(tmp_path, capsys, arguments
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sweep_over_transformer_switches_matches_compare(tmp_path):
     """`jomasim sweep --model transformer` with a switch set as an axis: each point is the
     comparison of its setting and seed (the same numbers as `run_compare`)."""

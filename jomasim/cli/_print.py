@@ -76,7 +76,7 @@ def print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ..
         print("(" + "; ".join(legend) + ")")
 
 
-PREDICTION_NAMES = {"": "closed form, b̄ held at x̄ (the paper's)", "_tracked": "differential form, b̄ tracked",
+PREDICTION_NAMES = {"": "closed form (the paper's)", "_tracked": "differential form, b̄ tracked",
                     "P": "with the measured P(t)", "P_tracked": "with P(t), b̄ tracked"}
 """Theorem 1's predictions by their output tag (`Theorem1Curves.predictions`), in words."""
 
@@ -89,7 +89,8 @@ def print_theorem1(summary: dict, reference: str) -> None:
         nc = [value for value in summary.get(f"nc_zhat{tag}_z", []) if value is not None]
         size = [value for value in summary.get(f"size_zhat{tag}_z", []) if value is not None]
         if nc and size:
-            print(f"  {name}: direction NC(ẑ, z) {_span(nc, '.3f')}, size ‖Δẑ‖/‖Δz‖ {_span(size, '.2f')}")
+            held = ", b̄ held at x̄" if not tag and "nc_zhat_tracked_z" in summary else ""  # forms that hold a b̄
+            print(f"  {name}{held}: direction NC(ẑ, z) {_span(nc, '.3f')}, size ‖Δẑ‖/‖Δz‖ {_span(size, '.2f')}")
     implied = [value for value in summary.get("entropy_zhat", []) if value is not None]
     own = [value for value in summary.get(f"entropy_{reference}", []) if value is not None]
     if implied and own:

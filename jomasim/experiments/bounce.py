@@ -127,7 +127,8 @@ class BounceConfig(Settings):
     first_seed: int = setting(0, "the first seed", check=check_seed)
     steps: int = setting(10000, "training steps per run", check=at_least(1))
     ladder_steps: int = setting(2000, "training steps per run on the ladder's rungs", check=at_least(1))
-    save_every: int = setting(50, "keep the parameters every N steps", check=at_least(1))
+    save_every: int = setting(50, "keep the parameters every N steps (and at the last step, when N does not "
+                              "divide the steps)", check=at_least(1))
     eta: float = setting(0.1, "SGD learning rate of every parameter (eta_w = eta_z)", check=check_positive)
     length: int = setting(20, "sequence length L of the sampled-sequence setting", check=at_least(1))
     ladder: bool = setting(True, "also the rungs of `reproduce reach` past the sampled sequences")

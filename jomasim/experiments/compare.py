@@ -31,7 +31,8 @@ class CompareConfig(BlockSetting):
     eta_w: float = setting(0.1, "SGD learning rate of the MLP weights W", check=check_positive)
     eta_z: float = setting(0.1, "SGD learning rate of the attention logits z", check=check_positive)
     steps: int = setting(2000, "number of SGD steps", check=at_least(1))
-    save_every: int = setting(20, "keep the parameters every N steps", check=at_least(1))
+    save_every: int = setting(20, "keep the parameters every N steps (and at the last step, when N does not "
+                              "divide the steps)", check=at_least(1))
 
     def check_fields(self):
         super().check_fields()

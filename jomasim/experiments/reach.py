@@ -71,7 +71,8 @@ class ReachConfig(Settings):
     seeds: int = setting(8, "seeds per rung and activation", check=at_least(1))
     first_seed: int = setting(0, "the first seed", check=check_seed)
     steps: int = setting(2000, "training steps per run", check=at_least(1))
-    save_every: int = setting(20, "keep the parameters every N steps", check=at_least(1))
+    save_every: int = setting(20, "keep the parameters every N steps (and at the last step, when N does not "
+                              "divide the steps)", check=at_least(1))
     eta: float = setting(0.1, "SGD learning rate of every parameter (eta_w = eta_z)", check=check_positive)
     adam_eta: float = setting(1e-3, "Adam's learning rate on the Adam rung", check=check_positive)
     length: int = setting(64, "sequence length L of the sampled rungs after the first", check=at_least(1))
