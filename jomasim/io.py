@@ -183,46 +183,93 @@ def unique_run_name(root: Path, stem: str) -> str:
     return name
 
 
-@contextlib.contextmanager
-def run_directory(root: Path, name: str, replace: bool = False) -> Iterator[Path]:
-    """A run folder that appears under `root/name` only once everything in it is written.
+def _output_folder(root: Path) -> Path:
+    """`root`, created if missing; one clear error if it is a file or cannot be written."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InvalidPathError(f"output folder {str(root)!r} is a file; give a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidPathError(f"cannot write to output folder {str(root)!r}: {error.strerror}") from None
+    return root
 
-    Files are written into a hidden partial folder beside it; on success it is renamed to its
-    final name, on any error it is removed, so a half-written run never looks finished.
+
+def claim_run_name(root: Path, stem: str) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ...: the first name under `root` that this call creates as an
+    empty folder. The create is exclusive, so two runs started together never get the same folder;
+    the run then fills it with `run_directory(root, name, claimed=True)`."""
+    check_run_name(stem)
+    root = _output_folder(root)
+    name, number = stem, 1
+    while True:
+        try:
+            (root / name).mkdir()
+            return name
+        except FileExistsError:
+            number += 1
+            name = f"{stem}-{number}"
+        except OSError as error:
+            raise InvalidPathError(f"cannot create run folder {str(root / name)!r}: {error.strerror}") from None
+
+
+@contextlib.contextmanager
+def run_directory(root: Path, name: str, replace: bool = False, claimed: bool = False) -> Iterator[Path]:
+    """A run folder whose files appear under `root/name` only once everything in it is written.
+
+    Unless it replaces an earlier run, the run first claims `root/name` as an empty folder (an
+    exclusive create: a second run of that name, even one started at the same moment, is refused
+    instead of overwriting it). Files are written into a hidden partial folder beside it; on success
+    it takes the claimed folder's place, on any error it is removed with the claim, so a half-written
+    run never looks finished.
 
     **Arguments:**
 
     - `root`: the parent folder (created if missing).
-    - `name`: the run's name; `root/name` must not exist yet, unless `replace`.
+    - `name`: the run's name; `root/name` must not exist yet, unless `replace` or `claimed`.
     - `replace`: swap an earlier run folder of that name for the new one once the new one is
       complete (the earlier one stays untouched if anything fails).
+    - `claimed`: `root/name` is the empty folder `claim_run_name` created for this run.
 
     **Returns:**
 
     A context manager yielding the partial folder to write into.
     """
     check_run_name(name)
-    root = Path(root)
+    root = _output_folder(root)
     final = root / name
-    if root.exists() and not root.is_dir():
-        raise InvalidPathError(f"output folder {str(root)!r} is a file; give a folder")
-    if final.exists() and not (replace and final.is_dir()):
-        raise InvalidPathError(f"run folder {str(final)!r} already exists; choose another --name")
+    if not (replace or claimed):
+        try:
+            final.mkdir()
+        except FileExistsError:
+            raise InvalidPathError(f"run folder {str(final)!r} already exists; choose another --name") from None
+        except OSError as error:
+            raise InvalidPathError(f"cannot create run folder {str(final)!r}: {error.strerror}") from None
+    elif replace and final.exists() and not final.is_dir():
+        raise InvalidPathError(f"run folder {str(final)!r} is a file; give another --name")
     try:
-        root.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.partial-"))
         os.chmod(partial, _default_mode(directory=True))
     except OSError as error:
+        _release(final, replace)
         raise InvalidPathError(f"cannot write to output folder {str(root)!r}: {error.strerror}") from None
     try:
         yield partial
-        if final.exists():
+        if replace and final.exists():
             earlier = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.earlier-"))
             os.replace(final, earlier / name)
             os.replace(partial, final)
             shutil.rmtree(earlier, ignore_errors=True)
         else:
-            os.replace(partial, final)
+            os.replace(partial, final)  # onto the empty claimed folder
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        _release(final, replace)
         raise
+
+
+def _release(final: Path, replace: bool) -> None:
+    """Gives up the empty folder a failed run claimed (a replacing run claimed none)."""
+    if not replace:
+        with contextlib.suppress(OSError):
+            final.rmdir()

@@ -16,7 +16,7 @@ from jomasim.cli import main
 from jomasim.cli._main import _crawled_at_relu_kinks
 from jomasim.cli._print import print_agreement, print_table, print_theorem1
 from jomasim.experiments.compare import CompareConfig
-from jomasim.io import environment, source_revision
+from jomasim.io import claim_run_name, environment, run_directory, source_revision
 
 # the flows at rates (2, 1) up to t = 15: the flows at rates (0.1, 0.05) up to t = 300, which
 # the SGD steps of `compare_folder` follow
@@ -48,6 +48,36 @@ def test_existing_run_folder_is_refused(run_folder, capsys):
     assert main(SMALL_RUN + ["--out", str(run_folder.parent), "--name", "small"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "already exists" in error
+
+
+def test_a_run_claims_its_folder_so_a_second_run_of_that_name_cannot_overwrite_it(tmp_path):
+    """While a run writes, its folder exists (empty): a second run of the same name is refused at its
+    start instead of replacing the first at its end; default names claim the next free suffix."""
+    with run_directory(tmp_path, "a") as first:
+        assert (tmp_path / "a").is_dir() and not list((tmp_path / "a").iterdir())
+        with pytest.raises(js.InvalidPathError, match="already exists"):
+            with run_directory(tmp_path, "a"):
+                pass
+        (first / "summary.json").write_text("{}")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["summary.json"]
+    assert [claim_run_name(tmp_path, "a") for _ in range(2)] == ["a-2", "a-3"]
+    with pytest.raises(RuntimeError):
+        with run_directory(tmp_path, "a-2", claimed=True):
+            raise RuntimeError("the run fails")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "a-3"], "a failed run gives up its claim"
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_with_the_default_name_leave_two_complete_folders(tmp_path):
+    command = [sys.executable, "-m", "jomasim.cli", *SMALL_RUN, "--out", str(tmp_path)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert folders == ["simulate-softmax-linear", "simulate-softmax-linear-2"]
+    for folder in folders:
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["config.json", "data.npz", "summary.json",
+                                                                        "theory.png"]
 
 
 def _exit_code(arguments):

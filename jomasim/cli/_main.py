@@ -21,7 +21,7 @@ from ..experiments.fit import FitConfig, fit_run, fit_summary, read_run
 from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from ..experiments.results import OUTPUT_NAMES
 from ..experiments.transformer import COMPARE_MODELS
-from ..io import check_run_name, environment, run_directory, unique_run_name, write_json, write_npz
+from ..io import check_run_name, claim_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
@@ -316,8 +316,9 @@ def _run(command: str, config, args, work: Callable, plot: Callable, figure: str
     """Runs `work(config) -> (results, summary)` inside a fresh run folder and writes config.json,
     data.npz, summary.json and the figure; nothing is left behind if anything fails."""
     model = "" if config.model == "block" else f"{config.model}-"
-    name = args.name if args.name is not None else unique_run_name(args.out, f"{command}-{model}{config.attention}-{config.activation}")
-    with run_directory(args.out, name) as folder:
+    stem = f"{command}-{model}{config.attention}-{config.activation}"
+    name = args.name if args.name is not None else claim_run_name(args.out, stem)
+    with run_directory(args.out, name, claimed=args.name is None) as folder:
         results, summary = work(config)
         write_json(folder / "config.json", {"command": command, "model": config.model, "config": dataclasses.asdict(config),
                                             "seeds": config.seed_list, "environment": environment()})
