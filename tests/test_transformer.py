@@ -228,3 +228,24 @@ def test_cli_run_records_the_model_and_fit_reads_it(tmp_path, capsys):
     assert isinstance(run.config, TransformerCompareConfig) and run.config.norm == "pre"
     with np.load(tmp_path / "t" / "data.npz") as data:
         assert data["nc_zhat_z_queries"].shape == (2, 5, 1)
+
+
+def test_with_layernorm_the_block_reads_the_transformer_with_the_gain_at_the_start():
+    """g₀ = mean 1/σ of the MLP's input over the frequency bags: the flows start from g₀ times the
+    probed state and run at η_w g₀², and Theorem 1's closed form is the same in either reading."""
+    config = TransformerCompareConfig(**SMALL, norm="post", sequence_length=6)
+    numbers = _numbers(config)
+    joint, (W0, z0) = config.member_start(numbers)
+    plain, model = config._model(numbers)
+    bags = expectation_bags(plain.data.X)
+    f = np.asarray(model._mlp_input(bags))
+    gain = np.mean(1 / np.sqrt(np.var(f, axis=1) + 1e-5))
+    assert gain > 1.5
+    np.testing.assert_allclose(joint.eta_w, plain.eta_w * gain**2, rtol=1e-12)
+    probe = model.probe()
+    data = plain.data
+    np.testing.assert_allclose(W0, gain * (data.U_c @ probe.V + np.outer(data.u_q, probe.w_q[0])), rtol=1e-12)
+    read = joint.invariant((W0, z0)).predict(gain * probe.V)
+    np.testing.assert_allclose(read, plain.invariant((W0 / gain, z0)).predict(probe.V), rtol=1e-12)
+    unnormed = TransformerCompareConfig(**SMALL, sequence_length=6)
+    assert unnormed.member_start(numbers)[0].eta_w == plain.eta_w  # no LayerNorm: gain 1

@@ -283,13 +283,14 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         reached.append((diverged < 0) | (save_steps < diverged))
         training = Training(trained.losses, trained.loss, diverged)
         probes = trained.probes
-    # the trained model's own rate ratio, which a measured preconditioner P(t) multiplies
-    optimizer_invariant = eqx.tree_at(lambda inv: inv.lr_ratio, invariant, numbers.eta_z / numbers.eta_w)
+    # the optimizer's own η_z (the flows' may carry a measured rate factor), which a measured
+    # preconditioner P(t) multiplies; the flows' η_w (a Transformer's may carry LayerNorm's gain)
+    optimizer_invariant = eqx.tree_at(lambda inv: inv.lr_ratio, invariant, numbers.eta_z / joint.eta_w)
     preconditioner = None if probes is None else probes.preconditioner
     if mode != "train":
         flows = [("joint", joint, y0), ("reduced", reduced, y0[0]), ("tracked", TrackedMeanFlow.from_joint(joint), y0)]
         if preconditioner is not None:
-            at_optimizer_rates = eqx.tree_at(lambda flow: flow.eta_z, joint, optimizer_invariant.lr_ratio * joint.eta_w)
+            at_optimizer_rates = eqx.tree_at(lambda flow: flow.eta_z, joint, jnp.asarray(numbers.eta_z, joint.eta_z.dtype))
             flows.append(("preconditioned", PreconditionedReducedFlow.from_joint(at_optimizer_rates, preconditioner,
                                                                                  save_steps), y0))
         for name, flow, start in flows:

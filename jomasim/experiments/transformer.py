@@ -103,7 +103,20 @@ class TransformerCompareConfig(CompareConfig):
         probe = model.probe()
         if self.measured_rate:
             joint = eqx.tree_at(lambda flow: flow.eta_z, joint, joint.eta_z * jnp.mean(probe.rate[0]))
-        return joint, _block_state(joint, probe)
+        gain = self._start_gain(joint, model)
+        joint = eqx.tree_at(lambda flow: flow.eta_w, joint, joint.eta_w * gain**2)
+        return joint, _block_state(joint, probe, gain)
+
+    def _start_gain(self, joint: JointFlow, model: OneLayerTransformer) -> jax.Array:
+        """g₀, LayerNorm's gain on JoMA's read at initialisation (1 without LayerNorm on the MLP's
+        input): the mean 1/σ of the MLP's input over the frequency bags (`read_gain`).
+
+        With it the block stands for the Transformer read as V = g₀ v_lᵀ diag(γ) w_k (and w_q
+        likewise): the forward pass sees the MLP's weights divided by σ, and the MLP's gradient,
+        through the normalised input, is divided by σ again, so in these coordinates the MLP moves
+        at η_w g₀², the rate the flows run at (JOMA_MATH §10.3). Theorem 1's closed form is the same
+        in either reading; only the flows change. It holds while σ stays near its start."""
+        return model.read_gain(expectation_bags(joint.data.X, self.queries))
 
     def bags(self, key: jax.Array, X: jax.Array, per_pair: int) -> Bags:
         """`per_pair` sampled sequences of every class and query (the expectation bags if L = 0)."""
@@ -117,6 +130,7 @@ class TransformerCompareConfig(CompareConfig):
         loss on the expectation bags, and the `TransformerProbes`."""
         _, model = self._model(numbers)
         data = joint.data
+        gain = self._start_gain(joint, model)
         sequence_key, evaluation_key = jax.random.split(jax.random.fold_in(jax.random.key(numbers.seed), 2))
         adam = self.optimizer == "adam"
         saved, losses, *states = train(
@@ -139,9 +153,10 @@ class TransformerCompareConfig(CompareConfig):
             return (probe, checkpoint(expectation), position_entropy, jnp.mean(probe.rate),
                     checkpoint.read_gain(expectation), -numbers.eta_z * paths @ probe.preconditioner[0].T)
 
-        probes, loss, entropy_sequences, rate, gain, path_rates = jax.vmap(read)(saved)
-        W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q))[0])(probes.z, probes.V, probes.w_q)
-        nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), probes.V, probes.z[:, m], data.X).nc_zhat_z
+        probes, loss, entropy_sequences, rate, read_gain, path_rates = jax.vmap(read)(saved)
+        W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q), gain)[0])(probes.z, probes.V, probes.w_q)
+        V = gain * probes.V
+        nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), V, probes.z[:, m], data.X).nc_zhat_z
                                 for m in range(self.queries)], axis=-1)
         # P is SGD's chain rule through W_Q, W_K: with direct logits it is I, with Adam not the rule
         sgd_through_qk = self.attention_params == "qk" and self.optimizer == "sgd"
@@ -153,17 +168,18 @@ class TransformerCompareConfig(CompareConfig):
             adam_rate = jax.vmap(lambda state: adam_step_factor(state, "z"))(states[0])
             measured = adam_rate.at[0].set(adam_rate[1])
             adam_clock = jnp.concatenate([jnp.zeros(1), jnp.cumsum(jnp.diff(save_steps) * (measured[1:] + measured[:-1]) / 2)])
-        return Readout(W, probes.z[:, 0], probes.V, losses, loss,
-                       TransformerProbes(nc_queries, rate, entropy_sequences, preconditioner, gain, shares, adam_rate,
+        return Readout(W, probes.z[:, 0], V, losses, loss,
+                       TransformerProbes(nc_queries, rate, entropy_sequences, preconditioner, read_gain, shares, adam_rate,
                                          adam_clock))
 
 
-def _block_state(joint: JointFlow, probe) -> tuple[jax.Array, jax.Array]:
-    """The block state (W, z) a probe stands for: W = U_C V + u_q w_qᵀ with the first query's
-    w_q and z (`probe` is a `Probe` or its first three fields)."""
+def _block_state(joint: JointFlow, probe, gain) -> tuple[jax.Array, jax.Array]:
+    """The block state (W, z) a probe stands for, read with LayerNorm's gain g₀ at the start
+    (`TransformerCompareConfig._start_gain`): W = g₀ (U_C V + u_q w_qᵀ) with the first query's w_q
+    and z (`probe` is a `Probe` or its first three fields)."""
     z, V, w_q = probe[:3]
     data = joint.data
-    return data.U_c @ V + jnp.outer(data.u_q, w_q[0]), z[0]
+    return gain * (data.U_c @ V + jnp.outer(data.u_q, w_q[0])), z[0]
 
 
 COMPARE_MODELS = {"block": CompareConfig, "transformer": TransformerCompareConfig}
