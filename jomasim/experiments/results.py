@@ -1,17 +1,22 @@
 """Typed results of the §3.5 block experiments, and the one place their names are flattened.
 
 A member's runs (`train`: SGD on the block; `joint`: the joint gradient flow; `reduced`: the
-reduced JoMA flow; `tracked`: Theorem 1 with the current mean attention, `TrackedMeanFlow`) are
-each one `RunResult`; everything a member gives is one `MemberResult`;
+reduced JoMA flow; `tracked`: Theorem 1 with the current mean attention, `TrackedMeanFlow`;
+`preconditioned`: a Transformer's reduced flow driven by its measured P(t)) are each one
+`RunResult`; everything a member gives is one `MemberResult`;
 `compare`, `simulate`, the sweeps, the plots and the CLI read their fields. Names appear only
 where results are written: `flatten` (the curves of `data.npz`) and `scalars` (the per-member
 numbers of `summary.json` and of a sweep's table), with one scheme:
 
 - a run's quantity is `QUANTITY_RUN`, the run named `train`, `ode` (the joint flow, the name the
-  outputs have always had), `reduced` or `tracked`: `z_train`, `entropy_ode`, `nc_reduced_z` (NC of the
-  run's z against the reference's), `parted_step_reduced`, `status_ode`, `t_final_ode`;
-- Theorem 1 on the reference run is unsuffixed (`nc_zhat_z`, `invariant_residual`), on the joint
-  flow in `both` mode suffixed `_ode` (`nc_zhat_z_ode`); so are the leak curves (`bbar_drift`);
+  outputs have always had), `reduced`, `tracked` or `preconditioned`: `z_train`, `entropy_ode`,
+  `nc_reduced_z` (NC of the run's z against the reference's), `nc_reduced_dz` and `size_reduced_z`
+  (the same in displacement form, and the size of its change against the reference's),
+  `parted_step_reduced`, `status_ode`, `t_final_ode`;
+- Theorem 1 on the reference run is unsuffixed, on the joint flow in `both` mode suffixed `_ode`
+  (`nc_zhat_z_ode`); each prediction (tag `TAG`: `""` the closed form, `_tracked`, `P`,
+  `P_tracked`) has `nc_zhatTAG_z`, `nc_dzhatTAG_dz`, `size_zhatTAG_z`, `entropy_zhatTAG`; so are
+  the residual and the leak curves (`invariant_residual`, `bbar_drift`);
 - in `scalars`, a curve's name is its value at the last save every run reached; other statistics
   of a curve add a suffix: `_initial`, `_max`, `_min`, `_min_step`, `_rebound`.
 """
