@@ -3,7 +3,7 @@
 - **Numbers from runs.** A page writes `{{ RUN:KEY }}` for a number of `docs/results/RUN/summary.json`
   (`{{ RUN/FILE:KEY }}` for `FILE.json` there; `KEY` a dotted path, `discrete.entropy_min`,
   `v0_final.0`), with optional filters after `|`: `mean`, `min`,
-  `max` (of a per-seed list), `range` (`min–max`), `count` (how many entries are not null), and a
+  `max` (of a per-seed list), `range` (`min–max`, or `min to max` when min < 0), `count` (how many entries are not null), and a
   format (`.3f`, `.0f`, `.2g`); `{{ table RUN }}` writes the summary's `table` (a list of rows)
   as a Markdown table, `{{ table RUN: COLUMN, COLUMN }}` only those columns. A key that is not
   there fails the build: no page can state a number that no run produced.
@@ -75,7 +75,7 @@ def _apply(run: str, key: str, filters: list[str]) -> str:
             value = len(values)
         elif name == "range":
             low, high = _format(min(values), spec), _format(max(values), spec)
-            return low if low == high else f"{low}–{high}"
+            return low if low == high else f"{low} to {high}" if min(values) < 0 else f"{low}–{high}"
         else:
             raise PluginError(f"docs: unknown filter {name!r} in {{{{ {run}:{key} }}}}")
     return _format(value, spec)

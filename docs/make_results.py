@@ -26,6 +26,8 @@ RESULTS = Path(__file__).parent / "results"
 RUNS = {
     "compare": (["compare"], "fig2.png"),
     "compare-transformer": (["compare", "--model", "transformer"], "fig2.png"),
+    "compare-layernorm": (["compare", "--model", "transformer", "--norm", "post", "--eta-w", "0.002", "--eta-z", "1"],
+                          "fig2.png"),
     "simulate": (["simulate"], "theory.png"),
     "fig3": (["reproduce", "fig3"], "fig3.png"),
     "fig4": (["reproduce", "fig4"], "fig4.png"),
