@@ -13,7 +13,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from .comparison import AGREEMENT
 from .experiments.block import BlockResults
@@ -184,8 +184,9 @@ def _size_panel(axis, x, curves, reached) -> None:
         _seed_curves(axis, x, prediction.size, reached, **PREDICTION_STYLES[tag])
     axis.axhline(1.0, color="gray", linewidth=0.8)
     axis.set_yscale("log")
+    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    axis.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    axis.yaxis.set_minor_formatter(NullFormatter())
     _finish(axis, "SGD step", "‖Δẑ‖ / ‖Δz‖ (centred, log scale)", "(c) Theorem 1's size (1: the right size)")
 
 
