@@ -104,6 +104,8 @@ def _read(kind, text: str):
         if text.lower() not in _TRUE + _FALSE:
             raise ValueError(text)
         return text.lower() in _TRUE
+    if kind in (int, float) and "_" in text:
+        raise ValueError(text)  # Python reads 1_0 as 10; a setting takes plain digits
     if kind in (int, float, str):
         return kind(text)
     raise TypeError(f"no text form for fields of type {kind}")

@@ -170,8 +170,15 @@ def check_run_name(name: str) -> None:
 
     `InvalidPathError` naming the value.
     """
-    if not name or name in (".", "..") or "/" in name or os.sep in name or "\x00" in name:
-        raise InvalidPathError(f"run name {name!r} is not allowed; it must be one folder name (no '/', not '.' or '..')")
+    if not name or name in (".", "..") or "/" in name or os.sep in name or has_control_characters(name):
+        raise InvalidPathError(f"run name {name!r} is not allowed; it must be one folder name (no '/', no control "
+                               "characters, not '.' or '..')")
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether `text` holds a control character (newline, tab, escape, ...), which a file name
+    printed on a terminal should not."""
+    return any(ord(character) < 32 or ord(character) == 127 for character in text)
 
 
 def unique_run_name(root: Path, stem: str) -> str:

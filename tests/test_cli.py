@@ -280,3 +280,26 @@ def test_the_record_names_the_commit_and_the_settings_that_change_results(tmp_pa
     assert source_revision(tmp_path) == {"commit": git("rev-parse", "HEAD"), "modified": False}
     (tmp_path / "module.py").write_text("x = 2\n")
     assert source_revision(tmp_path)["modified"] is True
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["compare", "--seed", "3"], "unrecognized arguments: --seed 3"),
+    (["compare", "--seeds", "2", "--seeds", "3"], "--seeds is given more than once"),
+    (["compare", "--seeds=2", "--seeds", "3"], "--seeds is given more than once"),
+    (["compare", "--seeds", "1_0"], "seeds='1_0' is not allowed; seeds takes an integer"),
+    (["compare", "--eta-w", "1_0.5"], "eta_w='1_0.5' is not allowed"),
+    (["compare", "--out", "runs\x1b[31m"], "give a folder (no control characters)"),
+])
+def test_options_parse_without_surprises(arguments, message, tmp_path, capsys, monkeypatch):
+    """No abbreviations, no repeated option, plain digits, no control characters in folders: one
+    line and exit code 2, before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    assert _exit_code(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error
+    assert not list(tmp_path.iterdir())
+
+
+def test_run_names_with_control_characters_are_refused(tmp_path, capsys):
+    assert main(SMALL_RUN + ["--out", str(tmp_path), "--name", "a\nb"]) == 2
+    assert "no control characters" in capsys.readouterr().err and not list(tmp_path.iterdir())

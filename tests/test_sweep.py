@@ -232,7 +232,8 @@ def test_kills_while_writing_chunks_and_the_table_are_survived(reference, grid_f
     ],
 )
 def test_bad_grids_fail_before_any_work(arguments, message, tmp_path, capsys):
-    assert main(["sweep", "--mode", "theory", "--eta-w", "0.1", *arguments, "--out", str(tmp_path)]) == 2
+    rates = [] if "--eta-w" in arguments else ["--eta-w", "0.1"]
+    assert main(["sweep", "--mode", "theory", *rates, *arguments, "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
     assert not any(tmp_path.iterdir()), "nothing written"

@@ -21,7 +21,7 @@ from ..experiments.fit import FitConfig, fit_run, fit_summary, read_run
 from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from ..experiments.results import OUTPUT_NAMES
 from ..experiments.transformer import COMPARE_MODELS
-from ..io import check_run_name, claim_run_name, environment, run_directory, unique_run_name, write_json, write_npz
+from ..io import check_run_name, claim_run_name, environment, has_control_characters, run_directory, unique_run_name, write_json, write_npz
 from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
@@ -35,6 +35,21 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse's, refusing an option given twice (argparse would keep the last), except
+        those meant to repeat (`--set`)."""
+        seen = set()
+        for token in sys.argv[1:] if args is None else args:
+            if token == "--":
+                break
+            action = self._option_string_actions.get(token.split("=", 1)[0]) if token.startswith("--") else None
+            if action is None or isinstance(action, argparse._AppendAction):
+                continue
+            if action.dest in seen:
+                self.error(f"{token.split('=', 1)[0]} is given more than once; give it once")
+            seen.add(action.dest)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -56,8 +71,8 @@ def _add_config_options(parser, cls: type, *, skip: tuple[str, ...] = (), defaul
 
 
 def _nonempty(name: str, text: str) -> None:
-    if not text.strip():
-        raise OutOfRangeError(f"{name}={text!r} is not allowed; give a folder")
+    if not text.strip() or has_control_characters(text):
+        raise OutOfRangeError(f"{name}={text!r} is not allowed; give a folder (no control characters)")
 
 
 def _folder(text: str) -> Path:
