@@ -4,11 +4,13 @@ The trained model is `jomasim.models.OneLayerTransformer` on the §3.5 data mode
 sequences (or the expectation limit), direct logits or learned W_Q, W_K, fixed or learned
 embeddings, identity or learned W_V, LayerNorm, a head, SGD or Adam — each of JoMA's
 idealisations a switch of `TransformerCompareConfig`. At every save its z, V and w_q are probed
-(`OneLayerTransformer.probe`); the joint, reduced and tracked JoMA flows start from the probed
-initial state (W(0) = U_C V(0) + u_q w_q(0)ᵀ on the data's embeddings, z(0) of the first query)
-at the run's rates on the SGD clock, and everything `compare` measures on the block is measured
-on the Transformer, plus Theorem 1 per query, the logits' rate factor and the attention entropy
-on sequences (`results.TransformerProbes`).
+(`OneLayerTransformer.probe`); the joint, reduced and tracked JoMA flows (and, with W_Q, W_K and
+SGD, the reduced flow driven by the measured preconditioner P(t)) start from the probed initial
+state (W(0) = U_C V(0) + u_q w_q(0)ᵀ on the data's embeddings, times LayerNorm's gain g₀ with a
+LayerNorm on the MLP's input, z(0) of the first query) at the run's rates on the SGD clock, and
+everything `compare` measures on the block is measured on the Transformer, plus Theorem 1 per
+query, the logits' rate factor and preconditioner, LayerNorm's paths and Adam's clock and the
+attention entropy on sequences (`results.TransformerProbes`). With Adam only training is run.
 """
 
 import dataclasses
@@ -96,9 +98,10 @@ class TransformerCompareConfig(CompareConfig):
         return joint, model
 
     def member_start(self, numbers: MemberNumbers) -> tuple[JointFlow, tuple]:
-        """The joint flow and the state the probes read at initialisation: W(0) = U_C V(0) +
-        u_q w_q(0)ᵀ on the data's embeddings and the first query's z(0); with `measured_rate` the
-        flow's η_z is multiplied by the first query's mean rate factor there."""
+        """The joint flow and the state the probes read at initialisation: W(0) = g₀ (U_C V(0) +
+        u_q w_q(0)ᵀ) on the data's embeddings (g₀: LayerNorm's gain, `_start_gain`; 1 without it)
+        and the first query's z(0), the flow's η_w times g₀²; with `measured_rate` the flow's η_z
+        is multiplied by the first query's mean rate factor there."""
         joint, model = self._model(numbers)
         probe = model.probe()
         if self.measured_rate:
