@@ -205,6 +205,14 @@ def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array, X: ja
                           jax.vmap(invariant.residual)(V, z))
 
 
+def cumulative_trapezoid(rates: jax.Array, times: jax.Array) -> jax.Array:
+    """∫ rate dt from the first time to each time, by the trapezoid rule between them: `rates`
+    `(n, ...)` at `times` `(n,)`; the result has the shape of `rates` and starts at 0."""
+    widths = jnp.reshape(jnp.diff(times), (-1,) + (1,) * (rates.ndim - 1))
+    increments = (rates[1:] + rates[:-1]) / 2 * widths
+    return jnp.concatenate([jnp.zeros_like(rates[:1]), jnp.cumsum(increments, axis=0)])
+
+
 def carried_shares(z: jax.Array, rates: jax.Array, times: jax.Array) -> jax.Array:
     """How much of the logits' change since the start each part of their rate carries.
 
@@ -221,8 +229,7 @@ def carried_shares(z: jax.Array, rates: jax.Array, times: jax.Array) -> jax.Arra
     trapezoid rule, both centred over tokens; the shares add up to 1 where the parts are the whole
     rate and the saves resolve it; NaN at the first save.
     """
-    increments = (rates[1:] + rates[:-1]) / 2 * jnp.diff(times)[:, None, None]
-    carried = jnp.concatenate([jnp.zeros_like(rates[:1]), jnp.cumsum(increments, axis=0)])
+    carried = cumulative_trapezoid(rates, times)
     centre = lambda a: a - jnp.mean(a, axis=-1, keepdims=True)  # noqa: E731
     moved = centre(z - z[:1])
     scale = jnp.sum(moved**2, axis=-1)

@@ -187,10 +187,12 @@ def train(
     def objective(params, batch):
         return loss(nnx.merge(graphdef, params, rest), batch)
 
-    kept = (params, opt_state) if keep_state else params
+    def kept(params, opt_state):
+        return (params, opt_state) if keep_state else params
+
     saved = jax.tree_util.tree_map(lambda leaf: jnp.zeros((save_steps.shape[0],) + jnp.shape(leaf), jnp.result_type(leaf)),
-                                   kept)
-    saved = _keep(saved, kept, save_steps, 0)
+                                   kept(params, opt_state))
+    saved = _keep(saved, kept(params, opt_state), save_steps, 0)
 
     def step(carry, index):
         params, opt_state, saved = carry
@@ -198,8 +200,7 @@ def train(
         value, grads = jax.value_and_grad(objective)(params, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        kept = (params, opt_state) if keep_state else params
-        return (params, opt_state, _keep(saved, kept, save_steps, index + 1)), value
+        return (params, opt_state, _keep(saved, kept(params, opt_state), save_steps, index + 1)), value
 
     (_, _, saved), losses = jax.lax.scan(step, (params, opt_state, saved), jnp.arange(steps))
     return (saved[0], losses, saved[1]) if keep_state else (saved, losses)

@@ -26,7 +26,7 @@ from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
 from ._overrides import field_values, option_type, split_assignment
-from ._print import format_rows, print_agreement, print_table, print_theorem1, without_lists
+from ._print import format_rows, print_agreement, print_table, print_theorem1, seed_numbers, without_lists
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -379,7 +379,7 @@ def _compare(args) -> None:
         print_theorem1(summary, "train")
         print_agreement(summary, "train", "step", config.model)
         if config.run_mode == "train":
-            clocks = [clock for clock in summary.get("adam_clock_z", []) if clock is not None]
+            clocks = seed_numbers(summary, "adam_clock_z")
             clock = (f" ({config.steps} Adam steps moved the attention parameters as far as "
                      f"{min(clocks):.3g}–{max(clocks):.3g} SGD steps at the same rate would, per unit of gradient)"
                      if clocks else "")

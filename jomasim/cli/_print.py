@@ -53,6 +53,11 @@ HEADERS = {
 """The printed header of each summary column, and what it means (the legend under a table)."""
 
 
+def seed_numbers(summary: dict, key: str) -> list[float]:
+    """The seeds' numbers of a summary column (none where it is missing), without the missing ones."""
+    return [value for value in summary.get(key, []) if value is not None]
+
+
 def print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ...], ok: str = "ok") -> None:
     """One row per seed (and a mean row over the seeds with a number) of the chosen summary columns
     under their `HEADERS` (a missing number, e.g. a flow that never moved, prints "–"), for each
@@ -68,7 +73,7 @@ def print_table(summary: dict, columns: tuple[str, ...], statuses: tuple[str, ..
         problems = [f"{status.removeprefix('status_')}: {summary[status][row]}" for status in statuses
                     if summary[status][row] != ok]
         print(f"{seed:4d}  {values}  {'; '.join(problems) or 'ok'}")
-    means = [[value for value in summary[column] if value is not None] for column in columns]
+    means = [seed_numbers(summary, column) for column in columns]
     print("mean  " + "  ".join(number(sum(values) / len(values) if values else None, width)
                                for values, width in zip(means, widths)))
     legend = [f"{HEADERS[column][0]}: {HEADERS[column][1]}" for column in columns if column in HEADERS]
@@ -86,13 +91,11 @@ def print_theorem1(summary: dict, reference: str) -> None:
     attention entropy the closed form implies beside the run's: ranges over seeds."""
     print(f"Theorem 1 on {RUN_NAMES[reference]} (range over seeds at the last save):")
     for tag, name in PREDICTION_NAMES.items():
-        nc = [value for value in summary.get(f"nc_zhat{tag}_z", []) if value is not None]
-        size = [value for value in summary.get(f"size_zhat{tag}_z", []) if value is not None]
+        nc, size = seed_numbers(summary, f"nc_zhat{tag}_z"), seed_numbers(summary, f"size_zhat{tag}_z")
         if nc and size:
             held = ", b̄ held at x̄" if not tag and "nc_zhat_tracked_z" in summary else ""  # forms that hold a b̄
             print(f"  {name}{held}: direction NC(ẑ, z) {_span(nc, '.3f')}, size ‖Δẑ‖/‖Δz‖ {_span(size, '.2f')}")
-    implied = [value for value in summary.get("entropy_zhat", []) if value is not None]
-    own = [value for value in summary.get(f"entropy_{reference}", []) if value is not None]
+    implied, own = seed_numbers(summary, "entropy_zhat"), seed_numbers(summary, f"entropy_{reference}")
     if implied and own:
         print(f"  the attention the closed form implies has entropy {_span(implied, '.2f')} nats against "
               f"{_span(own, '.2f')} for {RUN_NAMES[reference]}")
@@ -111,7 +114,7 @@ def print_agreement(summary: dict, reference: str, clock: str, model: str = "blo
         run, other = RUN_NAMES[side], RUN_NAMES[reference]
         parted = [(seed, step, final) for seed, step, final in zip(seeds, summary[key], summary[f"nc_{side}_z"])
                   if step is not None]
-        sizes = [size for size in summary.get(f"size_{side}_z", []) if size is not None]
+        sizes = seed_numbers(summary, f"size_{side}_z")
         size = (f"; the size of its change is {_span(sizes, '.2f')}× {other}'s (1: the right size)"
                 if sizes else "")
         if not parted:

@@ -158,13 +158,11 @@ CURVES = ("nc_zhat_z", "size_zhat_z", "nc_reduced_z", "size_reduced_z", "entropy
 """The curves `run_reach` keeps per rung, activation and seed (NaN where a rung has no such run)."""
 
 
-def _curve(results, name: str) -> np.ndarray:
-    """One of `CURVES` from a comparison's results, NaN where the comparison has no such run."""
-    members = results.members
+def _curves(results) -> dict[str, np.ndarray]:
+    """The `CURVES` of a comparison's results, NaN where the comparison has no such run."""
     arrays = results.arrays()
-    if name == "entropy_sequences_train":
-        return members.probes.entropy_sequences
-    return arrays[name] if name in arrays else np.full(members.train.entropy.shape, np.nan)
+    missing = np.full(results.members.train.entropy.shape, np.nan)
+    return {name: arrays.get(name, missing) for name in CURVES}
 
 
 def _row(name: str, activation: str, run: TransformerCompareConfig, results, progress: str) -> dict:
@@ -256,16 +254,17 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
     for (name, rung), progress in zip(ladder_rungs + matched, ("stored rates",) * len(ladder_rungs) + ("matched",) * len(matched)):
         per_activation = {key: [] for key in curves}
         for activation in config.activations:
+            settings = rung  # each activation's search starts from the rung's given rates
             if progress == "matched" and config.calibrate:
                 target = next(row["entropy_drop"] for row in rows if row["activation"] == activation)  # the block's
                 search = calibrate(config, rung, activation, target)
                 searches.append({"rung": name, "activation": activation, **search})
-                rung = {**rung, "eta_z": search["chosen"]}
-            run = config.config(rung, activation)
+                settings = {**rung, "eta_z": search["chosen"]}
+            run = config.config(settings, activation)
             results = run_compare(run)
             steps = results.steps
-            for key in curves:
-                per_activation[key].append(_curve(results, key))
+            for key, curve in _curves(results).items():
+                per_activation[key].append(curve)
             row = _row(name, activation, run, results, progress)
             if progress == "matched" and config.calibrate:
                 target = searches[-1]["target"]

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from .._errors import at_least
 from .._settings import setting
-from ..comparison import carried_shares, theorem1_curves
+from ..comparison import carried_shares, cumulative_trapezoid, theorem1_curves
 from ..data import Bags, check_query_count, expectation_bags, query_embeddings, sample_bags
 from ..metrics import entropy
 from ..models.one_layer import ATTENTION_PARAMS, EMBEDDING_CHOICES, NORMS, VALUE_CHOICES, OneLayerTransformer
@@ -169,8 +169,8 @@ class TransformerCompareConfig(CompareConfig):
         adam_rate = adam_clock = None
         if adam:
             adam_rate = jax.vmap(lambda state: adam_step_factor(state, "z"))(states[0])
-            measured = adam_rate.at[0].set(adam_rate[1])
-            adam_clock = jnp.concatenate([jnp.zeros(1), jnp.cumsum(jnp.diff(save_steps) * (measured[1:] + measured[:-1]) / 2)])
+            # no factor before the first step: the first interval runs at the first measured one
+            adam_clock = cumulative_trapezoid(adam_rate.at[0].set(adam_rate[1]), save_steps)
         return Readout(W, probes.z[:, 0], V, losses, loss,
                        TransformerProbes(nc_queries, rate, entropy_sequences, preconditioner, read_gain, shares, adam_rate,
                                          adam_clock))

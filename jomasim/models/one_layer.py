@@ -126,16 +126,19 @@ class Probe(NamedTuple):
       with v_l the value vector of token l and γ the scale of the LayerNorm on the MLP's input
       (ones without one); LayerNorm's centring and its division by the state's spread are not in V.
     - `w_q`: how hidden node k reads each query's residual, `(M_Q, K)`: r_mᵀ diag(γ) w_k.
-    - `rate`: the factor on η_z of each logit's own motion, the diagonal of `preconditioner`,
-      `(M_Q, M_c)` (ones for direct logits; (‖a_m‖²‖k_l‖² + ‖q_m‖²‖a_l‖²)/d_k for W_Q, W_K).
     - `preconditioner`: P of each query (`QueryKeyLogits.preconditioner`), `(M_Q, M_c, M_c)`.
     """
 
     z: jax.Array
     V: jax.Array
     w_q: jax.Array
-    rate: jax.Array
     preconditioner: jax.Array
+
+    @property
+    def rate(self) -> jax.Array:
+        """The factor on η_z of each logit's own motion, the diagonal of `preconditioner`,
+        `(..., M_Q, M_c)` (ones for direct logits; (‖a_m‖²‖k_l‖² + ‖q_m‖²‖a_l‖²)/d_k for W_Q, W_K)."""
+        return jnp.diagonal(self.preconditioner, axis1=-2, axis2=-1)
 
 
 class OneLayerTransformer(nnx.Module):
@@ -262,4 +265,4 @@ class OneLayerTransformer(nnx.Module):
         read = self._read_scale()[:, None] * self.W[...]
         queries = self.embeddings[...][self.n_tokens:]
         preconditioner = self.logits.preconditioner(inputs[self.n_tokens:], inputs[: self.n_tokens])
-        return Probe(logits, values @ read, queries @ read, jnp.diagonal(preconditioner, axis1=1, axis2=2), preconditioner)
+        return Probe(logits, values @ read, queries @ read, preconditioner)
