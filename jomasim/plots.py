@@ -137,7 +137,7 @@ def plot_block_theory(results: BlockResults, path: Path) -> None:
     ts = results.steps
     joint, reduced, tracked = results.members.joint, results.members.reduced, results.members.tracked
     reached = _reached(results)
-    figure, (left, middle, right, leaks) = _subplots(1, 4, figsize=(20, 4.2))
+    figure, ((left, middle), (right, leaks)) = _subplots(2, 2, figsize=(12.5, 8.4))
     _frequency_map(figure, left, results)
 
     _theorem1_panel(middle, ts, joint.theorem1, reached)
@@ -376,7 +376,7 @@ def plot_reach(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     rungs, activations, steps = summary["rungs"], summary["activations"], data["steps"]
-    figure, axes = _subplots(len(rungs), 3, figsize=(13, 2.1 * len(rungs)), squeeze=False, sharex=True, sharey="col")
+    figure, axes = _subplots(len(rungs), 3, figsize=(12.5, 2.1 * len(rungs)), squeeze=False, sharex=True, sharey="col")
     panels = ((("nc_zhat_z", "-", "Theorem 1"), ("nc_reduced_z", "--", "reduced flow")), "normalized correlation",
               "(a) direction: NC with trained z"), \
              ((("size_zhat_z", "-", "Theorem 1"), ("size_reduced_z", "--", "reduced flow")), "‖Δẑ‖/‖Δz‖",
@@ -580,7 +580,7 @@ def plot_fit(run, results, path: Path) -> None:
     """
     steps, boundary = results.steps, results.steps[results.fitted - 1]
     pieces = results.lr_ratio.shape[1]
-    figure, axes = _subplots(1, 2 + (pieces > 1), figsize=(13 + 6 * (pieces > 1), 4.5))
+    figure, axes = _subplots(1, 2 + (pieces > 1), figsize=(12.5, 4.5))
     logits, agreement = axes[:2]
     colours = colormaps["viridis"](np.linspace(0.0, 0.8, 3))
     for colour, token in zip(colours, np.argsort(-run.z[0, -1])[:3]):
