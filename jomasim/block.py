@@ -14,6 +14,9 @@ from .activation import get_activation
 from .attention import AbstractAttention
 from .data import TokenData
 
+LAYER_NORM_EPSILON = 1e-5
+"""ε of every LayerNorm (PyTorch's default): σ = √(variance + ε)."""
+
 
 def block_hidden(W: jax.Array, z: jax.Array, data: TokenData, *, attention: AbstractAttention,
                  temperature: float) -> jax.Array:

@@ -80,7 +80,8 @@ def judge(z_hat: jax.Array, z: jax.Array, entropy_of: Callable[[jax.Array], jax.
 
 
 def integrated_prediction(invariant: LogitInvariant, V: jax.Array, z: jax.Array, X: jax.Array, *,
-                          track_mean: bool = False, preconditioner: jax.Array | None = None) -> jax.Array:
+                          track_mean: bool = False, preconditioner: jax.Array | None = None,
+                          weights: jax.Array | None = None) -> jax.Array:
     """Theorem 1 in differential form along a saved path (JOMA_MATH §9.3, §10.2):
     z(t) = z(0) + ∫ P dẑ, summed over the intervals between saves by the trapezoid rule.
 
@@ -93,23 +94,29 @@ def integrated_prediction(invariant: LogitInvariant, V: jax.Array, z: jax.Array,
       b̄(z) at its two ends) instead of the invariant's b̄ (x̄ for softmax).
     - `preconditioner`: P at every save `(n, M_c, M_c)` (the chain rule of learned W_Q, W_K:
       ż = −η_z P ∂L/∂z); `None` for P = I.
+    - `weights`: D_W at every save `(n, M_c, K)`, the per-coordinate weights of the MLP's move
+      (Adam's: gradient flow's move is D_W ∘ dV, JOMA_MATH §10.4); `None` for 1.
 
     **Returns:**
 
-    The prediction `(n, M_c)`, equal to z at the first save. With `track_mean=False` and P = I it
-    is the closed form ẑ(V) (to rounding).
+    The prediction `(n, M_c)`, equal to z at the first save. With `track_mean=False`, P = I and
+    no weights it is the closed form ẑ(V) (to rounding).
     """
+    # each interval's increment of ẑ along its move, at its midpoint: exact for the additive
+    # invariants, which are quadratic in V
+    middle = lambda values: (values[1:] + values[:-1]) / 2  # noqa: E731
+    moves = jnp.diff(V, axis=0) if weights is None else middle(weights) * jnp.diff(V, axis=0)
     if track_mean:
         form = invariant.attention
         means = jax.vmap(lambda logits: form.mean_attention(form.weights(logits, X, invariant.temperature)))(z)
         held = lambda b_bar: eqx.tree_at(lambda inv: inv.b_bar, invariant, b_bar)  # noqa: E731
-        increments = jax.vmap(lambda b_bar, start, end: held(b_bar).predict(end) - held(b_bar).predict(start))(
-            (means[1:] + means[:-1]) / 2, V[:-1], V[1:])
     else:
-        predicted = jax.vmap(invariant.predict)(V)
-        increments = predicted[1:] - predicted[:-1]
+        means = jnp.zeros(V.shape[0])
+        held = lambda _: invariant  # noqa: E731
+    increments = jax.vmap(lambda b_bar, point, move: jax.jvp(held(b_bar).predict, (point,), (move,))[1])(
+        middle(means), middle(V), moves)
     if preconditioner is not None:
-        increments = jnp.einsum("nij,nj->ni", (preconditioner[1:] + preconditioner[:-1]) / 2, increments)
+        increments = jnp.einsum("nij,nj->ni", middle(preconditioner), increments)
     return z[0] + jnp.concatenate([jnp.zeros_like(z[:1]), jnp.cumsum(increments, axis=0)])
 
 
@@ -160,7 +167,8 @@ class Theorem1Curves(NamedTuple):
 
 def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array, X: jax.Array,
                     preconditioner: jax.Array | None = None,
-                    preconditioned_invariant: LogitInvariant | None = None) -> Theorem1Curves:
+                    preconditioned_invariant: LogitInvariant | None = None,
+                    weights: jax.Array | None = None) -> Theorem1Curves:
     """How well Theorem 1 predicts the logits along one trajectory (the Fig. 2 curves), in
     direction and size.
 
@@ -173,6 +181,8 @@ def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array, X: ja
     - `preconditioner`: the measured P(t) `(n, M_c, M_c)` of learned W_Q, W_K, or `None`.
     - `preconditioned_invariant`: the invariant the P forms integrate (default `invariant`); its
       rate ratio is the optimizer's η_z/η_w, which P multiplies.
+    - `weights`: the MLP's per-coordinate weights D_W of the P forms `(n, M_c, K)`
+      (`integrated_prediction`), or `None`.
 
     **Returns:**
 
@@ -192,15 +202,16 @@ def theorem1_curves(invariant: LogitInvariant, V: jax.Array, z: jax.Array, X: ja
                  displacement(zhat1, z)[0], displacement(zhat2, z)[0] if part2 else None)
     tracking = form.additive and form.holds_mean_attention
 
-    def integrated(inv, track, rate):
-        return judge(integrated_prediction(inv, V, z, X, track_mean=track, preconditioner=rate), z, entropy_of)
+    def integrated(inv, track, rate, scale=None):
+        return judge(integrated_prediction(inv, V, z, X, track_mean=track, preconditioner=rate, weights=scale), z,
+                     entropy_of)
 
     tracked = integrated(invariant, True, None) if tracking else None
     preconditioned = preconditioned_tracked = None
     if preconditioner is not None and form.additive:
         inv = invariant if preconditioned_invariant is None else preconditioned_invariant
-        preconditioned = integrated(inv, False, preconditioner)
-        preconditioned_tracked = integrated(inv, True, preconditioner) if tracking else None
+        preconditioned = integrated(inv, False, preconditioner, weights)
+        preconditioned_tracked = integrated(inv, True, preconditioner, weights) if tracking else None
     return Theorem1Curves(closed, tracked, preconditioned, preconditioned_tracked, *parts,
                           jax.vmap(invariant.residual)(V, z))
 

@@ -96,24 +96,45 @@ def _first(tree, kind: type):
                 if isinstance(node, kind))
 
 
+def _adam_state(state, group: str) -> optax.ScaleByAdamState:
+    """Adam's moments of one parameter group (`"z"` or `"w"`) in a state of `make_optimizer`."""
+    return _first(_first(state, optax.MultiTransformState).inner_states[group], optax.ScaleByAdamState)
+
+
+def adam_inverse_scale(state, group: str, *, b2: float = ADAM_B2, eps: float = ADAM_EPS):
+    """Adam's per-coordinate step per unit of gradient, 1/(√v̂ + ε) with v̂ the bias-corrected
+    second moment: the diagonal D⁻¹ of Adam's flow θ̇ = −η D⁻¹ ∇L (JOMA_MATH §10.4), as a tree
+    like the parameters (`optax.MaskedNode` outside `group`). Traceable.
+
+    **Arguments:**
+
+    - `state`: an optax state of `make_optimizer` with Adam (one save of `train(keep_state=True)`).
+    - `group`: the parameter group, `"z"` or `"w"` (`parameter_groups`).
+    - `b2`, `eps`: Adam's β₂ and ε the state was made with (`ADAM_B2`, `ADAM_EPS`).
+    """
+    adam = _adam_state(state, group)
+    correction = jnp.where(adam.count > 0, 1 - b2**adam.count, 1.0)
+    return jax.tree_util.tree_map(lambda second: 1 / (jnp.sqrt(second / correction) + eps), adam.nu)
+
+
 def adam_step_factor(state, group: str) -> jax.Array:
     """How far one Adam step moves the parameters of `group` (`"z"` or `"w"`, `parameter_groups`)
     per unit of the gradient it follows, against 1 for an SGD step at the same rate:
-    ‖m / (√v̂ + ε)‖ / ‖m‖ over the group's coordinates, with m Adam's first moment (its bias
-    correction cancels) and v̂ its bias-corrected second moment (JOMA_MATH §10.4: summed over the
-    steps it is Adam's clock in SGD steps; coordinates that no gradient reaches do not count). NaN
-    before the first step. Traceable.
+    ‖m ∘ D⁻¹‖ / ‖m‖ over the group's coordinates, with m Adam's first moment (its bias
+    correction cancels) and D⁻¹ `adam_inverse_scale` (JOMA_MATH §10.4: summed over the steps it is
+    Adam's clock in SGD steps; coordinates that no gradient reaches do not count). NaN before the
+    first step. Traceable.
 
     **Arguments:**
 
     - `state`: an optax state of `make_optimizer` with Adam (one save of `train(keep_state=True)`).
     - `group`: the parameter group.
     """
-    adam = _first(_first(state, optax.MultiTransformState).inner_states[group], optax.ScaleByAdamState)
+    adam = _adam_state(state, group)
     flat = lambda tree: jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(tree)])  # noqa: E731
-    first, second = flat(adam.mu), flat(adam.nu) / jnp.where(adam.count > 0, 1 - ADAM_B2**adam.count, 1.0)
+    first = flat(adam.mu)
     size = jnp.linalg.norm(first)
-    factor = jnp.linalg.norm(first / (jnp.sqrt(second) + ADAM_EPS)) / jnp.where(size > 0, size, 1.0)
+    factor = jnp.linalg.norm(first * flat(adam_inverse_scale(state, group))) / jnp.where(size > 0, size, 1.0)
     return jnp.where((adam.count > 0) & (size > 0), factor, jnp.nan)
 
 

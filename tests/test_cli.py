@@ -14,7 +14,7 @@ import pytest
 import jomasim as js
 from jomasim.cli import main
 from jomasim.cli._main import _crawled_at_relu_kinks
-from jomasim.cli._print import print_agreement, print_table, print_theorem1
+from jomasim.cli._print import print_agreement, print_stops, print_table, print_theorem1
 from jomasim.experiments.compare import CompareConfig
 from jomasim.io import claim_run_name, environment, run_directory, source_revision
 
@@ -237,6 +237,23 @@ def test_theorem1_lines_give_direction_beside_size(capsys):
     assert lines[1] == "  closed form (the paper's), b̄ held at x̄: direction NC(ẑ, z) 0.970–0.990, size ‖Δẑ‖/‖Δz‖ 8.00–9.00"
     assert lines[2] == "  differential form, b̄ tracked: direction NC(ẑ, z) -0.200 to 0.900, size ‖Δẑ‖/‖Δz‖ 1.10–1.40"
     assert lines[3].endswith("entropy 0.00–0.30 nats against 0.70 for training")
+
+
+def test_a_run_that_stopped_early_never_agrees_at_every_save(capsys):
+    """The conclusions follow the status: a seed whose flow stopped is read at the last save every
+    run reached, and said so; no run agrees "at every save" on it."""
+    summary = {"seeds": [0, 1], "last_step": [20.0, 100.0], "parted_step_reduced": [None, None],
+               "nc_reduced_z": [1.0, 0.999], "status_reduced": ["max steps reached at step = 23.5", "ok"],
+               "status_train": ["ok", "ok"]}
+    print_stops(summary, "step")
+    print_agreement(summary, "train", "step")
+    stop, reduced = capsys.readouterr().out.splitlines()
+    assert stop == ("seed 0: every number is read at step 20, the last save every run reached (the reduced JoMA ODE: "
+                    "max steps reached at step = 23.5)")
+    assert "at every save on 1 of 2 seeds; on 1 only up to where a run stopped early" in reduced
+    summary["status_train"] = ["ok", "non-finite loss at step 50"]
+    print_agreement(summary, "train", "step")
+    assert "but on no seed to the end" in capsys.readouterr().out
 
 
 def test_agreement_lines_say_where_each_run_parts(capsys):

@@ -5,12 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import jomasim as js
+from jomasim.block import hidden_loss
 from jomasim.comparison import displacement, integrated_prediction, theorem1_curves
 from jomasim.data import expectation_bags, query_embeddings
-from jomasim.models.one_layer import OneLayerTransformer
-from jomasim.train import OptimizerSpec, make_optimizer, train, with_params
+from jomasim.models import JoMABlock
+from jomasim.models.one_layer import LayerNorm, OneLayerTransformer
+from jomasim.train import OptimizerSpec, adam_inverse_scale, make_optimizer, train, with_params
 
 SAVES = jnp.linspace(0.0, 40.0, 9)
 
@@ -154,6 +157,93 @@ def test_the_preconditioner_reconstructs_the_logits_motion_step_by_step():
     np.testing.assert_allclose(size[1:], 1.0, atol=0.02)
 
 
+def test_the_scaled_preconditioner_with_unit_scale_is_sgds():
+    """J D⁻¹ Jᵀ by autodiff with D⁻¹ = 1 is `Probe.preconditioner` (W_Q, W_K and direct logits)."""
+    data, model = _tiny_transformer()
+    ones = jax.tree_util.tree_map(jnp.ones_like, nnx.state(model.logits, nnx.Param))
+    np.testing.assert_allclose(model.scaled_preconditioner(ones), model.probe().preconditioner, rtol=1e-12, atol=1e-15)
+    direct = OneLayerTransformer(model.embeddings[...], model.W[...], jnp.ones((1, 6)), jax.random.key(0))
+    ones = jax.tree_util.tree_map(jnp.ones_like, nnx.state(direct.logits, nnx.Param))
+    np.testing.assert_allclose(direct.scaled_preconditioner(ones), direct.probe().preconditioner, atol=0)
+
+
+def _adam_steps(model, loss, steps: int, eta_w: float, eta_z: float):
+    """`steps` Adam steps on `loss` with the parameters and optimizer states at every step."""
+    return train(model, lambda m, _: loss(m), lambda labels: make_optimizer(OptimizerSpec("adam"), labels, eta_w, eta_z),
+                 steps=steps, save_steps=np.arange(steps + 1), keep_state=True)
+
+
+def test_adams_preconditioner_is_how_its_step_moves_the_logits():
+    """With Adam's D⁻¹ (`adam_inverse_scale`) on W_Q, W_K, −η_z J D⁻¹ Jᵀ ∂L/∂z is the first-order
+    motion of the logits under optax's Adam update (its first step, where m̂ is the gradient)."""
+    data, model = _tiny_transformer()
+    bags = expectation_bags(data.X)
+    eta = 0.01
+    saved, _, states = _adam_steps(model, lambda m: m(bags), 1, 0.1, eta)
+    state = jax.tree_util.tree_map(lambda leaf: leaf[1], states)
+    start, moved = (with_params(model, jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], saved)) for i in (0, 1))
+    P = start.scaled_preconditioner(adam_inverse_scale(state, "z")["logits"])[0]
+    gradient = jax.grad(lambda table: start(bags, table))(start.probe().z)[0]
+    graphdef, params, rest = nnx.split(start.logits, nnx.Param, ...)
+    update = jax.tree_util.tree_map(lambda a, b: a - b, nnx.state(moved.logits, nnx.Param), params)
+    inputs = start.embeddings[...]
+    first_order = jax.jvp(lambda p: nnx.merge(graphdef, p, rest).table(inputs[6:], inputs[:6]), (params,), (update,))[1][0]
+    np.testing.assert_allclose(-eta * P @ gradient, first_order, rtol=1e-9, atol=1e-15)
+    assert not np.allclose(P, start.probe().preconditioner[0], rtol=0.1)  # Adam's is not SGD's
+
+
+def test_with_adams_first_step_the_preconditioned_flow_is_a_sign_flow():
+    """Adam's first step (v̂ = g², as with β₂ → 0) gives D⁻¹ = 1/(|g| + ε): the flow driven by it
+    on both sides moves every weight and logit at its rate times the gradient's sign, which is
+    optax's step (exp attention, where Theorem 1's rate is exactly −η_z ∂L/∂z)."""
+    data = js.make_token_data(jax.random.key(4), n_distinct=3, n_common=2, n_classes=4, dim=7)
+    joint = js.JointFlow(data, attention="exp", activation="silu", temperature=0.5, eta_w=0.02, eta_z=0.05)
+    y0 = joint.initial_state(jax.random.key(5), 0.3)
+    block = JoMABlock(data, *y0, attention="exp", activation="silu", temperature=0.5)
+    saved, _, states = _adam_steps(block, lambda m: m(), 1, 0.02, 0.05)
+    state = jax.tree_util.tree_map(lambda leaf: leaf[1], states)
+    times = jnp.array([0.0, 1.0])
+    twice = lambda tree: jnp.stack([tree[...], tree[...]])  # noqa: E731
+    flow = js.PreconditionedReducedFlow.from_joint(joint, twice(jnp.diag(adam_inverse_scale(state, "z")["z"][...])), times,
+                                                   twice(adam_inverse_scale(state, "w")["W"]))
+    gradient_W, gradient_z = jax.grad(joint.loss, argnums=(0, 1))(*y0)
+    W_rate, z_rate = flow(0.0, y0, None)
+    np.testing.assert_allclose(z_rate, -0.05 * jnp.sign(gradient_z), rtol=1e-4)  # ε against |g|
+    in_span = data.U @ data.U.T  # W's part outside the embeddings' span has no gradient
+    np.testing.assert_allclose(W_rate, in_span @ (-0.02 * jnp.sign(gradient_W)), rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(z_rate, saved["z"][...][1] - y0[1], rtol=1e-9)
+    np.testing.assert_allclose(W_rate, saved["W"][...][1] - y0[0], rtol=1e-9, atol=1e-15)
+    projected = flow.solved()
+    for a, b in zip(flow.lift(projected(0.0, flow.project(y0), None), (jnp.zeros_like(y0[0]), y0[1])), (W_rate, z_rate)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
+
+
+def test_the_scale_path_closure_is_the_layernorms_scale_path():
+    """The preconditioned flow's scale-path rate (from its own b and h) is −η_z P ∂L/∂z along the
+    scale path of a LayerNorm on the block's MLP input (`LayerNorm(x, "scale")`), at a state where
+    the two read the same pre-activations: W's columns sum to zero (centring changes nothing) and
+    h is the normalised input's; and it vanishes without the option."""
+    data = js.make_token_data(jax.random.key(6), n_distinct=3, n_common=2, n_classes=4, dim=7)
+    joint = js.JointFlow(data, activation="silu", temperature=0.5, eta_w=0.3, eta_z=0.7)
+    W, z = joint.initial_state(jax.random.key(7), 0.5)
+    W = W - jnp.mean(W, axis=0)
+    P = jnp.asarray(np.random.default_rng(0).normal(size=(5, 5)))
+    P = jnp.stack([P @ P.T, P @ P.T])
+    norm = LayerNorm(data.dim)
+
+    def loss(logits):
+        inputs = data.U_c @ joint.attention_form.weights(logits, data.X, 0.5) + data.u_q[:, None]
+        return hidden_loss(norm(inputs.T, "scale") @ W, "silu")
+
+    inputs = data.U_c @ joint.attention_form.weights(z, data.X, 0.5) + data.u_q[:, None]
+    hidden = norm(inputs.T) @ W
+    flow = js.PreconditionedReducedFlow.from_joint(joint, P, jnp.array([0.0, 1.0]), scale_path=True)
+    np.testing.assert_allclose(P[0] @ flow.closure_rate(hidden, z), -0.7 * P[0] @ jax.grad(loss)(z), rtol=1e-10)
+    assert np.linalg.norm(flow.closure_rate(hidden, z)) > 1e-4
+    plain = js.PreconditionedReducedFlow.from_joint(joint, P, jnp.array([0.0, 1.0]))
+    np.testing.assert_array_equal(plain.closure_rate(hidden, z), 0.0)
+
+
 def test_layernorm_paths_are_the_effective_read_and_add_up_to_central_differences():
     """∂h_k/∂b through f = r + Σ_l b_l a_l and the LayerNorm on the MLP's input: each path of
     `LayerNorm` is its term of (1/σ) A (I − 11ᵀ/d − f̂f̂ᵀ/d)(γ∘w_k) (JOMA_MATH §10.3), and the
@@ -171,7 +261,7 @@ def test_layernorm_paths_are_the_effective_read_and_add_up_to_central_difference
 
     f = r + np.asarray(b) @ A
     centred = f - f.mean()
-    sigma = np.sqrt(np.mean(centred**2) + js.models.one_layer.LAYER_NORM_EPSILON)
+    sigma = np.sqrt(np.mean(centred**2) + js.block.LAYER_NORM_EPSILON)
     f_hat = centred / sigma
     gamma_W = np.asarray(norm.scale[...])[:, None] * W
     terms = {"joma": A @ gamma_W / sigma, "centring": -(A @ np.ones((d, d)) / d) @ gamma_W / sigma,

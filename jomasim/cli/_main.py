@@ -26,7 +26,7 @@ from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
 from ._overrides import field_values, option_type, split_assignment
-from ._print import format_rows, print_agreement, print_table, print_theorem1, seed_numbers, without_lists
+from ._print import format_rows, print_agreement, print_stops, print_table, print_theorem1, seed_numbers, without_lists
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -364,7 +364,8 @@ def _simulate(args) -> None:
                "nc_reduced_z", "size_reduced_z", "nc_tracked_z", "size_tracked_z")
     _run("simulate", _config_from(BlockTheoryConfig, args), args, work, plot_block_theory, "theory.png",
          lambda summary: (print_table(summary, columns, ("status_ode", "status_reduced", "status_tracked")),
-                          print_theorem1(summary, "ode"), print_agreement(summary, "ode", "t")))
+                          print_stops(summary, "t"), print_theorem1(summary, "ode"),
+                          print_agreement(summary, "ode", "t")))
 
 
 def _compare(args) -> None:
@@ -376,15 +377,13 @@ def _compare(args) -> None:
 
     def report(summary):
         print_table(summary, columns, statuses)
+        print_stops(summary, "step")
         print_theorem1(summary, "train")
         print_agreement(summary, "train", "step", config.model)
-        if config.run_mode == "train":
-            clocks = seed_numbers(summary, "adam_clock_z")
-            clock = (f" ({config.steps} Adam steps moved the attention parameters as far as "
-                     f"{min(clocks):.3g}–{max(clocks):.3g} SGD steps at the same rate would, per unit of gradient)"
-                     if clocks else "")
-            print("no JoMA flow is compared with this training (–): the flows run on SGD's clock, and Adam's clock"
-                  f"{clock} and its preconditioned invariant (JOMA_MATH §10.4) are not modelled yet")
+        clocks = seed_numbers(summary, "adam_clock_w")
+        if clocks:
+            print(f"the flows ran on Adam's clock: {config.steps} Adam steps moved the MLP's weights as far as "
+                  f"{min(clocks):.3g}–{max(clocks):.3g} SGD steps at the same rate would, per unit of gradient")
 
     _run("compare", config, args, compare, plot_compare, "fig2.png", report)
 

@@ -89,7 +89,7 @@ PREDICTION_NAMES = {"": "closed form (the paper's)", "_tracked": "differential f
 def print_theorem1(summary: dict, reference: str) -> None:
     """Theorem 1 on the reference run in one line per prediction, direction beside size, and the
     attention entropy the closed form implies beside the run's: ranges over seeds."""
-    print(f"Theorem 1 on {RUN_NAMES[reference]} (range over seeds at the last save):")
+    print(f"Theorem 1 on {RUN_NAMES[reference]} (range over seeds at the last save every run reached):")
     for tag, name in PREDICTION_NAMES.items():
         nc, size = seed_numbers(summary, f"nc_zhat{tag}_z"), seed_numbers(summary, f"size_zhat{tag}_z")
         if nc and size:
@@ -105,10 +105,33 @@ RUN_NAMES = {"train": "training", "ode": "the joint ODE", "reduced": "the reduce
              "tracked": "the tracked-b̄ JoMA ODE", "preconditioned": "the reduced JoMA ODE driven by the measured P(t)"}
 
 
+def stopped_early(summary: dict) -> dict[int, str]:
+    """The seeds (by index) on which a run stopped early or diverged, with what happened in words:
+    their numbers are read at the last save every run reached (`last_step`), not at the end."""
+    stops = {}
+    for index in range(len(summary["seeds"])):
+        events = [f"{RUN_NAMES.get(key[len('status_'):], key)}: {messages[index]}" for key, messages in summary.items()
+                  if key.startswith("status_") and isinstance(messages, list) and messages[index] != "ok"]
+        if events:
+            stops[index] = "; ".join(events)
+    return stops
+
+
+def print_stops(summary: dict, clock: str) -> None:
+    """One line per seed whose numbers stop before the end (`stopped_early`): where, and why."""
+    at = "step " if clock == "step" else f"{clock} = "
+    for index, events in stopped_early(summary).items():
+        print(f"seed {summary['seeds'][index]}: every number is read at {at}{summary['last_step'][index]:g}, the last "
+              f"save every run reached ({events})")
+
+
 def print_agreement(summary: dict, reference: str, clock: str, model: str = "block") -> None:
     """One line per run compared with the reference (output names, `RUN_NAMES`): on which seeds, and
-    from where (the summary's `parted_step_RUN`), the two part; `model` is the trained model's name."""
+    from where (the summary's `parted_step_RUN`), the two part; `model` is the trained model's name.
+    Agreement is judged only up to the last save every run reached: on a seed where a run stopped
+    early (`stopped_early`) no run is said to agree "at every save"."""
     seeds = summary["seeds"]
+    stops = stopped_early(summary)
     for side in (side for side in RUN_NAMES if f"parted_step_{side}" in summary):
         key = f"parted_step_{side}"
         run, other = RUN_NAMES[side], RUN_NAMES[reference]
@@ -118,8 +141,16 @@ def print_agreement(summary: dict, reference: str, clock: str, model: str = "blo
         size = (f"; the size of its change is {_span(sizes, '.2f')}× {other}'s (1: the right size)"
                 if sizes else "")
         if not parted:
-            print(f"{run} agrees in direction with {other} (NC of z at least {AGREEMENT}) at every save on all "
-                  f"{len(seeds)} seeds{size}")
+            whole = len(seeds) - len(stops)
+            if not stops:
+                print(f"{run} agrees in direction with {other} (NC of z at least {AGREEMENT}) at every save on all "
+                      f"{len(seeds)} seeds{size}")
+            elif whole:
+                print(f"{run} agrees in direction with {other} (NC of z at least {AGREEMENT}) at every save on {whole} of "
+                      f"{len(seeds)} seeds; on {len(stops)} only up to where a run stopped early (above){size}")
+            else:
+                print(f"{run} agrees in direction with {other} (NC of z at least {AGREEMENT}) on every save compared, "
+                      f"but on no seed to the end: a run stopped early on each (above){size}")
             continue
         at = "step " if clock == "step" else f"{clock} = "
         where = ", ".join(f"seed {seed} at {at}{step:g}" for seed, step, _ in parted)

@@ -9,7 +9,8 @@ sweeps are batches of members.
 
 The flows run at the member's rates (η_w, η_z) on the clock of the saves, so with SGD steps as the
 clock step k of training sits at flow time k (SGD is the explicit-Euler discretisation of the joint
-flow with step 1) and a member's curves line up with its training whatever its rates.
+flow with step 1) and a member's curves line up with its training whatever its rates. A trained
+model may give the flows another clock (a Transformer trained with Adam: Adam's, `Readout.clock`).
 """
 
 import dataclasses
@@ -72,6 +73,9 @@ class BlockSetting(Settings):
 
     model: ClassVar[str] = "block"
     """The model trained against the flows (`member_start`, `train_and_read`)."""
+
+    scale_closure: ClassVar[bool] = False
+    """Whether the preconditioned flow gets the scale path of a LayerNorm (a Transformer's option)."""
 
     attention: str = setting("softmax", "attention form", choices=ATTENTIONS)
     activation: str = setting("linear", "MLP activation", choices=ACTIVATIONS)
@@ -182,6 +186,8 @@ class Readout(NamedTuple):
       measured at); `z`: the logits `(n, M_c)`; `V`: the projected weights `(n, M_c, K)`.
     - `losses`: the training loss before every step `(steps,)`; `loss`: the loss at the saves `(n,)`.
     - `probes`: a Transformer's own probes (`results.TransformerProbes`), `None` for the block.
+    - `clock`: the flows' time at each save, `(n,)`: Adam's clock of the MLP's weights with Adam;
+      `None` for SGD, whose step is the flows' unit of time (the saves themselves).
     """
 
     W: jax.Array
@@ -190,6 +196,7 @@ class Readout(NamedTuple):
     losses: jax.Array
     loss: jax.Array
     probes: TransformerProbes | None = None
+    clock: jax.Array | None = None
 
 
 class BlockTraining(NamedTuple):
@@ -260,7 +267,8 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     - `numbers`: this member's numbers (scalars).
     - `steps`: SGD steps (static; unused in `theory` mode).
     - `save_steps`: the steps measured, `(n,)` (any non-negative reals in `theory` mode): the
-      times at which the flows, at the member's rates, are saved.
+      times at which the flows, at the member's rates, are saved (unless the trained model gives
+      its own clock, `Readout.clock`).
     - `mode`: `"theory"`, `"train"` or `"both"` (see `MODES`).
 
     **Returns:**
@@ -275,6 +283,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     reduced = ReducedFlow.from_joint(joint, y0)
     invariant = joint.invariant(y0)
     logits_weights, block_states, solves, reached, training, probes = {}, {}, {}, [], None, None
+    flow_times = save_steps
     if mode != "theory":
         trained = setting.train_and_read(joint, y0, numbers, steps, save_steps.astype(int))
         block_states["train"] = trained.W, trained.z
@@ -283,23 +292,32 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
         reached.append((diverged < 0) | (save_steps < diverged))
         training = Training(trained.losses, trained.loss, diverged)
         probes = trained.probes
+        if trained.clock is not None:
+            flow_times = trained.clock
     # the optimizer's own η_z (the flows' may carry a measured rate factor), which a measured
     # preconditioner P(t) multiplies; the flows' η_w (a Transformer's may carry LayerNorm's gain)
     optimizer_invariant = eqx.tree_at(lambda inv: inv.lr_ratio, invariant, numbers.eta_z / joint.eta_w)
-    preconditioner = None if probes is None else probes.preconditioner
+    preconditioner = weight_preconditioner = weights = None
+    if probes is not None:
+        preconditioner, weight_preconditioner = probes.preconditioner, probes.weight_preconditioner
+    if weight_preconditioner is not None:
+        # Theorem 1's weights D_W on V = U_Cᵀ W (exact for coordinate embeddings, the identity)
+        weights = 1 / jnp.einsum("dm,ndk->nmk", joint.data.U_c**2, weight_preconditioner)
     if mode != "train":
         flows = [("joint", joint, y0), ("reduced", reduced, y0[0]), ("tracked", TrackedMeanFlow.from_joint(joint), y0)]
         if preconditioner is not None:
             at_optimizer_rates = eqx.tree_at(lambda flow: flow.eta_z, joint, jnp.asarray(numbers.eta_z, joint.eta_z.dtype))
-            flows.append(("preconditioned", PreconditionedReducedFlow.from_joint(at_optimizer_rates, preconditioner,
-                                                                                 save_steps), y0))
+            flows.append(("preconditioned", PreconditionedReducedFlow.from_joint(
+                at_optimizer_rates, preconditioner, flow_times, weight_preconditioner, setting.scale_closure), y0))
         for name, flow, start in flows:
-            trajectory = solve(flow, start, save_steps, setting.solve)
+            trajectory = solve(flow, start, flow_times, setting.solve)
             logits_weights[name] = logits_and_weights(flow, trajectory.ys)
             if name == "joint":
                 block_states[name] = trajectory.ys
             reached.append(trajectory.reached)
-            solves[name] = Solve(trajectory.status, trajectory.t_final, trajectory.num_steps, trajectory.num_rejected_steps)
+            # the time reached, on the saves' clock (the flows' own is Adam's with Adam)
+            t_final = jnp.interp(trajectory.t_final, flow_times, save_steps)
+            solves[name] = Solve(trajectory.status, t_final, trajectory.num_steps, trajectory.num_rejected_steps)
     reference = MODE_RUNS[mode][0]
     z_ref, V_ref = logits_weights[reference]
     # every reached mask is a prefix of the saves
@@ -311,7 +329,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
             solve=solves.get(name),
             agreement=None if name == reference else agreement(z, V, z_ref, V_ref, last),
             theorem1=theorem1_curves(invariant, V, z, joint.data.X, preconditioner if name == "train" else None,
-                                     optimizer_invariant) if name in (reference, "joint") else None,
+                                     optimizer_invariant, weights) if name in (reference, "joint") else None,
         )
     leaks = leak_curves(joint, invariant, *block_states[reference])
     drift_at_parting = None

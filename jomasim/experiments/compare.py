@@ -49,11 +49,6 @@ class CompareConfig(BlockSetting):
         """How many steps `save_steps` holds, without making it."""
         return self.steps // self.save_every + 1 + (self.steps % self.save_every != 0)
 
-    @property
-    def run_mode(self) -> str:
-        """What a comparison runs (`block.MODES`): training and the flows, `both`."""
-        return "both"
-
     def check_memory(self, mode: str = "both") -> None:
         """Refuses, before anything is allocated or compiled, a run in `mode` that needs more
         memory than the machine has (`member_bytes` for every seed)."""
@@ -73,12 +68,11 @@ def run_compare(config: CompareConfig) -> BlockResults:
 
     **Returns:**
 
-    The `BlockResults` of the config's `run_mode` (`both`: runs `train`, `joint`, `reduced`,
-    `tracked`; training is the reference), saved at `config.save_steps`.
+    The `BlockResults` of mode `both` (runs `train`, `joint`, `reduced`, `tracked`, and a
+    Transformer's `preconditioned`; training is the reference), saved at `config.save_steps`.
     """
-    config.check_memory(config.run_mode)
-    return run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps,
-                       config.run_mode)
+    config.check_memory("both")
+    return run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "both")
 
 
 def compare(config: CompareConfig) -> tuple[BlockResults, dict]:

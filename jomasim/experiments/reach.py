@@ -192,7 +192,7 @@ def _row(name: str, activation: str, run: TransformerCompareConfig, results, pro
         "entropy_rebound": mean("entropy_train_rebound"),
         "entropy_sequences_end": mean("entropy_sequences_train"),
         "attention_rate": mean("attention_rate"),
-        "adam_clock_z": mean("adam_clock_z"),
+        "adam_clock_z": mean("adam_clock_z"), "adam_clock_w": mean("adam_clock_w"),
         "share_joma_path": mean("share_joma_path"), "share_scale_path": mean("share_scale_path"),
         "read_gain": mean("read_gain"),
     }
@@ -216,12 +216,12 @@ def calibrate(config: ReachConfig, rung: dict, activation: str, target: float) -
     `chosen` (the η_z picked) and `bracketed` (whether two values bracket the target).
     """
     run = dataclasses.replace(config.config(rung, activation), seeds=config.search_seeds)
-    dataclasses.replace(run, seeds=config.search_points * config.search_seeds).check_memory(run.run_mode)
+    dataclasses.replace(run, seeds=config.search_points * config.search_seeds).check_memory("both")
     tried = run.eta_z * np.geomspace(1 / config.search_span, config.search_span, config.search_points)
     base = run.members(run.eta_w, run.eta_z)
     numbers = MemberNumbers(*(np.tile(value, len(tried)) for value in base))._replace(
         eta_z=np.repeat(tried, config.search_seeds))
-    results = run_members(run, numbers, run.steps, run.save_steps, run.run_mode)
+    results = run_members(run, numbers, run.steps, run.save_steps, "both")
     drops = _entropy_drop(results).reshape(len(tried), config.search_seeds).mean(axis=1)
     above = np.flatnonzero((drops[:-1] - target) * (drops[1:] - target) <= 0)
     if len(above):
@@ -241,7 +241,7 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
     **Returns:**
 
     `(data, summary)`: `data` holds `steps` and, per curve of `CURVES`, an array `(rungs,
-    activations, seeds, saves)` (NaN where a rung has no such run: no flow beside Adam);
+    activations, seeds, saves)` (NaN where a rung has no such run);
     `summary` holds the rungs, the matched ones, the activations, `table` (one row per rung and
     activation, `_row`: means over seeds, the rates, the progress, the regime), `reach` (per
     activation, the last rung of the ladder up to which the reduced flow's final NC with training

@@ -94,19 +94,23 @@ class TransformerProbes(NamedTuple):
       tokens, `(n,)` (1 for direct logits; (‖W_Q a_m‖² + ‖W_K a_l‖²)/d_k for `qk`).
     - `entropy_sequences`: the mean attention entropy over the positions of a fixed evaluation
       batch of sampled sequences (of the frequency bags in the expectation limit), `(n,)`.
-    - `preconditioner`: the first query's P(t) of learned W_Q, W_K (`Probe.preconditioner`),
-      `(n, M_c, M_c)`, with SGD; `None` for direct logits (P = I) and for Adam (whose step is not
-      −η P ∂L/∂z).
+    - `preconditioner`: the first query's P(t), `(n, M_c, M_c)`, as the flows' `times` run: with
+      SGD that of learned W_Q, W_K (`Probe.preconditioner`; `None` for direct logits, P = I); with
+      Adam its J D⁻¹ Jᵀ (`OneLayerTransformer.scaled_preconditioner`) divided by `adam_rate_w`,
+      the logits' motion per unit of the MLP's Adam clock.
     - `read_gain`: LayerNorm's gain 1/σ on JoMA's read (`OneLayerTransformer.read_gain`, 1
       without it) on the expectation bags, `(n,)`.
     - `path_shares`: the share of the first query's Δz since the start that each path of the
       LayerNorm on the MLP's input carries (`READ_PATHS`: JoMA's, the centring, the scale;
-      `comparison.carried_shares` of −η_z P ∂L/∂z on the expectation bags), `(n, 3)`; `None`
-      with Adam.
+      `comparison.carried_shares` of −η_z P ∂L/∂z on the expectation bags, P SGD's or Adam's
+      J D⁻¹ Jᵀ), `(n, 3)`.
     - `adam_rate`: with Adam, how far one step moves the attention parameters per unit of
-      gradient against an SGD step (`train.adam_step_factor`), `(n,)` (NaN at the start);
-      `None` with SGD. `adam_clock`: its sum over the steps up to each save (trapezoid rule, the
-      first interval at the first measured factor), Adam's clock in SGD steps.
+      gradient against an SGD step (`train.adam_step_factor`), `(n,)` (at the start the first
+      step's); `None` with SGD. `adam_clock`: its sum over the steps up to each save (trapezoid
+      rule), Adam's clock in SGD steps. `adam_rate_w`, `adam_clock_w`: the same for the MLP's
+      group; its clock is the flows' time (`block.Readout.clock`).
+    - `weight_preconditioner`: with Adam, its D⁻¹ on the MLP's weights in the block's
+      coordinates (`(n, d, K)`, per unit of `adam_clock_w`, as `preconditioner`); `None` with SGD.
     """
 
     nc_zhat_z_queries: jax.Array
@@ -117,6 +121,9 @@ class TransformerProbes(NamedTuple):
     path_shares: jax.Array | None = None
     adam_rate: jax.Array | None = None
     adam_clock: jax.Array | None = None
+    adam_rate_w: jax.Array | None = None
+    adam_clock_w: jax.Array | None = None
+    weight_preconditioner: jax.Array | None = None
 
 
 class MemberResult(NamedTuple):
@@ -222,7 +229,8 @@ def scalars(result: MemberResult, steps: jax.Array) -> dict[str, jax.Array]:
     **Returns:**
 
     `last_step`; every NC and relative-error curve's last value (`nc_zhat_z`, `nc_ode_z`,
-    `relerr_reduced_z`, `relerr_reduced_V`, `nc_zhat_z_ode`, ...); `invariant_residual_max`;
+    `relerr_reduced_z`, `relerr_reduced_V`, `nc_zhat_z_ode`, ...; an NC is NaN when that save is the
+    first, where every run starts from the same state); `invariant_residual_max`;
     `entropy_initial` (the reference's); per run `entropy_RUN` and its `_min`, `_min_step` and
     `_rebound` (final − minimum: how far the attention became dense again), `winner_RUN` (the
     token of the largest logit), `snap_step_RUN` (from when the entropy
@@ -238,7 +246,9 @@ def scalars(result: MemberResult, steps: jax.Array) -> dict[str, jax.Array]:
     reference = getattr(result, result.reference)
     numbers = {"last_step": steps[last], "entropy_initial": reference.entropy[0],
                "invariant_residual_max": jnp.max(jnp.abs(reference.theorem1.invariant_residual[last]))}
-    numbers.update({name: curve[last] for name, curve in save_curves(result).items()})
+    # at the first save every run starts from the same state: an NC there compares nothing
+    numbers.update({name: jnp.where((last == 0) & name.startswith("nc_"), jnp.nan, curve[last])
+                    for name, curve in save_curves(result).items()})
     for name, run in result.runs().items():
         out = OUTPUT_NAMES[name]
         entropy = run.entropy
@@ -287,7 +297,8 @@ def save_curves(result: MemberResult) -> dict[str, jax.Array]:
                       attention_rate=probes.attention_rate, entropy_sequences_train=probes.entropy_sequences,
                       read_gain=probes.read_gain)
         if probes.adam_rate is not None:
-            curves.update(adam_rate_z=probes.adam_rate, adam_clock_z=probes.adam_clock)
+            curves.update(adam_rate_z=probes.adam_rate, adam_clock_z=probes.adam_clock, adam_rate_w=probes.adam_rate_w,
+                          adam_clock_w=probes.adam_clock_w)
         if probes.path_shares is not None:
             curves.update({f"share_{path}_path": probes.path_shares[..., index] for index, path in enumerate(READ_PATHS)})
     return curves

@@ -1,16 +1,17 @@
 """JoMA against a one-layer Transformer: `jomasim compare --model transformer`.
 
-The trained model is `jomasim.models.OneLayerTransformer` on the §3.5 data model: sampled
-sequences (or the expectation limit), direct logits or learned W_Q, W_K, fixed or learned
-embeddings, identity or learned W_V, LayerNorm, a head, SGD or Adam — each of JoMA's
-idealisations a switch of `TransformerCompareConfig`. At every save its z, V and w_q are probed
-(`OneLayerTransformer.probe`); the joint, reduced and tracked JoMA flows (and, with W_Q, W_K and
-SGD, the reduced flow driven by the measured preconditioner P(t)) start from the probed initial
-state (W(0) = U_C V(0) + u_q w_q(0)ᵀ on the data's embeddings, times LayerNorm's gain g₀ with a
-LayerNorm on the MLP's input, z(0) of the first query) at the run's rates on the SGD clock, and
-everything `compare` measures on the block is measured on the Transformer, plus Theorem 1 per
-query, the logits' rate factor and preconditioner, LayerNorm's paths and Adam's clock and the
-attention entropy on sequences (`results.TransformerProbes`). With Adam only training is run.
+The trained model is `jomasim.models.OneLayerTransformer` on the §3.5 data model: sampled sequences
+(or the expectation limit), direct logits or learned W_Q, W_K, fixed or learned embeddings, identity
+or learned W_V, LayerNorm, a head, SGD or Adam — each of JoMA's idealisations a switch of
+`TransformerCompareConfig`. At every save its z, V and w_q are probed (`OneLayerTransformer.probe`);
+the joint, reduced and tracked JoMA flows (and, with W_Q, W_K or Adam, the reduced flow driven by
+the measured preconditioner P(t)) start from the probed initial state (W(0) = U_C V(0) + u_q w_q(0)ᵀ
+on the data's embeddings, times LayerNorm's gain g₀ with a LayerNorm on the MLP's input, z(0) of the
+first query) at the run's rates, on the SGD clock or, with Adam, on Adam's clock of the MLP's
+weights (P(t) then Adam's own, JOMA_MATH §10.4), and everything `compare` measures on the block is
+measured on the Transformer, plus Theorem 1 per query, the logits' rate factor and preconditioner,
+LayerNorm's paths, Adam's clocks and the attention entropy on sequences
+(`results.TransformerProbes`).
 """
 
 import dataclasses
@@ -20,14 +21,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._errors import at_least
+from .._errors import OutOfRangeError, at_least
 from .._settings import setting
 from ..comparison import carried_shares, cumulative_trapezoid, theorem1_curves
 from ..data import Bags, check_query_count, expectation_bags, query_embeddings, sample_bags
 from ..metrics import entropy
 from ..models.one_layer import ATTENTION_PARAMS, EMBEDDING_CHOICES, NORMS, VALUE_CHOICES, OneLayerTransformer
 from ..theory import JointFlow
-from ..train import OPTIMIZERS, OptimizerSpec, adam_step_factor, make_optimizer, train, with_params
+from ..train import OPTIMIZERS, OptimizerSpec, adam_inverse_scale, adam_step_factor, make_optimizer, train, with_params
 from .block import MemberNumbers, Readout, build_member
 from .compare import CompareConfig
 from .results import TransformerProbes
@@ -62,17 +63,17 @@ class TransformerCompareConfig(CompareConfig):
     measured_rate: bool = setting(False, "run the flows' logits (and Theorem 1's kappa) at eta_z times the rate factor "
                                   "the probes measure at initialisation (W_Q, W_K move z at that factor of direct "
                                   "logits), not at eta_z")
+    scale_closure: bool = setting(False, "give the flow driven by the measured preconditioner the rate of LayerNorm's "
+                                  "scale path, from the flow's own state (needs a LayerNorm, and W_Q, W_K or Adam)")
 
     def check_fields(self):
         super().check_fields()
         check_query_count("queries", self.queries, dim=self.dim, n_tokens=self.n_distinct + self.n_common)
-
-    @property
-    def run_mode(self) -> str:
-        """`both` with SGD; with Adam training alone (`train`): the flows run on SGD's clock
-        (t = step) and Adam's clock and preconditioned invariant (JOMA_MATH §10.4) are not
-        modelled, so a flow beside Adam training would be no test of the theory."""
-        return "both" if self.optimizer == "sgd" else "train"
+        if self.scale_closure and (self.norm == "none" or (self.attention_params == "logits" and self.optimizer == "sgd")):
+            raise OutOfRangeError(
+                f"scale_closure=True is not allowed with norm={self.norm!r}, attention_params={self.attention_params!r}, "
+                f"optimizer={self.optimizer!r}; it needs a LayerNorm (norm post or pre) and a flow driven by a measured "
+                "preconditioner (attention_params qk, or optimizer adam)")
 
     def member_bytes(self, steps: int, saves: int, mode: str) -> int:
         """The block's estimate, plus the saved parameters and the probes of every save (each
@@ -148,32 +149,53 @@ class TransformerCompareConfig(CompareConfig):
         expectation = expectation_bags(data.X, self.queries)
         evaluation = self.bags(evaluation_key, data.X, self.eval_sequences)
 
-        def read(params):
+        def read(params, state):
             checkpoint = with_params(model, params)
             probe = checkpoint.probe()
+            # how a step moves the first query's logits per unit of −η_z ∂L/∂z: SGD's chain rule
+            # through W_Q, W_K (I for direct logits), or Adam's J D⁻¹ Jᵀ
+            preconditioner = (checkpoint.scaled_preconditioner(adam_inverse_scale(state, "z")["logits"]) if adam
+                              else probe.preconditioner)[0]
+            # Adam's D⁻¹ on the MLP's weights, in the block's coordinates (read through γ, which
+            # the block's W carries; exact with fixed embeddings and an identity value)
+            weight_preconditioner = checkpoint.read_scale()[:, None] ** 2 * adam_inverse_scale(state, "w")["W"] if adam else None
             position_entropy = jnp.mean(entropy(checkpoint.attention_distribution(evaluation), axis=1))
             paths = checkpoint.path_gradients(expectation)[:, 0]
             return (probe, checkpoint(expectation), position_entropy, jnp.mean(probe.rate),
-                    checkpoint.read_gain(expectation), -numbers.eta_z * paths @ probe.preconditioner[0].T)
+                    checkpoint.read_gain(expectation), preconditioner, weight_preconditioner,
+                    -numbers.eta_z * paths @ preconditioner.T)
 
-        probes, loss, entropy_sequences, rate, read_gain, path_rates = jax.vmap(read)(saved)
+        probes, loss, entropy_sequences, rate, read_gain, preconditioner, weight_preconditioner, path_rates = jax.vmap(read)(
+            saved, states[0] if adam else None)
         W = jax.vmap(lambda z, V, w_q: _block_state(joint, (z, V, w_q), gain)[0])(probes.z, probes.V, probes.w_q)
         V = gain * probes.V
         nc_queries = jnp.stack([theorem1_curves(joint.invariant((y0[0], probes.z[0, m])), V, probes.z[:, m], data.X).nc_zhat_z
                                 for m in range(self.queries)], axis=-1)
-        # P is SGD's chain rule through W_Q, W_K: with direct logits it is I, with Adam not the rule
-        sgd_through_qk = self.attention_params == "qk" and self.optimizer == "sgd"
-        preconditioner = probes.preconditioner[:, 0] if sgd_through_qk else None
-        # −η_z P ∂L/∂z is SGD's rate of the logits (Adam's step is another)
-        shares = carried_shares(probes.z[:, 0], path_rates, save_steps) if self.optimizer == "sgd" else None
-        adam_rate = adam_clock = None
-        if adam:
-            adam_rate = jax.vmap(lambda state: adam_step_factor(state, "z"))(states[0])
-            # no factor before the first step: the first interval runs at the first measured one
-            adam_clock = cumulative_trapezoid(adam_rate.at[0].set(adam_rate[1]), save_steps)
+        shares = carried_shares(probes.z[:, 0], path_rates, save_steps)
+        if not adam:
+            # with direct logits P = I, the reduced flow's own
+            return Readout(W, probes.z[:, 0], V, losses, loss,
+                           TransformerProbes(nc_queries, rate, entropy_sequences,
+                                             preconditioner if self.attention_params == "qk" else None, read_gain, shares))
+        # Adam's clock (JOMA_MATH §10.4): how far a step moves each group per unit of gradient
+        # against an SGD step, summed over the steps (the flows' times must increase: a factor
+        # that is not finite, after training diverged, counts as SGD's)
+        adam_rate_z, adam_rate_w = (_from_first_step(jax.vmap(lambda state: adam_step_factor(state, group))(states[0]))
+                                    for group in ("z", "w"))
+        clock_w = cumulative_trapezoid(jnp.where(jnp.isfinite(adam_rate_w), adam_rate_w, 1.0), save_steps)
+        # per unit of the MLP's clock, Adam moves the logits by η_z J D⁻¹ Jᵀ and the MLP by η_w D_W⁻¹
+        per_unit = lambda values: _from_first_step(values) / adam_rate_w.reshape((-1, 1, 1))  # noqa: E731
         return Readout(W, probes.z[:, 0], V, losses, loss,
-                       TransformerProbes(nc_queries, rate, entropy_sequences, preconditioner, read_gain, shares, adam_rate,
-                                         adam_clock))
+                       TransformerProbes(nc_queries, rate, entropy_sequences, per_unit(preconditioner), read_gain, shares,
+                                         adam_rate_z, cumulative_trapezoid(adam_rate_z, save_steps), adam_rate_w, clock_w,
+                                         per_unit(weight_preconditioner)),
+                       clock_w)
+
+
+def _from_first_step(values: jax.Array) -> jax.Array:
+    """Per-save values read off Adam's state with the start's (no step taken, no second moment)
+    replaced by the first save's: the first interval runs at the first measured value."""
+    return values.at[0].set(values[1])
 
 
 def _block_state(joint: JointFlow, probe, gain) -> tuple[jax.Array, jax.Array]:

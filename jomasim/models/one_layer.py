@@ -29,15 +29,13 @@ from flax import nnx
 from .._errors import check_choice
 from ..activation import get_activation
 from ..attention import AbstractAttention, get_attention
+from ..block import LAYER_NORM_EPSILON
 from ..data import Bags
 
 ATTENTION_PARAMS = ("logits", "qk")
 EMBEDDING_CHOICES = ("fixed", "learned")
 VALUE_CHOICES = ("identity", "learned")
 NORMS = ("none", "post", "pre")
-
-LAYER_NORM_EPSILON = 1e-5
-"""ε of every LayerNorm (PyTorch's default)."""
 
 
 READ_PATHS = ("joma", "centring", "scale")
@@ -198,7 +196,7 @@ class OneLayerTransformer(nnx.Module):
         values = tokens @ self.value[...].T if self.value is not None else tokens
         return self.logits.table(inputs[self.n_tokens:], tokens), values, inputs
 
-    def _read_scale(self) -> jax.Array:
+    def read_scale(self) -> jax.Array:
         """γ of the LayerNorm on the MLP's input (ones without one), `(d,)`."""
         return self.mlp_norm.scale[...] if self.mlp_norm is not None else jnp.ones(self.W.shape[0], self.W.dtype)
 
@@ -258,11 +256,34 @@ class OneLayerTransformer(nnx.Module):
             return jnp.ones((), self.W.dtype)
         return jnp.mean(1 / LayerNorm.moments(self._mlp_input(bags))[1])
 
+    def scaled_preconditioner(self, inverse_scale) -> jax.Array:
+        """J D⁻¹ Jᵀ of each query's logits, `(M_Q, M_c, M_c)`: how a step that moves the attention
+        parameters θ by −η D⁻¹ ∇_θ L moves query m's logits per unit of −∂L/∂z_m (J = ∂z_m/∂θ by
+        autodiff; other queries' gradients add coupling terms it leaves out, as `Probe`'s). With
+        D⁻¹ = 1 it is SGD's `Probe.preconditioner`; with Adam's `train.adam_inverse_scale` it is
+        Adam's preconditioner in logit space (JOMA_MATH §10.4).
+
+        **Arguments:**
+
+        - `inverse_scale`: D⁻¹, a tree like the parameters of `logits` (`DirectLogits` or
+          `QueryKeyLogits`).
+        """
+        _, _, inputs = self._tables()
+        graphdef, params, rest = nnx.split(self.logits, nnx.Param, ...)
+        jacobian = jax.jacrev(lambda p: nnx.merge(graphdef, p, rest).table(inputs[self.n_tokens:], inputs[: self.n_tokens]))(params)
+
+        def part(J, scale):
+            J = J.reshape(J.shape[:2] + (-1,))
+            return jnp.einsum("mlp,p,mkp->mlk", J, jnp.ravel(scale), J)
+
+        parts = jax.tree_util.tree_map(part, jacobian, inverse_scale)
+        return sum(jax.tree_util.tree_leaves(parts))
+
     def probe(self) -> Probe:
         """JoMA's z, V, w_q, the logits' rate factor and preconditioner at the current parameters
         (`Probe`)."""
         logits, values, inputs = self._tables()
-        read = self._read_scale()[:, None] * self.W[...]
+        read = self.read_scale()[:, None] * self.W[...]
         queries = self.embeddings[...][self.n_tokens:]
         preconditioner = self.logits.preconditioner(inputs[self.n_tokens:], inputs[: self.n_tokens])
         return Probe(logits, values @ read, queries @ read, preconditioner)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from .._errors import check_choice, check_positive
 from ..activation import ACTIVATIONS, get_activation
 from ..attention import AbstractAttention, LogitInvariant, get_attention
-from ..block import block_loss
+from ..block import LAYER_NORM_EPSILON, block_hidden, block_loss, hidden_loss
 from ..data import TokenData
 
 
@@ -315,21 +315,36 @@ class _InvariantRateFlow(JointFlow):
         """The logits' rate at time `t` from the invariant's rate d/dt ẑ(V): itself (P = I)."""
         return rate
 
-    def _logit_rate(self, t, V: jax.Array, z: jax.Array, V_rate: jax.Array) -> jax.Array:
-        """ż = P(t) d/dt ẑ(V) along V̇, with the invariant made exact at (V, z)."""
+    def precondition_weights(self, t, rate: jax.Array) -> jax.Array:
+        """The MLP weights' rate at time `t`, `(d, K)`, from gradient flow's −η_w ∂L/∂W: itself."""
+        return rate
+
+    def closure_rate(self, hidden: jax.Array, z: jax.Array) -> jax.Array:
+        """A rate the logits get besides the invariant's, at the hidden pre-activations `hidden`
+        `(K, K)` and logits `z`, before the preconditioner: none."""
+        return jnp.zeros_like(z)
+
+    def _logit_rate(self, t, V: jax.Array, z: jax.Array, V_rate: jax.Array, hidden: jax.Array) -> jax.Array:
+        """ż = P(t) (d/dt ẑ(V) + the closure's rate) along V̇, with the invariant made exact at (V, z)."""
         local = LogitInvariant.from_initial(self.attention_form, V, z, lr_ratio=self.ratio(t), temperature=self.temperature,
                                             b_bar=self.held_mean_attention(z))
-        return self.precondition(t, jax.jvp(local.predict, (V,), (V_rate,))[1])
+        return self.precondition(t, jax.jvp(local.predict, (V,), (V_rate,))[1] + self.closure_rate(hidden, z))
 
+    # the invariant's rate is taken along gradient flow's move of the MLP, whatever moves it
+    # (JOMA_MATH §10.4: with Adam's D_W the move is D_W⁻¹ of it and Theorem 1 weights by D_W)
     def __call__(self, t, y, args):
         W, z = y
         W_rate = -self.eta_w * jax.grad(self.loss)(W, z)
-        return W_rate, self._logit_rate(t, self.data.U_c.T @ W, z, self.data.U_c.T @ W_rate)
+        hidden = block_hidden(W, z, self.data, attention=self.attention_form, temperature=self.temperature)
+        return (self.precondition_weights(t, W_rate),
+                self._logit_rate(t, self.data.U_c.T @ W, z, self.data.U_c.T @ W_rate, hidden))
 
     def projected_rate(self, t, p):
         P, z = p
         P_rate = -self.eta_w * self.projected_gradients(P, z)[0]
-        return P_rate, self._logit_rate(t, P[:-1], z, P_rate[:-1])
+        U = self.data.U
+        hidden = self.attention_form.weights(z, self.data.X, self.temperature).T @ P[:-1] + P[-1]
+        return U.T @ self.precondition_weights(t, U @ P_rate), self._logit_rate(t, P[:-1], z, P_rate[:-1], hidden)
 
 
 class TrackedMeanFlow(_InvariantRateFlow):
@@ -401,48 +416,92 @@ class ScheduledReducedFlow(_InvariantRateFlow):
 
 class PreconditionedReducedFlow(_InvariantRateFlow):
     """The reduced flow (J11's b̄ held at x̄) whose logits move through a measured preconditioner
-    P(t), Theorem 1 in differential form for learned W_Q, W_K (JOMA_MATH §10.2):
+    P(t), Theorem 1 in differential form for learned W_Q, W_K (JOMA_MATH §10.2), and whose MLP
+    weights may move through a measured diagonal one D_W⁻¹(t) (Adam's, §10.4):
 
-        Ẇ = −η_w ∂L/∂W (W, z),    ż = P(t) d/dt ẑ(V) at ratio η_z/η_w,    state y = (W, z).
+        Ẇ = −η_w D_W⁻¹(t) ∘ ∂L/∂W (W, z),    ż = P(t) d/dt ẑ(V) at ratio η_z/η_w along
+        gradient flow's V̇ = −η_w U_Cᵀ ∂L/∂W,    state y = (W, z).
 
-    P(t) is given at `times` (a Transformer's probes at its saves) and interpolated linearly
-    between them (held at the ends). With P = r I it is `ScheduledReducedFlow` at ratio r η_z/η_w;
-    with P = I, `ReducedFlow`.
+    The preconditioners are given at `times` (a Transformer's probes at its saves) and interpolated
+    linearly between them (held at the ends). With P = r I (and no D_W) it is
+    `ScheduledReducedFlow` at ratio r η_z/η_w; with P = I, `ReducedFlow`. With Adam's D⁻¹ on both
+    sides it is Adam without momentum: with β₂ → 0, a sign flow.
+
+    With `scale_path` the logits also get the rate of the scale path of a LayerNorm on the MLP's
+    input (JOMA_MATH §10.3), from the flow's own state: the LayerNorm divides the MLP's input
+    f_y = U_C b_y + u_q of class y by its spread σ_y over the d entries (LayerNorm's, with its ε), so moving z changes every
+    pre-activation h_yk by −h_yk ∂log σ_y/∂z, and
+
+        ż ⊃ P(t) η_z Σ_y (Σ_k g_yk h_yk) ∂log σ_y/∂z,    g_yk = ∂L/∂h_yk,
+
+    a brake on sparsification that grows with the margins Σ_k g_yk h_yk (h is the flow's, which
+    stands for the LayerNorm's centred and scaled one).
 
     **Fields** (besides `JointFlow`'s):
 
     - `preconditioners`: P at each time, `(n, M_c, M_c)`.
     - `times`: increasing times, `(n,)`, on the flow's clock.
+    - `weight_preconditioners`: D_W⁻¹ at each time, `(n, d, K)`, or `None` (gradient flow's MLP).
+    - `scale_path`: whether the logits get the scale path's rate.
     """
 
     preconditioners: jax.Array
     times: jax.Array
+    weight_preconditioners: jax.Array | None
+    scale_path: bool = eqx.field(static=True)
 
     def __init__(self, data: TokenData, preconditioners, times, *, attention: "str | AbstractAttention" = "softmax",
-                 activation: str = "linear", eta_w: float = 1.0, eta_z: float = 1.0, temperature: float = 1.0):
+                 activation: str = "linear", eta_w: float = 1.0, eta_z: float = 1.0, temperature: float = 1.0,
+                 weight_preconditioners=None, scale_path: bool = False):
         """**Arguments:** `data`, `attention`, `activation`, `eta_w`, `eta_z`, `temperature` as
-        `JointFlow`'s; `preconditioners` and `times` as the fields."""
+        `JointFlow`'s; `preconditioners`, `times`, `weight_preconditioners` and `scale_path` as the
+        fields."""
         super().__init__(data, attention=attention, activation=activation, eta_w=eta_w, eta_z=eta_z,
                          temperature=temperature)
         self.preconditioners = _as_float(preconditioners)
         self.times = _as_float(times)
+        self.weight_preconditioners = None if weight_preconditioners is None else _as_float(weight_preconditioners)
+        self.scale_path = scale_path
 
     @classmethod
-    def from_joint(cls, joint: JointFlow, preconditioners, times) -> "PreconditionedReducedFlow":
+    def from_joint(cls, joint: JointFlow, preconditioners, times, weight_preconditioners=None,
+                   scale_path: bool = False) -> "PreconditionedReducedFlow":
         """The preconditioned flow of `joint` (its data, attention, activation, rates, temperature)."""
         return cls(joint.data, preconditioners, times, attention=joint.attention_form, activation=joint.activation,
-                   eta_w=joint.eta_w, eta_z=joint.eta_z, temperature=joint.temperature)
+                   eta_w=joint.eta_w, eta_z=joint.eta_z, temperature=joint.temperature,
+                   weight_preconditioners=weight_preconditioners, scale_path=scale_path)
 
-    def preconditioner(self, t) -> jax.Array:
-        """P(t), `(M_c, M_c)`: linear between the two times around `t`."""
+    def closure_rate(self, hidden, z):
+        if not self.scale_path:
+            return jnp.zeros_like(z)
+        data = self.data
+
+        def log_spread(logits):
+            inputs = data.U_c @ self.attention_form.weights(logits, data.X, self.temperature) + data.u_q[:, None]
+            return jnp.log(jnp.var(inputs, axis=0) + LAYER_NORM_EPSILON) / 2
+
+        margins = jnp.sum(jax.grad(hidden_loss)(hidden, self.activation) * hidden, axis=1)
+        return self.eta_z * jax.vjp(log_spread, z)[1](margins)[0]
+
+    def _interpolated(self, values: jax.Array, t) -> jax.Array:
+        """`values` given at `times`, at `t`: linear between the two times around it."""
         times = self.times
         index = jnp.clip(jnp.searchsorted(times, t, side="right") - 1, 0, times.shape[0] - 2)
         width = times[index + 1] - times[index]
         weight = jnp.clip((t - times[index]) / jnp.where(width > 0, width, 1.0), 0.0, 1.0)
-        return (1 - weight) * self.preconditioners[index] + weight * self.preconditioners[index + 1]
+        return (1 - weight) * values[index] + weight * values[index + 1]
+
+    def preconditioner(self, t) -> jax.Array:
+        """P(t), `(M_c, M_c)`."""
+        return self._interpolated(self.preconditioners, t)
 
     def precondition(self, t, rate):
         return self.preconditioner(t) @ rate
+
+    def precondition_weights(self, t, rate):
+        if self.weight_preconditioners is None:
+            return rate
+        return self._interpolated(self.weight_preconditioners, t) * rate
 
     def held_mean_attention(self, z):
         return _paper_mean_attention(self)
