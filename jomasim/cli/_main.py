@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 
 from .._errors import JomasimError, OutOfRangeError, at_least, check_choice, check_positive
+from .._progress import showing_progress
 from .._settings import build, flat_fields
 from ..experiments.block import MODE_RUNS, MODES
 from ..experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
@@ -82,6 +83,7 @@ def _folder(text: str) -> Path:
 
 def _add_output_options(parser) -> None:
     parser.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of the run folder")
+    _add_quiet(parser)
     parser.add_argument("--name", default=None, help="run folder name (default: COMMAND-ATTENTION-ACTIVATION[-N])")
 
 
@@ -151,6 +153,7 @@ def _add_sweep(commands) -> None:
     run.add_argument("--plot", action="append", default=None, metavar="VALUE:X[:Y]",
                      help="a heat map of result VALUE over axes X and Y (a line over X without Y); repeatable")
     run.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of the sweep folder")
+    _add_quiet(run)
     run.add_argument("--name", default=None, help="sweep folder name; an existing sweep of that name is resumed")
     run.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="join JAX's multi-process runtime")
     run.add_argument("--num-processes", type=option_type("num_processes", int, at_least(1)), default=1,
@@ -209,7 +212,7 @@ def _sweep(args) -> None:
     specs = _plot_specs(args, task, grid)
     name = args.name if args.name is not None else unique_run_name(args.out, f"sweep-{task.mode}")
     check_run_name(name)
-    result = run_sweep(task, grid, args.out / name, chunk_size=args.chunk_size, devices=args.devices, progress=True,
+    result = run_sweep(task, grid, args.out / name, chunk_size=args.chunk_size, devices=args.devices,
                        merge_timeout=args.merge_timeout)
     if result is None:
         print(f"process {args.process_id}: chunks written to {args.out / name}/chunks; process 0 merges")
@@ -265,6 +268,7 @@ def _add_reproduce(commands) -> None:
                         "comma-separated, e.g. --set depths=1,2,5; with 'all' prefix the reproduction: "
                         "--set wikitext.steps=3000)")
     parser.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of reproduce-NAME/")
+    _add_quiet(parser)
     parser.set_defaults(handler=_reproduce)
 
 
@@ -397,6 +401,7 @@ def _add_fit(commands) -> None:
         "through Diffrax, on the first saves; the rest are held out. Writes RUN/fit/ (fit.json, fit.npz, fit.png).",
     )
     parser.add_argument("run", type=_folder, help="a run folder of jomasim compare")
+    _add_quiet(parser)
     _add_config_options(parser, FitConfig)
     parser.set_defaults(handler=_fit)
 
@@ -424,6 +429,11 @@ def _fit(args) -> None:
         for seed, ratios in zip(summary["seeds"], results.lr_ratio):
             print(f"{seed:4d}  " + "  ".join(f"{ratio:.4f}" for ratio in ratios))
     print(f"wrote {args.run / 'fit'}/ (fit.json, fit.npz, fit.png) in {summary['wall_seconds']:.1f} s")
+
+
+def _add_quiet(parser) -> None:
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (it is drawn on standard error only when that is a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -459,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     try:
-        args.handler(args)
+        with showing_progress(sys.stderr.isatty() and not getattr(args, "quiet", False)):
+            args.handler(args)
     except JomasimError as error:
         print(f"jomasim: error: {error}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import OutOfRangeError, at_least, check_positive, check_seed
+from .._progress import progress_bar
 from .._settings import Settings, setting
 from ..activation import check_activations, get_activation
 from ..block import block_hidden, output_loss
@@ -236,11 +237,13 @@ def run_bounce(config: BounceConfig) -> tuple[dict, dict]:
     """
     cases = config.settings()
     data, rows, verdicts = {}, [], []
+    bar = progress_bar(sum(len(case.activations(config)) for case in cases), "bounce", "setting and activation")
     for index, case in enumerate(cases):
         activations = case.activations(config)
         curves, measures = [], {}
         for activation in activations:
             steps, entropy = case.curves(config, activation)
+            bar.update()
             measures[activation] = rebound_measures(steps, entropy)
             rows.append({"setting": case.name, "activation": activation,
                          **{key: _json_number(value) for key, value in measures[activation].items()}})
@@ -249,6 +252,7 @@ def run_bounce(config: BounceConfig) -> tuple[dict, dict]:
         data[f"entropy_{index}"] = np.asarray(curves)
         verdicts.append({"setting": case.name, **{key: _json_number(value)
                                                   for key, value in verdict(measures, config.margin).items()}})
+    bar.close()
     bounced = [row["setting"] for row in verdicts if row["bounce"]]
     untested = [row["setting"] for row in verdicts if not row["sparsified"]]
     words = (f"rebound larger for a nonlinear φ than for the linear one by more than {config.margin:g} nats in "

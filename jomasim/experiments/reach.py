@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from .._errors import OutOfRangeError, at_least, check_positive, check_seed
+from .._progress import progress_bar
 from .._settings import Settings, optional, setting
 from ..activation import check_activations
 from ..comparison import AGREEMENT
@@ -251,6 +252,7 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
     ladder_rungs, matched = config.rungs(), config.matched_rungs()
     curves = {name: [] for name in CURVES}
     rows, steps, searches = [], None, []
+    bar = progress_bar(len(ladder_rungs + matched) * len(config.activations), "reach", "rung and activation")
     for (name, rung), progress in zip(ladder_rungs + matched, ("stored rates",) * len(ladder_rungs) + ("matched",) * len(matched)):
         per_activation = {key: [] for key in curves}
         for activation in config.activations:
@@ -271,8 +273,10 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
                 row["progress"] = ("calibrated" if abs(row["entropy_drop"] - target) <= config.tolerance * target
                                    else f"not calibrated (entropy drop {row['entropy_drop']:.2f}, the block's {target:.2f})")
             rows.append(row)
+            bar.update()
         for key in curves:
             curves[key].append(per_activation[key])
+    bar.close()
     ladder_rows = rows[:len(ladder_rungs) * len(config.activations)]
     reach = {size: {activation: _reach(ladder_rungs, [row for row in ladder_rows if row["activation"] == activation],
                                        config.describes, config.size_within if size else None)

@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from .._errors import OutOfRangeError, check_integer, check_positive
+from .._progress import progress_bar
 from .._settings import Settings, setting
 from ..hierarchy import Hierarchy, check_hierarchy_sizes, make_hierarchy, sample_sequences, tree_cooccurrence
 from ..metrics import normalized_correlation
@@ -232,8 +233,10 @@ def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
     `cooccurrence` (`{height: {estimate, exact}}`) and `cooccurrence_max_error`.
     """
     data, rows = {}, []
+    bar = progress_bar(len(config.settings), "table1", "row")
     for index, cell in enumerate(config.settings):
         measures = _train_row(config, cell)
+        bar.update()
         scores = np.stack([_level_score(measures, kind, level) for kind in KINDS for level in (0, 1)], axis=1)
         data.update({f"scores_{index}": scores, f"accuracy_{index}": measures["accuracy"], f"loss_{index}": measures["losses"]})
         row = dataclasses.asdict(cell)
@@ -242,6 +245,7 @@ def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
             row[f"s{level}_{kind}_std"] = float(np.nanstd(scores[:, column]))
         row.update(accuracy_mean=float(measures["accuracy"].mean()), loss_final_mean=float(measures["losses"][:, -1].mean()))
         rows.append(row)
+    bar.close()
     cooccurrence = tree_cooccurrence(**COOCCURRENCE)
     heights = sorted(cooccurrence)
     data.update(cooccurrence_height=np.asarray(heights),

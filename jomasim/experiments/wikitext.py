@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from .._errors import OutOfRangeError, check_choice, check_integer, check_positive
+from .._progress import progress_bar
 from .._settings import Settings
 from ..corpus import CORPUS_VARIABLE, SPLITS, batchify, load_corpus
 from ..metrics import attention_map_entropy
@@ -178,8 +179,10 @@ def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
             raise OutOfRangeError(f"the {name} stream has {stream.shape[0]} rows; it needs more than bptt={config.bptt}")
     steps = config.save_steps
     data, runs = {"steps": steps}, []
+    bar = progress_bar(len(config.runs), "wikitext", "depth and rate")
     for index, (depth, lr) in enumerate(config.runs):
         result = train_depth(config, depth, lr, train_stream, valid_stream, len(corpus.vocabulary))
+        bar.update()
         data.update({f"depth_{index}": depth, f"lr_{index}": lr, f"losses_{index}": result["losses"],
                      f"valid_loss_{index}": result["valid_loss"], f"entropy_{index}": result["entropy"]})
         entropy = result["entropy"].mean(axis=0)  # (n_save, depth): the seed mean
@@ -191,6 +194,7 @@ def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
             "entropy_min_step": steps[lowest].tolist(), "entropy_final": entropy[-1].tolist(),
             "rebound": (entropy[-1] - entropy[lowest, layers]).tolist(),
         })
+    bar.close()
     summary = {"vocabulary_size": len(corpus.vocabulary), "train_tokens": int(corpus.train.size),
                "valid_tokens": int(corpus.valid.size), "runs": runs}
     return data, summary

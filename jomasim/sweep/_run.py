@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .._errors import InvalidPathError, JomasimError, OutOfRangeError, check_integer
 from .._memory import check_fits
+from .._progress import progress_shown
 from ..io import environment, write_json
 from ._grid import Grid, resolve_points
 from ._store import (
@@ -184,7 +185,7 @@ def run_sweep(
     *,
     chunk_size: int | None = None,
     devices: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     merge_timeout: float = 3600.0,
 ) -> SweepResult | None:
     """Runs `task` at every point of `grid`, in chunks, and merges the results into one table.
@@ -208,7 +209,8 @@ def run_sweep(
       `None` picks `default_chunk_size` (16 points per CPU device, 256 per GPU/TPU). It is part of
       the sweep's identity: resume with the same value.
     - `devices`: local devices to shard over (all when `None`).
-    - `progress`: show a progress bar over chunks with points per second.
+    - `progress`: show a progress bar over chunks with points per second (`None`: as
+      `showing_progress` says, off by default).
     - `merge_timeout`: seconds process 0 waits for the chunks of other processes.
 
     **Returns:**
@@ -239,7 +241,8 @@ def run_sweep(
     # chunk files on disk that failed the check (unreadable, doctored, or never recorded) are recomputed
     rejected = sum(chunk_path(folder, chunk.number).exists() for chunk in todo)
     started = time.perf_counter()
-    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep", unit="chunk", disable=not progress)
+    shown = progress_shown() if progress is None else progress
+    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep", unit="chunk", disable=not shown)
     computed_points = 0
     for chunk in todo:
         chunk_started = time.perf_counter()
