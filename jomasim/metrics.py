@@ -18,14 +18,14 @@ def normalized_correlation(a: jax.Array, b: jax.Array, axis: int = -1) -> jax.Ar
     **Returns:**
 
     Values in [−1, 1]. Where either vector is constant along `axis` there is no correlation to
-    measure and the result is 0.
+    measure and the result is 0; where either is not finite, NaN.
     """
     a = a - jnp.mean(a, axis=axis, keepdims=True)
     b = b - jnp.mean(b, axis=axis, keepdims=True)
     norms = jnp.linalg.norm(a, axis=axis) * jnp.linalg.norm(b, axis=axis)
     inner = jnp.sum(a * b, axis=axis)
     safe = jnp.where(norms > 0, norms, 1.0)
-    return jnp.clip(jnp.where(norms > 0, inner / safe, 0.0), -1.0, 1.0)
+    return jnp.clip(jnp.where(norms > 0, inner / safe, jnp.where(jnp.isfinite(norms), 0.0, jnp.nan)), -1.0, 1.0)
 
 
 def entropy(p: jax.Array, axis: int = 0) -> jax.Array:

@@ -148,7 +148,7 @@ def test_transformer_is_causal_and_pre_ln_differs(transformer):
     logits_changed, _ = transformer(changed)
     np.testing.assert_allclose(logits[:5], logits_changed[:5], rtol=1e-12)
     assert not np.allclose(logits[5:], logits_changed[5:])
-    config = TransformerConfig(vocab_size=11, n_outputs=11, d_model=16, n_layers=2, n_heads=2, d_hidden=24, max_len=12, post_ln=False)
+    config = TransformerConfig(vocab_size=11, n_outputs=11, d_model=16, n_layers=2, n_heads=2, d_hidden=24, max_len=12, norm="pre")
     pre, _ = Transformer(config, nnx.Rngs(0))(tokens)
     assert not np.allclose(pre, logits)
 

@@ -111,7 +111,7 @@ class Table1Config(Settings):
     def transformer(self, n_classes: int) -> TransformerConfig:
         """The model of a row with `n_classes` outputs."""
         return TransformerConfig(vocab_size=VOCAB, n_outputs=n_classes, d_model=self.d_model, n_layers=self.n_layers,
-                                 n_heads=1, d_hidden=self.d_hidden, max_len=self.length, post_ln=True,
+                                 n_heads=1, d_hidden=self.d_hidden, max_len=self.length, norm="post",
                                  positional=False, causal=True, out_projection=False, init=self.init)
 
 

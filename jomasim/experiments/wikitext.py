@@ -7,9 +7,12 @@ stream cut into 20 parallel columns, windows of 35 tokens taken in order (wrappi
 end of the stream), Adam at a constant rate, gradient-norm clipping 0.5. Parameters are kept every
 `eval_every` steps; each checkpoint is then evaluated on the validation stream (10 columns):
 the token-averaged cross-entropy and, per layer, the attention entropy
-`mean over sequences and query positions of −Σ_j a_ij log(a_ij + 1e-8)` (JOMA_MATH §6.2). The
-seeds of one depth and rate train vmapped in one compiled call. The reference's dropout (0.2) is
-not modelled.
+`mean over sequences and query positions of −Σ_j a_ij log(a_ij + 1e-8)` (JOMA_MATH §6.2), and
+the stable rank ‖W‖_F²/‖W‖₂² of each layer's MLP lower layer (the paper's second observable). The
+seeds of one depth and rate train vmapped in one compiled call. Every ingredient of the
+reference is a switch, so each can be tested against its control: the MLP's activation (a linear
+MLP is the control of JoMA's nonlinear mechanism), dropout (0.2 as the reference), the optimizer
+(Adam as the reference, or SGD), LayerNorm (post as the reference, pre, none) and the positions.
 """
 
 import dataclasses
@@ -23,10 +26,12 @@ from flax import nnx
 from .._errors import OutOfRangeError, check_choice, check_integer, check_positive
 from .._progress import progress_bar
 from .._settings import Settings
+from ..activation import ACTIVATIONS
 from ..corpus import CORPUS_VARIABLE, SPLITS, batchify, load_corpus
-from ..metrics import attention_map_entropy
+from ..metrics import attention_map_entropy, stable_rank
 from ..models import Transformer, TransformerConfig
-from ..train import OptimizerSpec, every_steps, make_optimizer, train, with_params
+from ..models.transformer import NORMS
+from ..train import OPTIMIZERS, OptimizerSpec, every_steps, make_optimizer, train, with_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +54,12 @@ class WikitextConfig(Settings):
     - `bptt`, `columns`, `eval_columns`: window length and parallel columns of training and
       validation; `eval_windows`: validation windows per checkpoint (`None`: the whole stream).
     - `clip_norm`: gradient-norm clipping.
+    - `ffn_activation`: the MLP's activation (`relu` as the reference; `gelu`, `silu`, `linear`).
+    - `dropout`: the reference's dropout rate (0.2), in training only.
+    - `optimizer`: `adam` (the reference) or `sgd`, at `lr`.
+    - `norm`: LayerNorm after each residual (`post`, the reference), before each sub-layer (`pre`)
+      or none.
+    - `positions`: add sinusoidal positional encodings (the reference does).
     """
 
     corpus: str | None = None
@@ -69,6 +80,11 @@ class WikitextConfig(Settings):
     eval_columns: int = 10
     eval_windows: int | None = None
     clip_norm: float = 0.5
+    ffn_activation: str = "relu"
+    dropout: float = 0.2
+    optimizer: str = "adam"
+    norm: str = "post"
+    positions: bool = True
 
     @classmethod
     def small(cls, **fields) -> "WikitextConfig":
@@ -79,6 +95,11 @@ class WikitextConfig(Settings):
 
     def check_fields(self):
         check_choice("train_split", self.train_split, SPLITS)
+        check_choice("ffn_activation", self.ffn_activation, ACTIVATIONS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("norm", self.norm, NORMS)
+        if not 0.0 <= self.dropout < 1.0:
+            raise OutOfRangeError(f"dropout={self.dropout!r} is not allowed; it must lie in [0, 1)")
         check_choice("valid_split", self.valid_split, SPLITS)
         if self.corpus is not None and not self.corpus.strip():
             raise OutOfRangeError(f"corpus={self.corpus!r} is not allowed; give a folder, or none for ${CORPUS_VARIABLE}")
@@ -126,38 +147,54 @@ def train_depth(config: WikitextConfig, depth: int, lr: float, train_stream: np.
 
     **Returns:**
 
-    `losses` `(seeds, steps)`, `valid_loss` `(seeds, n_save)`, `entropy` `(seeds, n_save, depth)`.
+    `losses` `(seeds, steps)`, `valid_loss` `(seeds, n_save)`, `entropy` and `stable_rank` `(seeds,
+    n_save, depth)`.
     """
     model_config = TransformerConfig(vocab_size=vocab, n_outputs=vocab, d_model=config.d_model, n_layers=depth,
-                                     n_heads=1, d_hidden=config.d_hidden, max_len=config.bptt, post_ln=True,
-                                     positional=True, causal=True, out_projection=True, embedding_scale=True)
+                                     n_heads=1, d_hidden=config.d_hidden, max_len=config.bptt, norm=config.norm,
+                                     ffn_activation=config.ffn_activation, dropout=config.dropout,
+                                     positional=config.positions, causal=True, out_projection=True, embedding_scale=True)
     train_data, valid_data = jnp.asarray(train_stream), jnp.asarray(valid_stream)
     windows = (valid_stream.shape[0] - 1) // config.bptt
     windows = windows if config.eval_windows is None else min(windows, config.eval_windows)
 
-    def sequence_loss(model, inputs, targets):
-        logits, inside = jax.vmap(model)(inputs)
+    def sequence_loss(model, inputs, targets, key=None):
+        keys = None if key is None else jax.random.split(key, inputs.shape[0])
+        logits, inside = jax.vmap(model)(inputs, keys)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
         return loss, jax.vmap(attention_map_entropy)(inside["attention"]).mean(axis=0)
 
     def one_seed(seed):
-        model = Transformer(model_config, nnx.Rngs(jax.random.key(seed)))
-        spec = OptimizerSpec("adam", clip_norm=config.clip_norm)
+        init_key, dropout_key = jax.random.split(jax.random.key(seed))
+        model = Transformer(model_config, nnx.Rngs(init_key))
+        spec = OptimizerSpec(config.optimizer, clip_norm=config.clip_norm)
         saved, losses = train(model, lambda model, batch: sequence_loss(model, *batch)[0],
                               lambda labels: make_optimizer(spec, labels, lr, lr),
                               steps=config.steps, save_steps=config.save_steps,
-                              batches=lambda step: _windows(train_data, step, config.bptt))
+                              batches=lambda step: (*_windows(train_data, step, config.bptt),
+                                                    jax.random.fold_in(dropout_key, step)))
+
         def evaluate(params):
             checkpoint = with_params(model, params)
             per_window = jax.lax.map(lambda i: sequence_loss(checkpoint, *_windows(valid_data, i, config.bptt)),
                                      jnp.arange(windows))
-            return jax.tree_util.tree_map(lambda values: values.mean(axis=0), per_window)
+            ranks = jnp.stack([stable_rank(block.up.kernel[...]) for block in checkpoint.blocks])
+            return (*jax.tree_util.tree_map(lambda values: values.mean(axis=0), per_window), ranks)
 
-        valid_loss, entropy = jax.lax.map(evaluate, saved)
-        return {"losses": losses, "valid_loss": valid_loss, "entropy": entropy}
+        valid_loss, entropy, ranks = jax.lax.map(evaluate, saved)
+        return {"losses": losses, "valid_loss": valid_loss, "entropy": entropy, "stable_rank": ranks}
 
     results = jax.jit(jax.vmap(one_seed))(jnp.arange(config.seeds))
     return jax.tree_util.tree_map(np.asarray, results)
+
+
+def _dip(curves: np.ndarray, steps: np.ndarray, name: str) -> dict[str, list]:
+    """Per layer, where a curve `(n_save, layers)` starts, falls lowest and ends: `NAME_initial`,
+    `NAME_min`, `NAME_min_step`, `NAME_final`, `NAME_rebound` (final − minimum)."""
+    lowest = curves.argmin(axis=0)
+    low = curves[lowest, np.arange(curves.shape[1])]
+    return {f"{name}_initial": curves[0].tolist(), f"{name}_min": low.tolist(), f"{name}_min_step": steps[lowest].tolist(),
+            f"{name}_final": curves[-1].tolist(), f"{name}_rebound": (curves[-1] - low).tolist()}
 
 
 def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
@@ -166,10 +203,11 @@ def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
     **Returns:**
 
     `(data, summary)`. `data`: `steps` (the checkpoints) and per run r: `depth_r`, `lr_r`,
-    `losses_r`, `valid_loss_r`, `entropy_r` (as `train_depth`). `summary`: `vocabulary_size`,
-    `train_tokens`, `valid_tokens`, and `runs`, one dict per run: `depth`, `lr`, `valid_loss_min`
-    (of the seed mean) and per layer `entropy_initial`, `entropy_min`, `entropy_min_step`,
-    `entropy_final`, `rebound` (final − minimum of the seed-mean curve).
+    `losses_r`, `valid_loss_r`, `entropy_r`, `stable_rank_r` (as `train_depth`). `summary`:
+    `vocabulary_size`, `train_tokens`, `valid_tokens`, and `runs`, one dict per run: `depth`, `lr`,
+    `valid_loss_min` (of the seed mean) and per layer, of the seed-mean curves, `entropy_initial`,
+    `entropy_min`, `entropy_min_step`, `entropy_final`, `entropy_rebound` (final − minimum) and the
+    same of the MLP's stable rank (`stable_rank_initial`, ..., `stable_rank_rebound`; `_dip`).
     """
     corpus = load_corpus(config.corpus, train_split=config.train_split, valid_split=config.valid_split,
                          min_count=config.min_count)
@@ -184,16 +222,11 @@ def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
         result = train_depth(config, depth, lr, train_stream, valid_stream, len(corpus.vocabulary))
         bar.update()
         data.update({f"depth_{index}": depth, f"lr_{index}": lr, f"losses_{index}": result["losses"],
-                     f"valid_loss_{index}": result["valid_loss"], f"entropy_{index}": result["entropy"]})
-        entropy = result["entropy"].mean(axis=0)  # (n_save, depth): the seed mean
-        lowest = entropy.argmin(axis=0)
-        layers = np.arange(depth)
-        runs.append({
-            "depth": depth, "lr": lr, "valid_loss_min": float(result["valid_loss"].mean(axis=0).min()),
-            "entropy_initial": entropy[0].tolist(), "entropy_min": entropy[lowest, layers].tolist(),
-            "entropy_min_step": steps[lowest].tolist(), "entropy_final": entropy[-1].tolist(),
-            "rebound": (entropy[-1] - entropy[lowest, layers]).tolist(),
-        })
+                     f"valid_loss_{index}": result["valid_loss"], f"entropy_{index}": result["entropy"],
+                     f"stable_rank_{index}": result["stable_rank"]})
+        entropy, ranks = (result[name].mean(axis=0) for name in ("entropy", "stable_rank"))  # (n_save, depth): seed means
+        runs.append({"depth": depth, "lr": lr, "valid_loss_min": float(result["valid_loss"].mean(axis=0).min()),
+                     **_dip(entropy, steps, "entropy"), **_dip(ranks, steps, "stable_rank")})
     bar.close()
     summary = {"vocabulary_size": len(corpus.vocabulary), "train_tokens": int(corpus.train.size),
                "valid_tokens": int(corpus.valid.size), "runs": runs}

@@ -10,6 +10,19 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._errors import OutOfRangeError, ShapeMismatchError, check_choice
+from ..activation import ACTIVATIONS, get_activation
+
+NORMS = ("post", "pre", "none")
+"""Where a `Transformer`'s LayerNorms sit."""
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout: each entry zeroed with probability `rate` and the rest divided by 1 − rate;
+    `x` itself without a key or at rate 0."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +35,13 @@ class TransformerConfig:
     - `n_outputs`: size of the output head (vocab size for language modelling, C for classes).
     - `d_model`, `n_layers`, `n_heads`, `d_hidden`: width, depth, heads, MLP hidden width.
     - `max_len`: longest sequence (for positional encodings).
-    - `post_ln`: LayerNorm after each residual (as the reference code) or before (pre-LN).
+    - `norm`: where the LayerNorms sit (`NORMS`): after each residual (`post`, as the reference
+      code), before each sub-layer (`pre`), or nowhere (`none`).
+    - `ffn_activation`: the MLP's activation (`jomasim.activation`: relu as the reference, gelu,
+      silu, or linear).
+    - `dropout`: the rate of the reference's (PyTorch's `TransformerEncoderLayer`'s) dropouts: on
+      the embeddings plus positions, on the attention weights, after attention, on the MLP's
+      hidden activations and after the MLP; active only where `__call__` gets a key (training).
     - `positional`: add sinusoidal positional encodings.
     - `causal`: causal attention mask.
     - `out_projection`: an output projection after attention (the WikiText reference has one,
@@ -41,7 +60,9 @@ class TransformerConfig:
     n_heads: int = 1
     d_hidden: int = 128
     max_len: int = 128
-    post_ln: bool = True
+    norm: str = "post"
+    ffn_activation: str = "relu"
+    dropout: float = 0.0
     positional: bool = True
     causal: bool = True
     out_projection: bool = True
@@ -50,6 +71,10 @@ class TransformerConfig:
 
     def __post_init__(self):
         check_choice("init", self.init, INITIALISATIONS)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("ffn_activation", self.ffn_activation, ACTIVATIONS)
+        if not 0.0 <= self.dropout < 1.0:
+            raise OutOfRangeError(f"dropout={self.dropout!r} is not allowed; it must lie in [0, 1)")
         for name in ("vocab_size", "n_outputs", "d_model", "n_layers", "n_heads", "d_hidden", "max_len"):
             if getattr(self, name) < 1:
                 raise OutOfRangeError(f"{name}={getattr(self, name)!r} is not allowed; it must be >= 1")
@@ -114,9 +139,11 @@ class SelfAttention(nnx.Module):
         self.out = nnx.Linear(d, d, rngs=rngs, **init) if config.out_projection else None
         self.n_heads = config.n_heads
         self.causal = config.causal
+        self.dropout_rate = config.dropout
 
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """`x`: `(L, d)`. Returns the output `(L, d)` and the attention maps `(H, L, L)`."""
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """`x`: `(L, d)`; `key`: dropout on the attention weights (none without). Returns the
+        output `(L, d)` and the attention maps `(H, L, L)` (before dropout)."""
         length, d = x.shape
         split = lambda a: a.reshape(length, self.n_heads, d // self.n_heads).transpose(1, 0, 2)  # noqa: E731
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
@@ -124,33 +151,37 @@ class SelfAttention(nnx.Module):
         if self.causal:
             scores = jnp.where(jnp.tril(jnp.ones((length, length), dtype=bool)), scores, -jnp.inf)
         maps = jax.nn.softmax(scores, axis=-1)
-        out = (maps @ v).transpose(1, 0, 2).reshape(length, d)
+        out = (dropout(maps, self.dropout_rate, key) @ v).transpose(1, 0, 2).reshape(length, d)
         return (self.out(out) if self.out is not None else out), maps
 
 
 class Block(nnx.Module):
-    """Attention, residual, LayerNorm, ReLU MLP, residual, LayerNorm (post-LN) or the pre-LN order."""
+    """Attention, residual, MLP, residual, with LayerNorms after each residual (`post`), before each
+    sub-layer (`pre`) or none, and the reference's dropouts (`TransformerConfig`)."""
 
     def __init__(self, config: TransformerConfig, rngs: nnx.Rngs):
         self.attention = SelfAttention(config, rngs)
-        self.norm1 = nnx.LayerNorm(config.d_model, rngs=rngs)
-        self.norm2 = nnx.LayerNorm(config.d_model, rngs=rngs)
+        with_norms = config.norm != "none"
+        self.norm1 = nnx.LayerNorm(config.d_model, rngs=rngs) if with_norms else None
+        self.norm2 = nnx.LayerNorm(config.d_model, rngs=rngs) if with_norms else None
         init = INITIALISATIONS[config.init]
         self.up = nnx.Linear(config.d_model, config.d_hidden, rngs=rngs, **init.linear(config.d_model))
         self.down = nnx.Linear(config.d_hidden, config.d_model, rngs=rngs, **init.linear(config.d_hidden))
-        self.post_ln = config.post_ln
+        self.norm = config.norm
+        self.activation = config.ffn_activation
+        self.dropout_rate = config.dropout
 
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Returns the block output `(L, d)`, attention maps `(H, L, L)`, MLP hidden `(L, d_hidden)`."""
-        if self.post_ln:
-            attended, maps = self.attention(x)
-            x = self.norm1(x + attended)
-            hidden = jax.nn.relu(self.up(x))
-            return self.norm2(x + self.down(hidden)), maps, hidden
-        attended, maps = self.attention(self.norm1(x))
-        x = x + attended
-        hidden = jax.nn.relu(self.up(self.norm2(x)))
-        return x + self.down(hidden), maps, hidden
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Returns the block output `(L, d)`, attention maps `(H, L, L)`, MLP hidden `(L, d_hidden)`
+        (after the activation, before dropout); `key`: the dropouts' (none without)."""
+        keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
+        before = (lambda norm, y: norm(y)) if self.norm == "pre" else (lambda norm, y: y)
+        after = (lambda norm, y: norm(y)) if self.norm == "post" else (lambda norm, y: y)
+        attended, maps = self.attention(before(self.norm1, x), keys[0])
+        x = after(self.norm1, x + dropout(attended, self.dropout_rate, keys[1]))
+        hidden = get_activation(self.activation).fn(self.up(before(self.norm2, x)))
+        out = self.down(dropout(hidden, self.dropout_rate, keys[2]))
+        return after(self.norm2, x + dropout(out, self.dropout_rate, keys[3])), maps, hidden
 
 
 class Transformer(nnx.Module):
@@ -171,18 +202,19 @@ class Transformer(nnx.Module):
         self.blocks = nnx.List([Block(config, rngs) for _ in range(config.n_layers)])
         self.head = nnx.Linear(config.d_model, config.n_outputs, rngs=rngs, **init.linear(config.d_model))
 
-    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def __call__(self, tokens: jax.Array, key: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Runs one sequence.
 
         **Arguments:**
 
         - `tokens`: integer ids, `(L,)` with L ≤ `max_len` (vmap for a batch).
+        - `key`: a `jax.random` key for the dropouts (training); `None` runs without them.
 
         **Returns:**
 
         `(logits, inside)`: logits `(L, n_outputs)`, and `inside` with `"attention"`
         `(n_layers, H, L, L)` (rows sum to one) and `"hidden"` `(n_layers, L, d_hidden)` (the
-        ReLU activations of each block's MLP).
+        activations of each block's MLP).
         """
         if tokens.ndim != 1 or tokens.shape[0] > self.config.max_len:
             raise ShapeMismatchError(
@@ -193,9 +225,11 @@ class Transformer(nnx.Module):
             x = x * math.sqrt(self.config.d_model)
         if self.config.positional:
             x = x + sinusoidal_positions(tokens.shape[0], self.config.d_model)
+        keys = [None] * (len(self.blocks) + 1) if key is None else list(jax.random.split(key, len(self.blocks) + 1))
+        x = dropout(x, self.config.dropout, keys[0])
         maps, hiddens = [], []
-        for block in self.blocks:
-            x, attention, hidden = block(x)
+        for block, block_key in zip(self.blocks, keys[1:]):
+            x, attention, hidden = block(x, block_key)
             maps.append(attention)
             hiddens.append(hidden)
         return self.head(x), {"attention": jnp.stack(maps), "hidden": jnp.stack(hiddens)}

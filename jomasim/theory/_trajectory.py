@@ -85,8 +85,13 @@ class Trajectory(eqx.Module):
 
     @property
     def reached(self) -> jax.Array:
-        """`([B,] n)` mask of the save times each trajectory actually reached."""
-        return self.ts <= jnp.expand_dims(self.t_final, -1)
+        """`([B,] n)` mask of the save times each trajectory actually reached with finite states: a
+        prefix of the saves (a state that is not finite ends it, whatever the solver said)."""
+        saves = jnp.shape(self.t_final) + (self.ts.shape[-1], -1)
+        finite = jnp.stack([jnp.all(jnp.isfinite(jnp.reshape(leaf, saves)), axis=-1)
+                            for leaf in jax.tree_util.tree_leaves(self.ys)])
+        reached = (self.ts <= jnp.expand_dims(self.t_final, -1)) & jnp.all(finite, axis=0)
+        return jnp.cumprod(reached, axis=-1).astype(bool)
 
     def messages(self) -> list[str]:
         """One line per trajectory: `ok`, `blow-up at t = …`, `max steps reached at t = …`, ..."""
