@@ -46,6 +46,10 @@ RUNS = {
     "table1-control": (["reproduce", "table1", "--paper-sizes", "--set", "steps=1", "--set", "n_classes=20"], "table1.png"),
     "wikitext": (["reproduce", "wikitext", "--small", "--set", "train_split=valid", "--set", "valid_split=test"],
                  "wikitext.png"),
+    "wikitext-linear": (["reproduce", "wikitext", "--small", "--set", "train_split=valid", "--set", "valid_split=test",
+                         "--set", "ffn_activation=linear"], "wikitext.png"),
+    "wikitext-no-dropout": (["reproduce", "wikitext", "--small", "--set", "train_split=valid", "--set",
+                             "valid_split=test", "--set", "dropout=0"], "wikitext.png"),
 }
 """Each documented run: its `jomasim` arguments and its figure. `compare` is also fitted (`fit`)."""
 
@@ -101,16 +105,17 @@ def main() -> None:
     unknown = sorted(set(args.names) - set(known))
     if unknown:
         parser.error(f"unknown runs {unknown}; choose from {', '.join(known)}")
-    names = args.names or [name for name in known if name not in ("wikitext", "pretrained-series") or args.corpus]
-    if args.corpus is None and {"wikitext", "pretrained-series"} & set(names):
-        parser.error("wikitext and pretrained-series need --corpus DIR")
+    needs_corpus = {name for name in known if name.startswith(("wikitext", "pretrained-series"))}
+    names = args.names or [name for name in known if name not in needs_corpus or args.corpus]
+    if args.corpus is None and needs_corpus & set(names):
+        parser.error(f"{', '.join(sorted(needs_corpus))} need --corpus DIR")
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
             if name == "pretrained-series":
                 _series(args.corpus, Path(scratch))
                 continue
             arguments, figure = RUNS[name]
-            if name == "wikitext":
+            if name in needs_corpus:
                 arguments = [*arguments, "--corpus", args.corpus]
             _run(name, arguments, figure, Path(scratch))
 
