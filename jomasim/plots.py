@@ -520,7 +520,8 @@ def plot_table1(data: dict, summary: dict, path: Path) -> None:
 
 def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
     """Fig. 6 / Fig. 8: one panel per (depth, learning rate), one curve per layer (seed mean of the
-    attention entropy at each checkpoint), titled with the minimum validation loss.
+    attention entropy at each checkpoint, solid) and the stable rank of that layer's MLP lower layer
+    (dashed, right axis), titled with the minimum validation loss.
 
     **Arguments:**
 
@@ -532,11 +533,15 @@ def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
     for index, (axis, run) in enumerate(zip(axes, runs)):
         entropy = data[f"entropy_{index}"].mean(axis=0)
         colours = colormaps["rainbow"](np.linspace(0.0, 1.0, run["depth"]))
+        ranks = axis.twinx()
         for layer, colour in enumerate(colours):
             axis.plot(data["steps"], entropy[:, layer], color=colour, label=f"layer {layer}" if run["depth"] <= 5 else None)
+            if f"stable_rank_{index}" in data:
+                ranks.plot(data["steps"], data[f"stable_rank_{index}"].mean(axis=0)[:, layer], color=colour, linestyle="--")
+        ranks.set_ylabel("MLP stable rank (dashed)")
         axis.set_title(f"layers: {run['depth']}, lr: {run['lr']:g}, val loss: {run['valid_loss_min']:.2f}", fontsize=9)
         axis.set_xlabel("minibatch")
-        axis.set_ylabel("attention entropy (nats)")
+        axis.set_ylabel("attention entropy (nats, solid)")
         if run["depth"] <= 5:
             axis.legend(fontsize=7)
     _save(figure, path)

@@ -91,6 +91,7 @@ def test_the_vmapped_fit_equals_the_fit_of_each_seed(exp_run):
         (lambda tmp, run: run, ["--lr-ratio", "0"], "lr_ratio=0.0 is not allowed"),
         (lambda tmp, run: run, ["--time-scale", "-1"], "time_scale=-1.0 is not allowed"),
         (lambda tmp, run: run, ["--held-out", "1"], "held_out=1.0 is not allowed"),
+        (lambda tmp, run: run, ["--knots", "100000000"], "knots=100000000 is not allowed for this run"),
     ],
 )
 def test_bad_fits_are_one_line(make, arguments, message, exp_run, tmp_path, capsys):

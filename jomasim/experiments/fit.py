@@ -180,6 +180,9 @@ def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
     if not 2 <= fitted < len(steps):
         raise OutOfRangeError(f"held_out={fit.held_out!r} leaves {fitted} of the run's {len(steps)} saves to fit and "
                               f"{len(steps) - fitted} held out; each needs at least {2 if fitted < 2 else 1}")
+    if fit.knots > fitted - 1:
+        raise OutOfRangeError(f"knots={fit.knots} is not allowed for this run: its {fitted} fitted saves "
+                              f"span {fitted - 1} intervals, at most one piece each; lower knots (or held_out)")
     config = run.config
     numbers = MemberNumbers(*map(np.asarray, config.members(config.eta_w, config.eta_z)))
     start = jnp.log(jnp.asarray([fit.lr_ratio] * fit.knots + [fit.time_scale]))
