@@ -167,7 +167,8 @@ def _curves(results) -> dict[str, np.ndarray]:
 
 
 def _row(name: str, activation: str, run: TransformerCompareConfig, results, progress: str) -> dict:
-    """A rung's row: means over seeds of the final numbers, its rates, progress and regime."""
+    """A rung's row: means over seeds of the final numbers (read at the last save every run reached,
+    `last_step`; training's loss and entropy drop at its own end), its rates, progress and regime."""
     summary = results.summary()
     mean = lambda key: _mean(summary.get(key, []))  # noqa: E731
     parted = [step for step in summary.get("parted_step_reduced", []) if step is not None]
@@ -175,8 +176,10 @@ def _row(name: str, activation: str, run: TransformerCompareConfig, results, pro
     return {
         "rung": name, "activation": activation, "progress": progress, "optimizer": run.optimizer,
         "eta_w": run.eta_w, "eta_z": run.eta_z,
-        "loss_end": mean("loss_train"),
-        "entropy_drop": None if mean("entropy_train") is None else mean("entropy_initial") - mean("entropy_train"),
+        # training's progress at its own end, whatever the flows reached
+        "loss_end": _mean(results.members.training.loss[:, -1].tolist()),
+        "entropy_drop": _mean(_entropy_drop(results).tolist()),
+        "last_step": mean("last_step"),
         "regime": REGIMES[along_second],
         "nc_dzhat1_dz": mean("nc_dzhat1_dz"), "nc_dzhat2_dz": mean("nc_dzhat2_dz"),
         "nc_zhat_z": mean("nc_zhat_z"),
@@ -200,8 +203,10 @@ def _row(name: str, activation: str, run: TransformerCompareConfig, results, pro
 
 
 def _entropy_drop(results) -> np.ndarray:
-    """Per member, how far the trained attention entropy fell from its start to the end."""
-    return np.asarray(results.scalars["entropy_initial"]) - np.asarray(results.scalars["entropy_train"])
+    """Per member, how far the trained attention entropy fell from its start to training's end (not
+    to the last save the flows reached, where the other numbers are read)."""
+    entropy = results.members.train.entropy
+    return entropy[:, 0] - entropy[:, -1]
 
 
 def calibrate(config: ReachConfig, rung: dict, activation: str, target: float) -> dict:

@@ -106,7 +106,7 @@ REPRODUCTIONS = {
                           "JoMA against a one-layer Transformer, one idealisation dropped per rung: where the theory "
                           "stops describing training, in direction and size, at the stored rates and at matched "
                           "progress",
-                          shown=("rung", "activation", "progress", "regime", "loss_end", "entropy_drop", "nc_zhat_z",
+                          shown=("rung", "activation", "progress", "regime", "loss_end", "entropy_drop", "last_step", "nc_zhat_z",
                                  "size_zhat_z", "nc_zhatP_z", "size_zhatP_z", "nc_reduced_z", "size_reduced_z",
                                  "nc_preconditioned_z", "size_preconditioned_z")),
 }
