@@ -5,7 +5,7 @@
   `v0_final.0`), with optional filters after `|`: `mean`, `min`,
   `max` (of a per-seed list), `range` (`min–max`, or `min to max` when min < 0), `count` (how many entries are not null), and a
   format (`.3f`, `.0f`, `.2g`); `{{ table RUN }}` writes the summary's `table` (a list of rows)
-  as a Markdown table, `{{ table RUN: COLUMN, COLUMN }}` only those columns. A key that is not
+  as a Markdown table under the command line's headers (`HEADERS`), `{{ table RUN: COLUMN, COLUMN }}` only those columns. A key that is not
   there fails the build: no page can state a number that no run produced.
 - **Equations at build time.** `$…$` and `$$…$$` (pymdownx.arithmatex, generic mode) become
   MathML with `latex2mathml`, which browsers render without any script: the pages need nothing
@@ -22,6 +22,8 @@ from pathlib import Path
 from latex2mathml.converter import convert
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
+
+from jomasim.cli._print import HEADERS
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -99,7 +101,7 @@ def _table(match: re.Match) -> str:
     missing = [name for name in names if name not in rows[0]]
     if missing:
         raise PluginError(f"docs: {run}'s table has no columns {missing}")
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines = ["| " + " | ".join(HEADERS.get(name, (name,))[0] for name in names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_cell(row[name]) for name in names) + " |" for row in rows]
     return "\n".join(lines)
 

@@ -18,8 +18,8 @@ def _cell(value) -> str:
 
 
 def format_rows(rows: list[dict]) -> str:
-    """A list of rows (dicts with the same keys) as an aligned text table."""
-    cells = [list(rows[0])] + [[_cell(value) for value in row.values()] for row in rows]
+    """A list of rows (dicts with the same keys) as an aligned text table, under the `HEADERS`."""
+    cells = [[HEADERS.get(key, (key,))[0] for key in rows[0]]] + [[_cell(value) for value in row.values()] for row in rows]
     widths = [max(len(line[column]) for line in cells) for column in range(len(cells[0]))]
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
 
@@ -49,6 +49,13 @@ HEADERS = {
     "nc_after": ("NC fitted", "NC after the fit, fitted saves"),
     "nc_held_out": ("NC held out", "NC after the fit, held-out saves"),
     "size_held_out": ("size", "the fitted flow's ‖Δz‖/‖Δz trained‖ at the last save (1: the right size)"),
+    "activation": ("MLP", "the MLP's activation"),
+    "progress": ("rates", "the stored rates, or the matched rung's calibration"),
+    "eta_w": ("η_w", "the MLP's learning rate"),
+    "eta_z": ("η_z", "the attention's learning rate"),
+    "loss_end": ("loss", "training's loss on the frequency bags at its end"),
+    "entropy_drop": ("drop", "how far training's attention entropy fell by its end (nats)"),
+    "last_step": ("read at", "the step the other numbers are read at: the last save every run reached"),
 }
 """The printed header of each summary column, and what it means (the legend under a table)."""
 
