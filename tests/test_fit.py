@@ -103,6 +103,7 @@ def test_bad_fits_are_one_line(make, arguments, message, exp_run, tmp_path, caps
     assert code == 2 and error.count("\n") == 0 and message in error
 
 
+@pytest.mark.slow
 def test_a_run_without_training_is_refused(tmp_path, capsys):
     assert main(["simulate", "--seeds", "1", "--saves", "3", "--t-end", "1", *SMALL, "--out", str(tmp_path), "--name", "s"]) == 0
     capsys.readouterr()
@@ -120,6 +121,7 @@ def test_a_rate_ratio_on_pieces_is_flat_for_a_run_at_one_ratio(exp_run):
     assert (results.status == 0).all() and results.nc_held_out.min() >= 0.999
 
 
+@pytest.mark.slow
 def test_one_piece_of_the_scheduled_flow_is_the_reduced_flow():
     data = js.make_token_data(seed=3, n_distinct=4, n_common=3, n_classes=5, dim=12)
     ts, tight = jnp.linspace(0.0, 8.0, 9), js.SolverOptions(rtol=1e-10, atol=1e-12)

@@ -102,6 +102,7 @@ def test_grid_resolves_product_then_explicit_points():
     assert parse_axis_values("attention", "exp,softmax", str) == ("exp", "softmax")
 
 
+@pytest.mark.slow
 def test_sweep_matches_members_run_one_by_one(reference):
     grid, result = reference
     task = _task(grid)

@@ -55,6 +55,7 @@ def block_and_transformer():
     return run_compare(CompareConfig(**SMALL)), run_compare(TransformerCompareConfig(**SMALL, **BLOCK_SWITCHES))
 
 
+@pytest.mark.slow
 def test_transformer_compare_in_the_block_setting_is_the_blocks(block_and_transformer):
     block, transformer = block_and_transformer
     for run in ("train", "joint", "reduced", "tracked"):
@@ -140,6 +141,7 @@ def sampled_members():
     return config, together, alone
 
 
+@pytest.mark.slow
 def test_vmapped_training_equals_one_by_one(sampled_members):
     _, together, alone = sampled_members
     for seed, single in enumerate(alone):
@@ -151,6 +153,7 @@ def test_vmapped_training_equals_one_by_one(sampled_members):
                                    single.members.probes.nc_zhat_z_queries[0], rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_every_query_is_probed(sampled_members):
     config, together, _ = sampled_members
     n = len(config.save_steps)
@@ -214,6 +217,7 @@ def test_sweep_over_transformer_switches_matches_compare(tmp_path):
         np.testing.assert_allclose([float(row[key]) for row in rows], results.scalars[key], rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_cli_run_records_the_model_and_fit_reads_it(tmp_path, capsys):
 
     sizes = ["--n-distinct", "4", "--n-common", "4", "--n-classes", "5", "--dim", "12", "--steps", "40", "--save-every", "10",

@@ -17,8 +17,9 @@ from jomasim.experiments.wikitext import WikitextConfig, _windows, run_wikitext,
 from jomasim.models import Transformer, TransformerConfig
 from jomasim.models.transformer import dropout
 
+# without the reference's dropout, which slows a run this short (its effect is in the docs' runs)
 TINY = dict(train_split="valid", valid_split="test", min_count=100, depths=(1,), ablation_lrs=(), lr=1e-3, seeds=2,
-            d_model=32, d_hidden=32, steps=300, eval_every=50, eval_windows=10)
+            d_model=32, d_hidden=32, steps=300, eval_every=50, eval_windows=10, dropout=0.0)
 
 
 def test_bad_settings_are_named():
@@ -80,12 +81,12 @@ def streams():
     return rng.integers(0, 13, size=(60, 3)), rng.integers(0, 13, size=(40, 2))
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizer", ["adam", pytest.param("sgd", marks=pytest.mark.slow)])
 def test_the_optimizer_switch_trains_as_optax_does_directly(streams, optimizer):
     config = WikitextConfig(optimizer=optimizer, dropout=0.0, seeds=1, d_model=8, d_hidden=12, steps=3, eval_every=1,
                             bptt=5, lr=0.05, norm="pre", ffn_activation="silu", positions=False)
-    result = train_depth(config, 2, config.lr, *streams, vocab=13)
-    model_config = TransformerConfig(vocab_size=13, n_outputs=13, d_model=8, n_layers=2, d_hidden=12, max_len=5, norm="pre",
+    result = train_depth(config, 1, config.lr, *streams, vocab=13)
+    model_config = TransformerConfig(vocab_size=13, n_outputs=13, d_model=8, n_layers=1, d_hidden=12, max_len=5, norm="pre",
                                      ffn_activation="silu", positional=False, embedding_scale=True)
     model = Transformer(model_config, nnx.Rngs(jax.random.split(jax.random.key(0))[0]))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -98,11 +99,12 @@ def test_the_optimizer_switch_trains_as_optax_does_directly(streams, optimizer):
         logits, _ = jax.vmap(nnx.merge(graphdef, params, rest))(inputs)
         return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
 
+    gradient = jax.jit(jax.value_and_grad(loss))
     for step in range(3):
-        value, grads = jax.value_and_grad(loss)(params, step)
+        value, grads = gradient(params, step)
         updates, state = optimizer.update(grads, state, params)
         params, _ = optax.apply_updates(params, updates), losses.append(value)
     np.testing.assert_allclose(result["losses"][0], losses, rtol=1e-5)  # float32, compiled against eager
     # the stable rank at every checkpoint is the SVD's of that checkpoint's MLP lower layers
-    final = [np.linalg.svd(np.asarray(params["blocks"][layer]["up"]["kernel"][...]), compute_uv=False) for layer in (0, 1)]
+    final = [np.linalg.svd(np.asarray(params["blocks"][layer]["up"]["kernel"][...]), compute_uv=False) for layer in (0,)]
     np.testing.assert_allclose(result["stable_rank"][0, -1], [np.sum(s**2) / s[0] ** 2 for s in final], rtol=1e-5)
