@@ -21,6 +21,12 @@ class InvalidChoiceError(JomasimError, ValueError):
     """A name (attention kind, activation, solver, batch mode, ...) is not one of the allowed ones."""
 
 
+class NonFiniteResultError(JomasimError):
+    """A computation gave numbers that are not finite (it diverged or overflowed); what it computed
+    was written, with those numbers named. The command line exits with code 1 (a failed run), not 2
+    (a refused input)."""
+
+
 class OutOfRangeError(JomasimError, ValueError):
     """A number lies outside its allowed range (learning rate <= 0, temperature <= 0, ...)."""
 

@@ -91,6 +91,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def non_finite_entries(value: Any, prefix: str = "") -> list[str]:
+    """The places in a nested summary (dicts, lists, arrays) that hold a number that is not finite,
+    as dotted paths (`runs.0.entropy_final.0`)."""
+    if isinstance(value, dict):
+        return [path for key, item in value.items() for path in non_finite_entries(item, f"{prefix}{key}.")]
+    if isinstance(value, (list, tuple, np.ndarray, jax.Array)):
+        items = np.asarray(value).tolist() if isinstance(value, (np.ndarray, jax.Array)) else value
+        items = items if isinstance(items, list) else [items]
+        return [path for index, item in enumerate(items) for path in non_finite_entries(item, f"{prefix}{index}.")]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return [prefix.rstrip(".")]
+    return []
+
+
 def _default_mode(directory: bool) -> int:
     """The permissions a plain `open` / `mkdir` would give under the current umask."""
     umask = os.umask(0)

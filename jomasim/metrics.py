@@ -38,11 +38,12 @@ def entropy(p: jax.Array, axis: int = 0) -> jax.Array:
 
     **Returns:**
 
-    The entropies, with `axis` removed.
+    The entropies, with `axis` removed (NaN where a weight is NaN).
     """
     p = p / jnp.sum(p, axis=axis, keepdims=True)
     safe = jnp.where(p > 0, p, 1.0)
-    return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0), axis=axis)
+    # 0 log 0 = 0, but a weight that is not a number leaves the entropy not a number
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), jnp.where(jnp.isnan(p), jnp.nan, 0.0)), axis=axis)
 
 
 def mean_attention_entropy(attention: jax.Array) -> jax.Array:

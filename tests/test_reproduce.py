@@ -16,6 +16,7 @@ from jomasim.experiments.reproduce import REPRODUCTIONS, reproduce_all
 from jomasim.experiments.scan_snap import ScanSnapConfig
 from jomasim.experiments.table1 import Table1Config
 from jomasim.experiments.wikitext import WikitextConfig
+from jomasim.io import non_finite_entries
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,19 @@ def test_set_lists_and_an_input_folder_for_reproduce_all(monkeypatch):
     monkeypatch.delenv(CORPUS_VARIABLE, raising=False)
     assert "no corpus" in _not_runnable("wikitext", {}, ["table1.corpus=x"])
     assert _not_runnable("wikitext", {}, ["wikitext.corpus=/data/wikitext-2"]) is None
+
+
+def test_non_finite_numbers_are_found_wherever_they_sit():
+    summary = {"a": 1.0, "runs": [{"x": [0.5, float("nan")]}, {"x": np.array([np.inf, 1.0])}], "name": "ok", "n": 3}
+    assert non_finite_entries(summary) == ["runs.0.x.1", "runs.1.x.0"]
+    assert non_finite_entries({"a": [1.0, None, "text"], "b": np.float64(2.0)}) == []
+
+
+@pytest.mark.slow
+def test_a_reproduction_that_overflows_is_a_failure_not_a_result(tmp_path, capsys):
+    """fig4 with an absurd step overflows: the run is written with the places named, exit code 1."""
+    assert main(["reproduce", "fig4", "--set", "step=1e308", "--out", str(tmp_path)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "not finite" in error and "discrete.entropy_final" in error
+    summary = json.loads((tmp_path / "reproduce-fig4" / "summary.json").read_text())
+    assert "discrete.entropy_final" in summary["failures"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jax
 
-from .._errors import JomasimError, OutOfRangeError, at_least, check_choice, check_positive
+from .._errors import JomasimError, NonFiniteResultError, OutOfRangeError, at_least, check_choice, check_positive
 from .._progress import showing_progress
 from .._settings import build, flat_fields
 from ..experiments.block import MODE_RUNS, MODES
@@ -317,6 +317,10 @@ def _reproduce(args) -> None:
             done = f"{entry.summary['wall_seconds']:.1f} s" if entry.summary else f"not run: {entry.skipped}"
             print(f"{entry.name:11s} {done}")
         print(f"wrote {folder}/index.html (every figure and headline number, readable offline)")
+        failed = [entry.name for entry in entries if entry.summary and entry.summary.get("failures")]
+        if failed:
+            raise NonFiniteResultError(f"{', '.join(failed)} computed numbers that are not finite (see their summary.json's "
+                                       "'failures')")
         return
     folder, summary = reproduce(name, _config_for(name, given, args.assignments), args.out)
     print(json.dumps(without_lists({key: value for key, value in summary.items() if key != "layout"}), indent=2,
@@ -329,6 +333,10 @@ def _reproduce(args) -> None:
         print(format_rows([{key: row[key] for key in shown} if shown else row for row in summary["table"]]))
         files.insert(2, f"{name}_table.csv")
     print(f"wrote {folder}/ ({', '.join(files)}) in {summary['wall_seconds']:.1f} s")
+    if failures := summary.get("failures"):
+        named = ", ".join(failures[:5]) + (f" and {len(failures) - 5} more" if len(failures) > 5 else "")
+        raise NonFiniteResultError(f"{name} computed numbers that are not finite ({named}): the run diverged or "
+                                   f"overflowed; they are named in {folder}/summary.json under 'failures'")
 
 
 def _run(command: str, config, args, work: Callable, plot: Callable, figure: str, print_table: Callable) -> None:
@@ -471,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with showing_progress(sys.stderr.isatty() and not getattr(args, "quiet", False)):
             args.handler(args)
+    except NonFiniteResultError as failure:
+        print(f"jomasim: failed: {failure}", file=sys.stderr)
+        return 1
     except JomasimError as error:
         print(f"jomasim: error: {error}", file=sys.stderr)
         return 2

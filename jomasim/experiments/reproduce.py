@@ -16,7 +16,7 @@ from typing import Any
 
 from .._errors import check_choice
 from ..corpus import CORPUS_VARIABLE
-from ..io import environment, run_directory, write_json, write_npz, write_rows_csv, write_text
+from ..io import environment, non_finite_entries, run_directory, write_json, write_npz, write_rows_csv, write_text
 from ..plots import plot_bounce, plot_fig3, plot_fig4, plot_pretrained, plot_reach, plot_scan_snap, plot_table1, plot_wikitext
 from ..report import ReportEntry, index_html
 from .bounce import BounceConfig, run_bounce
@@ -123,7 +123,9 @@ def reproduce(name: str, config: Any, out: Path) -> tuple[Path, dict]:
 
     **Returns:**
 
-    `(folder, summary)`; the summary includes `wall_seconds`.
+    `(folder, summary)`; the summary includes `wall_seconds`, and `failures` (the places that hold a
+    number that is not finite, `io.non_finite_entries`) when there are any: the run is written
+    either way, and the caller reports the failure.
     """
     check_choice("reproduction", name, REPRODUCTIONS)
     entry = REPRODUCTIONS[name]
@@ -132,6 +134,8 @@ def reproduce(name: str, config: Any, out: Path) -> tuple[Path, dict]:
     with run_directory(out, folder_name, replace=True) as folder:
         data, summary = entry.run(config)
         summary = {**summary, "wall_seconds": time.perf_counter() - started}
+        if failures := non_finite_entries(summary):
+            summary["failures"] = failures
         write_json(folder / "config.json", {"reproduction": name, "config": dataclasses.asdict(config),
                                             "environment": environment()})
         write_npz(folder / f"{name}.npz", **data)
