@@ -96,10 +96,12 @@ def non_finite_entries(value: Any, prefix: str = "") -> list[str]:
     as dotted paths (`runs.0.entropy_final.0`)."""
     if isinstance(value, dict):
         return [path for key, item in value.items() for path in non_finite_entries(item, f"{prefix}{key}.")]
-    if isinstance(value, (list, tuple, np.ndarray, jax.Array)):
-        items = np.asarray(value).tolist() if isinstance(value, (np.ndarray, jax.Array)) else value
-        items = items if isinstance(items, list) else [items]
-        return [path for index, item in enumerate(items) for path in non_finite_entries(item, f"{prefix}{index}.")]
+    if isinstance(value, (np.ndarray, jax.Array)):
+        value = np.asarray(value).tolist()
+        if not isinstance(value, list):  # a 0-d array: one number
+            return non_finite_entries(value, prefix)
+    if isinstance(value, (list, tuple)):
+        return [path for index, item in enumerate(value) for path in non_finite_entries(item, f"{prefix}{index}.")]
     if isinstance(value, (float, np.floating)) and not np.isfinite(value):
         return [prefix.rstrip(".")]
     return []

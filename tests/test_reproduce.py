@@ -147,7 +147,8 @@ def test_set_lists_and_an_input_folder_for_reproduce_all(monkeypatch):
 def test_non_finite_numbers_are_found_wherever_they_sit():
     summary = {"a": 1.0, "runs": [{"x": [0.5, float("nan")]}, {"x": np.array([np.inf, 1.0])}], "name": "ok", "n": 3}
     assert non_finite_entries(summary) == ["runs.0.x.1", "runs.1.x.0"]
-    assert non_finite_entries({"a": [1.0, None, "text"], "b": np.float64(2.0)}) == []
+    assert non_finite_entries({"a": [1.0, None, "text"], "b": np.float64(2.0), "c": ("linear", ("silu",))}) == []
+    assert non_finite_entries({"d": np.array(np.nan), "e": (1.0, np.array([2.0, np.nan]))}) == ["d", "e.1.1"]
 
 
 @pytest.mark.slow
