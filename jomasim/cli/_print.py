@@ -124,11 +124,15 @@ def stopped_early(summary: dict) -> dict[int, str]:
     return stops
 
 
+def _at(clock: str) -> str:
+    """How a time on `clock` is introduced: "step 40", "t = 4"."""
+    return "step " if clock == "step" else f"{clock} = "
+
+
 def print_stops(summary: dict, clock: str) -> None:
     """One line per seed whose numbers stop before the end (`stopped_early`): where, and why."""
-    at = "step " if clock == "step" else f"{clock} = "
     for index, events in stopped_early(summary).items():
-        print(f"seed {summary['seeds'][index]}: every number is read at {at}{summary['last_step'][index]:g}, the last "
+        print(f"seed {summary['seeds'][index]}: every number is read at {_at(clock)}{summary['last_step'][index]:g}, the last "
               f"save every run reached ({events})")
 
 
@@ -159,8 +163,7 @@ def print_agreement(summary: dict, reference: str, clock: str, model: str = "blo
                 print(f"{run} agrees in direction with {other} (NC of z at least {AGREEMENT}) on every save compared, "
                       f"but on no seed to the end: a run stopped early on each (above){size}")
             continue
-        at = "step " if clock == "step" else f"{clock} = "
-        where = ", ".join(f"seed {seed} at {at}{step:g}" for seed, step, _ in parted)
+        where = ", ".join(f"seed {seed} at {_at(clock)}{step:g}" for seed, step, _ in parted)
         back = sum(final >= AGREEMENT for _, _, final in parted)
         print(f"{run} parts from {other} (NC of z below {AGREEMENT}) on {len(parted)} of {len(seeds)} seeds: {where}; "
               f"{back} of them end at or above {AGREEMENT} again{size}")

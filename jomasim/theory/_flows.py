@@ -319,6 +319,10 @@ class _InvariantRateFlow(JointFlow):
         """The MLP weights' rate at time `t`, `(d, K)`, from gradient flow's −η_w ∂L/∂W: itself."""
         return rate
 
+    def precondition_projected_weights(self, t, rate: jax.Array) -> jax.Array:
+        """`precondition_weights` in projected coordinates (`(M_c + 1, K)`, `solved()`'s): itself."""
+        return rate
+
     def closure_rate(self, hidden: jax.Array, z: jax.Array) -> jax.Array:
         """A rate the logits get besides the invariant's, at the hidden pre-activations `hidden`
         `(K, K)` and logits `z`, before the preconditioner: none."""
@@ -342,9 +346,8 @@ class _InvariantRateFlow(JointFlow):
     def projected_rate(self, t, p):
         P, z = p
         P_rate = -self.eta_w * self.projected_gradients(P, z)[0]
-        U = self.data.U
         hidden = self.attention_form.weights(z, self.data.X, self.temperature).T @ P[:-1] + P[-1]
-        return U.T @ self.precondition_weights(t, U @ P_rate), self._logit_rate(t, P[:-1], z, P_rate[:-1], hidden)
+        return self.precondition_projected_weights(t, P_rate), self._logit_rate(t, P[:-1], z, P_rate[:-1], hidden)
 
 
 class TrackedMeanFlow(_InvariantRateFlow):
@@ -502,6 +505,14 @@ class PreconditionedReducedFlow(_InvariantRateFlow):
         if self.weight_preconditioners is None:
             return rate
         return self._interpolated(self.weight_preconditioners, t) * rate
+
+    def precondition_projected_weights(self, t, rate):
+        # D_W is diagonal in W's coordinates: through U and back (U @ rate is W's rate, as the
+        # gradient lies in U's span)
+        if self.weight_preconditioners is None:
+            return rate
+        U = self.data.U
+        return U.T @ self.precondition_weights(t, U @ rate)
 
     def held_mean_attention(self, z):
         return _paper_mean_attention(self)
