@@ -6,7 +6,9 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -127,6 +129,52 @@ def _pause_for_tests(path: Path) -> None:
         time.sleep(3600)
 
 
+def process_owner() -> str:
+    """This process as a writer of temporary files and folders: `HOST-PID` (the host's dots as
+    underscores, so that the name splits cleanly)."""
+    return f"{socket.gethostname().replace('.', '_').replace('-', '_')}-{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process named by `process_owner()`'s text may still run: on this host, whether it
+    exists; on another host it cannot be known, so yes."""
+    host, _, pid = owner.rpartition("-")
+    if host != process_owner().rpartition("-")[0] or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+_LEFTOVER = re.compile(r"^\..+\.(?:partial-|earlier-)?([^.\s]+-\d+)\.[^.]*(?:\.tmp)?$")
+"""A hidden temporary file (`.NAME.OWNER.XXXX.tmp`) or folder (`.NAME.partial-OWNER.XXXX`,
+`.NAME.earlier-OWNER.XXXX`) of a write or run, with its owner (`process_owner`)."""
+
+
+def remove_leftovers(folder: Path) -> list[str]:
+    """Removes what killed writes and runs left in `folder`: temporary files and partial folders
+    whose owner process no longer exists on this host.
+
+    **Returns:**
+
+    The names removed.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in Path(folder).iterdir():
+            match = _LEFTOVER.match(path.name)
+            if match is None or owner_alive(match.group(1)):
+                continue
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+                removed.append(path.name)
+    return removed
+
+
 def _atomic_write(path: Path, write) -> None:
     """Writes through a temporary file in the same folder, then renames it into place.
 
@@ -136,7 +184,7 @@ def _atomic_write(path: Path, write) -> None:
     written) if the operating system refuses; nothing is left at `path` then.
     """
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{process_owner()}.", suffix=".tmp")
     except OSError as error:
         raise InvalidPathError(f"cannot write {str(path)!r}: {error.strerror}") from None
     try:
@@ -189,6 +237,31 @@ def check_run_name(name: str) -> None:
     if not name or name in (".", "..") or "/" in name or os.sep in name or has_control_characters(name):
         raise InvalidPathError(f"run name {name!r} is not allowed; it must be one folder name (no '/', no control "
                                "characters, not '.' or '..')")
+    if len(name.encode()) > MAX_RUN_NAME_BYTES:
+        raise InvalidPathError(f"run name {name[:40]!r}... ({len(name.encode())} bytes) is not allowed; it must be at "
+                               f"most {MAX_RUN_NAME_BYTES} bytes")
+
+
+MAX_RUN_NAME_BYTES = 200
+"""The longest run name: file systems allow 255 bytes per name, and a run's partial folder and
+temporary files add a hidden prefix and suffix to it."""
+
+
+def check_folder_path(name: str, path: str | Path) -> None:
+    """Checks that `path` can name a folder: no control characters and no part longer than a
+    file system allows (255 bytes).
+
+    **Raises:**
+
+    `InvalidPathError` naming the option `name` and the value.
+    """
+    text = str(path)
+    if not text.strip() or has_control_characters(text):
+        raise InvalidPathError(f"{name}={text!r} is not allowed; give a folder (no control characters)")
+    long = [part for part in Path(path).parts if len(part.encode()) > 255]
+    if long:
+        raise InvalidPathError(f"{name}={text[:60]!r}... is not allowed; a folder name has at most 255 bytes, and "
+                               f"one here has {len(long[0].encode())}")
 
 
 def has_control_characters(text: str) -> bool:
@@ -207,14 +280,16 @@ def unique_run_name(root: Path, stem: str) -> str:
 
 
 def _output_folder(root: Path) -> Path:
-    """`root`, created if missing; one clear error if it is a file or cannot be written."""
+    """`root`, created if missing, without what killed runs left in it (`remove_leftovers`); one
+    clear error if it is a file or cannot be written."""
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise InvalidPathError(f"output folder {str(root)!r} is a file; give a folder")
     try:
+        if root.exists() and not root.is_dir():
+            raise InvalidPathError(f"output folder {str(root)!r} is a file; give a folder")
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InvalidPathError(f"cannot write to output folder {str(root)!r}: {error.strerror}") from None
+    remove_leftovers(root)
     return root
 
 
@@ -271,7 +346,7 @@ def run_directory(root: Path, name: str, replace: bool = False, claimed: bool = 
     elif replace and final.exists() and not final.is_dir():
         raise InvalidPathError(f"run folder {str(final)!r} is a file; give another --name")
     try:
-        partial = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.partial-"))
+        partial = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.partial-{process_owner()}."))
         os.chmod(partial, _default_mode(directory=True))
     except OSError as error:
         _release(final, replace)
@@ -279,7 +354,7 @@ def run_directory(root: Path, name: str, replace: bool = False, claimed: bool = 
     try:
         yield partial
         if replace and final.exists():
-            earlier = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.earlier-"))
+            earlier = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.earlier-{process_owner()}."))
             os.replace(final, earlier / name)
             os.replace(partial, final)
             shutil.rmtree(earlier, ignore_errors=True)

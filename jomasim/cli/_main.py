@@ -22,9 +22,9 @@ from ..experiments.fit import FitConfig, fit_run, fit_summary, read_run
 from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from ..experiments.results import OUTPUT_NAMES
 from ..experiments.transformer import COMPARE_MODELS
-from ..io import check_run_name, claim_run_name, environment, has_control_characters, run_directory, unique_run_name, write_json, write_npz
+from ..io import check_folder_path, check_run_name, claim_run_name, environment, run_directory, unique_run_name, write_json, write_npz
 from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
-from ..sweep import Grid, initialize_processes, load_grid, parse_axis_values, run_sweep
+from ..sweep import MERGED_COLUMNS, Grid, initialize_processes, load_grid, parse_axis_values, resolve_points, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
 from ._overrides import field_values, option_type, split_assignment
 from ._print import format_rows, print_agreement, print_stops, print_table, print_theorem1, seed_numbers, without_lists
@@ -71,14 +71,9 @@ def _add_config_options(parser, cls: type, *, skip: tuple[str, ...] = (), defaul
                             help=f"{field.help} (default {field.default}{'; one of ' + ', '.join(map(str, choices)) if choices else ''})")
 
 
-def _nonempty(name: str, text: str) -> None:
-    if not text.strip() or has_control_characters(text):
-        raise OutOfRangeError(f"{name}={text!r} is not allowed; give a folder (no control characters)")
-
-
 def _folder(text: str) -> Path:
-    """The type of `--out`: a non-empty path."""
-    return Path(option_type("out", str, _nonempty)(text))
+    """The type of `--out`: a path that can name a folder (`check_folder_path`)."""
+    return Path(option_type("out", str, check_folder_path)(text))
 
 
 def _add_output_options(parser) -> None:
@@ -197,6 +192,11 @@ def _plot_specs(args, task: BlockSweep, grid: Grid) -> list[tuple[str, str, str 
         for axis in parts[1:]:
             check_choice("plot axis", axis, task.axes)
         specs.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
+    # every point returns the same results, so one traced point names them before any work
+    first = resolve_points(grid, task)[0]
+    values = (*task.result_names(task.static_key(first)), *(name for name in MERGED_COLUMNS if name != "failures"))
+    for value, _, _ in specs:
+        check_choice("plot value", value, values)
     return specs
 
 
@@ -204,6 +204,9 @@ def _sweep(args) -> None:
     if args.process_id >= args.num_processes:
         raise OutOfRangeError(f"process_id={args.process_id} is not allowed; it must be below num_processes="
                               f"{args.num_processes}")
+    if args.coordinator is None and args.num_processes > 1:
+        raise OutOfRangeError(f"num_processes={args.num_processes} is not allowed without --coordinator HOST:PORT (the "
+                              "processes find each other through it)")
     if args.coordinator is not None:
         if args.name is None:
             raise OutOfRangeError("a multi-process sweep needs --name (every process writes into the same folder)")
@@ -212,14 +215,16 @@ def _sweep(args) -> None:
     specs = _plot_specs(args, task, grid)
     name = args.name if args.name is not None else unique_run_name(args.out, f"sweep-{task.mode}")
     check_run_name(name)
+
+    def plot(table, folder):
+        for value, x, y in specs:
+            plot_sweep(table, value, x, y, folder / f"{value}-{x}{'-' + y if y else ''}.png")
+
     result = run_sweep(task, grid, args.out / name, chunk_size=args.chunk_size, devices=args.devices,
-                       merge_timeout=args.merge_timeout)
+                       merge_timeout=args.merge_timeout, finish=plot)
     if result is None:
         print(f"process {args.process_id}: chunks written to {args.out / name}/chunks; process 0 merges")
         return
-    for value, x, y in specs:
-        check_choice("plot value", value, [c for c in result.columns if c not in task.axes])
-        plot_sweep(result.table, value, x, y, result.folder / f"{value}-{x}{'-' + y if y else ''}.png")
     summary = result.summary
     print(f"{summary['points']} points in {summary['chunks']} chunks, {summary['failed']} failed, "
           f"{summary['points_per_second']:.2f} points/s of compute")

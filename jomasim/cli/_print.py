@@ -102,7 +102,13 @@ def print_theorem1(summary: dict, reference: str) -> None:
         if nc and size:
             held = ", b̄ held at x̄" if not tag and "nc_zhat_tracked_z" in summary else ""  # forms that hold a b̄
             print(f"  {name}{held}: direction NC(ẑ, z) {_span(nc, '.3f')}, size ‖Δẑ‖/‖Δz‖ {_span(size, '.2f')}")
-    implied, own = seed_numbers(summary, "entropy_zhat"), seed_numbers(summary, f"entropy_{reference}")
+    if not seed_numbers(summary, "nc_zhat_z"):
+        print("  – on every seed: nothing to test (no save after the start was reached by every run; above)")
+        return
+    # entropies only where Theorem 1 was read after the start (at the start both are the initial one)
+    read = [index for index, value in enumerate(summary["nc_zhat_z"]) if value is not None]
+    implied, own = ([summary[key][index] for index in read if summary[key][index] is not None] if key in summary else []
+                    for key in ("entropy_zhat", f"entropy_{reference}"))
     if implied and own:
         print(f"  the attention the closed form implies has entropy {_span(implied, '.2f')} nats against "
               f"{_span(own, '.2f')} for {RUN_NAMES[reference]}")
@@ -151,6 +157,10 @@ def print_agreement(summary: dict, reference: str, clock: str, model: str = "blo
         sizes = seed_numbers(summary, f"size_{side}_z")
         size = (f"; the size of its change is {_span(sizes, '.2f')}× {other}'s (1: the right size)"
                 if sizes else "")
+        if not seed_numbers(summary, f"nc_{side}_z"):
+            print(f"{run}: no NC of z with {other} on any seed (no save after the start was reached by every run, "
+                  "or the logits never moved)")
+            continue
         if not parted:
             whole = len(seeds) - len(stops)
             if not stops:

@@ -144,6 +144,12 @@ class BlockSweep(SweepTask):
 
         return one_point
 
+    def shardable(self) -> bool:
+        # a blow-up event's root find closure-converts its condition, and inside shard_map the
+        # converted function's example and actual arguments differ in sharding (an
+        # optimistix/equinox limitation), so such a chunk is partitioned by jit instead
+        return self.base.solve.blowup is None
+
     def point_bytes(self) -> int:
         return self.base.member_bytes(self.base.steps, self.base.save_count, self.mode)
 

@@ -5,6 +5,7 @@ from ._grid import Grid as Grid
 from ._grid import load_grid as load_grid
 from ._grid import parse_axis_values as parse_axis_values
 from ._grid import resolve_points as resolve_points
+from ._run import MERGED_COLUMNS as MERGED_COLUMNS
 from ._run import SweepResult as SweepResult
 from ._run import default_chunk_size as default_chunk_size
 from ._run import initialize_processes as initialize_processes

@@ -2,13 +2,13 @@
 split over processes, resumable, merged into one table."""
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from .._errors import InvalidPathError, JomasimError, OutOfRangeError, check_integer
@@ -24,6 +24,7 @@ from ._store import (
     prepare_folder,
     read_chunk,
     recorded_digests,
+    sweep_lock,
     write_chunk,
     write_table,
 )
@@ -110,15 +111,22 @@ _COMPILED: dict = {}
 
 
 def _compiled(task: SweepTask, key: Hashable, mesh: Mesh):
-    """The jitted `shard_map(vmap(point_function))` of one static key: each device runs its own
-    vmapped solve, so an adaptive solve only waits for the slowest point on its own device."""
+    """The jitted `vmap(point_function)` of one static key over the mesh's devices: a
+    `shard_map`, so that each device runs its own vmapped solve and an adaptive solve only waits
+    for the slowest point on its own device; on one device, or for a task that is not
+    `shardable`, a plain jit whose batch is partitioned from the input sharding."""
     cache_key = (task, key, tuple(mesh.devices.flat))
     if cache_key not in _COMPILED:
         spec = PartitionSpec("points")
         batched = jax.vmap(task.point_function(key))
         options = task.compiler_options(mesh.devices.flat[0].platform)
-        _COMPILED[cache_key] = jax.jit(jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False),
-                                       compiler_options=options)
+        if mesh.devices.size > 1 and task.shardable():
+            batched = jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+            _COMPILED[cache_key] = jax.jit(batched, compiler_options=options)
+        else:
+            sharding = NamedSharding(mesh, spec)
+            _COMPILED[cache_key] = jax.jit(batched, in_shardings=sharding, out_shardings=sharding,
+                                           compiler_options=options)
     return _COMPILED[cache_key]
 
 
@@ -153,6 +161,11 @@ def _wait_for_chunks(folder: Path, chunks: list[Chunk], sweep_fingerprint: str, 
         time.sleep(0.2)
 
 
+MERGED_COLUMNS = ("failures", "failed", "chunk", "seconds_per_point")
+"""The columns the merge adds to every sweep's results (what went wrong, whether it did, which
+chunk computed the point, and its share of the chunk's time)."""
+
+
 def _merge(task: SweepTask, points: list[dict], chunks: list[Chunk], stored: list[dict]) -> tuple[dict, list[str]]:
     """The table in grid order: axis values (and any values the task derives for a point), results,
     `failures`, `failed`, `chunk`, `seconds_per_point`."""
@@ -173,8 +186,8 @@ def _merge(task: SweepTask, points: list[dict], chunks: list[Chunk], stored: lis
     table = {name: np.asarray([point[name] for point in points]) for name in described}
     table.update(sorted(results.items()))
     failures = [task.failures({name: values[row] for name, values in table.items()}) for row in range(size)]
-    table.update(failures=np.asarray(failures), failed=np.asarray([text != "ok" for text in failures]),
-                 chunk=chunk_of, seconds_per_point=seconds)
+    table.update(zip(MERGED_COLUMNS, (np.asarray(failures), np.asarray([text != "ok" for text in failures]), chunk_of,
+                                      seconds)))
     return table, list(table)
 
 
@@ -187,6 +200,7 @@ def run_sweep(
     devices: int | None = None,
     progress: bool | None = None,
     merge_timeout: float = 3600.0,
+    finish: Callable[[dict[str, np.ndarray], Path], None] | None = None,
 ) -> SweepResult | None:
     """Runs `task` at every point of `grid`, in chunks, and merges the results into one table.
 
@@ -212,6 +226,8 @@ def run_sweep(
     - `progress`: show a progress bar over chunks with points per second (`None`: as
       `showing_progress` says, off by default).
     - `merge_timeout`: seconds process 0 waits for the chunks of other processes.
+    - `finish`: called on process 0 with the merged table and the folder before `summary.json` is
+      written (e.g. to draw plots): `summary.json` comes last, so a sweep that has it is complete.
 
     **Returns:**
 
@@ -233,32 +249,35 @@ def run_sweep(
 
     process, processes = jax.process_index(), jax.process_count()
     mine = [chunk for chunk in chunks if chunk.number % processes == process]
-    digests = recorded_digests(folder)
-    finished = {chunk.number: read_chunk(folder, chunk.number, chunk.index, sweep_fingerprint, digests.get(chunk.number))
-                for chunk in mine}
-    finished = {number: arrays for number, arrays in finished.items() if arrays is not None}
-    todo = [chunk for chunk in mine if chunk.number not in finished]
-    # chunk files on disk that failed the check (unreadable, doctored, or never recorded) are recomputed
-    rejected = sum(chunk_path(folder, chunk.number).exists() for chunk in todo)
-    started = time.perf_counter()
-    shown = progress_shown() if progress is None else progress
-    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep", unit="chunk", disable=not shown)
-    computed_points = 0
-    for chunk in todo:
-        chunk_started = time.perf_counter()
-        results = _run_chunk(task, chunk, points, mesh, padded_size)
-        seconds = time.perf_counter() - chunk_started
-        try:
-            write_chunk(folder, chunk.number, chunk.index, results, seconds, sweep_fingerprint, process)
-        except OSError as error:
-            raise InvalidPathError(f"cannot write chunk {chunk.number} to {str(folder)!r}: {error.strerror}") from None
-        computed_points += len(chunk.index)
-        bar.update()
-        bar.set_postfix_str(f"{computed_points / (time.perf_counter() - started):.1f} points/s")
-    bar.close()
+    with sweep_lock(folder, process):
+        digests = recorded_digests(folder)
+        finished = {chunk.number: read_chunk(folder, chunk.number, chunk.index, sweep_fingerprint,
+                                             digests.get(chunk.number)) for chunk in mine}
+        finished = {number: arrays for number, arrays in finished.items() if arrays is not None}
+        todo = [chunk for chunk in mine if chunk.number not in finished]
+        # chunk files on disk that failed the check (unreadable, doctored, or never recorded) are recomputed
+        rejected = sum(chunk_path(folder, chunk.number).exists() for chunk in todo)
+        started = time.perf_counter()
+        shown = progress_shown() if progress is None else progress
+        bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep", unit="chunk", disable=not shown)
+        computed_points = 0
+        for chunk in todo:
+            chunk_started = time.perf_counter()
+            results = _run_chunk(task, chunk, points, mesh, padded_size)
+            seconds = time.perf_counter() - chunk_started
+            try:
+                finished[chunk.number] = write_chunk(folder, chunk.number, chunk.index, results, seconds,
+                                                     sweep_fingerprint, process)
+            except OSError as error:
+                raise InvalidPathError(f"cannot write chunk {chunk.number} to {str(folder)!r}: {error.strerror}") from None
+            computed_points += len(chunk.index)
+            bar.update()
+            bar.set_postfix_str(f"{computed_points / (time.perf_counter() - started):.1f} points/s")
+        bar.close()
     if process != 0:
         return None
 
+    # this process's chunks are in hand; only other processes' are waited for
     stored = _wait_for_chunks(folder, chunks, sweep_fingerprint, merge_timeout, finished)
     table, columns = _merge(task, points, chunks, stored)
     write_table(folder, table, columns)
@@ -280,5 +299,7 @@ def run_sweep(
         "task": task.describe(),
         "environment": environment(),
     }
+    if finish is not None:
+        finish(table, folder)
     write_json(folder / "summary.json", summary)
     return SweepResult(table, columns, summary, folder)

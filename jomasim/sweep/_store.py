@@ -7,17 +7,20 @@
     runs/<name>/points.csv|.npz      the merged table, one row per point
 """
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 import zipfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .._errors import InvalidPathError
-from ..io import write_json, write_npz, write_rows_csv
+from ..io import process_owner, owner_alive, remove_leftovers, write_json, write_npz, write_rows_csv
 
 CHUNK_FIELDS = ("index", "seconds", "fingerprint")
 
@@ -41,6 +44,8 @@ def prepare_folder(folder: Path, identity: dict[str, Any]) -> None:
     grid_file = folder / "grid.json"
     try:
         (folder / "chunks").mkdir(parents=True, exist_ok=True)
+        for each in (folder, folder / "chunks"):
+            remove_leftovers(each)
         if grid_file.exists():
             saved = json.loads(grid_file.read_text())
             if saved.get("fingerprint") != fingerprint(identity):
@@ -73,7 +78,7 @@ def chunk_digest(arrays: dict[str, np.ndarray]) -> str:
 
 
 def write_chunk(folder: Path, chunk: int, index: np.ndarray, results: dict[str, np.ndarray], seconds: float,
-                sweep_fingerprint: str, process: int) -> None:
+                sweep_fingerprint: str, process: int) -> dict[str, np.ndarray]:
     """Stores a finished chunk atomically, then records it in the manifest with its contents' SHA-256
     (a chunk without its line, e.g. after a kill between the two, is recomputed on resume).
 
@@ -85,13 +90,65 @@ def write_chunk(folder: Path, chunk: int, index: np.ndarray, results: dict[str, 
     - `seconds`: wall time of the chunk's computation.
     - `sweep_fingerprint`: the sweep's `fingerprint`.
     - `process`: the JAX process index that computed it.
+
+    **Returns:**
+
+    The chunk's arrays as `read_chunk` returns them.
     """
-    arrays = {"index": index, "seconds": seconds, "fingerprint": sweep_fingerprint, **results}
+    arrays = {name: np.asarray(value) for name, value in
+              {"index": index, "seconds": seconds, "fingerprint": sweep_fingerprint, **results}.items()}
     write_npz(chunk_path(folder, chunk), **arrays)
     line = json.dumps({"chunk": chunk, "process": process, "points": len(index), "seconds": seconds, "time": time.time(),
-                       "sha256": chunk_digest({name: np.asarray(value) for name, value in arrays.items()})})
-    with open(Path(folder) / "chunks" / "log.jsonl", "a") as log:
-        log.write(line + "\n")
+                       "sha256": chunk_digest(arrays)})
+    log = Path(folder) / "chunks" / "log.jsonl"
+    # a last line torn by a kill or a full disk is ended first, so this record is a line of its own
+    torn = log.exists() and log.stat().st_size > 0 and _last_byte(log) != b"\n"
+    with open(log, "a") as stream:
+        stream.write(("\n" if torn else "") + line + "\n")
+    return arrays
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as stream:
+        stream.seek(-1, 2)
+        return stream.read(1)
+
+
+@contextlib.contextmanager
+def sweep_lock(folder: Path, process: int) -> Iterator[None]:
+    """Holds `chunks/.lock-PROCESS` while this process computes chunks of the sweep in `folder`:
+    a second run of the same sweep and process number is refused instead of computing every
+    chunk again beside it. A lock whose process no longer exists on this host is taken over.
+
+    **Raises:**
+
+    `InvalidPathError` naming the folder and the process holding it.
+    """
+    lock = Path(folder) / "chunks" / f".lock-{process}"
+    owner = process_owner()
+    for _ in range(2):
+        try:
+            with open(lock, "x") as stream:
+                stream.write(owner)
+            break
+        except FileExistsError:
+            holder = lock.read_text().strip() if lock.exists() else ""
+            if owner_alive(holder):
+                raise InvalidPathError(
+                    f"sweep {str(folder)!r} is being computed by another run (process {holder or 'unknown'}); wait "
+                    f"for it to finish, or choose another --name (if no such run exists, delete {str(lock)!r})"
+                ) from None
+            # a killed run's lock: set it aside under a name of our own (one taker wins), then retry
+            with contextlib.suppress(OSError):
+                os.replace(lock, lock.with_name(f"{lock.name}.stale-{owner}"))
+                os.unlink(lock.with_name(f"{lock.name}.stale-{owner}"))
+    else:
+        raise InvalidPathError(f"cannot take the lock {str(lock)!r} of sweep {str(folder)!r}; another run took it")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
 
 
 def read_chunk(folder: Path, chunk: int, index: np.ndarray, sweep_fingerprint: str,

@@ -40,10 +40,21 @@ class SweepTask(abc.ABC):
         """The traceable computation of one point with static key `key`: numbers (scalars named
         by `numeric_names`) to results (scalars). The sweep vmaps and shards it."""
 
+    def result_names(self, key: Hashable) -> tuple[str, ...]:
+        """The results `point_function(key)` returns, found by tracing it (no compile, no work)."""
+        numbers = {name: jax.ShapeDtypeStruct((), jax.numpy.result_type(float)) for name in self.numeric_names}
+        return tuple(jax.eval_shape(self.point_function(key), numbers))
+
     def compiler_options(self, platform: str) -> dict:
         """XLA options (`jax.jit`'s `compiler_options`) for this task's programs on `platform`
         (`"cpu"`, `"gpu"`, ...); none unless a task has measured better ones."""
         return {}
+
+    def shardable(self) -> bool:
+        """Whether `point_function` may run inside `jax.shard_map` (every device its own loops, so an
+        adaptive solve waits only for the slowest point on its own device); otherwise a chunk on
+        several devices is partitioned by `jax.jit` from its input sharding instead."""
+        return True
 
     def point_bytes(self) -> int:
         """An estimate of the memory one point holds while its chunk runs, in bytes, for the size

@@ -102,8 +102,10 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool, lift=
     event = None
     if options.blowup is not None:
         threshold = options.blowup
+        # the field reaches the condition as diffrax's `args`, not through a closure: under vmap or
+        # shard_map (a sweep's chunk) a closed-over traced field fails diffrax's closure conversion
         event = dfx.Event(
-            lambda t, y, args, **kwargs: jnp.max(jnp.abs(field.logits(y))) - threshold,
+            lambda t, y, args, **kwargs: jnp.max(jnp.abs(args.logits(y))) - threshold,
             root_finder=optx.Newton(rtol=1e-10, atol=1e-10),
         )
     solution = dfx.diffeqsolve(
@@ -113,6 +115,7 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool, lift=
         ts[-1],
         options.dt0,
         y0,
+        args=field,
         saveat=dfx.SaveAt(t0=True, t1=True) if endpoints else dfx.SaveAt(ts=ts, t1=True),
         stepsize_controller=controller,
         max_steps=options.max_steps,
@@ -122,6 +125,10 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool, lift=
         progress_meter=dfx.TqdmProgressMeter() if options.progress else dfx.NoProgressMeter(),
     )
     reached = jnp.max(jnp.where(jnp.isfinite(solution.ts), solution.ts, t0))
+    # an event fires where its condition changes sign, so a start already at or past the
+    # threshold would never fire: such a trajectory blows up at t0
+    started_past = jnp.asarray(False) if event is None else jnp.max(jnp.abs(field.logits(y0))) >= threshold
+    reached = jnp.where(started_past, t0, reached)
     # the saved rows at ts (the last row is the t1 save); with endpoints the rows are (t0, t1)
     rows = jnp.where(ts == t0, 0, 1) if endpoints else slice(None, -1)
     # diffrax may interpolate save times inside the step that ended at an event; past the time
@@ -135,7 +142,7 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool, lift=
     if event is not None:
         # near a blow-up the event condition is so steep that the root finder may report no
         # convergence although it has located the event time to far below the save spacing
-        status = jnp.where(solution.event_mask, Status.BLOWUP, status)
+        status = jnp.where(solution.event_mask | started_past, Status.BLOWUP, status)
     return ys, reached, status, stats
 
 
