@@ -37,6 +37,27 @@ def _size(count: float) -> str:
     raise AssertionError("unreachable")
 
 
+def transformer_bytes(*, copies: int, vocabulary: int, outputs: int, d_model: int, d_hidden: int, layers: int,
+                      positions: int, train_sequences: int, eval_sequences: int) -> int:
+    """An estimate of the memory that training `copies` Transformers (seeds trained side by side)
+    with Adam holds at once, in float64 bytes: the parameters four times (values, gradients,
+    Adam's two moments), and per sequence the activations of every layer (residual stream and
+    its projections, attention map, MLP hidden layer) and the output logits: twice for a training
+    batch (kept for the backward pass), once for an evaluation batch.
+
+    **Arguments:**
+
+    - `copies`: models trained side by side.
+    - `vocabulary`, `outputs`: input tokens and output classes.
+    - `d_model`, `d_hidden`, `layers`: the model's width, MLP width and depth.
+    - `positions`: the sequence length.
+    - `train_sequences`, `eval_sequences`: sequences in a training and in an evaluation batch.
+    """
+    parameters = (vocabulary + outputs) * d_model + layers * (4 * d_model * d_model + 2 * d_model * d_hidden)
+    per_sequence = positions * (layers * (4 * d_model + d_hidden + positions) + outputs)
+    return 8 * copies * (4 * parameters + (2 * train_sequences + eval_sequences) * per_sequence)
+
+
 def check_fits(needed: float, what: str, lower: str) -> None:
     """Raises `OutOfRangeError`, in one line with the estimate and what is available, when a run
     needs more memory than the machine has (no check where the available memory is unknown).

@@ -15,13 +15,14 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from ._errors import InvalidPathError, OutOfRangeError, check_integer
-from .io import write_npz, write_text
+from .io import arrays_digest, write_npz, write_text
 
 SPLITS = ("train", "valid", "test")
 UNKNOWN = "<unk>"
@@ -126,6 +127,21 @@ def _cache_file(files: dict[str, Path], train_split: str, valid_split: str, min_
     return _cache_root() / f"corpus-{digest}.npz"
 
 
+def _read_cache(path: Path) -> Corpus | None:
+    """The corpus stored at `path`, or None (then it is rebuilt) if the entry is missing,
+    unreadable, or its arrays do not match the SHA-256 written with them (a damaged or edited
+    entry)."""
+    try:
+        with np.load(path) as stored:
+            arrays = {name: stored[name] for name in ("train", "valid", "vocabulary")}
+            recorded = str(stored["sha256"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if arrays_digest(arrays) != recorded:
+        return None
+    return Corpus(arrays["train"], arrays["valid"], tuple(arrays["vocabulary"].tolist()))
+
+
 def load_corpus(folder: str | Path | None = None, *, train_split: str = "train", valid_split: str = "valid",
                 min_count: int = 1, cache: bool = True) -> Corpus:
     """The token ids of two splits of a corpus and the training split's vocabulary.
@@ -151,12 +167,9 @@ def load_corpus(folder: str | Path | None = None, *, train_split: str = "train",
             raise InvalidPathError(f"the corpus in {str(Path(files[next(iter(files))]).parent)!r} has no {split} split "
                                    f"(wiki.{split}.tokens or {split}.txt); it has {sorted(files)}")
     path = _cache_file(files, train_split, valid_split, min_count)
-    if cache and path.is_file():
-        try:
-            with np.load(path) as stored:
-                return Corpus(stored["train"], stored["valid"], tuple(stored["vocabulary"].tolist()))
-        except (OSError, ValueError, KeyError):
-            pass  # an unreadable cache entry is rebuilt below
+    stored = _read_cache(path) if cache else None
+    if stored is not None:
+        return stored
     train_lines = _read_tokens(files[train_split])
     counts = collections.Counter(word for words in train_lines for word in words)
     counts.pop(UNKNOWN, None)
@@ -167,7 +180,8 @@ def load_corpus(folder: str | Path | None = None, *, train_split: str = "train",
     if cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_npz(path, train=corpus.train, valid=corpus.valid, vocabulary=np.asarray(vocabulary))
+            arrays = {"train": corpus.train, "valid": corpus.valid, "vocabulary": np.asarray(vocabulary)}
+            write_npz(path, **arrays, sha256=arrays_digest(arrays))
         except (OSError, InvalidPathError):
             pass  # caching is an optimisation: an unwritable cache folder only costs the next load
     return corpus

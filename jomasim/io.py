@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -107,6 +108,17 @@ def non_finite_entries(value: Any, prefix: str = "") -> list[str]:
     if isinstance(value, (float, np.floating)) and not np.isfinite(value):
         return [prefix.rstrip(".")]
     return []
+
+
+def arrays_digest(arrays: dict[str, Any]) -> str:
+    """The SHA-256 of named arrays: every array's name, dtype, shape and bytes, by name (written
+    beside stored arrays, it tells a damaged or edited file from the one written)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def _default_mode(directory: bool) -> int:

@@ -2,6 +2,7 @@
 numbers must come from the saved weights (needs the `[pretrained]` extra; skipped without it)."""
 
 import runpy
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,40 @@ def test_bad_inputs_are_named(checkpoints, tmp_path, capsys):
                  "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "cannot load a checkpoint" in error
+
+
+DAMAGES = {
+    "cut short": lambda folder: (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:500]),
+    "random bytes": lambda folder: (folder / "model.safetensors").write_bytes(np.random.default_rng(0).bytes(4096)),
+    "wrong shapes": lambda folder: (folder / "config.json").write_text(
+        (folder / "config.json").read_text().replace('"hidden_size": 16', '"hidden_size": 32')),
+    "a weight NaN": lambda folder: safetensors_numpy.save_file(
+        {name: np.where(name.endswith("fc1.weight") or name.endswith("dense_h_to_4h.weight"), np.nan, value)
+         for name, value in safetensors_numpy.load_file(folder / "model.safetensors").items()},
+        folder / "model.safetensors", metadata={"format": "pt"}),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_checkpoints_and_texts_are_refused_in_one_line(damage, checkpoints, tmp_path, capsys):
+    """A checkpoint that cannot be read, holds the wrong shapes or non-finite weights, and a text
+    that is not UTF-8: exit 2 with one line naming the file, and no run folder."""
+    _, folders, _ = checkpoints
+    folder = tmp_path / "step0"
+    shutil.copytree(folders[0], folder)
+    DAMAGES[damage](folder)
+    out = tmp_path / "runs"
+    assert main(["reproduce", "pretrained", "--checkpoints", str(folder), "--text", str(Path(folders[0]) / "config.json"),
+                 "--out", str(out), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and str(folder) in error, error
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(bytes(range(256)))
+    assert main(["reproduce", "pretrained", "--checkpoints", folders[0], "--text", str(binary), "--out", str(out),
+                 "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "as UTF-8 text" in error, error
+    assert not (out / "reproduce-pretrained").exists()
 
 
 SERIES_WEIGHTS = {"gpt_neox": "gpt_neox.layers.{}.mlp.dense_h_to_4h.weight", "opt": "model.decoder.layers.{}.fc1.weight"}

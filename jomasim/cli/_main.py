@@ -163,6 +163,7 @@ def _add_sweep(commands) -> None:
 def _sweep_grid(args) -> tuple[Grid, BlockSweep]:
     """The grid (file, then options) and the task it runs; every setting checked."""
     grid = load_grid(args.grid) if args.grid else Grid()
+    BlockSweep.from_settings(grid.settings)  # the file's own settings, checked even where options replace them
     task = BlockSweep(COMPARE_MODELS["transformer"](seeds=1))  # reads every model's axes
     axes = {name.removeprefix("axis_"): parse_axis_values(name.removeprefix("axis_"), text,
                                                           task.axis_types[name.removeprefix("axis_")])

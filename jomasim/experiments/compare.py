@@ -13,6 +13,7 @@ their clock, so step k of training sits at flow time k. At every saved step the 
 
 import dataclasses
 import time
+from typing import ClassVar
 
 import numpy as np
 
@@ -54,8 +55,10 @@ class CompareConfig(BlockSetting):
         memory than the machine has (`member_bytes` for every seed)."""
         check_fits(self.seeds * self.member_bytes(self.steps, self.save_count, mode),
                    f"{self.seeds} seeds × {self.steps} steps with {self.save_count} saves",
-                   "--seeds, --steps, the saves (raise --save-every) or the sizes (--dim, --n-classes, --n-distinct, "
-                   "--n-common)")
+                   f"--seeds, --steps, the saves (raise --save-every) or the sizes ({', '.join(self.size_options)})")
+
+    size_options: ClassVar[tuple[str, ...]] = ("--dim", "--n-classes", "--n-distinct", "--n-common")
+    """The options that size a member's arrays (the memory check names them)."""
 
 
 def run_compare(config: CompareConfig) -> BlockResults:

@@ -78,7 +78,10 @@ def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
     delta = results.members.delta[0]
     kappa = 1.0 / (2.0 * config.temperature)
     closed = np.asarray(matrix_solution(config.lr * save_steps, delta, kappa=kappa))[:, :4, 0]
-    singular_values = np.linalg.svd(V, compute_uv=False)
+    # a save whose V is not finite (training diverged) has no singular values: NaN, a failure in the summary
+    finite = np.all(np.isfinite(V), axis=(1, 2))
+    singular_values = np.full((len(V), min(V.shape[1:])), np.nan)
+    singular_values[finite] = np.linalg.svd(V[finite], compute_uv=False)
     winner = np.argmax(V[-1], axis=0)
     predicted = np.argmax(delta, axis=0)
     salient = np.argsort(-np.linalg.norm(delta, axis=1))[:SALIENT_TOKENS]

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import OutOfRangeError, ShapeMismatchError, check_finite, check_integer, check_positive, check_seed
+from .._memory import check_fits
 from .._settings import Settings
 from ..metrics import entropy
 from ..theory import NonlinearToyFlow, SolverOptions, convergence_time, simulate, status_messages
@@ -113,6 +114,15 @@ def _first_converged(times: np.ndarray, vs: np.ndarray, mu: np.ndarray, toleranc
     return np.where(close.any(axis=0), times[np.argmax(close, axis=0)], np.nan)
 
 
+def _check_memory(config: Fig4Config) -> None:
+    """Refuses a toy that would not fit: the iterations' states and entropies, the solve's saves,
+    and the implicit solver's dense Jacobian (components²)."""
+    components = len(config.mu) if config.mu is not None else config.components
+    needed = 8 * 2 * (config.iterations * (components + 1) + config.ode_saves * (components + 1) + 4 * components ** 2)
+    check_fits(needed, f"fig4 with {components} components, {config.iterations} iterations and {config.ode_saves} saves",
+               "components, iterations or ode_saves")
+
+
 def run_fig4(config: Fig4Config) -> tuple[dict[str, np.ndarray], dict]:
     """Runs (a) and (b) and measures the entropy's dip and rebound.
 
@@ -125,6 +135,7 @@ def run_fig4(config: Fig4Config) -> tuple[dict[str, np.ndarray], dict]:
     `_step`, the solver status, and per component (in the order of μ) the convergence time
     predicted by (J24) and the one measured on the solve.
     """
+    _check_memory(config)
     mu = config.targets()
     v0 = np.full(mu.shape, config.v0)
     vs, discrete_entropy = map(np.asarray, discrete_toy(jnp.asarray(mu), jnp.asarray(v0), config.step,

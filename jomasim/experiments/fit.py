@@ -14,6 +14,7 @@ Levenberg–Marquardt, vmapped over seeds in one compiled call.
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .._errors import InvalidPathError, OutOfRangeError, at_least, check_positive
+from .._errors import InvalidPathError, JomasimError, OutOfRangeError, at_least, check_positive
 from .._settings import Settings, from_json, setting
 from ..comparison import displacement
 from ..metrics import normalized_correlation
@@ -46,8 +47,8 @@ class FitConfig(Settings):
     lr_ratio: float = setting(1.0, "starting value of the rate ratio rho = eta_z / eta_w", check=check_positive)
     time_scale: float = setting(1.0, "starting value of the flow's time scale", check=check_positive)
     iterations: int = setting(64, "Levenberg-Marquardt steps at most", check=at_least(1))
-    rtol: float = setting(1e-8, "Levenberg-Marquardt relative tolerance", check=check_positive)
-    atol: float = setting(1e-10, "Levenberg-Marquardt absolute tolerance", check=check_positive)
+    rtol: float = setting(1e-8, "Levenberg-Marquardt relative tolerance", check=_fraction)
+    atol: float = setting(1e-10, "Levenberg-Marquardt absolute tolerance", check=_fraction)
     knots: int = setting(1, "pieces of a rate ratio rho(t) that changes over training, equal in time over the fitted "
                          "saves (1: one rho)", check=at_least(1))
     progress: bool = setting(False, "print every Levenberg-Marquardt step of every seed (its loss and log(rho), "
@@ -65,24 +66,67 @@ class TrainedRun(NamedTuple):
 
 
 def read_run(folder: Path) -> TrainedRun:
-    """A `jomasim compare` run folder, checked.
+    """A `jomasim compare` run folder, checked before use: a finished run (its summary.json
+    written), a config that builds, and data whose steps, seeds and trained logits are those the
+    config describes, with finite values.
 
     **Raises:**
 
-    `InvalidPathError` for a folder that is not a run of jomasim, or a run without training.
+    `InvalidPathError` naming the folder and the first thing wrong with it.
     """
     folder = Path(folder)
+    where = f"{str(folder)!r}"
     try:
         record = json.loads((folder / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidPathError(f"{where} is not a run folder of jomasim (no readable config.json)") from None
+    if not isinstance(record, dict):
+        raise InvalidPathError(f"{where}: config.json holds a {type(record).__name__}, not a run's record")
+    if record.get("command") != "compare":
+        raise InvalidPathError(f"{where} is a {record.get('command', 'unknown')!r} run, not one of jomasim compare; fit "
+                               "needs a compare run")
+    if not (folder / "summary.json").is_file():
+        raise InvalidPathError(f"{where} has no summary.json: the run did not finish; fit needs a finished compare run")
+    model = record.get("model", "block")
+    if not isinstance(model, str) or model not in COMPARE_MODELS:
+        raise InvalidPathError(f"{where}: config.json names model {model!r}; it must be one of {list(COMPARE_MODELS)}")
+    fields = {field.name for field in dataclasses.fields(COMPARE_MODELS[model])}
+    given = record.get("config")
+    if not isinstance(given, dict) or set(given) != fields:
+        differ = sorted(fields ^ set(given)) if isinstance(given, dict) else "not a table"
+        raise InvalidPathError(f"{where}: config.json's config is not one of model {model!r} ({differ})")
+    try:
+        config = from_json(COMPARE_MODELS[model], given)
+    except (JomasimError, TypeError, AttributeError, ValueError) as error:
+        raise InvalidPathError(f"{where}: config.json does not hold a compare config ({error})") from None
+    try:
         with np.load(folder / "data.npz") as data:
             arrays = {name: data[name] for name in ("steps", "seeds", "z_train") if name in data.files}
-    except (OSError, ValueError):
-        raise InvalidPathError(f"{str(folder)!r} is not a run folder of jomasim (config.json and data.npz)") from None
-    if record.get("command") != "compare" or "z_train" not in arrays:
-        raise InvalidPathError(f"{str(folder)!r} is a {record.get('command', 'unknown')!r} run without training; "
-                               "fit needs a run of jomasim compare")
-    config = COMPARE_MODELS[record.get("model", "block")]
-    return TrainedRun(from_json(config, record["config"]), arrays["steps"], arrays["seeds"], arrays["z_train"])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        raise InvalidPathError(f"{where}: data.npz cannot be read (missing, cut short or not an npz file)") from None
+    missing = [name for name in ("steps", "seeds", "z_train") if name not in arrays]
+    if missing:
+        raise InvalidPathError(f"{where}: data.npz has no {', '.join(missing)}; fit needs a run with training")
+    return TrainedRun(config, *_checked_arrays(where, config, arrays))
+
+
+def _checked_arrays(where: str, config: CompareConfig, arrays: dict[str, np.ndarray]):
+    """The run's (steps, seeds, z_train) if they are the ones `config` describes and finite."""
+    steps, seeds, z = arrays["steps"], arrays["seeds"], arrays["z_train"]
+    expected = (len(config.seed_list), len(config.save_steps), config.n_distinct + config.n_common)
+    if not (np.issubdtype(steps.dtype, np.number) and np.array_equal(steps, config.save_steps)):
+        raise InvalidPathError(f"{where}: data.npz's steps are not the saves its config.json describes (every "
+                               f"{config.save_every} of {config.steps} steps)")
+    if not (np.issubdtype(seeds.dtype, np.integer) and np.array_equal(seeds, config.seed_list)):
+        raise InvalidPathError(f"{where}: data.npz's seeds {seeds.tolist()!r} are not its config's {config.seed_list}")
+    if not np.issubdtype(z.dtype, np.floating) or z.shape != expected:
+        raise InvalidPathError(f"{where}: data.npz's z_train has shape {z.shape} ({z.dtype}); its config describes "
+                               f"{expected} (seeds, saves, contextual tokens)")
+    if not np.all(np.isfinite(z)):
+        seed = seeds[np.flatnonzero(~np.all(np.isfinite(z), axis=(1, 2)))[0]]
+        raise InvalidPathError(f"{where}: the trained logits of seed {seed} are not finite (training diverged); "
+                               "fit needs finite training")
+    return steps, seeds, z
 
 
 def fitted_flow(joint: JointFlow, y0, log_params: jax.Array, knots: jax.Array) -> tuple[ReducedFlow, object]:

@@ -85,10 +85,17 @@ def measure_checkpoint(folder: str | Path, config: PretrainedConfig) -> tuple[np
     `(entropy, stable_ranks)`, each `(n_layers,)`.
     """
     torch, transformers = _transformers()
+    from safetensors import SafetensorError
+
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
-    except (OSError, ValueError) as error:
-        raise InvalidPathError(f"cannot load a checkpoint from {str(folder)!r}: {' '.join(str(error).split())}") from None
+    # a missing, cut short, random or wrong-shaped weights file: whatever the loaders raise for it
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, SafetensorError) as error:
+        raise InvalidPathError(f"cannot load a checkpoint from {str(folder)!r}: {' '.join(str(error).split())[:300]}") from None
+    broken = [name for name, weight in model.named_parameters() if not bool(torch.isfinite(weight).all())]
+    if broken:
+        raise InvalidPathError(f"checkpoint {str(folder)!r} has weights that are not finite in {len(broken)} tensors "
+                               f"(first: {broken[0]})")
     kind = model.config.model_type
     if kind not in LAYOUTS:
         raise InvalidChoiceError(f"model_type={kind!r} in {str(folder)!r} is not supported; supported: {sorted(LAYOUTS)}")
@@ -97,7 +104,11 @@ def measure_checkpoint(folder: str | Path, config: PretrainedConfig) -> tuple[np
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as error:
             raise InvalidPathError(f"no tokenizer in {str(folder)!r} for the text: {' '.join(str(error).split())}") from None
-        ids = tokenizer(Path(config.text).read_text(encoding="utf-8"))["input_ids"][: config.max_tokens]
+        try:
+            text = Path(config.text).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidPathError(f"cannot read the text file {str(config.text)!r} as UTF-8 text: {error}") from None
+        ids = tokenizer(text)["input_ids"][: config.max_tokens]
     else:
         ids = list(config.token_ids[: config.max_tokens])
     if len(ids) < 2 or max(ids) >= model.config.vocab_size or min(ids) < 0:

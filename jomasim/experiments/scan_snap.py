@@ -252,6 +252,15 @@ class ScanSnapSweep(SweepTask):
     def static_key(self, point: dict[str, Any]) -> tuple:
         return (point["n_queries"],)
 
+    memory_levers = "seeds, eta_z or eta_ratio (a panel runs in one call), batch, eval_batch, steps or the saves"
+
+    def point_bytes(self) -> int:
+        # the largest panel's Y and Z (vocabulary²) at every save, with their gradients and
+        # momenta, and the bag counts of a training and an evaluation batch
+        vocab = max(self.config.classes(n_queries).vocab_size for n_queries in self.config.panels)
+        saves = len(self.config.save_steps)
+        return 8 * ((2 * saves + 6) * vocab ** 2 + 2 * (self.config.batch + self.config.eval_batch) * vocab + self.config.steps)
+
     def point_function(self, key: tuple) -> Callable[[dict[str, jax.Array]], dict[str, jax.Array]]:
         (n_queries,) = key
         shown = ENTROPIES.index(self.config.entropy_of)

@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from .._errors import OutOfRangeError, check_integer, check_positive
+from .._memory import check_fits, transformer_bytes
 from .._progress import progress_bar
 from .._settings import Settings, setting
 from ..hierarchy import Hierarchy, check_hierarchy_sizes, make_hierarchy, sample_sequences, tree_cooccurrence
@@ -232,6 +233,10 @@ def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
     ...), `layout` (the zero-mean table as the paper prints it),
     `cooccurrence` (`{height: {estimate, exact}}`) and `cooccurrence_max_error`.
     """
+    check_fits(transformer_bytes(copies=config.seeds, vocabulary=VOCAB, outputs=max(config.n_classes), d_model=config.d_model,
+                                 d_hidden=config.d_hidden, layers=config.n_layers, positions=config.length,
+                                 train_sequences=config.batch, eval_sequences=config.test_batch),
+               f"table1 with {config.seeds} seeds side by side", "seeds, d_model, d_hidden, n_layers, length, batch or test_batch")
     data, rows = {}, []
     bar = progress_bar(len(config.settings), "table1", "row")
     for index, cell in enumerate(config.settings):

@@ -42,6 +42,8 @@ class TransformerCompareConfig(CompareConfig):
     switches at their defaults it is the JoMA block."""
 
     model: ClassVar[str] = "transformer"
+    size_options: ClassVar[tuple[str, ...]] = (*CompareConfig.size_options, "--sequence-length", "--batch",
+                                               "--eval-sequences", "--queries")
 
     sequence_length: int = setting(64, "contextual tokens per sampled sequence, L (0: the expectation limit, "
                                    "each class its frequency bag)", check=at_least(0))
@@ -77,11 +79,14 @@ class TransformerCompareConfig(CompareConfig):
 
     def member_bytes(self, steps: int, saves: int, mode: str) -> int:
         """The block's estimate, plus the saved parameters and the probes of every save (each
-        query's preconditioner P, and with W_Q, W_K the preconditioned flow's states)."""
+        query's preconditioner P, and with W_Q, W_K the preconditioned flow's states), plus one
+        step's sampled sequences (the larger of the training and the evaluation batch: each
+        token's embedding, logit and hidden input, and their gradients)."""
         d, K, M, Q = self.dim, self.n_classes, self.n_distinct + self.n_common, self.queries
         parameters = d * K + 2 * d * d + (M + Q) * d + K * K + 4 * d + Q * M
         probes = 2 * Q * M + Q * M * M + (d * K + M * K + M if self.attention_params == "qk" else 0)
-        return super().member_bytes(steps, saves, mode) + 2 * 8 * saves * (parameters + probes)
+        tokens = K * Q * max(self.batch, self.eval_sequences) * max(self.sequence_length, M)
+        return super().member_bytes(steps, saves, mode) + 2 * 8 * (saves * (parameters + probes) + tokens * (3 * d + 4))
 
     def _model(self, numbers: MemberNumbers) -> tuple[JointFlow, OneLayerTransformer]:
         """The member's data (as the block's, from its seed) in its joint flow, and the

@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 
 from .._errors import OutOfRangeError, check_choice, check_integer, check_positive
+from .._memory import check_fits, transformer_bytes
 from .._progress import progress_bar
 from .._settings import Settings
 from ..activation import ACTIVATIONS
@@ -215,6 +216,12 @@ def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
     for name, stream in (("training", train_stream), ("validation", valid_stream)):
         if stream.shape[0] <= config.bptt:
             raise OutOfRangeError(f"the {name} stream has {stream.shape[0]} rows; it needs more than bptt={config.bptt}")
+    check_fits(transformer_bytes(copies=config.seeds, vocabulary=len(corpus.vocabulary), outputs=len(corpus.vocabulary),
+                                 d_model=config.d_model, d_hidden=config.d_hidden,
+                                 layers=max(depth for depth, _ in config.runs), positions=config.bptt,
+                                 train_sequences=config.columns, eval_sequences=config.eval_columns)
+               + 8 * (train_stream.size + valid_stream.size),
+               f"wikitext with {config.seeds} seeds side by side", "seeds, d_model, d_hidden, the depths, bptt or columns")
     steps = config.save_steps
     data, runs = {"steps": steps}, []
     bar = progress_bar(len(config.runs), "wikitext", "depth and rate")

@@ -95,13 +95,46 @@ def load_grid(path: Path) -> Grid:
     try:
         text = path.read_text()
         content = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise InvalidPathError(f"cannot read grid file {str(path)!r}: {error}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise InvalidPathError(f"cannot read grid file {str(path)!r}: {reason}") from None
+    where = f"grid file {str(path)!r}"
+    if not isinstance(content, dict):
+        raise ShapeMismatchError(f"{where} holds a {type(content).__name__}; it must be a table with tables "
+                                 f"{list(GRID_KEYS)}")
     unknown = sorted(set(content) - set(GRID_KEYS))
     if unknown:
-        raise InvalidChoiceError(f"grid file {str(path)!r} has unknown tables {unknown}; allowed: {list(GRID_KEYS)}")
-    axes = {name: tuple(values) if isinstance(values, list) else (values,) for name, values in content.get("axes", {}).items()}
-    return Grid(axes, tuple(content.get("points", ())), dict(content.get("settings", {})))
+        raise InvalidChoiceError(f"{where} has unknown tables {unknown}; allowed: {list(GRID_KEYS)}")
+    axes = _table(content.get("axes", {}), f"{where}: axes", lists=True)
+    points = content.get("points", [])
+    if not isinstance(points, list):
+        raise ShapeMismatchError(f"{where}: points is {points!r}; it must be a list of tables of axis values")
+    points = [_table(point, f"{where}: point {number}", lists=False) for number, point in enumerate(points)]
+    settings = _table(content.get("settings", {}), f"{where}: settings", lists=True)
+    axes = {name: tuple(values) if isinstance(values, list) else (values,) for name, values in axes.items()}
+    return Grid(axes, tuple(points), settings)
+
+
+def _table(value: Any, where: str, lists: bool) -> dict:
+    """`value` if it is a table (a dict) of names to plain values (`_check_values`), or with `lists`
+    also to lists of them."""
+    if not isinstance(value, dict):
+        raise ShapeMismatchError(f"{where} is {value!r}; it must be a table of names to values")
+    for name, item in value.items():
+        if isinstance(item, list) and lists:
+            _check_values(item, f"{where}: {name}")
+        elif isinstance(item, (dict, list)):
+            raise ShapeMismatchError(f"{where}: {name} is {item!r}; it must be a single value")
+        else:
+            _check_values([item], f"{where}: {name}")
+    return value
+
+
+def _check_values(values, where: str) -> None:
+    """Raises unless every value is a number, a string or a boolean (no lists, no tables)."""
+    for value in values:
+        if not isinstance(value, (int, float, str, bool)):
+            raise ShapeMismatchError(f"{where} holds {value!r}; a value must be a number, a string or true/false")
 
 
 def _check_axis_names(names, task: SweepTask, where: str) -> None:

@@ -240,7 +240,7 @@ def run_sweep(
     check_integer("chunk_size", chunk_size, least=1)
     device_count = mesh.devices.size
     padded_size = -(-chunk_size // device_count) * device_count
-    check_fits(padded_size * task.point_bytes(), f"a chunk of {padded_size} points", "--chunk-size or the steps and saves")
+    check_fits(padded_size * task.point_bytes(), f"a chunk of {padded_size} points", task.memory_levers)
     chunks = plan_chunks(task, points, padded_size)
     identity = {"task": task.describe(), "points": points, "chunk_size": padded_size}
     sweep_fingerprint = fingerprint(identity)

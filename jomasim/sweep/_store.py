@@ -13,14 +13,14 @@ import json
 import os
 import time
 import zipfile
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._errors import InvalidPathError
-from ..io import process_owner, owner_alive, remove_leftovers, write_json, write_npz, write_rows_csv
+from ..io import arrays_digest, owner_alive, process_owner, remove_leftovers, write_json, write_npz, write_rows_csv
 
 CHUNK_FIELDS = ("index", "seconds", "fingerprint")
 
@@ -67,16 +67,6 @@ def chunk_path(folder: Path, chunk: int) -> Path:
     return Path(folder) / "chunks" / f"chunk-{chunk:05d}.npz"
 
 
-def chunk_digest(arrays: dict[str, np.ndarray]) -> str:
-    """The SHA-256 of a chunk's contents: every array's name, dtype, shape and bytes, by name."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        value = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
-
-
 def write_chunk(folder: Path, chunk: int, index: np.ndarray, results: dict[str, np.ndarray], seconds: float,
                 sweep_fingerprint: str, process: int) -> dict[str, np.ndarray]:
     """Stores a finished chunk atomically, then records it in the manifest with its contents' SHA-256
@@ -99,7 +89,7 @@ def write_chunk(folder: Path, chunk: int, index: np.ndarray, results: dict[str, 
               {"index": index, "seconds": seconds, "fingerprint": sweep_fingerprint, **results}.items()}
     write_npz(chunk_path(folder, chunk), **arrays)
     line = json.dumps({"chunk": chunk, "process": process, "points": len(index), "seconds": seconds, "time": time.time(),
-                       "sha256": chunk_digest(arrays)})
+                       "sha256": arrays_digest(arrays)})
     log = Path(folder) / "chunks" / "log.jsonl"
     # a last line torn by a kill or a full disk is ended first, so this record is a line of its own
     torn = log.exists() and log.stat().st_size > 0 and _last_byte(log) != b"\n"
@@ -170,7 +160,7 @@ def read_chunk(folder: Path, chunk: int, index: np.ndarray, sweep_fingerprint: s
         return None
     if any(np.shape(value) != index.shape for name, value in arrays.items() if name not in CHUNK_FIELDS):
         return None
-    if digest is None or chunk_digest(arrays) != digest:
+    if digest is None or arrays_digest(arrays) != digest:
         return None
     return arrays
 

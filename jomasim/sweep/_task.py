@@ -56,6 +56,9 @@ class SweepTask(abc.ABC):
         several devices is partitioned by `jax.jit` from its input sharding instead."""
         return True
 
+    memory_levers: str = "--chunk-size or the steps and saves"
+    """What a user can lower when a chunk does not fit (the memory check's message)."""
+
     def point_bytes(self) -> int:
         """An estimate of the memory one point holds while its chunk runs, in bytes, for the size
         check before a sweep starts (0: no estimate)."""
