@@ -28,3 +28,13 @@ def _release_compiled_programs():
     suite's memory to one module's programs at a time instead of all of them."""
     yield
     jax.clear_caches()
+
+
+@pytest.fixture()
+def dead_owner() -> str:
+    """An owner text (`jomasim.io.process_owner`'s form) of this host naming a process that does
+    not exist: what a killed run leaves in the names of its temporary files, folders and locks."""
+    from jomasim.io import process_owner
+
+    host = process_owner().rpartition("-")[0]
+    return f"{host}-{next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f'/proc/{pid}'))}"

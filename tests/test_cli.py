@@ -16,7 +16,7 @@ from jomasim.cli import main
 from jomasim.cli._main import _crawled_at_relu_kinks
 from jomasim.cli._print import print_agreement, print_stops, print_table, print_theorem1
 from jomasim.experiments.compare import CompareConfig
-from jomasim.io import claim_run_name, environment, run_directory, source_revision
+from jomasim.io import claim_run_name, environment, process_owner, run_directory, source_revision
 
 # the flows at rates (2, 1) up to t = 15: the flows at rates (0.1, 0.05) up to t = 300, which
 # the SGD steps of `compare_folder` follow
@@ -119,10 +119,21 @@ def _exit_code(arguments):
         (["simulate", "--saves", "100000000000"], "8 seeds with 100000000000 saves needs about"),
         (["sweep", "--seed", "0:100000000000"], "(100000000000 values) needs about"),
         (["sweep", "--eta-w", "0.1", "--steps", "10000000000"], "points needs about"),
+        (["compare", "--model", "transformer", "--sequence-length", "100000000", "--seeds", "1"],
+         "lower --seeds, --steps, the saves (raise --save-every) or the sizes (--dim, --n-classes, --n-distinct, "
+         "--n-common, --sequence-length"),
+        (["compare", "--model", "transformer", "--eval-sequences", "100000000", "--seeds", "1"], "TiB of memory"),
+        (["reproduce", "fig4", "--set", "components=100000000"], "fig4 with 100000000 components"),
+        (["reproduce", "table1", "--set", "test_batch=100000000"], "table1 with 5 seeds side by side needs about"),
+        (["reproduce", "scan-snap", "--set", "batch=1000000000"], "lower seeds, eta_z or eta_ratio"),
+        (["sweep", "--eta-w", "0.1", "--num-processes", "2"], "num_processes=2 is not allowed without --coordinator"),
+        (["compare", "--out", "x" * 300], "a folder name has at most 255 bytes"),
+        (["compare", "--name", "x" * 201], "it must be at most 200 bytes"),
+        (["sweep", "--eta-w", "0.1", "--plot", "bogus:eta_w"], "plot value='bogus' is not allowed"),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(arguments, expected, capsys, tmp_path):
-    out = ["--out", str(tmp_path)] if arguments[0] in ("simulate", "compare", "sweep") else []
+    out = ["--out", str(tmp_path)] if "--out" not in arguments else []
     assert _exit_code(arguments + out) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and expected in error
@@ -320,3 +331,39 @@ def test_options_parse_without_surprises(arguments, message, tmp_path, capsys, m
 def test_run_names_with_control_characters_are_refused(tmp_path, capsys):
     assert main(SMALL_RUN + ["--out", str(tmp_path), "--name", "a\nb"]) == 2
     assert "no control characters" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_a_flow_that_starts_past_the_blow_up_threshold_blows_up_at_the_start_and_nothing_is_compared(tmp_path, capsys):
+    """A threshold below |z(0)| (the event can never change sign) is a blow-up at step 0 on every
+    seed, not "ok"; then no NC exists after the start, and the conclusions say so instead of
+    agreeing."""
+    arguments = ["compare", "--seeds", "2", "--steps", "10", "--save-every", "5", "--blowup", "1e-9",
+                 "--n-distinct", "4", "--n-common", "3", "--n-classes", "5", "--dim", "10", "--out", str(tmp_path),
+                 "--name", "past", "--quiet"]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "past" / "summary.json").read_text())
+    for side in ("ode", "reduced", "tracked"):
+        assert summary[f"status_{side}"] == ["blow-up at step = 0"] * 2
+        assert summary[f"nc_{side}_z"] == [None, None]
+    assert "agrees" not in out
+    assert "  – on every seed: nothing to test" in out
+    assert "the reduced JoMA ODE: no NC of z with training on any seed" in out
+
+
+def test_what_killed_runs_left_is_removed_by_the_next_run_there(tmp_path, dead_owner):
+    """Partial folders and temporary files of runs whose process is gone (named by their owner,
+    host and process id) are removed when the next run writes into that folder; those of a live
+    run are not touched."""
+    dead = dead_owner
+    left = [tmp_path / f".compare-softmax-linear.partial-{dead}.k2j3", tmp_path / f".x.earlier-{dead}.q1"]
+    for folder in left:
+        (folder / "inner").mkdir(parents=True)
+    stale_file = tmp_path / f".summary.json.{dead}.ab_1.tmp"
+    live = tmp_path / f".compare-softmax-linear.partial-{process_owner()}.zz"
+    stale_file.write_text("half")
+    live.mkdir()
+    with run_directory(tmp_path, "next") as folder:
+        (folder / "a").write_text("a")
+    assert not any(path.exists() for path in (*left, stale_file)) and live.exists()
+    assert (tmp_path / "next" / "a").exists()

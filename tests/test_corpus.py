@@ -50,6 +50,25 @@ def test_vocabulary_ids_and_cache(naming, tmp_path, cache):
     assert swapped.vocabulary == ("<unk>", ".", "bird", "sat", "the")
 
 
+@pytest.mark.parametrize("damage", ["cut short", "ids edited beyond the vocabulary", "not a zip file"])
+def test_a_damaged_cache_entry_is_rebuilt_not_fatal(damage, tmp_path, cache):
+    folder = _corpus(tmp_path / "corpus", "txt")
+    corpus = load_corpus(folder)
+    (entry,) = cache.glob("corpus-*.npz")
+    if damage == "cut short":
+        entry.write_bytes(entry.read_bytes()[:60])
+    elif damage == "not a zip file":
+        entry.write_bytes(b"PK\x03\x04 garbage")
+    else:
+        arrays = dict(np.load(entry))
+        arrays["train"] = arrays["train"] + 1000
+        np.savez(entry, **arrays)
+    again = load_corpus(folder)
+    np.testing.assert_array_equal(again.train, corpus.train)
+    assert again.vocabulary == corpus.vocabulary
+    np.testing.assert_array_equal(load_corpus(folder).train, corpus.train)  # the rebuilt entry is read back
+
+
 def test_missing_corpus_says_where_to_put_it(tmp_path, monkeypatch, cache):
     monkeypatch.delenv(CORPUS_VARIABLE, raising=False)
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed

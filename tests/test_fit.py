@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import equinox as eqx
 import jax
@@ -92,6 +93,7 @@ def test_the_vmapped_fit_equals_the_fit_of_each_seed(exp_run):
         (lambda tmp, run: run, ["--time-scale", "-1"], "time_scale=-1.0 is not allowed"),
         (lambda tmp, run: run, ["--held-out", "1"], "held_out=1.0 is not allowed"),
         (lambda tmp, run: run, ["--knots", "100000000"], "knots=100000000 is not allowed for this run"),
+        (lambda tmp, run: run, ["--rtol", "1e308"], "rtol=1e+308 is not allowed; it must lie strictly between 0 and 1"),
     ],
 )
 def test_bad_fits_are_one_line(make, arguments, message, exp_run, tmp_path, capsys):
@@ -109,7 +111,7 @@ def test_a_run_without_training_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["fit", str(tmp_path / "s")]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and "'simulate' run without training" in error
+    assert error.count("\n") == 0 and "is a 'simulate' run, not one of jomasim compare" in error
 
 
 @pytest.mark.slow
@@ -135,3 +137,56 @@ def test_one_piece_of_the_scheduled_flow_is_the_reduced_flow():
         np.testing.assert_allclose(pieces.logits(), reduced.logits(), rtol=1e-7, atol=1e-9)
         np.testing.assert_allclose(pieces.ys[0], reduced.ys, rtol=1e-7, atol=1e-9)
     assert float(js.ScheduledReducedFlow(data, [2.0, 0.5], [4.0]).ratio(4.1)) == 0.5
+
+
+def _edit_npz(name, change):
+    def edit(folder):
+        arrays = dict(np.load(folder / "data.npz"))
+        if change is None:
+            del arrays[name]
+        else:
+            arrays[name] = change(arrays[name])
+        np.savez(folder / "data.npz", **arrays)
+    return edit
+
+
+def _edit_config(change):
+    def edit(folder):
+        record = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(change(record)))
+    return edit
+
+
+DAMAGED_RUNS = {
+    "a NaN in the trained logits": (_edit_npz("z_train", lambda z: np.where(z == z.flat[7], np.nan, z)),
+                                    "the trained logits of seed 0 are not finite"),
+    "all steps zero": (_edit_npz("steps", np.zeros_like), "steps are not the saves its config.json describes"),
+    "steps reversed": (_edit_npz("steps", lambda steps: steps[::-1]), "steps are not the saves"),
+    "steps as text": (_edit_npz("steps", lambda steps: steps.astype(str)), "steps are not the saves"),
+    "other seeds": (_edit_npz("seeds", lambda seeds: np.full_like(seeds, 999)), "seeds [999, 999] are not its config's"),
+    "logits of another shape": (_edit_npz("z_train", lambda z: z[:, :, :2]), "z_train has shape"),
+    "no logits": (_edit_npz("z_train", None), "data.npz has no z_train"),
+    "fewer steps in the config": (_edit_config(lambda r: {**r, "config": {**r["config"], "steps": 1000}}),
+                                  "(every 20 of 1000 steps)"),
+    "another model named": (_edit_config(lambda r: {**r, "model": "transformer"}), "is not one of model 'transformer'"),
+    "a config that is no table": (_edit_config(lambda r: [1, 2]), "config.json holds a list"),
+    "a config out of range": (_edit_config(lambda r: {**r, "config": {**r["config"], "steps": -1}}), "steps=-1"),
+    "no summary (unfinished)": (lambda folder: (folder / "summary.json").unlink(), "the run did not finish"),
+    "data cut short": (lambda folder: (folder / "data.npz").write_bytes((folder / "data.npz").read_bytes()[:100]),
+                       "data.npz cannot be read"),
+    "config nested too deeply": (lambda folder: (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+                                 "no readable config.json"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_RUNS)
+def test_a_damaged_run_folder_is_refused_in_one_line(damage, exp_run, tmp_path, capsys):
+    """fit reads nothing it has not checked: each damage gets exit 2 and one line naming it."""
+    edit, message = DAMAGED_RUNS[damage]
+    folder = tmp_path / "run"
+    shutil.copytree(exp_run, folder, ignore=shutil.ignore_patterns("fit"))
+    edit(folder)
+    assert main(["fit", str(folder), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error, error
+    assert not (folder / "fit").exists()

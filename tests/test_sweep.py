@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import jomasim as js
 from jomasim.cli import main
 from jomasim.experiments.block import MemberNumbers, run_members
 from jomasim.experiments.block_sweep import BlockSweep
-from jomasim.io import PAUSE_VARIABLE
+from jomasim.io import PAUSE_VARIABLE, process_owner
 from jomasim.plots import _sweep_title, plot_sweep
 from jomasim.sweep import (
     Grid,
@@ -218,6 +219,7 @@ def test_kills_while_writing_chunks_and_the_table_are_survived(reference, grid_f
     _finish(_jomasim(*arguments))
     table = dict(np.load(folder / "points.npz"))
     _assert_same_table(table, expected.table)
+    assert not list(folder.rglob("*.tmp")), "the temporary files of the killed writes are removed"
 
 
 @pytest.mark.parametrize(
@@ -303,3 +305,83 @@ def test_sweep_plots_count_the_points_without_a_value(tmp_path):
     plot_sweep(table, "parted_step_ode", "eta_w", None, tmp_path / "line.png")
     plot_sweep(table, "parted_step_ode", "eta_w", "seed", tmp_path / "map.png")
     assert (tmp_path / "line.png").stat().st_size > 0 and (tmp_path / "map.png").stat().st_size > 0
+
+
+def test_a_torn_log_line_is_set_aside_and_a_single_process_never_waits(reference, tmp_path):
+    """A last manifest line cut short (a kill or a full disk mid-append) and a chunk to recompute:
+    the resume starts its record on a new line (both readable afterwards), and a single process
+    merges from its own chunks at once (a merge that waited would fail its 1 ms timeout)."""
+    grid, result = reference
+    folder = tmp_path / "torn"
+    shutil.copytree(result.folder, folder)
+    (folder / "chunks" / "chunk-00001.npz").unlink()
+    with open(folder / "chunks" / "log.jsonl", "a") as log:
+        log.write('{"chunk": 1, "process": 0, "poi')
+    before = len(computed_chunks(folder))
+    again = run_sweep(_task(grid), grid, folder, chunk_size=CHUNK, devices=1, merge_timeout=1e-3)
+    assert [entry["chunk"] for entry in computed_chunks(folder)[before:]] == [1]
+    assert (folder / "chunks" / "log.jsonl").read_text().endswith("}\n")
+    _assert_same_table(again.table, result.table, exact=True)
+
+
+def test_a_running_sweep_holds_its_folder_and_a_killed_one_leaves_nothing_behind(reference, tmp_path, dead_owner):
+    """A second run of the same sweep while one computes is refused in one line (its lock names
+    a live process); a lock and temporary files whose process is gone are taken over and removed,
+    a temporary file of a live process is left alone."""
+    grid, result = reference
+    folder = tmp_path / "locked"
+    shutil.copytree(result.folder, folder)
+    lock = folder / "chunks" / ".lock-0"
+    lock.write_text(process_owner())
+    with pytest.raises(js.InvalidPathError, match="is being computed by another run"):
+        run_sweep(_task(grid), grid, folder, chunk_size=CHUNK, devices=1)
+    dead = dead_owner
+    lock.write_text(dead)
+    leftovers = [folder / f".points.csv.{dead}.x1y2.tmp", folder / "chunks" / f".chunk-00002.npz.{dead}.abc.tmp"]
+    live = folder / f".points.npz.{process_owner()}.zz9.tmp"
+    for path in (*leftovers, live):
+        path.write_text("half")
+    again = run_sweep(_task(grid), grid, folder, chunk_size=CHUNK, devices=1)
+    _assert_same_table(again.table, result.table, exact=True)
+    assert not lock.exists() and not any(path.exists() for path in leftovers) and live.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"axes": 5}', "axes is 5; it must be a table"),
+        ('{"settings": [1]}', "settings is [1]; it must be a table"),
+        ("[1, 2]", "holds a list; it must be a table"),
+        ('{"axes": {"eta_w": [[0.1]]}}', "axes: eta_w holds [0.1]; a value must be a number"),
+        ('{"points": [1]}', "point 0 is 1; it must be a table"),
+        ('{"points": [{"eta_w": [0.1, 0.2]}]}', "point 0: eta_w is [0.1, 0.2]; it must be a single value"),
+        ('{"points": {"eta_w": 0.1}}', "points is {'eta_w': 0.1}; it must be a list"),
+        ('{"settings": {"steps": -5}}', "steps=-5 is not allowed"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_grid_files_of_the_wrong_shape_are_one_line(content, message, tmp_path, capsys):
+    grid = tmp_path / "grid.json"
+    grid.write_text(content)
+    out = tmp_path / "runs"
+    assert main(["sweep", "--grid", str(grid), "--steps", "20", "--save-every", "10", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error, error
+    assert not out.exists()
+
+
+def test_a_sweep_stops_flows_at_the_blow_up_threshold_as_compare_does(tmp_path):
+    """`--blowup` in a sweep (its event runs inside the compiled chunk): the blow-up steps of every
+    point equal those of the same members run by `run_members`."""
+    settings = {"mode": "theory", "attention": "exp", "n_distinct": 3, "n_common": 3, "n_classes": 4, "dim": 8,
+                "steps": 40, "save_every": 10, "blowup": 0.3}
+    grid = Grid({"eta_z": (0.5, 20.0), "seed": (0,)}, settings=settings)
+    task = _task(grid)
+    result = run_sweep(task, grid, tmp_path / "blowup", chunk_size=2, devices=1)
+    for row, eta_z in enumerate((0.5, 20.0)):
+        members = run_members(task.base, task.base.members(task.base.eta_w, eta_z), 40, task.base.save_steps, "theory")
+        for name, out in (("joint", "ode"), ("reduced", "reduced")):
+            run = getattr(members.members, name)
+            expected = float(run.solve.t_final[0]) if int(run.solve.status[0]) == js.Status.BLOWUP else np.nan
+            np.testing.assert_allclose(result.table[f"blowup_step_{out}"][row], expected, rtol=1e-9)
+    assert np.isnan(result.table["blowup_step_reduced"][0]) and np.isfinite(result.table["blowup_step_reduced"][1])
