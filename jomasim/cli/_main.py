@@ -1,6 +1,7 @@
 """The `jomasim` command line."""
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -71,13 +72,13 @@ def _add_config_options(parser, cls: type, *, skip: tuple[str, ...] = (), defaul
                             help=f"{field.help} (default {field.default}{'; one of ' + ', '.join(map(str, choices)) if choices else ''})")
 
 
-def _folder(text: str) -> Path:
-    """The type of `--out`: a path that can name a folder (`check_folder_path`)."""
-    return Path(option_type("out", str, check_folder_path)(text))
+def _folder(name: str) -> Callable[[str], Path]:
+    """The argparse type of a folder option `name`: a path that can name a folder (`check_folder_path`)."""
+    return lambda text: Path(option_type(name, str, check_folder_path)(text))
 
 
 def _add_output_options(parser) -> None:
-    parser.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of the run folder")
+    parser.add_argument("--out", type=_folder("out"), default=Path("runs"), help="parent folder of the run folder")
     _add_quiet(parser)
     parser.add_argument("--name", default=None, help="run folder name (default: COMMAND-ATTENTION-ACTIVATION[-N])")
 
@@ -147,7 +148,7 @@ def _add_sweep(commands) -> None:
                      help="local devices to shard over (default: all)")
     run.add_argument("--plot", action="append", default=None, metavar="VALUE:X[:Y]",
                      help="a heat map of result VALUE over axes X and Y (a line over X without Y); repeatable")
-    run.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of the sweep folder")
+    run.add_argument("--out", type=_folder("out"), default=Path("runs"), help="parent folder of the sweep folder")
     _add_quiet(run)
     run.add_argument("--name", default=None, help="sweep folder name; an existing sweep of that name is resumed")
     run.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="join JAX's multi-process runtime")
@@ -273,7 +274,7 @@ def _add_reproduce(commands) -> None:
                         help="any field of the reproduction's config, after the options above (repeatable; lists "
                         "comma-separated, e.g. --set depths=1,2,5; with 'all' prefix the reproduction: "
                         "--set wikitext.steps=3000)")
-    parser.add_argument("--out", type=_folder, default=Path("runs"), help="parent folder of reproduce-NAME/")
+    parser.add_argument("--out", type=_folder("out"), default=Path("runs"), help="parent folder of reproduce-NAME/")
     _add_quiet(parser)
     parser.set_defaults(handler=_reproduce)
 
@@ -414,7 +415,7 @@ def _add_fit(commands) -> None:
         "rho = eta_z / eta_w and a time scale, from the neutral start rho = 1, scale 1, by Levenberg-Marquardt "
         "through Diffrax, on the first saves; the rest are held out. Writes RUN/fit/ (fit.json, fit.npz, fit.png).",
     )
-    parser.add_argument("run", type=_folder, help="a run folder of jomasim compare")
+    parser.add_argument("run", type=_folder("run"), help="a run folder of jomasim compare")
     _add_quiet(parser)
     _add_config_options(parser, FitConfig)
     parser.set_defaults(handler=_fit)
@@ -482,13 +483,20 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     jax.config.update("jax_enable_x64", True)
+    out = getattr(args, "out", None)
+    new_out = out is not None and not out.exists()
     try:
         with showing_progress(sys.stderr.isatty() and not getattr(args, "quiet", False)):
             args.handler(args)
     except NonFiniteResultError as failure:
         print(f"jomasim: failed: {failure}", file=sys.stderr)
         return 1
-    except JomasimError as error:
+    except (JomasimError, OSError) as error:
+        if isinstance(error, OSError):  # a path the operating system refuses (too long, no permission, ...)
+            error = f"cannot use {str(error.filename)!r}: {error.strerror or error}"
+        if new_out:  # a refused run leaves no output folder it created (one only removed while empty)
+            with contextlib.suppress(OSError):
+                out.rmdir()
         print(f"jomasim: error: {error}", file=sys.stderr)
         return 2
     return 0
