@@ -52,6 +52,9 @@ def _first_result_seconds(command: list[str], cache: str | None, quiet_errors: b
                           folder: str) -> float:
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("JAX_COMPILATION_CACHE", "EQX_ON_ERROR", "XLA_FLAGS"))}
+    # the command line's own cache (on by default: the "warm, nan" condition) is off here, so that
+    # each condition is what its environment says
+    environment["JOMASIM_COMPILE_CACHE"] = "off"
     if cache is not None:
         environment.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")

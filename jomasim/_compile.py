@@ -11,7 +11,9 @@ field slower, and on accelerators the options are untested. The measurements beh
 
 import functools
 import os
+from pathlib import Path
 
+import equinox._errors
 import jax
 
 LIGHT_CPU_COMPILE = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
@@ -48,3 +50,37 @@ def known_cpu_option(name: str, value) -> bool:
     except jax.errors.JaxRuntimeError:
         return False
     return True
+
+
+CACHE_VARIABLE = "JOMASIM_COMPILE_CACHE"
+"""The environment variable that turns the command line's compilation cache off (`off`, `0`,
+`false`, `no`) or names its folder (default: `compiled/` under `$JOMASIM_CACHE`, else
+`~/.cache/jomasim`)."""
+
+
+def compile_cache_folder() -> Path | None:
+    """Where the command line keeps compiled programs, or None when `CACHE_VARIABLE` turns the cache off."""
+    setting = os.environ.get(CACHE_VARIABLE, "")
+    if setting.lower() in ("off", "0", "false", "no"):
+        return None
+    if setting:
+        return Path(setting)
+    return Path(os.environ.get("JOMASIM_CACHE", Path.home() / ".cache" / "jomasim")) / "compiled"
+
+
+def use_compile_cache(folder: Path) -> None:
+    """Keeps this process's compiled XLA programs in `folder` (JAX's persistent compilation cache),
+    so that a second run of a command in a fresh process skips most of its compile.
+
+    JAX refuses to store a program with host callbacks, and Equinox's runtime checks (inside every
+    Diffrax solve) are host callbacks unless its errors are turned into NaNs. So, unless the user
+    chose Equinox's error mode (`EQX_ON_ERROR`), this sets it to `nan` for the process: the solves
+    run with `throw=False` and report each trajectory's failure in its status, so a check that
+    would have raised becomes NaNs in a trajectory already marked failed. For the command line's
+    own process only: a library never changes either setting.
+    """
+    if "EQX_ON_ERROR" not in os.environ:
+        # Equinox reads its error mode from this module variable at trace time (set from the
+        # environment at its import, before the command line can set the environment)
+        equinox._errors.EQX_ON_ERROR = "nan"
+    jax.config.update("jax_compilation_cache_dir", str(folder))

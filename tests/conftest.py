@@ -11,6 +11,11 @@ import os
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
+# The command line keeps compiled programs in a persistent cache; the tests' in-process commands
+# leave JAX's and Equinox's process settings alone (the test of the cache turns it on in its own
+# processes).
+os.environ.setdefault("JOMASIM_COMPILE_CACHE", "off")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402

@@ -367,3 +367,25 @@ def test_what_killed_runs_left_is_removed_by_the_next_run_there(tmp_path, dead_o
         (folder / "a").write_text("a")
     assert not any(path.exists() for path in (*left, stale_file)) and live.exists()
     assert (tmp_path / "next" / "a").exists()
+
+
+@pytest.mark.slow
+def test_a_second_run_reuses_the_compiled_programs_and_gives_the_same_numbers(tmp_path):
+    """The command line's compilation cache: the first run in a fresh process fills it, the
+    second reads it, and both give the numbers of a run without it (Equinox's checks as NaN change
+    nothing: every solve reports its own status). Its time is measured in the benchmarks."""
+    arguments = ["compare", "--seeds", "2", "--steps", "40", "--save-every", "10", "--n-distinct", "4", "--n-common", "3",
+                 "--n-classes", "5", "--dim", "10", "--out", str(tmp_path), "--quiet"]
+    cache = tmp_path / "compiled"
+    env = {**os.environ, "JOMASIM_COMPILE_CACHE": str(cache)}
+    for name, extra in (("cold", []), ("warm", []), ("uncached", ["--no-compile-cache"])):
+        subprocess.run([sys.executable, "-m", "jomasim.cli", *arguments, "--name", name, *extra], env=env, check=True,
+                       capture_output=True)
+        if name == "cold":
+            entries = set(cache.iterdir())
+            assert entries, "the first run stored its programs"
+    assert set(cache.iterdir()) == entries, "the second run compiled nothing new"
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("cold", "warm", "uncached")]
+    for summary in summaries[1:]:
+        assert {key: value for key, value in summary.items() if key != "wall_seconds"} == {
+            key: value for key, value in summaries[0].items() if key != "wall_seconds"}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 
+from .._compile import CACHE_VARIABLE, compile_cache_folder, use_compile_cache
 from .._errors import JomasimError, NonFiniteResultError, OutOfRangeError, at_least, check_choice, check_positive
 from .._progress import showing_progress
 from .._settings import build, flat_fields
@@ -79,7 +80,7 @@ def _folder(name: str) -> Callable[[str], Path]:
 
 def _add_output_options(parser) -> None:
     parser.add_argument("--out", type=_folder("out"), default=Path("runs"), help="parent folder of the run folder")
-    _add_quiet(parser)
+    _add_process_options(parser)
     parser.add_argument("--name", default=None, help="run folder name (default: COMMAND-ATTENTION-ACTIVATION[-N])")
 
 
@@ -149,7 +150,7 @@ def _add_sweep(commands) -> None:
     run.add_argument("--plot", action="append", default=None, metavar="VALUE:X[:Y]",
                      help="a heat map of result VALUE over axes X and Y (a line over X without Y); repeatable")
     run.add_argument("--out", type=_folder("out"), default=Path("runs"), help="parent folder of the sweep folder")
-    _add_quiet(run)
+    _add_process_options(run)
     run.add_argument("--name", default=None, help="sweep folder name; an existing sweep of that name is resumed")
     run.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="join JAX's multi-process runtime")
     run.add_argument("--num-processes", type=option_type("num_processes", int, at_least(1)), default=1,
@@ -275,7 +276,7 @@ def _add_reproduce(commands) -> None:
                         "comma-separated, e.g. --set depths=1,2,5; with 'all' prefix the reproduction: "
                         "--set wikitext.steps=3000)")
     parser.add_argument("--out", type=_folder("out"), default=Path("runs"), help="parent folder of reproduce-NAME/")
-    _add_quiet(parser)
+    _add_process_options(parser)
     parser.set_defaults(handler=_reproduce)
 
 
@@ -416,7 +417,7 @@ def _add_fit(commands) -> None:
         "through Diffrax, on the first saves; the rest are held out. Writes RUN/fit/ (fit.json, fit.npz, fit.png).",
     )
     parser.add_argument("run", type=_folder("run"), help="a run folder of jomasim compare")
-    _add_quiet(parser)
+    _add_process_options(parser)
     _add_config_options(parser, FitConfig)
     parser.set_defaults(handler=_fit)
 
@@ -446,9 +447,14 @@ def _fit(args) -> None:
     print(f"wrote {args.run / 'fit'}/ (fit.json, fit.npz, fit.png) in {summary['wall_seconds']:.1f} s")
 
 
-def _add_quiet(parser) -> None:
+def _add_process_options(parser) -> None:
+    """The options of how the command's process runs: its progress display and its compile cache."""
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (it is drawn on standard error only when that is a terminal)")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help=f"compile every program anew instead of keeping compiled programs for the next run (also "
+                        f"{CACHE_VARIABLE}=off; by default under $JOMASIM_CACHE or ~/.cache/jomasim, as "
+                        f"{CACHE_VARIABLE}=FOLDER moves them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -479,10 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the `jomasim` command; user mistakes print one line and return exit code 2.
 
-    The command computes in float64 (JAX's `jax_enable_x64`), which it turns on for its own process.
+    The command computes in float64 (JAX's `jax_enable_x64`), which it turns on for its own process,
+    and keeps compiled programs for the next run (`jomasim._compile.use_compile_cache`) unless
+    told not to.
     """
     args = build_parser().parse_args(argv)
     jax.config.update("jax_enable_x64", True)
+    cache = compile_cache_folder()
+    if cache is not None and not args.no_compile_cache:
+        use_compile_cache(cache)
     out = getattr(args, "out", None)
     new_out = out is not None and not out.exists()
     try:
