@@ -41,9 +41,10 @@ def transformer_bytes(*, copies: int, vocabulary: int, outputs: int, d_model: in
                       positions: int, train_sequences: int, eval_sequences: int) -> int:
     """An estimate of the memory that training `copies` Transformers (seeds trained side by side)
     with Adam holds at once, in float64 bytes: the parameters four times (values, gradients,
-    Adam's two moments), and per sequence the activations of every layer (residual stream and
-    its projections, attention map, MLP hidden layer) and the output logits: twice for a training
-    batch (kept for the backward pass), once for an evaluation batch.
+    Adam's two moments); per sequence of a training batch every layer's activations (residual
+    stream and its projections, attention map, MLP hidden layer) and the output logits, twice (kept
+    for the backward pass); per sequence of an evaluation batch the outputs an evaluation keeps
+    (every layer's attention map and MLP hidden layer, the logits) and one layer's working stream.
 
     **Arguments:**
 
@@ -54,8 +55,9 @@ def transformer_bytes(*, copies: int, vocabulary: int, outputs: int, d_model: in
     - `train_sequences`, `eval_sequences`: sequences in a training and in an evaluation batch.
     """
     parameters = (vocabulary + outputs) * d_model + layers * (4 * d_model * d_model + 2 * d_model * d_hidden)
-    per_sequence = positions * (layers * (4 * d_model + d_hidden + positions) + outputs)
-    return 8 * copies * (4 * parameters + (2 * train_sequences + eval_sequences) * per_sequence)
+    trained = positions * (layers * (4 * d_model + d_hidden + positions) + outputs)
+    evaluated = positions * (layers * (d_hidden + positions) + 4 * d_model + outputs)
+    return 8 * copies * (4 * parameters + 2 * train_sequences * trained + eval_sequences * evaluated)
 
 
 def check_fits(needed: float, what: str, lower: str) -> None:

@@ -29,9 +29,9 @@ def _subplots(*grid, **options):
 
 
 def _panel_grid(count: int, width: float, height: float) -> tuple[Figure, list]:
-    """A figure of `count` panels of `width` × `height` inches, four to a row, the unused places of
-    the last row left empty; returns the figure and its `count` axes."""
-    columns = min(4, count)
+    """A figure of `count` panels of `width` × `height` inches, three to a row (a page's width), the
+    unused places of the last row left empty; returns the figure and its `count` axes."""
+    columns = min(3, count)
     rows = -(-count // columns)
     figure, axes = _subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for axis in list(axes.flat)[count:]:
@@ -415,7 +415,7 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     settings = summary["settings"]
-    figure, axes = _panel_grid(len(settings), 4.6, 3.3)
+    figure, axes = _panel_grid(len(settings), 4.1, 3.3)
     colours = ("black", "tab:red", "tab:green", "tab:blue", "tab:purple", "tab:orange")
     for index, (axis, name, verdict) in enumerate(zip(axes, settings, summary["verdicts"])):
         for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], colours):
@@ -437,7 +437,8 @@ def plot_fig3(data: dict, summary: dict, path: Path) -> None:
     - `data`, `summary`: the output of `jomasim.experiments.fig3.run_fig3`.
     - `path`: the PNG to write.
     """
-    figure, axes = _subplots(1, 4, figsize=(21, 4.5))
+    figure, axes = _subplots(2, 2, figsize=(12, 8.4))
+    axes = axes.flat
     colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
     for axis, index, title in ((axes[0], 0, "V(0) = U_Cᵀ W(0)"), (axes[1], -1, f"V after {data['steps'][-1]} steps")):
         image = axis.imshow(data["V"][index], cmap="RdBu_r", aspect="auto")
@@ -472,9 +473,9 @@ def plot_scan_snap(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     panels, eta_z, ratios = data["grid_panels"], data["grid_eta_z"], data["grid_eta_ratio"]
-    figure, axes = _subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.0, 3.6), squeeze=False)
+    figure, axes = _panel_grid(len(panels), 4.1, 3.6)
     colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(eta_z)))
-    for p, (axis, n_queries) in enumerate(zip(axes[0], panels)):
+    for p, (axis, n_queries) in enumerate(zip(axes, panels)):
         for i, (rate, colour) in enumerate(zip(eta_z, colours)):
             axis.errorbar(ratios, data["entropy_mean"][p, i], yerr=data["entropy_std"][p, i], color=colour, marker="o",
                           capsize=3, label=f"η_Z = {rate:g}")
@@ -499,7 +500,7 @@ def plot_table1(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     rows = summary["table"]
-    figure, axes = _subplots(1, 2, figsize=(15, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    figure, axes = _subplots(1, 2, figsize=(12.5, 4.8), gridspec_kw={"width_ratios": [3, 1]})
     positions = np.arange(len(rows))
     # per kind: its offset on the row and marker; per level: its colour
     kinds = {"zero_mean": (-0.15, "o"), "initial_zero_mean": (0.0, "s"), "raw": (0.15, "x")}
@@ -529,7 +530,7 @@ def plot_wikitext(data: dict, summary: dict, path: Path) -> None:
     - `path`: the PNG to write.
     """
     runs = summary["runs"]
-    figure, axes = _panel_grid(len(runs), 4.5, 3.6)
+    figure, axes = _panel_grid(len(runs), 4.1, 3.6)
     for index, (axis, run) in enumerate(zip(axes, runs)):
         entropy = data[f"entropy_{index}"].mean(axis=0)
         colours = colormaps["rainbow"](np.linspace(0.0, 1.0, run["depth"]))

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from jomasim._settings import flat_fields
 from jomasim.cli import main
 from jomasim.cli._main import _not_runnable
 from jomasim.cli._overrides import field_values
@@ -159,3 +160,20 @@ def test_a_reproduction_that_overflows_is_a_failure_not_a_result(tmp_path, capsy
     assert error.count("\n") == 0 and "not finite" in error and "discrete.entropy_final" in error
     summary = json.loads((tmp_path / "reproduce-fig4" / "summary.json").read_text())
     assert "discrete.entropy_final" in summary["failures"]
+
+
+@pytest.mark.parametrize("name", list(REPRODUCTIONS))
+def test_each_reproduction_has_its_own_help_listing_every_field(name, capsys):
+    """`jomasim reproduce NAME --help`: what it shows, its run time, and every field of its config
+    with a help text (each field declared once, with its help, in its config), its default."""
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", name, "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # as one line: the help wraps
+    assert text.startswith(f"usage: jomasim reproduce {name}") and REPRODUCTIONS[name].run_time.split(";")[0] in text
+    for field in flat_fields(REPRODUCTIONS[name].config).values():
+        assert field.help, f"{name}: field {field.name} has no help"
+        assert f" {field.name} {' '.join(field.help.split()[:3])}" in text and f"(default {field.default}" in text
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    assert "fields (--set" not in capsys.readouterr().out

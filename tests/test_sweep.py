@@ -370,6 +370,7 @@ def test_grid_files_of_the_wrong_shape_are_one_line(content, message, tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_stops_flows_at_the_blow_up_threshold_as_compare_does(tmp_path):
     """`--blowup` in a sweep (its event runs inside the compiled chunk): the blow-up steps of every
     point equal those of the same members run by `run_members`."""

@@ -24,7 +24,7 @@ TINY = dict(train_split="valid", valid_split="test", min_count=100, depths=(1,),
 
 def test_bad_settings_are_named():
     for bad, message in ((dict(depths=()), "depths=()"), (dict(eval_every=10, steps=5), "eval_every=10"),
-                         (dict(ablation_lrs=(1e-3, -1.0)), "lr=-1.0"), (dict(bptt=1), "bptt=1"),
+                         (dict(ablation_lrs=(1e-3, -1.0)), "ablation_lrs=-1.0"), (dict(bptt=1), "bptt=1"),
                          (dict(ffn_activation="tanh"), "ffn_activation='tanh'"), (dict(dropout=1.0), "dropout=1.0"),
                          (dict(optimizer="lion"), "optimizer='lion'"), (dict(norm="mid"), "norm='mid'")):
         with pytest.raises(JomasimError, match=message):

@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -250,23 +251,68 @@ def _reproduction_options() -> dict[str, tuple[str, ...]]:
     return applies
 
 
+class _ReproductionHelp(argparse.Action):
+    """`-h`/`--help` of `jomasim reproduce`: after a reproduction's name, that reproduction's help
+    (`reproduction_help`); alone, the command's."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name = getattr(namespace, "reproduction", None)
+        if name in REPRODUCTIONS:
+            sys.stdout.write(reproduction_help(name))
+        else:
+            parser.print_help()
+        parser.exit()
+
+
+def reproduction_help(name: str) -> str:
+    """What `jomasim reproduce NAME --help` prints: what it shows, how long it runs and what it
+    needs, its options and presets, and every field of its config with its default and help."""
+    entry = REPRODUCTIONS[name]
+    paragraphs = [f"{name}: {entry.what}." + (f" Run time and needs: {entry.run_time}." if entry.run_time else "")]
+    options = [f"--{field.replace('_', '-')}" for field in entry.options] + [
+        f"--{preset.replace('_', '-')} ({text})" for preset, (_, text) in entry.presets.items()]
+    if options:
+        paragraphs.append(f"Options of its own: {', '.join(options)}.")
+    lines = [f"usage: jomasim reproduce {name} [options] [--set FIELD=VALUE ...]", ""]
+    lines += [textwrap.fill(paragraph, HELP_WIDTH) for paragraph in paragraphs]
+    lines += ["", "fields (--set FIELD=VALUE; lists comma-separated):"]
+    fields = flat_fields(entry.config)
+    width = max(map(len, fields)) + 4
+    for field in fields.values():
+        choices = f"; one of {', '.join(map(str, field.choices))}" if field.choices is not None else ""
+        lines.append(textwrap.fill(f"{field.help} (default {field.default}{choices})", HELP_WIDTH,
+                                   initial_indent=f"  {field.name:<{width - 2}}", subsequent_indent=" " * width))
+    return "\n".join(lines) + "\n"
+
+
+HELP_WIDTH = 100
+"""Characters per line of a reproduction's help."""
+
+
 def _add_reproduce(commands) -> None:
     lines = "; ".join(f"{name}: {entry.what}" for name, entry in REPRODUCTIONS.items())
     parser = commands.add_parser(
-        "reproduce",
+        "reproduce", add_help=False,
         help="regenerate one of the paper's results (figure, data, summary) into runs/reproduce-NAME/",
         description=f"Regenerate a published result from the package alone ({lines}). Writes NAME.png, NAME.npz "
         "(the plotted data), summary.json (the numbers behind the claim) and config.json.",
     )
+    parser.add_argument("-h", "--help", action=_ReproductionHelp,
+                        help="show this help, or after a reproduction's name its fields, defaults and run time")
     parser.add_argument("reproduction", choices=(*REPRODUCTIONS, "all"),
                         help="one reproduction, or all of them in sequence and an index.html over them")
     applies = _reproduction_options()
     added = set()
     for name, entry in REPRODUCTIONS.items():
-        for field, text in entry.options.items():
+        for field in entry.options:
             if field not in added:
+                # each reproduction's own help of the field, as its config declares it
+                text = "; ".join(f"{each}: {flat_fields(REPRODUCTIONS[each].config)[field].help}" for each in applies[field])
                 parser.add_argument(f"--{field.replace('_', '-')}", type=option_type(field, flat_fields(entry.config)[field].type),
-                                    default=None, help=f"{', '.join(applies[field])}: {text}")
+                                    default=None, help=text)
         for preset, (_, text) in entry.presets.items():
             parser.add_argument(f"--{preset.replace('_', '-')}", action="store_const", const=True, default=None,
                                 help=f"{name}: {text}")

@@ -14,8 +14,9 @@ import dataclasses
 
 import numpy as np
 
-from .._errors import check_positive, check_seed
-from .._settings import Settings
+from .._errors import at_least, check_positive, check_seed
+from .._settings import Settings, setting
+from ..data import VARIANTS
 from ..theory import matrix_solution
 from .block import run_members, training_status
 from .compare import CompareConfig
@@ -26,27 +27,18 @@ SALIENT_TOKENS = 3
 
 @dataclasses.dataclass(frozen=True)
 class Fig3Config(Settings):
-    """Settings of Fig. 3; the defaults are the paper's (`draw_figure_2_3.py`, seed chosen here).
+    """Settings of Fig. 3; the defaults are the paper's (`draw_figure_2_3.py`, seed chosen here):
+    the block with softmax attention and a linear MLP, SGD on W and z at one learning rate."""
 
-    **Fields:**
-
-    - `seed`: the seed of the data and the initial weights.
-    - `variant`: `"gaussian"` (Fig. 3) or `"random"` token frequencies.
-    - `lr`, `steps`, `save_every`: SGD on W and z with one learning rate.
-    - `temperature`: T of the softmax attention.
-    """
-
-    seed: int = 0
-    variant: str = "gaussian"
-    lr: float = 0.1
-    steps: int = 2000
-    save_every: int = 10
-    temperature: float = 0.5
+    seed: int = setting(0, "seed of the data and the initial weights", check=check_seed)
+    variant: str = setting("gaussian", "token-frequency model (gaussian: Fig. 3)", choices=VARIANTS)
+    lr: float = setting(0.1, "SGD learning rate of W and z", check=check_positive)
+    steps: int = setting(2000, "SGD steps", check=at_least(1))
+    save_every: int = setting(10, "steps between saves", check=at_least(1))
+    temperature: float = setting(0.5, "temperature T of the softmax attention", check=check_positive)
 
     def check_fields(self):
-        check_seed("seed", self.seed)
-        check_positive("lr", self.lr)
-        self.setting  # noqa: B018 (building the setting checks the rest)
+        self.setting  # noqa: B018 (building the block's setting checks the fields together)
 
     @property
     def setting(self) -> CompareConfig:

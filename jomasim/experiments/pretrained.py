@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import InvalidChoiceError, InvalidPathError, OutOfRangeError, check_integer
-from .._settings import Settings
+from .._errors import InvalidChoiceError, InvalidPathError, OutOfRangeError, at_least
+from .._settings import Settings, setting
 from ..metrics import attention_map_entropy, stable_rank
 
 LAYOUTS = {
@@ -45,36 +45,35 @@ def checkpoint_step(folder: str | Path, fallback: int) -> int:
     return int(numbers[-1]) if numbers else fallback
 
 
+def _folders(name: str, folders: tuple[str, ...]) -> None:
+    if not folders:
+        raise OutOfRangeError(f"{name}=() is not allowed; give the checkpoint folders of one model (--checkpoints)")
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise InvalidPathError(f"checkpoint folder {str(folder)!r} does not exist or is not a folder")
+
+
+def _file_or_none(name: str, path: str | None) -> None:
+    if path is not None and not Path(path).is_file():
+        raise InvalidPathError(f"text file {str(path)!r} does not exist")
+
+
 @dataclasses.dataclass(frozen=True)
 class PretrainedConfig(Settings):
-    """Settings of the checkpoint study.
+    """Settings of the checkpoint study: the attention on one text and the MLP's stable rank, per
+    layer, at every checkpoint of one model."""
 
-    **Fields:**
-
-    - `checkpoints`: checkpoint folders of one model (read in the order of the step in their names).
-    - `text`: a UTF-8 text file to measure attention on, tokenised by each checkpoint's tokenizer
-      (`None`: `token_ids` are used).
-    - `token_ids`: the token ids to measure on when there is no text (e.g. for checkpoints without
-      a tokenizer).
-    - `max_tokens`: the text is cut to this many tokens (one sequence).
-    """
-
-    checkpoints: tuple[str, ...] = ()
-    text: str | None = None
-    token_ids: tuple[int, ...] = ()
-    max_tokens: int = 512
+    checkpoints: tuple[str, ...] = setting((), "checkpoint folders of one model (read in the order of the step in "
+                                           "their names)", check=_folders)
+    text: str | None = setting(None, "a UTF-8 text file to measure the attention on, tokenised by each checkpoint's "
+                               "tokenizer (none: token_ids)", check=_file_or_none)
+    token_ids: tuple[int, ...] = setting((), "the token ids to measure on when there is no text (for checkpoints "
+                                         "without a tokenizer)")
+    max_tokens: int = setting(512, "the text is cut to this many tokens (one sequence)", check=at_least(2))
 
     def check_fields(self):
-        check_integer("max_tokens", self.max_tokens, least=2)
-        if not self.checkpoints:
-            raise OutOfRangeError("checkpoints=() is not allowed; give the checkpoint folders of one model (--checkpoints)")
-        for folder in self.checkpoints:
-            if not Path(folder).is_dir():
-                raise InvalidPathError(f"checkpoint folder {str(folder)!r} does not exist or is not a folder")
         if self.text is None and not self.token_ids:
             raise OutOfRangeError("give a text file (--text) or token_ids to measure the attention on")
-        if self.text is not None and not Path(self.text).is_file():
-            raise InvalidPathError(f"text file {str(self.text)!r} does not exist")
 
 
 def measure_checkpoint(folder: str | Path, config: PretrainedConfig) -> tuple[np.ndarray, np.ndarray]:

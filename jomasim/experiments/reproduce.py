@@ -40,23 +40,26 @@ class Reproduction:
     - `run`: `run(config) -> (data, summary)`.
     - `plot`: `plot(data, summary, path)`.
     - `what`: one line on what it shows.
-    - `options`: config fields that also get an option of their own (`--field-name`), with its help.
+    - `options`: config fields that also get an option of their own (`--field-name`; its help is
+      the field's).
     - `presets`: named configs (`--preset-name` flags), each a classmethod of the config that
       takes the other fields as keywords.
     - `missing`: why it cannot run given the fields the command line names (its input is
       missing), or `None`; `reproduce all` skips it then.
     - `shown`: the columns of the summary's table printed on the terminal (`None`: all); the CSV
       holds them all.
+    - `run_time`: how long it runs, as measured for the documentation (2-core CPU), and what it needs.
     """
 
     config: type
     run: Callable[[Any], tuple[dict, dict]]
     plot: Callable[[dict, dict, Path], None]
     what: str
-    options: dict[str, str] = dataclasses.field(default_factory=dict)
+    options: tuple[str, ...] = ()
     presets: dict[str, tuple[Callable[..., Any], str]] = dataclasses.field(default_factory=dict)
     missing: Callable[[set[str]], str | None] = lambda named: None
     shown: tuple[str, ...] | None = None
+    run_time: str = ""
 
 
 def _missing_corpus(named: set[str]) -> str | None:
@@ -69,46 +72,44 @@ def _missing_checkpoints(named: set[str]) -> str | None:
     return None if "checkpoints" in named else "no checkpoints: give --checkpoints (and --text)"
 
 
-_SEEDS_HELP = ("seeds per learning-rate cell (scan-snap, default 10), per row (table1, default 5) or per setting and "
-               "activation (bounce, default 4)")
-
 REPRODUCTIONS = {
     "fig3": Reproduction(Fig3Config, run_fig3, plot_fig3, "linear activation: the most salient token wins, V low-rank",
-                         options={"seed": "seed of the data and initial weights", "variant": "token-frequency model"}),
+                         options=("seed", "variant"), run_time="about 3 s"),
     "fig4": Reproduction(Fig4Config, run_fig4, plot_fig4, "nonlinear toy: attention sparse first, dense later",
-                         options={"mu_seed": "generator seed of the targets mu",
-                                  "mu": "explicit comma-separated targets, e.g. 1.27,1.40,2.2"}),
+                         options=("mu_seed", "mu"), run_time="about 4 s"),
     "scan-snap": Reproduction(ScanSnapConfig, run_scan_snap, plot_scan_snap,
                               "Scan&Snap's Fig. 6: a larger attention learning rate gives sparser attention",
-                              options={"seeds": _SEEDS_HELP,
-                                       "panels": "numbers of query (last) tokens, one panel each, e.g. 1,3,5,10"}),
+                              options=("seeds", "panels"),
+                              run_time="seconds for the default panel; about 2.6 min with --panels 1,3,5,10"),
     "table1": Reproduction(Table1Config, run_table1, plot_table1,
                            "hierarchical data: MLP hidden nodes of each layer match the latents of its level",
-                           options={"seeds": _SEEDS_HELP},
+                           options=("seeds",), run_time="about 5.5 min; hours with --paper-sizes",
                            presets={"paper_sizes": (Table1Config.paper_sizes, "the paper's model and schedule (d 1024, "
                                                     "400 hidden, 10000 Adam steps, batch 128)")}),
     "wikitext": Reproduction(WikitextConfig, run_wikitext, plot_wikitext,
                              "Transformers on real text: per-layer attention entropy over training (Fig. 6, 8)",
-                             options={"corpus": f"a folder in the WikiText layout (default: ${CORPUS_VARIABLE})"},
+                             options=("corpus",),
+                             run_time="about 4 min with --small on WikiText-2's valid/test files; hours per depth at the "
+                             "sizes of §6.2; needs a corpus (--corpus or $JOMASIM_WIKITEXT)",
                              presets={"small": (WikitextConfig.small, "a reduced run (2 depths, d 64, 1500 steps, one "
                                                 "seed) instead of the sizes of §6.2")},
                              missing=_missing_corpus),
     "pretrained": Reproduction(PretrainedConfig, run_pretrained, plot_pretrained,
                                "checkpoints of one model: attention entropy and MLP stable rank per layer",
-                               options={"checkpoints": "comma-separated checkpoint folders of one model (read in the order of the "
-                                                       "step in their names)",
-                                        "text": "a UTF-8 text file to measure the attention on"},
+                               options=("checkpoints", "text"),
+                               run_time="seconds per small checkpoint; needs checkpoints and the [pretrained] extra",
                                missing=_missing_checkpoints),
     "bounce": Reproduction(BounceConfig, run_bounce, plot_bounce,
                            "sparse, then dense again: is the rebound larger for nonlinear than for linear MLPs, setting "
-                           "by setting", options={"seeds": _SEEDS_HELP}),
+                           "by setting", options=("seeds",), run_time="about 3 min"),
     "reach": Reproduction(ReachConfig, run_reach, plot_reach,
                           "JoMA against a one-layer Transformer, one idealisation dropped per rung: where the theory "
                           "stops describing training, in direction and size, at the stored rates and at matched "
                           "progress",
                           shown=("rung", "activation", "progress", "regime", "loss_end", "entropy_drop", "last_step", "nc_zhat_z",
                                  "size_zhat_z", "nc_zhatP_z", "size_zhatP_z", "nc_reduced_z", "size_reduced_z",
-                                 "nc_preconditioned_z", "size_preconditioned_z")),
+                                 "nc_preconditioned_z", "size_preconditioned_z"),
+                          run_time="about 23 min with --set calibrate=true (the documented run)"),
 }
 
 

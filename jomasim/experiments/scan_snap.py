@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._errors import OutOfRangeError, check_choice, check_integer, check_positive, check_seed
+from .._errors import OutOfRangeError, at_least, check_choice, check_positive, check_seed
 from .._settings import Settings, setting
 from ..data import SequenceClasses, check_sequence_class_sizes, make_sequence_classes
 from ..metrics import entropy
@@ -66,64 +66,51 @@ def _column(definition: str) -> str:
     return "entropy_final_" + definition.replace("-", "_")
 
 
+def _positive_values(name: str, values: tuple) -> None:
+    if len(values) == 0:
+        raise OutOfRangeError(f"{name}=() is not allowed; give at least one value")
+    for value in values:
+        check_positive(name, value)
+
+
+def _distinct_values(name: str, values: tuple) -> None:
+    if len(values) == 0 or len(set(values)) != len(values):
+        raise OutOfRangeError(f"{name}={values!r} is not allowed; give at least one value, each once")
+
+
 @dataclasses.dataclass(frozen=True)
 class ScanSnapConfig(Settings):
     """Settings of the learning-rate experiment; defaults are Scan&Snap's Fig. 6 setting (the
-    authors' command line: `ssl/real-dataset/scan_snap/figure_6.log`).
+    authors' command line: `ssl/real-dataset/scan_snap/figure_6.log`). Fig. 6 has the panels 1, 3,
+    5, 10; the default is its first panel, which runs in seconds (all four take about 2.5 minutes
+    on two CPU cores). The sequence classes of every panel are `make_sequence_classes`'."""
 
-    **Fields:**
-
-    - `panels`: numbers of query (last) tokens, one panel each (Fig. 6 has 1, 3, 5, 10; the
-      default is its first panel, which runs in seconds; all four take about 2.5 minutes on two
-      CPU cores).
-    - `eta_z`: attention learning rates η_Z (one curve each).
-    - `eta_ratio`: decoder-to-attention ratios η_Y/η_Z (the horizontal axis).
-    - `seeds`: seeds per cell (seeds 0..seeds−1: initial weights and the sequences drawn).
-    - `steps`, `batch`, `length`: SGD steps, sequences per step, sequence length L (L − 1
-      contextual tokens, then the query).
-    - `momentum`: SGD momentum of both optimisers.
-    - `init`: the initialisation of Y and Z (`INITS`): `torch`, PyTorch's default `nn.Linear`
-      (the authors' `zero_init=false`), or `normal`, N(0, `init_scale`²).
-    - `init_scale`: the standard deviation of the `normal` initialisation.
-    - `residual`: add the query embedding to the attended bag (off in Scan&Snap).
-    - `next_per_query`, `n_common`, `common_per_query`, `distinct_per_class`: the sequence classes
-      of every panel (`make_sequence_classes`).
-    - `entropy_of`: the entropy the table and figure show (`ENTROPIES`); every one is recorded.
-    - `eval_batch`: sequences of the fixed evaluation batch the sampled readings use.
-    - `save_every`: steps between entropy measurements (the last step is always measured).
-    """
-
-    panels: tuple[int, ...] = (1,)
-    eta_z: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
-    eta_ratio: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)
-    seeds: int = 10
-    steps: int = 100
-    batch: int = 128
-    length: int = 128
-    momentum: float = 0.9
-    init: str = setting("torch", "initialisation of Y and Z", choices=INITS)
-    init_scale: float = 0.1
-    residual: bool = False
-    next_per_query: int = 2
-    n_common: int = 10
-    common_per_query: int = 0
-    distinct_per_class: int = 10
-    entropy_of: str = setting("distinct-limit", "the entropy shown: TOKENS-VECTOR", choices=ENTROPIES)
-    eval_batch: int = 256
-    save_every: int = 10
+    panels: tuple[int, ...] = setting((1,), "numbers of query (last) tokens, one panel each", check=_distinct_values)
+    eta_z: tuple[float, ...] = setting((0.5, 1.0, 2.0, 3.0), "attention learning rates eta_Z (one curve each)",
+                                       check=_positive_values)
+    eta_ratio: tuple[float, ...] = setting((1.0, 2.0, 5.0, 10.0), "decoder-to-attention ratios eta_Y/eta_Z (the "
+                                           "horizontal axis)", check=_positive_values)
+    seeds: int = setting(10, "seeds per cell (seeds 0..seeds-1: initial weights and the sequences drawn)",
+                         check=at_least(1))
+    steps: int = setting(100, "SGD steps", check=at_least(1))
+    batch: int = setting(128, "sequences per step", check=at_least(1))
+    length: int = setting(128, "sequence length L (L - 1 contextual tokens, then the query)", check=at_least(2))
+    momentum: float = setting(0.9, "SGD momentum of both optimisers")
+    init: str = setting("torch", "initialisation of Y and Z: PyTorch's default nn.Linear (the authors' "
+                        "zero_init=false), or N(0, init_scale^2)", choices=INITS)
+    init_scale: float = setting(0.1, "standard deviation of the normal initialisation", check=check_positive)
+    residual: bool = setting(False, "add the query embedding to the attended bag (off in Scan&Snap)")
+    next_per_query: int = setting(2, "next tokens per query token (classes per panel)")
+    n_common: int = setting(10, "tokens common to several classes")
+    common_per_query: int = setting(0, "common tokens per query token")
+    distinct_per_class: int = setting(10, "tokens distinct to each class")
+    entropy_of: str = setting("distinct-limit", "the entropy the table and figure show: TOKENS-VECTOR (every one is "
+                              "recorded)", choices=ENTROPIES)
+    eval_batch: int = setting(256, "sequences of the fixed evaluation batch the sampled readings use", check=at_least(1))
+    save_every: int = setting(10, "steps between entropy measurements (the last step is always measured)",
+                              check=at_least(1))
 
     def check_fields(self):
-        for name in ("panels", "eta_z", "eta_ratio"):
-            if len(getattr(self, name)) == 0:
-                raise OutOfRangeError(f"{name}=() is not allowed; give at least one value")
-        for name in ("eta_z", "eta_ratio"):
-            for value in getattr(self, name):
-                check_positive(name, value)
-        if len(set(self.panels)) != len(self.panels):
-            raise OutOfRangeError(f"panels={self.panels!r} is not allowed; give each number of query tokens once")
-        for name, least in (("seeds", 1), ("steps", 1), ("batch", 1), ("length", 2), ("eval_batch", 1), ("save_every", 1)):
-            check_integer(name, getattr(self, name), least=least)
-        check_positive("init_scale", self.init_scale)
         self.optimizer  # noqa: B018 (building the optimiser spec checks the momentum)
         for n_queries in self.panels:
             check_sequence_class_sizes(n_queries, self.next_per_query, self.n_common, self.common_per_query,

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .._errors import OutOfRangeError, check_integer, check_positive
+from .._errors import OutOfRangeError, at_least, check_nonnegative, check_positive
 from .._memory import check_fits, transformer_bytes
 from .._progress import progress_bar
 from .._settings import Settings, setting
@@ -46,40 +46,34 @@ class Table1Setting:
     n1: int
 
 
+def _in_unit_interval(name: str, value: float) -> None:
+    if not 0.0 < value <= 1.0:
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must lie in (0, 1]")
+
+
 @dataclasses.dataclass(frozen=True)
 class Table1Config(Settings):
-    """Settings of Table 1. The grid is the paper's; the model and schedule default to a reduced
-    size that runs on a CPU in minutes; `Table1Config.paper_sizes()` has the paper's.
+    """Settings of Table 1. The grid is the paper's (every combination of `n_classes`,
+    `n_children` and `latents` is a row); the model and schedule default to a reduced size that
+    runs on a CPU in minutes; `Table1Config.paper_sizes()` has the paper's."""
 
-    **Fields:**
-
-    - `n_classes`, `n_children`, `latents`: the grid (C, N_ch, (N0, N1)); every combination is a row.
-    - `seeds`: seeds per row (each draws its own hierarchy, initialisation and data).
-    - `d_model`, `d_hidden`, `n_layers`: the Transformer (3 layers: one per level, the top one
-      for the classes).
-    - `steps`, `batch`, `lr`, `weight_decay`: Adam with coupled L2 decay, fresh sequences each step.
-    - `length`: sequence length L.
-    - `rho`: 1 for the authors' deterministic generator; < 1 for the noisy channel (J25).
-    - `test_batch`: samples of the correlation test batch.
-    - `init`: the Transformer's initialisation (`jomasim.models.transformer.INITIALISATIONS`):
-      `torch`, PyTorch's defaults as the authors' code gets them, or `flax`.
-    """
-
-    n_classes: tuple[int, ...] = (20, 30, 50)
-    n_children: tuple[int, ...] = (2, 3)
-    latents: tuple[tuple[int, int], ...] = ((10, 20), (20, 30))
-    seeds: int = 5
-    d_model: int = 32
-    d_hidden: int = 128
-    n_layers: int = 3
-    steps: int = 600
-    batch: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    length: int = 30
-    rho: float = 1.0
-    test_batch: int = 1280
-    init: str = setting("torch", "the Transformer's initialisation", choices=INITIALISATIONS)
+    n_classes: tuple[int, ...] = setting((20, 30, 50), "numbers of classes C, one row each")
+    n_children: tuple[int, ...] = setting((2, 3), "children per latent N_ch, one row each")
+    latents: tuple[tuple[int, int], ...] = setting(((10, 20), (20, 30)), "latents per level (N0, N1), one row each")
+    seeds: int = setting(5, "seeds per row (each draws its own hierarchy, initialisation and data)", check=at_least(1))
+    d_model: int = setting(32, "the Transformer's width", check=at_least(1))
+    d_hidden: int = setting(128, "its MLP's hidden nodes", check=at_least(1))
+    n_layers: int = setting(3, "its layers (3: one per level, the top one for the classes)", check=at_least(2))
+    steps: int = setting(600, "Adam steps, fresh sequences each step", check=at_least(1))
+    batch: int = setting(64, "sequences per step", check=at_least(1))
+    lr: float = setting(3e-3, "Adam's learning rate", check=check_positive)
+    weight_decay: float = setting(1e-4, "coupled L2 decay", check=check_nonnegative)
+    length: int = setting(30, "sequence length L", check=at_least(1))
+    rho: float = setting(1.0, "1 for the authors' deterministic generator; below 1 the noisy channel (J25)",
+                         check=_in_unit_interval)
+    test_batch: int = setting(1280, "samples of the correlation test batch", check=at_least(2))
+    init: str = setting("torch", "the Transformer's initialisation: PyTorch's defaults as the authors' code gets them, "
+                        "or Flax's", choices=INITIALISATIONS)
 
     @classmethod
     def paper_sizes(cls, **fields) -> "Table1Config":
@@ -89,14 +83,6 @@ class Table1Config(Settings):
         return cls(**{"d_model": 1024, "d_hidden": 400, "steps": 10000, "batch": 128, "lr": 1e-4, **fields})
 
     def check_fields(self):
-        for name, least in (("seeds", 1), ("d_model", 1), ("d_hidden", 1), ("n_layers", 2), ("steps", 1), ("batch", 1),
-                            ("length", 1), ("test_batch", 2)):
-            check_integer(name, getattr(self, name), least=least)
-        check_positive("lr", self.lr)
-        if not self.weight_decay >= 0:
-            raise OutOfRangeError(f"weight_decay={self.weight_decay!r} is not allowed; it must be >= 0")
-        if not 0.0 < self.rho <= 1.0:
-            raise OutOfRangeError(f"rho={self.rho!r} is not allowed; it must lie in (0, 1]")
         for row in self.settings:
             check_hierarchy_sizes(row.n0, row.n1, row.n_classes, row.n_children, VOCAB)
             if row.n_children ** 3 > self.length:

@@ -23,10 +23,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .._errors import OutOfRangeError, check_choice, check_integer, check_positive
+from .._errors import OutOfRangeError, at_least, check_integer, check_positive
 from .._memory import check_fits, transformer_bytes
 from .._progress import progress_bar
-from .._settings import Settings
+from .._settings import Settings, setting
 from ..activation import ACTIVATIONS
 from ..corpus import CORPUS_VARIABLE, SPLITS, batchify, load_corpus
 from ..metrics import attention_map_entropy, stable_rank
@@ -35,57 +35,67 @@ from ..models.transformer import NORMS
 from ..train import OPTIMIZERS, OptimizerSpec, every_steps, make_optimizer, train, with_params
 
 
+def _folder_or_none(name: str, value: str | None) -> None:
+    if value is not None and not value.strip():
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; give a folder, or none for ${CORPUS_VARIABLE}")
+
+
+def _depths(name: str, values: tuple[int, ...]) -> None:
+    if not values:
+        raise OutOfRangeError(f"{name}=() is not allowed; give at least one depth")
+    for value in values:
+        check_integer(name, value, least=1)
+
+
+def _rates(name: str, values: tuple[float, ...]) -> None:
+    for value in values:
+        check_positive(name, value)
+
+
+def _at_least_one_or_none(name: str, value: int | None) -> None:
+    if value is not None:
+        check_integer(name, value, least=1)
+
+
+def _dropout(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must lie in [0, 1)")
+
+
 @dataclasses.dataclass(frozen=True)
 class WikitextConfig(Settings):
     """Settings of the WikiText runs; the defaults are the sizes of §6.2 (hours per depth on a CPU),
-    `WikitextConfig.small()` a reduced set that runs on a CPU in minutes.
+    `WikitextConfig.small()` a reduced set that runs on a CPU in minutes. Every ingredient of the
+    reference model is a setting: the MLP's activation, dropout, the optimizer, where LayerNorm
+    sits, positional encodings."""
 
-    **Fields:**
-
-    - `corpus`: the corpus folder (`None`: the `JOMASIM_WIKITEXT` environment variable).
-    - `train_split`, `valid_split`, `min_count`: which files to train and validate on, and the
-      vocabulary's frequency cut-off (`jomasim.corpus.load_corpus`).
-    - `depths`: the numbers of layers trained at `lr` (Fig. 6).
-    - `lr`: Adam's learning rate for `depths`.
-    - `ablation_depth`, `ablation_lrs`: the depth and the rates of the learning-rate ablation
-      (Fig. 8); no ablation when `ablation_lrs` is empty.
-    - `seeds`: seeds per run (vmapped).
-    - `d_model`, `d_hidden`: width and MLP width.
-    - `steps`, `eval_every`: minibatches trained, and the spacing of the evaluated checkpoints.
-    - `bptt`, `columns`, `eval_columns`: window length and parallel columns of training and
-      validation; `eval_windows`: validation windows per checkpoint (`None`: the whole stream).
-    - `clip_norm`: gradient-norm clipping.
-    - `ffn_activation`: the MLP's activation (`relu` as the reference; `gelu`, `silu`, `linear`).
-    - `dropout`: the reference's dropout rate (0.2), in training only.
-    - `optimizer`: `adam` (the reference) or `sgd`, at `lr`.
-    - `norm`: LayerNorm after each residual (`post`, the reference), before each sub-layer (`pre`)
-      or none.
-    - `positions`: add sinusoidal positional encodings (the reference does).
-    """
-
-    corpus: str | None = None
-    train_split: str = "train"
-    valid_split: str = "valid"
-    min_count: int = 1
-    depths: tuple[int, ...] = (1, 2, 5, 10)
-    lr: float = 1e-4
-    ablation_depth: int = 5
-    ablation_lrs: tuple[float, ...] = (1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2)
-    seeds: int = 3
-    d_model: int = 200
-    d_hidden: int = 200
-    steps: int = 58_000
-    eval_every: int = 1000
-    bptt: int = 35
-    columns: int = 20
-    eval_columns: int = 10
-    eval_windows: int | None = None
-    clip_norm: float = 0.5
-    ffn_activation: str = "relu"
-    dropout: float = 0.2
-    optimizer: str = "adam"
-    norm: str = "post"
-    positions: bool = True
+    corpus: str | None = setting(None, f"the corpus folder, in the WikiText layout (default: ${CORPUS_VARIABLE})",
+                                 check=_folder_or_none)
+    train_split: str = setting("train", "the split trained on", choices=SPLITS)
+    valid_split: str = setting("valid", "the split validated on", choices=SPLITS)
+    min_count: int = setting(1, "words seen fewer times in the training split become <unk>", check=at_least(1))
+    depths: tuple[int, ...] = setting((1, 2, 5, 10), "numbers of layers trained at lr (Fig. 6)", check=_depths)
+    lr: float = setting(1e-4, "the learning rate of depths", check=check_positive)
+    ablation_depth: int = setting(5, "the depth of the learning-rate ablation (Fig. 8)", check=at_least(1))
+    ablation_lrs: tuple[float, ...] = setting((1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2), "the rates of the "
+                                              "learning-rate ablation (none: no ablation)", check=_rates)
+    seeds: int = setting(3, "seeds per run (vmapped)", check=at_least(1))
+    d_model: int = setting(200, "the model's width", check=at_least(1))
+    d_hidden: int = setting(200, "its MLP's width", check=at_least(1))
+    steps: int = setting(58_000, "minibatches trained", check=at_least(1))
+    eval_every: int = setting(1000, "minibatches between evaluated checkpoints", check=at_least(1))
+    bptt: int = setting(35, "window length", check=at_least(2))
+    columns: int = setting(20, "parallel columns of training", check=at_least(1))
+    eval_columns: int = setting(10, "parallel columns of validation", check=at_least(1))
+    eval_windows: int | None = setting(None, "validation windows per checkpoint (none: the whole stream)",
+                                       check=_at_least_one_or_none)
+    clip_norm: float = setting(0.5, "gradient-norm clipping", check=check_positive)
+    ffn_activation: str = setting("relu", "the MLP's activation (relu as the reference)", choices=ACTIVATIONS)
+    dropout: float = setting(0.2, "dropout rate in training (0.2 as the reference)", check=_dropout)
+    optimizer: str = setting("adam", "the optimizer, at lr (adam as the reference)", choices=OPTIMIZERS)
+    norm: str = setting("post", "LayerNorm after each residual (post, the reference), before each sub-layer (pre) or "
+                        "none", choices=NORMS)
+    positions: bool = setting(True, "add sinusoidal positional encodings (the reference does)")
 
     @classmethod
     def small(cls, **fields) -> "WikitextConfig":
@@ -95,27 +105,6 @@ class WikitextConfig(Settings):
                       "ablation_lrs": (), "lr": 1e-3, "eval_windows": 40, "min_count": 3, **fields})
 
     def check_fields(self):
-        check_choice("train_split", self.train_split, SPLITS)
-        check_choice("ffn_activation", self.ffn_activation, ACTIVATIONS)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("norm", self.norm, NORMS)
-        if not 0.0 <= self.dropout < 1.0:
-            raise OutOfRangeError(f"dropout={self.dropout!r} is not allowed; it must lie in [0, 1)")
-        check_choice("valid_split", self.valid_split, SPLITS)
-        if self.corpus is not None and not self.corpus.strip():
-            raise OutOfRangeError(f"corpus={self.corpus!r} is not allowed; give a folder, or none for ${CORPUS_VARIABLE}")
-        for name, least in (("min_count", 1), ("ablation_depth", 1), ("seeds", 1), ("d_model", 1), ("d_hidden", 1),
-                            ("steps", 1), ("eval_every", 1), ("bptt", 2), ("columns", 1), ("eval_columns", 1)):
-            check_integer(name, getattr(self, name), least=least)
-        if self.eval_windows is not None:
-            check_integer("eval_windows", self.eval_windows, least=1)
-        if not self.depths:
-            raise OutOfRangeError("depths=() is not allowed; give at least one depth")
-        for depth in self.depths:
-            check_integer("depths", depth, least=1)
-        for rate in (self.lr, *self.ablation_lrs):
-            check_positive("lr", rate)
-        check_positive("clip_norm", self.clip_norm)
         if self.eval_every > self.steps:
             raise OutOfRangeError(f"eval_every={self.eval_every} is not allowed; it must be <= steps={self.steps}")
 
