@@ -29,10 +29,11 @@ def _subplots(*grid, **options):
 
 
 def _panel_grid(count: int, width: float, height: float) -> tuple[Figure, list]:
-    """A figure of `count` panels of `width` × `height` inches, three to a row (a page's width), the
-    unused places of the last row left empty; returns the figure and its `count` axes."""
-    columns = min(3, count)
-    rows = -(-count // columns)
+    """A figure of `count` panels of `width` × `height` inches, at most three to a row (a page's
+    width) and the rows as even as that allows (four panels: two by two), the unused places of the
+    last row left empty; returns the figure and its `count` axes."""
+    rows = -(-count // 3)
+    columns = -(-count // rows)
     figure, axes = _subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for axis in list(axes.flat)[count:]:
         axis.set_visible(False)
