@@ -115,10 +115,15 @@ def _mathml(latex: str, display: str) -> str:
     return convert(html.unescape(latex.strip()), display=display)
 
 
+_IMAGE = re.compile(r'(<img [^>]*src="([^"]+)"[^>]*>)')
+"""A figure on a page; shown at the page's width, it links to itself at full size."""
+
+
 def on_page_content(content: str, page, config, files) -> str:
-    """Renders the equations as MathML."""
+    """Renders the equations as MathML and makes every figure a link to its full size."""
     content = _DISPLAY_MATH.sub(lambda match: f'<div class="math">{_mathml(match.group(1), "block")}</div>', content)
-    return _INLINE_MATH.sub(lambda match: _mathml(match.group(1), "inline"), content)
+    content = _INLINE_MATH.sub(lambda match: _mathml(match.group(1), "inline"), content)
+    return _IMAGE.sub(r'<a href="\2" title="full size">\1</a>', content)
 
 
 def on_files(files, config):

@@ -87,6 +87,12 @@ def check_integer(name: str, value: Any, *, least: int) -> None:
         raise OutOfRangeError(f"{name}={value!r} is not allowed; it must be an integer >= {least}")
 
 
+def check_fraction(name: str, value: float) -> None:
+    """Raises `OutOfRangeError` unless `value` lies strictly between 0 and 1."""
+    if not 0 < value < 1:
+        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must lie strictly between 0 and 1")
+
+
 def at_least(least: int):
     """The check of an integer setting's lower bound: `check(name, value)` (`check_integer`)."""
     return functools.partial(check_integer, least=least)

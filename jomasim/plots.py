@@ -262,8 +262,12 @@ def _cell_mean(table: dict, value: str, selections: list[np.ndarray]) -> tuple[f
 def _sweep_title(table: dict, value: str) -> str:
     """What a sweep plot averages, and how many points it leaves out for having no value (NaN:
     e.g. a parting or blow-up step where the event never happened)."""
-    valueless = int(np.sum(~np.isfinite(table[value].astype(float)) & ~table["failed"]))
+    values = table[value].astype(float)
+    valid = np.isfinite(values) & ~table["failed"]
+    valueless = int(np.sum(~np.isfinite(values) & ~table["failed"]))
     title = f"{value}, mean over the other axes"
+    if valid.sum() > 1 and np.ptp(values[valid]) <= 1e-12 * max(1.0, float(np.max(np.abs(values[valid])))):
+        title += f"\n(the same at every point: {values[valid][0]:.6g}; the axes do not move it)"
     if valueless:
         title += f"\n({valueless} of {len(table[value])} points have no value and are left out)"
     return title
@@ -338,8 +342,8 @@ def _entropy_curve(axis, x: np.ndarray, entropy: np.ndarray, limit: float, xlabe
 
 
 def plot_fig4(data: dict, summary: dict, path: Path) -> None:
-    """Fig. 4: (a) the authors' discrete update, (b) the paper's ODE; left v snapshots with μ
-    dashed, right the attention entropy.
+    """Fig. 4: the authors' discrete update (top, the paper's run (a)) and the paper's ODE (bottom,
+    run (b)); left v snapshots with μ dashed, right the attention entropy; panels lettered (a)–(d).
 
     **Arguments:**
 
@@ -352,12 +356,12 @@ def plot_fig4(data: dict, summary: dict, path: Path) -> None:
     axes[0, 0].set_title("(a) discrete update: v every 100 iterations")
     _entropy_curve(axes[0, 1], np.arange(len(data["discrete_entropy"])), data["discrete_entropy"],
                    summary["discrete"]["entropy_limit"], "iteration")
-    axes[0, 1].set_title("(a) entropy of softmax(v²/T): sparse, then dense")
+    axes[0, 1].set_title("(b) discrete update: entropy of softmax(v²/T)")
     every = max(1, len(data["ode_ts"]) // 50)
     _snapshots(axes[1, 0], data["ode_v"][::every], data["ode_ts"][::every], mu, "t")
-    axes[1, 0].set_title(f"(b) v̇ = (μ − v) ∘ exp(v²/2) (Diffrax): {summary['ode']['status']}")
+    axes[1, 0].set_title(f"(c) ODE v̇ = (μ − v) ∘ exp(v²/2) (Diffrax): {summary['ode']['status']}")
     _entropy_curve(axes[1, 1], data["ode_ts"], data["ode_entropy"], summary["ode"]["entropy_limit"], "t")
-    axes[1, 1].set_title("(b) entropy of softmax(v²/2)")
+    axes[1, 1].set_title("(d) ODE: entropy of softmax(v²/2)")
     _save(figure, path)
 
 

@@ -20,19 +20,24 @@ DIP_AND_RISE = 2.5 - 2.0 * np.sin(np.pi * STEPS / 140)               # a minimum
 
 
 def test_rebound_measures_of_constructed_curves():
-    falling = rebound_measures(STEPS, FALLING[None])
+    falling = rebound_measures(STEPS, FALLING[None], 0.02)
     assert falling["rebound"] == 0 and falling["entropy_min_step"] == 100
     assert falling["dip"] == pytest.approx(FALLING[0] - FALLING[-1])
-    both = rebound_measures(STEPS, np.stack([DIP_AND_RISE, DIP_AND_RISE + 0.1, np.full(11, np.nan)]))
+    both = rebound_measures(STEPS, np.stack([DIP_AND_RISE, DIP_AND_RISE + 0.1, np.full(11, np.nan)]), 0.02)
     assert both["runs"] == 2, "a run that went non-finite is left out"
     assert both["entropy_min_step"] == 70
     assert both["rebound"] == pytest.approx(DIP_AND_RISE[-1] - DIP_AND_RISE[7])
     assert both["entropy_min"] == pytest.approx(DIP_AND_RISE[7] + 0.05)
-    assert rebound_measures(STEPS, np.full((2, 11), np.nan))["runs"] == 0
+    assert rebound_measures(STEPS, np.full((2, 11), np.nan), 0.02)["runs"] == 0
+    assert falling["censored"] == 1 and both["censored"] == 0, "a minimum at the last save is censored"
+    # a minimum one save (10 % of the run) before the end counts as censored only within 10 %
+    near = np.concatenate([FALLING[:-1], [FALLING[-2] + 0.01]])
+    assert rebound_measures(STEPS, near[None], 0.02)["censored"] == 0
+    assert rebound_measures(STEPS, near[None], 0.1)["censored"] == 1
 
 
 def test_verdict_both_ways():
-    linear, bouncing = rebound_measures(STEPS, FALLING[None]), rebound_measures(STEPS, DIP_AND_RISE[None])
+    linear, bouncing = rebound_measures(STEPS, FALLING[None], 0.02), rebound_measures(STEPS, DIP_AND_RISE[None], 0.02)
     found = verdict({"linear": linear, "gelu": bouncing, "relu": linear}, margin=0.1)
     assert found["bounce"] and found["activation_max"] == "gelu" and found["sparsified"]
     assert found["excess"] == pytest.approx(bouncing["rebound"])
@@ -40,8 +45,12 @@ def test_verdict_both_ways():
     assert not verdict({"linear": bouncing, "gelu": bouncing}, margin=0.1)["bounce"]
     # a rebound below the margin does not count
     assert not verdict({"linear": linear, "gelu": bouncing}, margin=bouncing["rebound"] + 0.01)["bounce"]
-    flat = rebound_measures(STEPS, np.full((1, 11), 2.5))
+    flat = rebound_measures(STEPS, np.full((1, 11), 2.5), 0.02)
     assert not verdict({"linear": flat, "silu": flat}, margin=0.1)["sparsified"]
+    # the nonlinear runs end at their minimum: no rebound there is censored, and the verdict says so
+    censored = verdict({"linear": bouncing, "gelu": linear}, margin=0.1)
+    assert not censored["bounce"] and censored["censored"] == ["gelu"]
+    assert found["censored"] == ["linear", "relu"]
 
 
 def test_fixed_gradient_objective_has_the_loss_gradient_at_the_start():

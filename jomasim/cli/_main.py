@@ -181,13 +181,17 @@ def _sweep_grid(args) -> tuple[Grid, BlockSweep]:
 
 
 def _plot_specs(args, task: BlockSweep, grid: Grid) -> list[tuple[str, str, str | None]]:
-    """The plots asked for, or by default the entropy-minimum step over the first two varied axes."""
+    """The plots asked for, or by default, over the first two varied axes, what a sweep of rates is
+    for: each flow's final NC of z with the reference run, the reference's final attention entropy,
+    and where the reduced flow parts from it."""
     if args.plot is None:
         varied = [name for name, values in grid.axes.items() if len(values) > 1 and name != "seed"]
         if not varied:
             return []
-        reference = OUTPUT_NAMES[MODE_RUNS[task.mode][0]]
-        return [(f"entropy_{reference}_min_step", varied[0], varied[1] if len(varied) > 1 else None)]
+        runs = [OUTPUT_NAMES[run] for run in MODE_RUNS[task.mode]]
+        values = [f"nc_{out}_z" for out in runs[1:]] + [f"entropy_{runs[0]}"] + (
+            ["parted_step_reduced"] if "reduced" in runs[1:] else [])
+        return [(value, varied[0], varied[1] if len(varied) > 1 else None) for value in values]
     specs = []
     for text in args.plot:
         parts = text.split(":")
@@ -231,7 +235,8 @@ def _sweep(args) -> None:
         return
     summary = result.summary
     print(f"{summary['points']} points in {summary['chunks']} chunks, {summary['failed']} failed, "
-          f"{summary['points_per_second']:.2f} points/s of compute")
+          f"{summary['points_per_second']:.2f} points/s of compute (compiling took {summary['compile_seconds']:.1f} s "
+          "more)")
     if summary["chunks_rejected"]:
         print(f"recomputed {summary['chunks_rejected']} stored chunks whose contents did not match the SHA-256 "
               "recorded when they were written (or that were cut short)")

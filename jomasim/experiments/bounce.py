@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import OutOfRangeError, at_least, check_positive, check_seed
+from .._errors import OutOfRangeError, at_least, check_fraction, check_positive, check_seed
 from .._progress import progress_bar
 from .._settings import Settings, setting
 from ..activation import check_activations, get_activation
@@ -136,6 +136,9 @@ class BounceConfig(Settings):
     toy_save_every: int = setting(10, "keep the toy's entropy every N iterations", check=at_least(1))
     margin: float = setting(0.1, "nats by which a nonlinear φ's mean rebound must exceed the linear φ's for the "
                             "setting to count as a bounce from the nonlinearity", check=check_positive)
+    censor_within: float = setting(0.02, "a run whose entropy minimum lies this fraction of its length or less before "
+                                   "its last save is censored: it ended before a rebound could show",
+                                   check=check_fraction)
 
     def check_fields(self):
         if not self.activations or self.activations[0] != "linear" or len(self.activations) < 2:
@@ -165,31 +168,35 @@ class BounceConfig(Settings):
         return block + (rungs if self.ladder else ())
 
 
-def rebound_measures(steps: np.ndarray, curves: np.ndarray) -> dict[str, float]:
+def rebound_measures(steps: np.ndarray, curves: np.ndarray, censor_within: float) -> dict[str, float]:
     """The entropy's initial value, minimum, step of the minimum, final value and rebound (final −
-    minimum), each the mean over the runs that stayed finite.
+    minimum), each the mean over the runs that stayed finite, and how many of them are censored.
 
     **Arguments:**
 
     - `steps`: `(n,)`; `curves`: `(runs, n)`.
+    - `censor_within`: a run whose minimum lies at most this fraction of the steps before the last
+      save is censored (it may still have been falling: its rebound is not seen).
 
     **Returns:**
 
     `entropy_initial`, `entropy_min`, `entropy_min_step`, `entropy_final`, `dip` (initial −
-    minimum: how sparse the attention got), `rebound`, and `runs` (how many runs were finite
-    throughout; NaN measures if none).
+    minimum: how sparse the attention got), `rebound`, `runs` (how many runs were finite
+    throughout; NaN measures if none) and `censored` (how many of those are censored).
     """
     finite = np.all(np.isfinite(curves), axis=1)
     kept = curves[finite]
     if not len(kept):
         return {**dict.fromkeys(("entropy_initial", "entropy_min", "entropy_min_step", "entropy_final", "dip", "rebound"),
-                                np.nan), "runs": 0}
+                                np.nan), "runs": 0, "censored": 0}
+    steps = np.asarray(steps)
     lowest = np.argmin(kept, axis=1)
     minimum = kept[np.arange(len(kept)), lowest]
+    late = steps[lowest] >= steps[-1] - censor_within * (steps[-1] - steps[0])
     return {"entropy_initial": float(np.mean(kept[:, 0])), "entropy_min": float(np.mean(minimum)),
-            "entropy_min_step": float(np.mean(np.asarray(steps)[lowest])), "entropy_final": float(np.mean(kept[:, -1])),
+            "entropy_min_step": float(np.mean(steps[lowest])), "entropy_final": float(np.mean(kept[:, -1])),
             "dip": float(np.mean(kept[:, 0] - minimum)), "rebound": float(np.mean(kept[:, -1] - minimum)),
-            "runs": int(finite.sum())}
+            "runs": int(finite.sum()), "censored": int(late.sum())}
 
 
 def verdict(measures: dict[str, dict], margin: float) -> dict:
@@ -204,20 +211,23 @@ def verdict(measures: dict[str, dict], margin: float) -> dict:
 
     `rebound_linear`, `activation_max` and `rebound_max` (the nonlinear activation with the largest
     rebound), `excess` (its rebound − the linear one's), `bounce` (`excess > margin`; false when a
-    rebound is unknown) and `sparsified` (whether any activation's attention got sparser by more
-    than `margin`: without that the setting cannot show a rebound, it is no test).
+    rebound is unknown), `sparsified` (whether any activation's attention got sparser by more
+    than `margin`: without that the setting cannot show a rebound, it is no test) and `censored`
+    (the activations most of whose runs are censored, `rebound_measures`: they ended at or just
+    after their minimum, so a missing rebound there is no evidence either way).
     """
     rebounds = {name: values["rebound"] for name, values in measures.items()}
     sparsified = any(values["dip"] > margin for values in measures.values())
+    censored = [name for name, values in measures.items() if values["runs"] and 2 * values["censored"] > values["runs"]]
     nonlinear = {name: value for name, value in rebounds.items() if name != "linear" and np.isfinite(value)}
     linear = rebounds["linear"]
     if not nonlinear or not np.isfinite(linear):
         return {"rebound_linear": linear, "activation_max": None, "rebound_max": np.nan, "excess": np.nan, "bounce": False,
-                "sparsified": sparsified}
+                "sparsified": sparsified, "censored": censored}
     name = max(nonlinear, key=nonlinear.get)
     excess = nonlinear[name] - linear
     return {"rebound_linear": linear, "activation_max": name, "rebound_max": nonlinear[name], "excess": excess,
-            "bounce": bool(excess > margin), "sparsified": sparsified}
+            "bounce": bool(excess > margin), "sparsified": sparsified, "censored": censored}
 
 
 def _json_number(value):
@@ -231,9 +241,10 @@ def run_bounce(config: BounceConfig) -> tuple[dict, dict]:
 
     `(data, summary)`: `data` holds per setting i `steps_i` and `entropy_i` `(activations, runs,
     saves)`; `summary` holds `settings`, `table` (one row per setting and activation: the
-    `rebound_measures`), `verdicts` (one per setting: `verdict`), `margin`, `bounce_settings` (the
+    `rebound_measures`), `verdicts` (one per setting: `verdict`), `margin`, `censor_within`, `bounce_settings` (the
     settings whose verdict is a bounce from the nonlinearity), `untested_settings` (those where the
-    attention never got sparse) and `verdict` in words.
+    attention never got sparse), `censored_settings` (those without a bounce where most runs of
+    some activation end at their minimum: `verdict`'s `censored`) and `verdict` in words.
     """
     cases = config.settings()
     data, rows, verdicts = {}, [], []
@@ -244,7 +255,7 @@ def run_bounce(config: BounceConfig) -> tuple[dict, dict]:
         for activation in activations:
             steps, entropy = case.curves(config, activation)
             bar.update()
-            measures[activation] = rebound_measures(steps, entropy)
+            measures[activation] = rebound_measures(steps, entropy, config.censor_within)
             rows.append({"setting": case.name, "activation": activation,
                          **{key: _json_number(value) for key, value in measures[activation].items()}})
             curves.append(entropy)
@@ -255,10 +266,15 @@ def run_bounce(config: BounceConfig) -> tuple[dict, dict]:
     bar.close()
     bounced = [row["setting"] for row in verdicts if row["bounce"]]
     untested = [row["setting"] for row in verdicts if not row["sparsified"]]
+    censored = [row["setting"] for row in verdicts if row["censored"] and row["sparsified"] and not row["bounce"]]
     words = (f"rebound larger for a nonlinear φ than for the linear one by more than {config.margin:g} nats in "
              f"{len(bounced)} of {len(cases)} settings" + (f" ({'; '.join(bounced)})" if bounced else "")
              + (f"; in {len(untested)} the attention never got sparser by that much, so they test nothing "
-                f"({'; '.join(untested)})" if untested else ""))
+                f"({'; '.join(untested)})" if untested else "")
+             + (f"; in {len(censored)} most runs of some activation reach their minimum within "
+                f"{100 * config.censor_within:g} % of the end, so no rebound there is censored, not absent "
+                f"({'; '.join(censored)})" if censored else ""))
     return data, {"settings": [case.name for case in cases], "activations": [case.activations(config) for case in cases],
-                  "table": rows, "verdicts": verdicts, "margin": config.margin, "bounce_settings": bounced,
-                  "untested_settings": untested, "verdict": words}
+                  "table": rows, "verdicts": verdicts, "margin": config.margin,
+                  "censor_within": config.censor_within, "bounce_settings": bounced,
+                  "untested_settings": untested, "censored_settings": censored, "verdict": words}

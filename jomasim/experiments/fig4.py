@@ -19,16 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import OutOfRangeError, ShapeMismatchError, at_least, check_positive, check_seed
+from .._errors import OutOfRangeError, ShapeMismatchError, at_least, check_fraction, check_positive, check_seed
 from .._memory import check_fits
 from .._settings import Settings, setting
 from ..metrics import entropy
 from ..theory import NonlinearToyFlow, SolverOptions, convergence_time, simulate, status_messages
-
-
-def _below_one(name: str, value: float) -> None:
-    if not 0 < value < 1:
-        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must lie strictly between 0 and 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +42,7 @@ class Fig4Config(Settings):
     ode_temperature: float = setting(2.0, "temperature of run (b), the ODE", check=check_positive)
     ode_t_end: float = setting(5.0, "end time of run (b)", check=check_positive)
     ode_saves: int = setting(1001, "saved times of run (b)", check=at_least(2))
-    converged: float = setting(0.01, "a component has converged when |mu - v| <= converged * mu", check=_below_one)
+    converged: float = setting(0.01, "a component has converged when |mu - v| <= converged * mu", check=check_fraction)
 
     def check_fields(self):
         if self.mu is not None and len(self.mu) == 0:

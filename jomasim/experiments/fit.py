@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .._errors import InvalidPathError, JomasimError, OutOfRangeError, at_least, check_positive
+from .._errors import InvalidPathError, JomasimError, OutOfRangeError, at_least, check_fraction, check_positive
 from .._settings import Settings, from_json, setting
 from ..comparison import displacement
 from ..metrics import normalized_correlation
@@ -34,21 +34,16 @@ from .compare import CompareConfig
 from .transformer import COMPARE_MODELS
 
 
-def _fraction(name: str, value: float) -> None:
-    if not 0 < value < 1:
-        raise OutOfRangeError(f"{name}={value!r} is not allowed; it must lie strictly between 0 and 1")
-
-
 @dataclasses.dataclass(frozen=True)
 class FitConfig(Settings):
     """How a run is fitted."""
 
-    held_out: float = setting(0.5, "fraction of the saved steps held out (the fit uses the ones before)", check=_fraction)
+    held_out: float = setting(0.5, "fraction of the saved steps held out (the fit uses the ones before)", check=check_fraction)
     lr_ratio: float = setting(1.0, "starting value of the rate ratio rho = eta_z / eta_w", check=check_positive)
     time_scale: float = setting(1.0, "starting value of the flow's time scale", check=check_positive)
     iterations: int = setting(64, "Levenberg-Marquardt steps at most", check=at_least(1))
-    rtol: float = setting(1e-8, "Levenberg-Marquardt relative tolerance", check=_fraction)
-    atol: float = setting(1e-10, "Levenberg-Marquardt absolute tolerance", check=_fraction)
+    rtol: float = setting(1e-8, "Levenberg-Marquardt relative tolerance", check=check_fraction)
+    atol: float = setting(1e-10, "Levenberg-Marquardt absolute tolerance", check=check_fraction)
     knots: int = setting(1, "pieces of a rate ratio rho(t) that changes over training, equal in time over the fitted "
                          "saves (1: one rho)", check=at_least(1))
     progress: bool = setting(False, "print every Levenberg-Marquardt step of every seed (its loss and log(rho), "

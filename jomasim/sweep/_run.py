@@ -110,32 +110,36 @@ def plan_chunks(task: SweepTask, points: list[dict], chunk_size: int) -> list[Ch
 _COMPILED: dict = {}
 
 
-def _compiled(task: SweepTask, key: Hashable, mesh: Mesh):
-    """The jitted `vmap(point_function)` of one static key over the mesh's devices: a
+def _compiled(task: SweepTask, key: Hashable, mesh: Mesh, numbers: dict[str, np.ndarray]):
+    """The compiled `vmap(point_function)` of one static key over the mesh's devices for chunks
+    shaped as `numbers`, and the seconds compiling it took now (0 when it was compiled before): a
     `shard_map`, so that each device runs its own vmapped solve and an adaptive solve only waits
     for the slowest point on its own device; on one device, or for a task that is not
     `shardable`, a plain jit whose batch is partitioned from the input sharding."""
-    cache_key = (task, key, tuple(mesh.devices.flat))
-    if cache_key not in _COMPILED:
-        spec = PartitionSpec("points")
-        batched = jax.vmap(task.point_function(key))
-        options = task.compiler_options(mesh.devices.flat[0].platform)
-        if mesh.devices.size > 1 and task.shardable():
-            batched = jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
-            _COMPILED[cache_key] = jax.jit(batched, compiler_options=options)
-        else:
-            sharding = NamedSharding(mesh, spec)
-            _COMPILED[cache_key] = jax.jit(batched, in_shardings=sharding, out_shardings=sharding,
-                                           compiler_options=options)
-    return _COMPILED[cache_key]
+    cache_key = (task, key, tuple(mesh.devices.flat), len(next(iter(numbers.values()))))
+    if cache_key in _COMPILED:
+        return _COMPILED[cache_key], 0.0
+    started = time.perf_counter()
+    spec = PartitionSpec("points")
+    sharding = NamedSharding(mesh, spec)
+    batched = jax.vmap(task.point_function(key))
+    options = task.compiler_options(mesh.devices.flat[0].platform)
+    if mesh.devices.size > 1 and task.shardable():
+        batched = jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    jitted = jax.jit(batched, in_shardings=sharding, out_shardings=sharding, compiler_options=options)
+    _COMPILED[cache_key] = jitted.lower(numbers).compile()
+    return _COMPILED[cache_key], time.perf_counter() - started
 
 
-def _run_chunk(task: SweepTask, chunk: Chunk, points: list[dict], mesh: Mesh, padded_size: int) -> dict[str, np.ndarray]:
-    """One chunk's results; the chunk is padded to `padded_size` by repeating its last point."""
+def _run_chunk(task: SweepTask, chunk: Chunk, points: list[dict], mesh: Mesh,
+               padded_size: int) -> tuple[dict[str, np.ndarray], float]:
+    """One chunk's results (the chunk is padded to `padded_size` by repeating its last point) and
+    the seconds spent compiling for it (0 when its program was compiled before)."""
     rows = list(chunk.index) + [chunk.index[-1]] * (padded_size - len(chunk.index))
     numbers = {name: np.asarray([points[row][name] for row in rows]) for name in task.numeric_names}
-    results = _compiled(task, chunk.key, mesh)(numbers)
-    return {name: np.asarray(value)[: len(chunk.index)] for name, value in results.items()}
+    executable, compile_seconds = _compiled(task, chunk.key, mesh, numbers)
+    results = executable(numbers)
+    return {name: np.asarray(value)[: len(chunk.index)] for name, value in results.items()}, compile_seconds
 
 
 def _wait_for_chunks(folder: Path, chunks: list[Chunk], sweep_fingerprint: str, timeout: float,
@@ -212,7 +216,8 @@ def run_sweep(
     contents, in the manifest `chunks/log.jsonl`; chunks already there (from an interrupted run)
     whose contents match their recorded SHA-256 are not computed again, the others are recomputed
     and counted in the summary's `chunks_rejected`. Process 0 then waits for every chunk and writes
-    `points.csv`, `points.npz` and `summary.json`.
+    `points.csv`, `points.npz` and `summary.json`. A chunk's recorded time is its run; compiling
+    (once per static key) is timed apart, as the summary's `compile_seconds` of this process.
 
     **Arguments:**
 
@@ -260,11 +265,12 @@ def run_sweep(
         started = time.perf_counter()
         shown = progress_shown() if progress is None else progress
         bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="sweep", unit="chunk", disable=not shown)
-        computed_points = 0
+        computed_points, compile_seconds = 0, 0.0
         for chunk in todo:
             chunk_started = time.perf_counter()
-            results = _run_chunk(task, chunk, points, mesh, padded_size)
-            seconds = time.perf_counter() - chunk_started
+            results, compiling = _run_chunk(task, chunk, points, mesh, padded_size)
+            compile_seconds += compiling
+            seconds = time.perf_counter() - chunk_started - compiling  # a chunk's time is its run
             try:
                 finished[chunk.number] = write_chunk(folder, chunk.number, chunk.index, results, seconds,
                                                      sweep_fingerprint, process)
@@ -292,6 +298,7 @@ def run_sweep(
         "processes": processes,
         "compute_seconds": compute_seconds,
         "points_per_second": len(points) / compute_seconds if compute_seconds > 0 else None,
+        "compile_seconds": compile_seconds,
         "failed": int(table["failed"].sum()),
         "failed_points": {int(row): str(table["failures"][row]) for row in np.flatnonzero(table["failed"])},
         "chunks_computed": [{k: entry[k] for k in ("chunk", "process", "seconds")} for entry in log],
