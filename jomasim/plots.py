@@ -597,14 +597,23 @@ def plot_fit(run, results, path: Path) -> None:
     logits.axvline(boundary, color="gray", linewidth=0.8)
     _finish(logits, "SGD step", "attention logit", f"seed {int(run.seeds[0])}: trained (solid), flow before (dotted) "
             f"and after (dashed) the fit")
+    converged = results.status == 0
     for label, z, style in (("before", results.z_before, ":"), ("after", results.z_after, "-")):
         nc = np.asarray(normalized_correlation(z, run.z))
         for seed, curve in enumerate(nc):
-            agreement.plot(steps, curve, linestyle=style, color="tab:blue" if label == "after" else "tab:orange",
-                           label=f"{label} the fit" if seed == 0 else None)
+            # a seed whose fit did not converge is drawn grey, and left out of the title's means
+            colour = ("tab:blue" if label == "after" else "tab:orange") if converged[seed] else "lightgray"
+            agreement.plot(steps, curve, linestyle=style, color=colour,
+                           label=f"{label} the fit" if seed == int(np.argmax(converged)) else None)
+    if not converged.all():
+        agreement.plot([], [], color="lightgray", label=f"not converged ({int((~converged).sum())} seeds)")
     agreement.axvline(boundary, color="gray", linewidth=0.8)
-    _finish(agreement, "SGD step", "NC(z flow, z trained)",
-            f"rho = {np.mean(results.lr_ratio):.3g}, time scale = {np.mean(results.time_scale):.3g} (mean over seeds)")
+    title = "no seed's fit converged"
+    if converged.any():
+        scale = (f", time scale = {np.mean(results.time_scale[converged]):.3g}" if results.time_scale_fitted
+                 else " (time scale held)")
+        title = f"rho = {np.mean(results.lr_ratio[converged]):.3g}{scale}, mean over {int(converged.sum())} converged seeds"
+    _finish(agreement, "SGD step", "NC(z flow, z trained)", title)
     if pieces > 1:
         edges = np.concatenate([[steps[0]], results.knots, [steps[-1]]])
         for seed, ratios in enumerate(results.lr_ratio):

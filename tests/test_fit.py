@@ -47,6 +47,20 @@ def test_the_fit_recovers_the_rate_ratio_the_run_trained_with(exp_run, fitted):
 
 
 @pytest.mark.slow
+def test_the_clock_of_an_sgd_run_is_held_unless_asked_and_the_trade_off_is_reported(exp_run, fitted):
+    """By default an SGD run's time scale is held at 1 (its steps are the flow's clock) and no
+    correlation is reported; fitted too, the fit still finds rho = 2 and s = 1 and reports how
+    strongly the saves couple log rho with log s (a Gauss–Newton correlation within [-1, 1])."""
+    assert fitted["time_scale_fitted"] is False and fitted["fitted_time_scale"] == [1.0, 1.0]
+    assert fitted["correlation_lr_ratio_time_scale"] is None
+    both = fit_run(read_run(exp_run), FitConfig(clock="fitted"))
+    assert both.time_scale_fitted and (both.status == 0).all()
+    np.testing.assert_allclose(both.lr_ratio[:, 0], 2.0, rtol=0.02)
+    np.testing.assert_allclose(both.time_scale, 1.0, rtol=0.02)
+    assert np.all(np.isfinite(both.correlation)) and np.all(np.abs(both.correlation) <= 1.0 + 1e-9)
+
+
+@pytest.mark.slow
 def test_progress_prints_every_step(exp_run, capfd):
     assert main(["fit", str(exp_run), "--progress", "true", "--iterations", "2"]) == 0
     output = capfd.readouterr().out

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from .._compile import CACHE_VARIABLE, compile_cache_folder, use_compile_cache
 from .._errors import JomasimError, NonFiniteResultError, OutOfRangeError, at_least, check_choice, check_positive
@@ -487,10 +488,21 @@ def _fit(args) -> None:
     print(f"trained with rho = eta_z / eta_w = {summary['trained_lr_ratio']:.4g}; fitted on steps "
           f"{summary['fitted_steps'][0]:g}-{summary['fitted_steps'][1]:g}, held out "
           f"{summary['held_out_steps'][0]:g}-{summary['held_out_steps'][1]:g}")
-    # one rho per seed is a column; rho(t) on several pieces is a line per seed
+    # one rho per seed is a column; rho(t) on several pieces is a line per seed; the time scale and
+    # its correlation with rho only where it was fitted
     pieces = results.lr_ratio.shape[1] > 1
-    columns = ("fitted_time_scale", "nc_before", "nc_after", "nc_held_out", "size_held_out")
+    scale = ("fitted_time_scale", "correlation_lr_ratio_time_scale") if results.time_scale_fitted else ()
+    columns = (*scale, "nc_before", "nc_after", "nc_held_out", "size_held_out")
     print_table(summary, columns if pieces else ("fitted_lr_ratio", *columns), ("status",), ok="converged")
+    if not results.time_scale_fitted:
+        print(f"the flow runs on the run's clock (time scale held at {config.time_scale:g}; --clock fitted fits it too)")
+    elif np.any(np.abs(results.correlation) > 0.9):
+        print("rho and the time scale trade off against each other (|correlation| above 0.9: the saves cannot tell them "
+              "apart); where the run's clock is the flow's (SGD), --clock fixed fits rho alone")
+    stuck = int(np.sum(results.status != 0))
+    if stuck:
+        print(f"{stuck} of {len(results.status)} seeds did not converge within {config.iterations} Levenberg-Marquardt "
+              "steps: raise --iterations, or loosen --rtol/--atol")
     if pieces:
         print(f"rho(t) on the pieces between steps {', '.join(f'{knot:g}' for knot in results.knots)}:")
         for seed, ratios in zip(summary["seeds"], results.lr_ratio):

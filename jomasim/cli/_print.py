@@ -45,6 +45,8 @@ HEADERS = {
     "attention_rate": ("rate", "the logits' rate factor on η_z (diagonal of P, mean)"),
     "fitted_lr_ratio": ("fitted ρ", "the fitted rate ratio η_z/η_w"),
     "fitted_time_scale": ("time scale", "the fitted factor on the flow's clock"),
+    "correlation_lr_ratio_time_scale": ("corr(ρ,s)", "the fit's correlation of ρ with the time scale (near ±1: the "
+                                        "saves cannot tell them apart)"),
     "nc_before": ("NC before", "NC of the flow at the start values with training, held-out saves"),
     "nc_after": ("NC fitted", "NC after the fit, fitted saves"),
     "nc_held_out": ("NC held out", "NC after the fit, held-out saves"),

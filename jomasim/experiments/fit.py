@@ -3,8 +3,11 @@
 For every seed of a `jomasim compare` run, the reduced flow (J12-J13b) is started from that seed's
 data and initial state and its free quantities are fitted to the trained logits: the rate ratio
 ρ = η_z/η_w (which sets Theorem 1's κ and the logits' speed) and a time scale s of the flow (its
-rates are s·η_w and s·ρ·η_w on the run's clock of SGD steps). Both are fitted in log space from
-the neutral start ρ = 1, s = 1, whatever rates the run trained with, so the fit measures them. The
+rates are s·η_w and s·ρ·η_w on the run's clock of SGD steps). They are fitted in log space from
+the neutral start ρ = 1, s = 1, whatever rates the run trained with, so the fit measures them. On
+an SGD run the run's clock is the flow's, so by default s is held at 1 and ρ alone is fitted (on
+the saves ρ and s trade off against each other: `FitResults.correlation` reports how much where s
+is fitted too, `FitConfig.clock`); Adam's clock is not SGD's, so there s is fitted. The
 objective is the relative squared error of z over the first saves (the last `held_out` of them are
 held out); its Jacobian goes through `diffrax.diffeqsolve` in forward mode (`ForwardMode`: two
 parameters, hundreds of residuals; `jax.grad` of `objective` works as well through Diffrax's
@@ -33,6 +36,9 @@ from .block import MemberNumbers
 from .compare import CompareConfig
 from .transformer import COMPARE_MODELS
 
+CLOCKS = ("auto", "fixed", "fitted")
+"""How a fit treats the flow's time scale (`FitConfig.clock`)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig(Settings):
@@ -48,6 +54,13 @@ class FitConfig(Settings):
                          "saves (1: one rho)", check=at_least(1))
     progress: bool = setting(False, "print every Levenberg-Marquardt step of every seed (its loss and log(rho), "
                              "log(scale))")
+    clock: str = setting("auto", "hold the flow's time scale at its starting value (fixed: the run's clock of SGD "
+                         "steps is the flow's clock), fit it with rho (fitted), or auto: fixed for SGD runs, fitted "
+                         "for Adam's", choices=CLOCKS)
+
+    def fits_time_scale(self, config: CompareConfig) -> bool:
+        """Whether the time scale is fitted for a run with `config` (`clock`)."""
+        return self.clock == "fitted" or (self.clock == "auto" and getattr(config, "optimizer", "sgd") != "sgd")
 
 
 class TrainedRun(NamedTuple):
@@ -163,9 +176,11 @@ class FitResults(NamedTuple):
     clock) and `time_scale` s, NC of z before the fit (the neutral
     start, over the held-out saves), after it (over the fitted saves) and on the held-out saves,
     the fitted flow's size ‖Δz‖/‖Δz trained‖ at the last save (`comparison.displacement`), the
-    solver's `status` (0 when Levenberg–Marquardt converged, 1 when not) and `iterations`;
-    the flow's z before and after at every save `(S, n, M_c)`, the saves `steps` and how many were
-    fitted (`fitted`)."""
+    solver's `status` (0 when Levenberg–Marquardt converged, 1 when not) and `iterations`, and
+    when the time scale was fitted (`time_scale_fitted`) the `correlation` of log ρ (its first
+    piece) with log s that the Gauss–Newton curvature at the solution implies (near ±1: the data
+    cannot tell the two apart, NaN when s was held); the flow's z before and after at every save
+    `(S, n, M_c)`, the saves `steps` and how many were fitted (`fitted`)."""
 
     lr_ratio: np.ndarray
     time_scale: np.ndarray
@@ -176,6 +191,8 @@ class FitResults(NamedTuple):
     size_held_out: np.ndarray
     status: np.ndarray
     iterations: np.ndarray
+    time_scale_fitted: bool
+    correlation: np.ndarray
     z_before: np.ndarray
     z_after: np.ndarray
     steps: np.ndarray
@@ -183,23 +200,32 @@ class FitResults(NamedTuple):
 
 
 def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps, knots, fitted: int, start,
-                fit: FitConfig):
-    """One seed's fit (traceable; vmapped over seeds)."""
+                free: int, fit: FitConfig):
+    """One seed's fit of the first `free` entries of `start` (the rest held; traceable, vmapped over
+    seeds)."""
     joint, y0 = setting.member_start(numbers)
-    # two parameters and hundreds of residuals: the Jacobian in forward mode, two JVPs through the solve
+    # a few parameters and hundreds of residuals: the Jacobian in forward mode, one JVP each through the solve
     options = dataclasses.replace(setting.solve, adjoint="forward")
     args = (joint, y0, knots, z_trained[:fitted], steps[:fitted], options)
-    solution = optx.least_squares(residuals, optx.LevenbergMarquardt(rtol=fit.rtol, atol=fit.atol, verbose=fit.progress), start, args,
-                                  max_steps=fit.iterations, throw=False)
+    full = lambda free_values: jnp.concatenate([free_values, start[free:]])  # noqa: E731
+    solution = optx.least_squares(lambda values, args: residuals(full(values), args),
+                                  optx.LevenbergMarquardt(rtol=fit.rtol, atol=fit.atol, verbose=fit.progress),
+                                  start[:free], args, max_steps=fit.iterations, throw=False)
+    values = full(solution.value)
     before = flow_logits(joint, y0, start, knots, steps, setting.solve)
-    after = flow_logits(joint, y0, solution.value, knots, steps, setting.solve)
+    after = flow_logits(joint, y0, values, knots, steps, setting.solve)
     converged = solution.result == optx.RESULTS.successful
-    return solution.value, jnp.where(converged, 0, 1), solution.stats["num_steps"], before, after
+    # the Gauss–Newton covariance (JᵀJ)⁻¹ at the solution, as a correlation of log ρ₁ with log s
+    jacobian = jax.jacfwd(lambda free_values: residuals(full(free_values), args))(solution.value)
+    covariance = jnp.linalg.pinv(jacobian.T @ jacobian)
+    correlation = covariance[0, -1] / jnp.sqrt(covariance[0, 0] * covariance[-1, -1]) if free == len(start) else jnp.nan
+    return values, jnp.where(converged, 0, 1), solution.stats["num_steps"], correlation, before, after
 
 
 @eqx.filter_jit
-def _fit_members(setting, numbers, z_trained, steps, knots, fitted, start, fit):
-    return jax.vmap(lambda member, z: _fit_member(setting, member, z, steps, knots, fitted, start, fit))(numbers, z_trained)
+def _fit_members(setting, numbers, z_trained, steps, knots, fitted, start, free, fit):
+    return jax.vmap(lambda member, z: _fit_member(setting, member, z, steps, knots, fitted, start, free, fit))(
+        numbers, z_trained)
 
 
 def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
@@ -226,8 +252,10 @@ def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
     numbers = MemberNumbers(*map(np.asarray, config.members(config.eta_w, config.eta_z)))
     start = jnp.log(jnp.asarray([fit.lr_ratio] * fit.knots + [fit.time_scale]))
     knots = steps[fitted - 1] * np.arange(1, fit.knots) / fit.knots
-    values, status, iterations, before, after = _fit_members(config, numbers, jnp.asarray(run.z), jnp.asarray(steps),
-                                                             jnp.asarray(knots), fitted, start, fit)
+    scaled = fit.fits_time_scale(config)
+    values, status, iterations, correlation, before, after = _fit_members(
+        config, numbers, jnp.asarray(run.z), jnp.asarray(steps), jnp.asarray(knots), fitted, start,
+        fit.knots + scaled, fit)
     trained = np.asarray(run.z)
     nc = lambda z, rows: np.mean(np.asarray(normalized_correlation(z[:, rows], trained[:, rows])), axis=1)  # noqa: E731
     held = slice(fitted, None)
@@ -235,8 +263,9 @@ def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
         lr_ratio=np.exp(np.asarray(values[:, :-1])), time_scale=np.exp(np.asarray(values[:, -1])), knots=knots,
         nc_before=nc(np.asarray(before), held), nc_after=nc(np.asarray(after), slice(0, fitted)),
         nc_held_out=nc(np.asarray(after), held), size_held_out=np.asarray(jax.vmap(displacement)(after, trained)[1][:, -1]),
-        status=np.asarray(status), iterations=np.asarray(iterations),
-        z_before=np.asarray(before), z_after=np.asarray(after), steps=steps, fitted=fitted,
+        status=np.asarray(status), iterations=np.asarray(iterations), time_scale_fitted=scaled,
+        correlation=np.asarray(correlation, dtype=float), z_before=np.asarray(before), z_after=np.asarray(after),
+        steps=steps, fitted=fitted,
     )
 
 
@@ -248,6 +277,8 @@ def fit_summary(run: TrainedRun, results: FitResults) -> dict:
         "fitted_lr_ratio": (results.lr_ratio[:, 0] if results.lr_ratio.shape[1] == 1 else results.lr_ratio).tolist(),
         "knot_steps": results.knots.tolist(),
         "fitted_time_scale": results.time_scale.tolist(),
+        "time_scale_fitted": results.time_scale_fitted,
+        "correlation_lr_ratio_time_scale": results.correlation.tolist() if results.time_scale_fitted else None,
         "nc_before": results.nc_before.tolist(),
         "nc_after": results.nc_after.tolist(),
         "nc_held_out": results.nc_held_out.tolist(),
