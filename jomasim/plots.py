@@ -412,7 +412,8 @@ def plot_reach(data: dict, summary: dict, path: Path) -> None:
 
 def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     """The bounce search: one panel per setting, the attention entropy over training for each
-    activation (seed mean), titled with the verdict's excess rebound (nonlinear − linear).
+    activation (seed mean), titled with the verdict's excess rebound (nonlinear − linear) and what
+    it is: a bounce, no bounce, no dip (nothing tested) or censored (runs end at their minimum).
 
     **Arguments:**
 
@@ -426,7 +427,9 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
         for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], colours):
             axis.plot(data[f"steps_{index}"], np.nanmean(curves, axis=0), color=colour, label=activation)
         excess = "—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
-        mark = "bounce" if verdict["bounce"] else ("no dip" if not verdict["sparsified"] else "no bounce")
+        mark = ("bounce" if verdict["bounce"] else "no dip" if not verdict["sparsified"]
+                else f"censored ({', '.join(verdict['censored'])} end at their minimum)" if verdict["censored"]
+                else "no bounce")
         _finish(axis, "step", "attention entropy (nats)" if axis.get_subplotspec().is_first_col() else "",
                 f"{name}\nrebound excess {excess} nats: {mark}")
         axis.title.set_fontsize(8)
