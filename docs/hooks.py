@@ -23,7 +23,7 @@ from latex2mathml.converter import convert
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
-from jomasim.cli._print import HEADERS
+from jomasim.cli._print import HEADERS, cell_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -88,12 +88,6 @@ def _number(match: re.Match) -> str:
     return _apply(run, key, [part.strip() for part in filters.split("|") if part.strip()])
 
 
-def _cell(value) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _table(match: re.Match) -> str:
     run, columns = match.group(1), match.group(2)
     rows = _lookup(run, "table")
@@ -102,7 +96,7 @@ def _table(match: re.Match) -> str:
     if missing:
         raise PluginError(f"docs: {run}'s table has no columns {missing}")
     lines = ["| " + " | ".join(HEADERS.get(name, (name,))[0] for name in names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(_cell(row[name]) for name in names) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell_text(row[name]) for name in names) + " |" for row in rows]
     return "\n".join(lines)
 
 

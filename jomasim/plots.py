@@ -428,7 +428,7 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
             axis.plot(data[f"steps_{index}"], np.nanmean(curves, axis=0), color=colour, label=activation)
         excess = "—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
         mark = ("bounce" if verdict["bounce"] else "no dip" if not verdict["sparsified"]
-                else f"censored ({', '.join(verdict['censored'])} end at their minimum)" if verdict["censored"]
+                else "censored (runs end at their minimum)" if verdict["censored"]
                 else "no bounce")
         _finish(axis, "step", "attention entropy (nats)" if axis.get_subplotspec().is_first_col() else "",
                 f"{name}\nrebound excess {excess} nats: {mark}")

@@ -10,16 +10,19 @@ def without_lists(value):
     return value
 
 
-def _cell(value) -> str:
-    """A table cell: a float to 4 significant digits, None (no such number) as "–"."""
+def cell_text(value) -> str:
+    """A table cell: a float to 4 significant digits (a whole number, such as a step, in full), None
+    (no such number) as "–"."""
     if value is None:
         return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) < 1e9 else f"{value:.4g}"
+    return str(value)
 
 
 def format_rows(rows: list[dict]) -> str:
     """A list of rows (dicts with the same keys) as an aligned text table, under the `HEADERS`."""
-    cells = [[HEADERS.get(key, (key,))[0] for key in rows[0]]] + [[_cell(value) for value in row.values()] for row in rows]
+    cells = [[HEADERS.get(key, (key,))[0] for key in rows[0]]] + [[cell_text(value) for value in row.values()] for row in rows]
     widths = [max(len(line[column]) for line in cells) for column in range(len(cells[0]))]
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells)
 
@@ -57,6 +60,14 @@ HEADERS = {
     "eta_z": ("η_z", "the attention's learning rate"),
     "loss_end": ("loss", "training's loss on the frequency bags at its end"),
     "entropy_drop": ("drop", "how far training's attention entropy fell by its end (nats)"),
+    "setting": ("setting", "the setting searched"),
+    "entropy_initial": ("H start", "the attention entropy at the start (nats)"),
+    "entropy_min": ("H min", "its lowest value"),
+    "entropy_min_step": ("at step", "where it is lowest"),
+    "entropy_final": ("H end", "its value at the end"),
+    "rebound": ("rebound", "H end − H min (nats)"),
+    "runs": ("runs", "the runs that stayed finite"),
+    "censored": ("censored", "of those, the runs whose minimum lies at their end (within censor_within, 2 % by default)"),
     "last_step": ("read at", "the step the other numbers are read at: the last save every run reached"),
 }
 """The printed header of each summary column, and what it means (the legend under a table)."""
