@@ -103,6 +103,7 @@ class Base2Attention(js.AbstractAttention):
         return zhat1, jnp.zeros_like(zhat1)
 
 
+@pytest.mark.slow
 def test_a_new_attention_form_is_one_class():
     """A form defined in this file runs through JointFlow, ReducedFlow, simulate and the invariant
     checks unchanged: its Jacobian is the derivative of its weights, the joint flow keeps its

@@ -267,6 +267,21 @@ def test_a_run_that_stopped_early_never_agrees_at_every_save(capsys):
     assert "but on no seed to the end" in capsys.readouterr().out
 
 
+def test_with_nothing_compared_after_the_start_no_run_agrees_and_theorem1_tests_nothing(capsys):
+    """Every run stopped at the start (NC there is "–"): the conclusions say there is nothing to
+    compare, never that a flow agrees, and Theorem 1's entropies (equal at the start) are not shown."""
+    summary = {"seeds": [0, 1], "last_step": [0.0, 0.0], "parted_step_reduced": [None, None], "nc_reduced_z": [None, None],
+               "size_reduced_z": [None, None], "nc_zhat_z": [None, None], "size_zhat_z": [None, None],
+               "entropy_zhat": [2.7, 2.7], "entropy_train": [2.7, 2.7], "status_reduced": ["blow-up at step = 0"] * 2,
+               "status_train": ["ok", "ok"]}
+    print_theorem1(summary, "train")
+    print_agreement(summary, "train", "step")
+    out = capsys.readouterr().out
+    assert "agrees" not in out and "entropy" not in out
+    assert "  – on every seed: nothing to test" in out
+    assert "the reduced JoMA ODE: no NC of z with training on any seed" in out
+
+
 def test_agreement_lines_say_where_each_run_parts(capsys):
     summary = {"seeds": [0, 1], "parted_step_ode": [800, None], "nc_ode_z": [-0.1, 0.999], "parted_step_reduced": [None, None],
                "nc_reduced_z": [1.0, 1.0]}
@@ -333,6 +348,7 @@ def test_run_names_with_control_characters_are_refused(tmp_path, capsys):
     assert "no control characters" in capsys.readouterr().err and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_flow_that_starts_past_the_blow_up_threshold_blows_up_at_the_start_and_nothing_is_compared(tmp_path, capsys):
     """A threshold below |z(0)| (the event can never change sign) is a blow-up at step 0 on every
     seed, not "ok"; then no NC exists after the start, and the conclusions say so instead of

@@ -45,7 +45,8 @@ def _both(flow, y0, options):
     return in_W, projected
 
 
-@pytest.mark.parametrize("embedding, options", [pytest.param("identity", js.SolverOptions(), marks=pytest.mark.slow),
+@pytest.mark.slow
+@pytest.mark.parametrize("embedding, options", [("identity", js.SolverOptions()),
                                                 ("random", js.SolverOptions(solver="euler", dt0=0.5))])
 def test_projected_solves_are_the_solves_in_W(embedding, options):
     """With a coordinate projection (identity embeddings) the adaptive controller sees the same

@@ -81,7 +81,8 @@ def streams():
     return rng.integers(0, 13, size=(60, 3)), rng.integers(0, 13, size=(40, 2))
 
 
-@pytest.mark.parametrize("optimizer", ["adam", pytest.param("sgd", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_the_optimizer_switch_trains_as_optax_does_directly(streams, optimizer):
     config = WikitextConfig(optimizer=optimizer, dropout=0.0, seeds=1, d_model=8, d_hidden=12, steps=3, eval_every=1,
                             bptt=5, lr=0.05, norm="pre", ffn_activation="silu", positions=False)
