@@ -463,10 +463,12 @@ def _compare(args) -> None:
 def _add_fit(commands) -> None:
     parser = commands.add_parser(
         "fit",
-        help="fit the reduced JoMA flow's rate ratio and time scale to a compare run, per seed",
+        help="fit the reduced JoMA flow's rate ratio (and time scale) to a compare run, per seed",
         description="Fit the reduced JoMA flow to the trained logits of a jomasim compare run: the rate ratio "
-        "rho = eta_z / eta_w and a time scale, from the neutral start rho = 1, scale 1, by Levenberg-Marquardt "
-        "through Diffrax, on the first saves; the rest are held out. Writes RUN/fit/ (fit.json, fit.npz, fit.png).",
+        "rho = eta_z / eta_w, and with --clock fitted (or on an Adam run) a time scale of the flow's clock, from the "
+        "neutral start rho = 1, scale 1, by Levenberg-Marquardt through Diffrax, on the first saves; the rest are "
+        "held out. On an SGD run the steps are the flow's clock, so by default the time scale is held. Writes "
+        "RUN/fit/ (fit.json, fit.npz, fit.png).",
     )
     parser.add_argument("run", type=_folder("run"), help="a run folder of jomasim compare")
     _add_process_options(parser)
