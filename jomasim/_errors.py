@@ -87,6 +87,14 @@ def check_integer(name: str, value: Any, *, least: int) -> None:
         raise OutOfRangeError(f"{name}={value!r} is not allowed; it must be an integer >= {least}")
 
 
+def each(check):
+    """The check of a tuple setting whose every entry must pass `check(name, value)`."""
+    def check_each(name: str, values) -> None:
+        for value in values:
+            check(name, value)
+    return check_each
+
+
 def check_fraction(name: str, value: float) -> None:
     """Raises `OutOfRangeError` unless `value` lies strictly between 0 and 1."""
     if not 0 < value < 1:

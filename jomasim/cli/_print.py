@@ -120,8 +120,11 @@ def print_theorem1(summary: dict, reference: str) -> None:
         return
     # entropies only where Theorem 1 was read after the start (at the start both are the initial one)
     read = [index for index, value in enumerate(summary["nc_zhat_z"]) if value is not None]
-    implied, own = ([summary[key][index] for index in read if summary[key][index] is not None] if key in summary else []
-                    for key in ("entropy_zhat", f"entropy_{reference}"))
+
+    def at_read(key: str) -> list[float]:
+        return [summary[key][index] for index in read if summary[key][index] is not None] if key in summary else []
+
+    implied, own = at_read("entropy_zhat"), at_read(f"entropy_{reference}")
     if implied and own:
         print(f"  the attention the closed form implies has entropy {_span(implied, '.2f')} nats against "
               f"{_span(own, '.2f')} for {RUN_NAMES[reference]}")

@@ -208,7 +208,8 @@ def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps
     options = dataclasses.replace(setting.solve, adjoint="forward")
     args = (joint, y0, knots, z_trained[:fitted], steps[:fitted], options)
     full = lambda free_values: jnp.concatenate([free_values, start[free:]])  # noqa: E731
-    solution = optx.least_squares(lambda values, args: residuals(full(values), args),
+    free_residuals = lambda free_values, args: residuals(full(free_values), args)  # noqa: E731
+    solution = optx.least_squares(free_residuals,
                                   optx.LevenbergMarquardt(rtol=fit.rtol, atol=fit.atol, verbose=fit.progress),
                                   start[:free], args, max_steps=fit.iterations, throw=False)
     values = full(solution.value)
@@ -216,7 +217,7 @@ def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps
     after = flow_logits(joint, y0, values, knots, steps, setting.solve)
     converged = solution.result == optx.RESULTS.successful
     # the Gauss–Newton covariance (JᵀJ)⁻¹ at the solution, as a correlation of log ρ₁ with log s
-    jacobian = jax.jacfwd(lambda free_values: residuals(full(free_values), args))(solution.value)
+    jacobian = jax.jacfwd(free_residuals)(solution.value, args)
     covariance = jnp.linalg.pinv(jacobian.T @ jacobian)
     correlation = covariance[0, -1] / jnp.sqrt(covariance[0, 0] * covariance[-1, -1]) if free == len(start) else jnp.nan
     return values, jnp.where(converged, 0, 1), solution.stats["num_steps"], correlation, before, after

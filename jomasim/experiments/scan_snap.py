@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._errors import OutOfRangeError, at_least, check_choice, check_positive, check_seed
+from .._errors import OutOfRangeError, at_least, check_choice, check_positive, check_seed, each
 from .._settings import Settings, setting
 from ..data import SequenceClasses, check_sequence_class_sizes, make_sequence_classes
 from ..metrics import entropy
@@ -69,8 +69,7 @@ def _column(definition: str) -> str:
 def _positive_values(name: str, values: tuple) -> None:
     if len(values) == 0:
         raise OutOfRangeError(f"{name}=() is not allowed; give at least one value")
-    for value in values:
-        check_positive(name, value)
+    each(check_positive)(name, values)
 
 
 def _distinct_values(name: str, values: tuple) -> None:

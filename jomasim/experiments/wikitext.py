@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .._errors import OutOfRangeError, at_least, check_integer, check_positive
+from .._errors import OutOfRangeError, at_least, check_integer, check_positive, each
 from .._memory import check_fits, transformer_bytes
 from .._progress import progress_bar
 from .._settings import Settings, setting
@@ -43,13 +43,7 @@ def _folder_or_none(name: str, value: str | None) -> None:
 def _depths(name: str, values: tuple[int, ...]) -> None:
     if not values:
         raise OutOfRangeError(f"{name}=() is not allowed; give at least one depth")
-    for value in values:
-        check_integer(name, value, least=1)
-
-
-def _rates(name: str, values: tuple[float, ...]) -> None:
-    for value in values:
-        check_positive(name, value)
+    each(at_least(1))(name, values)
 
 
 def _at_least_one_or_none(name: str, value: int | None) -> None:
@@ -78,7 +72,7 @@ class WikitextConfig(Settings):
     lr: float = setting(1e-4, "the learning rate of depths", check=check_positive)
     ablation_depth: int = setting(5, "the depth of the learning-rate ablation (Fig. 8)", check=at_least(1))
     ablation_lrs: tuple[float, ...] = setting((1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2), "the rates of the "
-                                              "learning-rate ablation (none: no ablation)", check=_rates)
+                                              "learning-rate ablation (none: no ablation)", check=each(check_positive))
     seeds: int = setting(3, "seeds per run (vmapped)", check=at_least(1))
     d_model: int = setting(200, "the model's width", check=at_least(1))
     d_hidden: int = setting(200, "its MLP's width", check=at_least(1))

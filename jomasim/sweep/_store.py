@@ -129,9 +129,10 @@ def sweep_lock(folder: Path, process: int) -> Iterator[None]:
                     f"for it to finish, or choose another --name (if no such run exists, delete {str(lock)!r})"
                 ) from None
             # a killed run's lock: set it aside under a name of our own (one taker wins), then retry
+            stale = lock.with_name(f"{lock.name}.stale-{owner}")
             with contextlib.suppress(OSError):
-                os.replace(lock, lock.with_name(f"{lock.name}.stale-{owner}"))
-                os.unlink(lock.with_name(f"{lock.name}.stale-{owner}"))
+                os.replace(lock, stale)
+                os.unlink(stale)
     else:
         raise InvalidPathError(f"cannot take the lock {str(lock)!r} of sweep {str(folder)!r}; another run took it")
     try:

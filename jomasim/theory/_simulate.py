@@ -102,10 +102,8 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool, lift=
     event = None
     if options.blowup is not None:
         threshold = options.blowup
-        # the field reaches the condition as diffrax's `args`, not through a closure: under vmap or
-        # shard_map (a sweep's chunk) a closed-over traced field fails diffrax's closure conversion
         event = dfx.Event(
-            lambda t, y, args, **kwargs: jnp.max(jnp.abs(args.logits(y))) - threshold,
+            lambda t, y, args, **kwargs: jnp.max(jnp.abs(field.logits(y))) - threshold,
             root_finder=optx.Newton(rtol=1e-10, atol=1e-10),
         )
     solution = dfx.diffeqsolve(
@@ -115,7 +113,6 @@ def _solve_one(field, y0, ts, t0, options: SolverOptions, endpoints: bool, lift=
         ts[-1],
         options.dt0,
         y0,
-        args=field,
         saveat=dfx.SaveAt(t0=True, t1=True) if endpoints else dfx.SaveAt(ts=ts, t1=True),
         stepsize_controller=controller,
         max_steps=options.max_steps,
