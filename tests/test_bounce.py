@@ -53,6 +53,7 @@ def test_verdict_both_ways():
     assert found["censored"] == ["linear", "relu"]
 
 
+@pytest.mark.slow
 def test_fixed_gradient_objective_has_the_loss_gradient_at_the_start():
     config = FixedGradientConfig(activation="gelu", seeds=1)
     numbers = MemberNumbers(*(jnp.asarray(value[0]) for value in config.members(0.1, 0.1)))

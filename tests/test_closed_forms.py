@@ -88,7 +88,7 @@ def fig4_mu():
     return jnp.sort(jax.random.uniform(jax.random.key(0), (10,), minval=1.0, maxval=4.0))
 
 
-@pytest.mark.parametrize("normalized, temperature, t_end", [(False, 2.0, 40.0), (True, 3.0, 3000.0)])
+@pytest.mark.parametrize("normalized, temperature, t_end", [pytest.param(False, 2.0, 40.0, marks=pytest.mark.slow), (True, 3.0, 3000.0)])
 def test_nonlinear_toy_salient_first_then_attention_densifies(fig4_mu, normalized, temperature, t_end):
     mu = fig4_mu
     flow = js.NonlinearToyFlow(mu, temperature=temperature, normalized=normalized)

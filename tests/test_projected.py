@@ -66,6 +66,7 @@ def test_projected_solves_are_the_solves_in_W(embedding, options):
         np.testing.assert_allclose(W - U @ (U.T @ W), W0 - U @ (U.T @ W0), atol=1e-14)
 
 
+@pytest.mark.slow
 def test_projected_solves_with_any_embedding_agree_to_tolerance():
     """With random embeddings the controller's per-entry scaling is not rotation-invariant, so
     the adaptive steps differ; the states still agree to the tolerance."""
@@ -75,6 +76,7 @@ def test_projected_solves_with_any_embedding_agree_to_tolerance():
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_batched_solves_lift_each_member_from_its_own_start():
     """`simulate` in both batch modes lifts every member with its own W(0)."""
     def member(key):

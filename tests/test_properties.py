@@ -18,6 +18,7 @@ def _non_constant(values) -> bool:
     return np.ptp(values) > 1e-6 * max(1.0, np.max(np.abs(values)))
 
 
+@pytest.mark.slow
 @given(vectors, seeds)
 def test_normalized_correlation_is_symmetric_bounded_and_affine_invariant(values, seed):
     a = np.asarray(values)
@@ -46,6 +47,7 @@ def test_attention_jacobian_matches_finite_differences(kind, seed, temperature, 
     np.testing.assert_allclose(exact, numeric, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow
 @given(seed=seeds, rate_ratio=st.floats(0.2, 5.0), temperature=st.floats(0.3, 2.0),
        activation=st.sampled_from(["linear", "silu"]))
 @settings(max_examples=12)
@@ -63,6 +65,7 @@ def test_theorem_1_residual_vanishes_along_the_exp_joint_flow(seed, rate_ratio, 
 
 
 # three sizes (a solve compiles once per state shape): one token, a few, the most
+@pytest.mark.slow
 @given(seed=seeds, size=st.sampled_from([1, 3, 6]), eta_w=st.floats(0.2, 3.0), kappa=st.floats(0.1, 2.0))
 @settings(max_examples=12)
 def test_erf_closed_form_matches_the_salience_flow(seed, size, eta_w, kappa):

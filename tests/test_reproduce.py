@@ -55,6 +55,7 @@ def test_fig3_most_salient_token_wins_and_V_is_low_rank():
     assert summary["entropy_final"] < summary["entropy_initial"] - 1.5, "attention gets sparse"
 
 
+@pytest.mark.slow
 def test_cli_writes_and_replaces_a_reproduction(tmp_path, capsys):
     arguments = ["reproduce", "fig4", "--mu", "1.5,2.5,3.5", "--out", str(tmp_path)]
     assert main(arguments) == 0
@@ -106,6 +107,7 @@ def test_unknown_reproduction_is_a_usage_error(capsys):
     assert exit_info.value.code == 2 and "invalid choice: 'fig2000'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_reproduce_all_writes_one_offline_page(tmp_path):
     scan_snap = ScanSnapConfig(panels=(1,), eta_z=(1.0, 3.0), eta_ratio=(2.0,), seeds=1, steps=20, batch=16, length=24, eval_batch=32)
     folder, entries = reproduce_all({"fig4": Fig4Config(mu=(1.5, 2.5, 3.5)), "scan-snap": scan_snap}, tmp_path,

@@ -130,6 +130,7 @@ def test_each_reading_of_the_entropy_is_recorded(small_run):
     assert [panel["vocab_size"] for panel in summary["panels"]] == [33, 56]
 
 
+@pytest.mark.slow
 def test_attention_entropies_against_hand_computation():
     classes = make_sequence_classes(n_queries=2, next_per_query=2, n_common=3, common_per_query=0, distinct_per_class=4)
     vocab = classes.vocab_size

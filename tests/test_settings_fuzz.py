@@ -89,6 +89,7 @@ def _names_value(message: str, value: str) -> bool:
     return value in message or read in message
 
 
+@pytest.mark.slow
 def test_every_setting_refuses_bad_values_in_one_line(tmp_path, monkeypatch):
     # the work behind each command, past every check: reaching it means the value was taken
     monkeypatch.setattr(compare, "run_members", _reached)

@@ -172,6 +172,7 @@ def test_stack_checks_structure():
     assert stacked.mu.shape == (3, 2)
 
 
+@pytest.mark.slow
 def test_overflowing_trial_steps_are_rejected_not_stuck():
     """exp(v²/2) overflows in a too-long trial step; the step must shrink, not turn the step size NaN."""
     mu = jnp.array([1.41, 1.54, 1.58, 1.87, 2.11, 2.44, 2.53, 3.25, 3.60, 3.93])
@@ -204,6 +205,7 @@ print(json.dumps(result))
 """
 
 
+@pytest.mark.slow
 def test_import_changes_no_configuration_and_float32_is_refused_or_works():
     """Importing jomasim leaves float64 off and matplotlib's backend as it was; without float64
     `simulate` refuses the default tolerances in one line that names float64, and at tolerances

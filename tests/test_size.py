@@ -84,6 +84,7 @@ def test_tracking_the_mean_attention_follows_the_joint_flow_closer(block_path):
     assert exp_curves.tracked is None and exp_curves.nc_zhat2_z is None  # exact invariant, no ẑ₂
 
 
+@pytest.mark.slow
 def test_the_preconditioned_flow_with_p_a_multiple_of_identity_is_the_scheduled_flow():
     data = js.make_token_data(jax.random.key(2), n_distinct=4, n_common=3, n_classes=5, dim=9)
     joint = js.JointFlow(data, activation="silu", temperature=0.5, eta_w=0.7, eta_z=1.4)
@@ -134,6 +135,7 @@ def test_the_preconditioner_is_the_jacobian_gram_of_the_logits():
     np.testing.assert_allclose(P, jnp.einsum("mia,mja->mij", J, J), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_the_preconditioner_reconstructs_the_logits_motion_step_by_step():
     """Σ_k −η_z P_k ∂L/∂z_k over SGD steps is the logits' change: NC ≥ 0.9999, size within 2 %."""
     data, model = _tiny_transformer()
@@ -192,6 +194,7 @@ def test_adams_preconditioner_is_how_its_step_moves_the_logits():
     assert not np.allclose(P, start.probe().preconditioner[0], rtol=0.1)  # Adam's is not SGD's
 
 
+@pytest.mark.slow
 def test_with_adams_first_step_the_preconditioned_flow_is_a_sign_flow():
     """Adam's first step (v̂ = g², as with β₂ → 0) gives D⁻¹ = 1/(|g| + ε): the flow driven by it
     on both sides moves every weight and logit at its rate times the gradient's sign, which is

@@ -160,6 +160,7 @@ def test_transformer_rejects_bad_shapes(transformer):
         TransformerConfig(vocab_size=5, n_outputs=5, d_model=16, n_heads=3)
 
 
+@pytest.mark.slow
 def test_transformer_learns_a_copy_task_with_batches():
     config = TransformerConfig(vocab_size=6, n_outputs=6, d_model=16, n_layers=1, d_hidden=32, max_len=8)
     model = Transformer(config, nnx.Rngs(1))

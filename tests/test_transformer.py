@@ -69,6 +69,7 @@ def test_transformer_compare_in_the_block_setting_is_the_blocks(block_and_transf
     np.testing.assert_allclose(transformer.members.probes.entropy_sequences, block.members.train.entropy, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_minibatch_gradients_are_unbiased_for_long_sequences():
     """At L = 1000 the gradient on sampled sequences, averaged over batches, is the expectation's."""
     config = TransformerCompareConfig(**SMALL, attention_params="qk", embeddings="learned", value="learned",
@@ -114,6 +115,7 @@ def test_probes_equal_hand_computed_z_and_V():
     np.testing.assert_allclose(probe.rate, rate, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_attention_over_positions_is_attention_over_token_counts():
     """Without positions a sequence is its counts: the model's attention over its positions summed
     per token equals the attention form on the empirical frequencies."""

@@ -39,6 +39,7 @@ def test_missing_corpus_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not os.environ.get(CORPUS_VARIABLE), reason=f"set {CORPUS_VARIABLE} to a WikiText folder")
+@pytest.mark.slow
 def test_layer_0_attention_sparsifies_and_loss_falls(tmp_path, monkeypatch):
     monkeypatch.setenv("JOMASIM_CACHE", str(tmp_path / "cache"))
     data, summary = run_wikitext(WikitextConfig(**TINY))
@@ -66,6 +67,7 @@ def test_with_a_linear_ffn_the_mlp_is_its_matrix_product():
     np.testing.assert_allclose(hidden, inner @ block.up.kernel[...] + block.up.bias[...], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_dropout_is_off_without_a_key_and_inverted_with_one():
     tokens = jnp.arange(10) % 13
     with_dropout, without = _model(dropout=0.2), _model()
