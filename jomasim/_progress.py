@@ -1,5 +1,10 @@
 """Signs of life for long runs: a progress bar over a study's own units (rungs, settings, panels,
-runs), shown on standard error only where the caller asked for it.
+runs), and a line saying what a long call that reports nothing itself is doing and for how long
+(compiling a program, running it), shown on standard error only where the caller asked for it.
+
+Inside a compiled program nothing is reported: a step counter would be a host callback, and JAX
+keeps no program with host callbacks in its persistent compilation cache, which the command line
+relies on to make its second run fast.
 
 The command line turns it on for its own run when standard error is a terminal and `--quiet` is
 not given (`showing_progress`); a library call, a pipe or a benchmark sees nothing. The switch is
@@ -9,6 +14,7 @@ a context variable, so nothing changes at import and concurrent callers do not s
 import contextlib
 import contextvars
 import sys
+import threading
 
 from tqdm import tqdm
 
@@ -42,3 +48,34 @@ def progress_bar(total: int, description: str, unit: str) -> tqdm:
     """
     return tqdm(total=total, desc=description, unit=f" {unit}", disable=not progress_shown(), file=sys.stderr, leave=False,
                 dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def working(description: str, every: float = 0.5):
+    """A line on standard error, `description: elapsed time`, redrawn every `every` seconds while
+    the block runs (a call that blocks without reporting, such as a compile); drawn only inside
+    `showing_progress(True)` and removed when the block ends.
+
+    **Arguments:**
+
+    - `description`: what runs, in words.
+    - `every`: seconds between redraws.
+    """
+    if not progress_shown():
+        yield
+        return
+    line = tqdm(desc=description, bar_format="{desc}: {elapsed}", file=sys.stderr, leave=False, dynamic_ncols=True)
+    done = threading.Event()
+
+    def redraw():
+        while not done.wait(every):
+            line.refresh()
+
+    thread = threading.Thread(target=redraw, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        line.close()

@@ -1,6 +1,7 @@
 """The `jomasim` command line: a small real run, its files, and one-line errors."""
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -38,10 +39,24 @@ def test_simulate_writes_a_complete_run(run_folder, capsys):
     assert config["environment"]["packages"]["diffrax"]
     summary = json.loads((run_folder / "summary.json").read_text())
     assert len(summary["nc_zhat_z"]) == 2 and all(value > 0.97 for value in summary["nc_zhat_z"])
-    assert summary["status_ode"] == ["ok", "ok"] and summary["wall_seconds"] > 0
+    assert summary["status_ode"] == ["ok", "ok"] and 0 < summary["compile_seconds"] < summary["wall_seconds"]
     data = np.load(run_folder / "data.npz")
     assert data["z_ode"].shape == (2, 7, 20) and data["nc_zhat_z"].shape == (2, 7)
     assert not [p for p in run_folder.parent.iterdir() if p.name.startswith(".")], "no partial folders left"
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_run_says_what_it_is_doing_on_a_terminal_only(run_folder, tmp_path, monkeypatch, capsys, terminal):
+    """On a terminal the compile and the compiled run each get a line; piped, standard error is
+    empty; either way the last line says how much of the run was compiling."""
+    stderr = io.StringIO()
+    stderr.isatty = lambda: terminal
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert main(SMALL_RUN + ["--out", str(tmp_path)]) == 0
+    shown = stderr.getvalue()
+    assert ("compiling: " in shown and "integrating the flows (2 members): " in shown) == terminal
+    assert terminal or shown == ""
+    assert "s of it compiling)" in capsys.readouterr().out.splitlines()[-1]
 
 
 def test_existing_run_folder_is_refused(run_folder, capsys):
@@ -402,6 +417,8 @@ def test_a_second_run_reuses_the_compiled_programs_and_gives_the_same_numbers(tm
             assert entries, "the first run stored its programs"
     assert set(cache.iterdir()) == entries, "the second run compiled nothing new"
     summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("cold", "warm", "uncached")]
+    timings = ("wall_seconds", "compile_seconds")
     for summary in summaries[1:]:
-        assert {key: value for key, value in summary.items() if key != "wall_seconds"} == {
-            key: value for key, value in summaries[0].items() if key != "wall_seconds"}
+        assert {key: value for key, value in summary.items() if key not in timings} == {
+            key: value for key, value in summaries[0].items() if key not in timings}
+    assert summaries[1]["compile_seconds"] < summaries[0]["compile_seconds"], "the warm run compiled less"

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._compile import CACHE_VARIABLE, compile_cache_folder, use_compile_cache
 from .._errors import JomasimError, NonFiniteResultError, OutOfRangeError, at_least, check_choice, check_positive
-from .._progress import showing_progress
+from .._progress import showing_progress, working
 from .._settings import build, flat_fields
 from ..experiments.block import MODE_RUNS, MODES
 from ..experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
@@ -416,7 +416,8 @@ def _run(command: str, config, args, work: Callable, plot: Callable, figure: str
     if _crawled_at_relu_kinks(config, summary):
         print("note: with ReLU the flows are not smooth and adaptive solvers crawl where hidden units cross zero; "
               "use --activation silu or gelu, or --solver euler --dt0 with a small step (compare: --dt0 1 is SGD)")
-    print(f"wrote {args.out / name}/ (config.json, data.npz, summary.json, {figure}) in {summary['wall_seconds']:.1f} s")
+    print(f"wrote {args.out / name}/ (config.json, data.npz, summary.json, {figure}) in {summary['wall_seconds']:.1f} s "
+          f"({summary['compile_seconds']:.1f} s of it compiling)")
 
 
 def _crawled_at_relu_kinks(config, summary: dict) -> bool:
@@ -430,7 +431,8 @@ def _simulate(args) -> None:
     def work(config):
         started = time.perf_counter()
         results = run_block_theory(config)
-        return results, {**results.summary(), "wall_seconds": time.perf_counter() - started}
+        return results, {**results.summary(), "wall_seconds": time.perf_counter() - started,
+                         "compile_seconds": results.compile_seconds}
 
     columns = ("nc_zhat_z", "nc_dzhat_dz", "size_zhat_z", "size_zhat_tracked_z", "entropy_zhat", "entropy_ode",
                "nc_reduced_z", "size_reduced_z", "nc_tracked_z", "size_tracked_z")
@@ -480,7 +482,10 @@ def _fit(args) -> None:
     config = _config_from(FitConfig, args)
     run = read_run(args.run)
     started = time.perf_counter()
-    results = fit_run(run, config)
+    seeds = len(run.seeds)
+    with working(f"fitting the reduced flow to {seeds} seed{'s' if seeds != 1 else ''} (compiling, then "
+                 f"at most {config.iterations} Levenberg-Marquardt steps)"):
+        results = fit_run(run, config)
     summary = {**fit_summary(run, results), "wall_seconds": time.perf_counter() - started}
     with run_directory(args.run, "fit", replace=True) as folder:
         write_json(folder / "fit.json", {**summary, "config": dataclasses.asdict(config), "environment": environment()})

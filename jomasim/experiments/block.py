@@ -15,6 +15,7 @@ model may give the flows another clock (a Transformer trained with Adam: Adam's,
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from .._compile import block_compiler_options
 from .._errors import OutOfRangeError, at_least, check_choice, check_nonnegative, check_positive, check_seed
+from .._progress import working
 from .._settings import Settings, setting
 from ..activation import ACTIVATIONS
 from ..assumptions import leak_curves
@@ -52,6 +54,9 @@ MODES = ("theory", "train", "both")
 
 MODE_RUNS = {"theory": ("joint", "reduced", "tracked"), "train": ("train",), "both": ("train", "joint", "reduced", "tracked")}
 """The runs each mode makes (`results.RUNS` names); the first is the reference the others are compared with."""
+
+MODE_WORK = {"theory": "integrating the flows", "train": "training", "both": "training and integrating the flows"}
+"""What a mode's compiled call does, in words (its progress line)."""
 
 
 def training_status(diverged_at: int) -> str:
@@ -364,6 +369,8 @@ class BlockResults(NamedTuple):
     - `scalars`: `results.scalars` of every member, `(B,)` each.
     - `steps`: the save steps (or times) `(n,)`; `seeds`: `(B,)`.
     - `clock`: what `steps` count (`"step"`, or `"t"` for times), for the messages.
+    - `compile_seconds`: the seconds spent tracing and compiling the batch's program in this call
+      (near 0 when this process had compiled it before).
     """
 
     members: MemberResult
@@ -371,6 +378,7 @@ class BlockResults(NamedTuple):
     steps: np.ndarray
     seeds: np.ndarray
     clock: str
+    compile_seconds: float = 0.0
 
     def messages(self, run: str) -> list[str]:
         """What happened to each member's flow `run` (`"joint"` or `"reduced"`), in words."""
@@ -415,7 +423,16 @@ def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_
     check_choice("mode", mode, MODES)
     if mode != "train":
         check_precision(setting.solve)
-    measure = _compiled_measure_members(jax.default_backend())
-    members, numbers_of = measure(setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
+    arguments = (setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
+    # compiled ahead of the call, so that compiling is timed and shown apart from running (a program
+    # compiled before in this process is found again at once)
+    started = time.perf_counter()
+    with working("compiling"):
+        measure = _compiled_measure_members(jax.default_backend()).lower(*arguments).compile()
+    compile_seconds = time.perf_counter() - started
+    batch = len(np.atleast_1d(numbers.seed))
+    with working(f"{MODE_WORK[mode]} ({batch} member{'s' if batch != 1 else ''})"):
+        members, numbers_of = jax.block_until_ready(measure(*arguments))
     as_numpy = functools.partial(jax.tree_util.tree_map, np.asarray)
-    return BlockResults(as_numpy(members), as_numpy(numbers_of), np.asarray(save_steps), np.asarray(numbers.seed), clock)
+    return BlockResults(as_numpy(members), as_numpy(numbers_of), np.asarray(save_steps), np.asarray(numbers.seed), clock,
+                        compile_seconds)

@@ -79,7 +79,8 @@ def run_compare(config: CompareConfig) -> BlockResults:
 
 
 def compare(config: CompareConfig) -> tuple[BlockResults, dict]:
-    """`run_compare` and its summary (`BlockResults.summary`, with `wall_seconds`: the whole job).
+    """`run_compare` and its summary (`BlockResults.summary`, with `wall_seconds`: the whole job,
+    and `compile_seconds`: the part of it spent tracing and compiling).
 
     **Returns:**
 
@@ -87,4 +88,5 @@ def compare(config: CompareConfig) -> tuple[BlockResults, dict]:
     """
     started = time.perf_counter()
     results = run_compare(config)
-    return results, {**results.summary(), "wall_seconds": time.perf_counter() - started}
+    return results, {**results.summary(), "wall_seconds": time.perf_counter() - started,
+                     "compile_seconds": results.compile_seconds}
