@@ -21,6 +21,7 @@ import numpy as np
 
 from .._errors import OutOfRangeError, ShapeMismatchError, at_least, check_fraction, check_positive, check_seed
 from .._memory import check_fits
+from .._progress import working
 from .._settings import Settings, setting
 from ..metrics import entropy
 from ..theory import NonlinearToyFlow, SolverOptions, convergence_time, simulate, status_messages
@@ -117,8 +118,9 @@ def run_fig4(config: Fig4Config) -> tuple[dict[str, np.ndarray], dict]:
     _check_memory(config)
     mu = config.targets()
     v0 = np.full(mu.shape, config.v0)
-    vs, discrete_entropy = map(np.asarray, discrete_toy(jnp.asarray(mu), jnp.asarray(v0), config.step,
-                                                        config.temperature, config.iterations))
+    with working(f"(a) {config.iterations} iterations of the discrete update"):
+        vs, discrete_entropy = map(np.asarray, discrete_toy(jnp.asarray(mu), jnp.asarray(v0), config.step,
+                                                            config.temperature, config.iterations))
     lowest = int(np.argmin(discrete_entropy))
     discrete = {
         "entropy_initial": float(discrete_entropy[0]),
@@ -130,8 +132,9 @@ def run_fig4(config: Fig4Config) -> tuple[dict[str, np.ndarray], dict]:
 
     ts = np.linspace(0.0, config.ode_t_end, config.ode_saves)
     flow = NonlinearToyFlow(jnp.asarray(mu), temperature=config.ode_temperature)
-    trajectory = simulate(flow, jnp.asarray(v0), ts, options=SolverOptions(solver="kvaerno5", rtol=1e-8, atol=1e-10))
-    ode_v, ode_entropy = np.asarray(trajectory.ys), np.asarray(trajectory.entropy())
+    with working(f"(b) the ODE to t = {config.ode_t_end:g} (implicit solver)"):
+        trajectory = simulate(flow, jnp.asarray(v0), ts, options=SolverOptions(solver="kvaerno5", rtol=1e-8, atol=1e-10))
+        ode_v, ode_entropy = np.asarray(trajectory.ys), np.asarray(trajectory.entropy())
     reached = ts <= float(trajectory.t_final)
     lowest_ode = int(np.argmin(np.where(reached, ode_entropy, np.inf)))
     last = int(np.flatnonzero(reached)[-1])
