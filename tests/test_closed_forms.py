@@ -25,6 +25,7 @@ def test_erf_solution_matches_the_ode_before_blowup():
     assert float(jnp.max(jnp.abs(closed[-1]))) > 1.5  # far into the nonlinear regime
 
 
+@pytest.mark.slow
 def test_general_kappa_and_constant():
     delta = jnp.array([0.3, -0.5, 0.9])
     c = jnp.array([0.2, -0.1, 0.0])

@@ -32,6 +32,7 @@ def test_normalized_correlation_is_symmetric_bounded_and_affine_invariant(values
         assert float(js.metrics.normalized_correlation(a, a)) == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.slow
 @given(kind=st.sampled_from(["linear", "exp", "softmax"]), seed=seeds, temperature=st.floats(0.2, 4.0),
        size=st.integers(2, 8))
 def test_attention_jacobian_matches_finite_differences(kind, seed, temperature, size):

@@ -221,6 +221,7 @@ def test_with_adams_first_step_the_preconditioned_flow_is_a_sign_flow():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_the_scale_path_closure_is_the_layernorms_scale_path():
     """The preconditioned flow's scale-path rate (from its own b and h) is −η_z P ∂L/∂z along the
     scale path of a LayerNorm on the block's MLP input (`LayerNorm(x, "scale")`), at a state where

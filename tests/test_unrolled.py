@@ -30,7 +30,8 @@ def _solve(solver, field, y0, controller):
 
 # the three code paths: first-same-as-last with the last stage as the solution (Tsit5; Dopri5 and
 # Bosh3 are alike), the same with 14 stages (Dopri8), and a tableau with neither (Heun)
-@pytest.mark.parametrize("method", [dfx.Tsit5, dfx.Dopri8, pytest.param(dfx.Heun, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", [dfx.Tsit5, *(pytest.param(method, marks=pytest.mark.slow)
+                                               for method in (dfx.Dopri8, dfx.Heun))])
 def test_unrolled_steps_equal_diffrax(reduced, method):
     controller = dfx.PIDController(rtol=1e-7, atol=1e-9)
     looped = _solve(method(), *reduced, controller)

@@ -56,6 +56,7 @@ def _model(**switches):
     return Transformer(config, nnx.Rngs(3))
 
 
+@pytest.mark.slow
 def test_with_a_linear_ffn_the_mlp_is_its_matrix_product():
     block = _model(ffn_activation="linear", norm="none").blocks[0]
     x = jax.random.normal(jax.random.key(0), (6, 8))
