@@ -167,15 +167,9 @@ _LEFTOVER = re.compile(r"^\..+\.(?:partial-|earlier-)?([^.\s]+-\d+)\.[^.]*(?:\.t
 `.NAME.earlier-OWNER.XXXX`) of a write or run, with its owner (`process_owner`)."""
 
 
-def remove_leftovers(folder: Path) -> list[str]:
+def remove_leftovers(folder: Path) -> None:
     """Removes what killed writes and runs left in `folder`: temporary files and partial folders
-    whose owner process no longer exists on this host.
-
-    **Returns:**
-
-    The names removed.
-    """
-    removed = []
+    whose owner process no longer exists on this host."""
     with contextlib.suppress(OSError):
         for path in Path(folder).iterdir():
             match = _LEFTOVER.match(path.name)
@@ -183,8 +177,6 @@ def remove_leftovers(folder: Path) -> list[str]:
                 continue
             with contextlib.suppress(OSError):
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-                removed.append(path.name)
-    return removed
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -346,7 +338,8 @@ def run_directory(root: Path, name: str, replace: bool = False, claimed: bool = 
     A context manager yielding the partial folder to write into.
     """
     check_run_name(name)
-    root = _output_folder(root)
+    # a claimed name's folder was made ready (and cleared of leftovers) by `claim_run_name`
+    root = Path(root) if claimed else _output_folder(root)
     final = root / name
     if not (replace or claimed):
         try:
