@@ -56,7 +56,8 @@ RUNS = {
 SERIES = ("--layers", "4", "--width", "128", "--heads", "4", "--length", "64", "--batch", "16", "--steps", "3000",
           "--save-every", "150")
 """The sizes of the checkpoint series (`examples/checkpoint_series.py`) the pretrained page shows;
-each layout's study goes to `docs/results/pretrained-KIND/` (needs the `[pretrained]` extra)."""
+each layout's study goes to `docs/results/pretrained-KIND/`, with a linear MLP to
+`docs/results/pretrained-KIND-linear/` (needs the `[pretrained]` extra)."""
 
 KEPT = ("summary.json", "config.json", "fit.json", "fit.png")
 
@@ -87,10 +88,13 @@ def _store(name: str, paths) -> None:
 
 
 def _series(corpus: str, scratch: Path) -> None:
-    """Trains the checkpoint series and copies each layout's study."""
+    """Trains the checkpoint series, with the layouts' own MLP activations and with a linear MLP,
+    and copies each series' study."""
     script = Path(__file__).parent.parent / "examples" / "checkpoint_series.py"
-    print("$ python examples/checkpoint_series.py " + " ".join(SERIES), flush=True)
-    subprocess.run([sys.executable, str(script), "--corpus", corpus, "--out", str(scratch / "series"), *SERIES], check=True)
+    for activation in ([], ["--activation", "linear"]):
+        print("$ python examples/checkpoint_series.py " + " ".join((*SERIES, *activation)), flush=True)
+        subprocess.run([sys.executable, str(script), "--corpus", corpus, "--out", str(scratch / "series"), *SERIES,
+                        *activation], check=True)
     for study in sorted((scratch / "series").glob("*/reproduce-pretrained")):
         _store(f"pretrained-{study.parent.name}", [study / kept for kept in ("summary.json", "config.json", "pretrained.png")])
 

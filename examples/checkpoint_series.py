@@ -12,6 +12,10 @@ tiny series in a scratch folder (what `.ci/run` checks); the sizes the README re
 
     python examples/checkpoint_series.py --corpus DIR --out runs/checkpoint-series \\
         --layers 4 --width 128 --heads 4 --length 64 --batch 16 --steps 3000 --save-every 150
+
+`--activation linear` trains the same models with a linear MLP (`transformers` configs take the
+activation by name) into `KIND-linear/`: the control for whether a rebound needs the MLP's
+nonlinearity.
 """
 
 import argparse
@@ -28,10 +32,15 @@ from jomasim.experiments.reproduce import reproduce
 KINDS = ("gpt_neox", "opt")
 """The model layouts trained: GPT-NeoX (Pythia) and OPT, the two `reproduce pretrained` reads."""
 
+ACTIVATIONS = ("linear", "relu", "gelu", "silu")
+"""MLP activations a series can be trained with instead of its layout's own (GPT-NeoX's GELU, OPT's
+ReLU), by their `transformers` names."""
 
-def make_model(kind: str, vocab_size: int, layers: int, width: int, heads: int, length: int, seed: int):
+
+def make_model(kind: str, vocab_size: int, layers: int, width: int, heads: int, length: int, seed: int,
+               activation: str | None = None):
     """A freshly initialised causal language model of layout `kind` (MLP width 4 × `width`, sequences
-    up to `length` tokens)."""
+    up to `length` tokens), with the MLP `activation` (one of `ACTIVATIONS`; `None`: the layout's own)."""
     import torch
     import transformers
 
@@ -40,16 +49,20 @@ def make_model(kind: str, vocab_size: int, layers: int, width: int, heads: int, 
     sizes = dict(vocab_size=vocab_size, hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
                  max_position_embeddings=length)
     if kind == "gpt_neox":
-        return transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(intermediate_size=4 * width, **sizes))
-    return transformers.OPTForCausalLM(transformers.OPTConfig(ffn_dim=4 * width, word_embed_proj_dim=width, **sizes))
+        chosen = {"hidden_act": activation} if activation else {}
+        return transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(intermediate_size=4 * width, **chosen, **sizes))
+    chosen = {"activation_function": activation} if activation else {}
+    return transformers.OPTForCausalLM(transformers.OPTConfig(ffn_dim=4 * width, word_embed_proj_dim=width, **chosen,
+                                                              **sizes))
 
 
 def train_series(kind: str, ids: np.ndarray, vocab_size: int, out: Path, *, layers: int = 2, width: int = 32,
                  heads: int = 2, length: int = 32, batch: int = 8, steps: int = 20, save_every: int = 5,
-                 lr: float = 1e-3, seed: int = 0, positions: int | None = None) -> list[Path]:
+                 lr: float = 1e-3, seed: int = 0, positions: int | None = None,
+                 activation: str | None = None) -> list[Path]:
     """Trains one model with AdamW on random windows of `length` tokens of `ids` (next-token loss),
     saving `out/step{k}` at step 0 and every `save_every` steps (and the last); the model takes up
-    to `positions` tokens (default `length`).
+    to `positions` tokens (default `length`) and has the MLP `activation` (`make_model`).
 
     **Returns:**
 
@@ -57,7 +70,7 @@ def train_series(kind: str, ids: np.ndarray, vocab_size: int, out: Path, *, laye
     """
     import torch
 
-    model = make_model(kind, vocab_size, layers, width, heads, max(length, positions or length), seed)
+    model = make_model(kind, vocab_size, layers, width, heads, max(length, positions or length), seed, activation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     generator = np.random.default_rng(seed)
     folders = []
@@ -98,6 +111,8 @@ def main() -> None:
     parser.add_argument("--min-count", type=int, default=3, help="words rarer than this in the training split are <unk>")
     parser.add_argument("--measure-tokens", type=int, default=128, help="tokens of the measured split (one sequence)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--activation", choices=ACTIVATIONS, default=None,
+                        help="the MLP activation instead of the layout's own; the series goes to KIND-ACTIVATION/")
     args = parser.parse_args()
     if args.corpus is None:
         parser.error(f"give --corpus or set {CORPUS_VARIABLE}")
@@ -106,13 +121,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jomasim-series-") as scratch:
         out = Path(args.out or scratch)
         for kind in args.kinds.split(","):
-            folders = train_series(kind, corpus.train, len(corpus.vocabulary), out / kind, layers=args.layers,
+            series = kind if args.activation is None else f"{kind}-{args.activation}"
+            folders = train_series(kind, corpus.train, len(corpus.vocabulary), out / series, layers=args.layers,
                                    width=args.width, heads=args.heads, length=args.length, batch=args.batch,
                                    steps=args.steps, save_every=args.save_every, lr=args.lr, seed=args.seed,
-                                   positions=len(measured))
+                                   positions=len(measured), activation=args.activation)
             folder, summary = reproduce("pretrained", PretrainedConfig(checkpoints=tuple(map(str, folders)),
-                                                                       token_ids=measured), out / kind)
-            print(f"{kind}: {len(folders)} checkpoints, study in {folder}")
+                                                                       token_ids=measured), out / series)
+            print(f"{series}: {len(folders)} checkpoints, study in {folder}")
             for layer, (low, v_shape) in enumerate(zip(summary["stable_rank_min_step"], summary["stable_rank_v_shape"])):
                 print(f"  layer {layer}: stable rank lowest at step {low} (V-shape: {v_shape}), "
                       f"attention entropy lowest at step {summary['entropy_min_step'][layer]}")

@@ -141,3 +141,15 @@ def test_a_trained_series_is_read_in_step_order_from_its_saved_weights(kind, tmp
             singular = np.linalg.svd(tensors[SERIES_WEIGHTS[kind].format(layer)].astype(float), compute_uv=False)
             assert data["stable_rank"][row, layer] == pytest.approx(np.sum(singular**2) / singular[0] ** 2, rel=1e-9)
     assert not np.allclose(data["stable_rank"][0], data["stable_rank"][-1]), "the weights were trained"
+
+
+@pytest.mark.parametrize("kind", ["gpt_neox", "opt"])
+def test_a_series_can_train_its_mlp_linear(kind):
+    """`--activation linear` (the control for the rebound's nonlinearity): the MLP's activation is
+    the identity, the layout's own (GPT-NeoX's GELU, OPT's ReLU) is not."""
+    make_model = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "checkpoint_series.py"))["make_model"]
+    x = torch.linspace(-3.0, 3.0, 13)
+    for activation, identity in ((None, False), ("linear", True)):
+        model = make_model(kind, 50, 1, 16, 2, 16, 0, activation)
+        act = model.gpt_neox.layers[0].mlp.act if kind == "gpt_neox" else model.model.decoder.layers[0].activation_fn
+        assert torch.allclose(act(x), x) == identity
