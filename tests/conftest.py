@@ -2,7 +2,6 @@
 profile, and XLA's quick compile for the small programs the tests run."""
 
 import ctypes
-import ctypes.util
 import gc
 import os
 
@@ -28,24 +27,19 @@ jax.config.update("jax_enable_x64", True)
 settings.register_profile("jomasim", max_examples=25, deadline=None)
 settings.load_profile("jomasim")
 
-# glibc keeps freed memory in its arenas; `malloc_trim` hands it back to the system
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if hasattr(ctypes.CDLL(None), "malloc_trim") else None
-
-
-def _release_compiled_programs():
-    """Drops every compiled program and returns the memory they held to the system."""
-    jax.clear_caches()
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+# glibc keeps freed memory in its arenas; `malloc_trim` hands it back to the system (None elsewhere)
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _release_after_each_module():
-    """Each test module compiles its own programs; dropping them after the module keeps the
-    suite's memory to one module's programs at a time instead of all of them."""
+def _release_compiled_programs():
+    """Each test module compiles its own programs; dropping them after the module, and handing
+    their memory back, keeps the suite's memory to one module's programs at a time."""
     yield
-    _release_compiled_programs()
+    jax.clear_caches()
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 @pytest.fixture()

@@ -431,8 +431,7 @@ def _simulate(args) -> None:
     def work(config):
         started = time.perf_counter()
         results = run_block_theory(config)
-        return results, {**results.summary(), "wall_seconds": time.perf_counter() - started,
-                         "compile_seconds": results.compile_seconds}
+        return results, results.job_summary(started)
 
     columns = ("nc_zhat_z", "nc_dzhat_dz", "size_zhat_z", "size_zhat_tracked_z", "entropy_zhat", "entropy_ode",
                "nc_reduced_z", "size_reduced_z", "nc_tracked_z", "size_tracked_z")

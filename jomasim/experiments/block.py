@@ -390,6 +390,11 @@ class BlockResults(NamedTuple):
         contents of `data.npz`."""
         return {**flatten(self.members), "steps": self.steps, "seeds": self.seeds}
 
+    def job_summary(self, started: float) -> dict:
+        """`summary` of a whole job begun at `started` (`time.perf_counter`): with `wall_seconds`,
+        its time, and `compile_seconds`, the part of it spent tracing and compiling."""
+        return {**self.summary(), "wall_seconds": time.perf_counter() - started, "compile_seconds": self.compile_seconds}
+
     def summary(self) -> dict[str, list]:
         """The headline numbers per member, one list entry each: `seeds` and `results.scalars` (read
         at the last save every run reached), with each flow's `status_RUN` in words (`ok` or what

@@ -79,8 +79,8 @@ def run_compare(config: CompareConfig) -> BlockResults:
 
 
 def compare(config: CompareConfig) -> tuple[BlockResults, dict]:
-    """`run_compare` and its summary (`BlockResults.summary`, with `wall_seconds`: the whole job,
-    and `compile_seconds`: the part of it spent tracing and compiling).
+    """`run_compare` and its summary (`BlockResults.job_summary`: with the job's seconds and the part
+    of them spent compiling).
 
     **Returns:**
 
@@ -88,5 +88,4 @@ def compare(config: CompareConfig) -> tuple[BlockResults, dict]:
     """
     started = time.perf_counter()
     results = run_compare(config)
-    return results, {**results.summary(), "wall_seconds": time.perf_counter() - started,
-                     "compile_seconds": results.compile_seconds}
+    return results, results.job_summary(started)
