@@ -6,8 +6,9 @@ after a change that moves the numbers:
 
     python docs/make_results.py                      # everything (about 25 min on 2 CPU cores)
     python docs/make_results.py compare fig4         # some of them
-    python docs/make_results.py --corpus DIR         # with the WikiText reproduction (--small) and the
-                                                     # checkpoint series (the [pretrained] extra)
+    python docs/make_results.py --corpus DIR         # with the WikiText reproduction (--small), the bounce
+                                                     # search (its WikiText settings) and the checkpoint
+                                                     # series (the [pretrained] extra)
 
 Each run goes through the `jomasim` command, as a user would run it, into a scratch folder; its
 `summary.json`, `config.json`, figure and table are copied into `docs/results/NAME/` (not its
@@ -72,7 +73,8 @@ def _run(name: str, arguments: list[str], figure: str, scratch: Path) -> None:
     folder = scratch / (name if arguments[0] != "reproduce" else f"reproduce-{arguments[1]}")
     if name == "compare":
         subprocess.run([sys.executable, "-m", "jomasim.cli", "fit", str(folder)], check=True)
-    _store(name, [folder / figure, *folder.glob("*_table.csv"), *(folder / kept for kept in KEPT),
+    _store(name, [folder / figure, *folder.glob(f"{Path(figure).stem}_*.png"), *folder.glob("*_table.csv"),
+                  *(folder / kept for kept in KEPT),
                   *(folder / "fit" / kept for kept in KEPT)])
 
 
@@ -109,7 +111,7 @@ def main() -> None:
     unknown = sorted(set(args.names) - set(known))
     if unknown:
         parser.error(f"unknown runs {unknown}; choose from {', '.join(known)}")
-    needs_corpus = {name for name in known if name.startswith(("wikitext", "pretrained-series"))}
+    needs_corpus = {name for name in known if name.startswith(("wikitext", "pretrained-series", "bounce"))}
     names = args.names or [name for name in known if name not in needs_corpus or args.corpus]
     if args.corpus is None and needs_corpus & set(names):
         parser.error(f"{', '.join(sorted(needs_corpus))} need --corpus DIR")

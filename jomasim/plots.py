@@ -413,7 +413,9 @@ def plot_reach(data: dict, summary: dict, path: Path) -> None:
 def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     """The bounce search: one panel per setting, the attention entropy over training for each
     activation (seed mean), titled with the verdict's excess rebound (nonlinear − linear) and what
-    it is: a bounce, no bounce, no dip (nothing tested) or censored (runs end at their minimum).
+    it is: a bounce, no bounce, no dip (nothing tested) or censored (runs end at their minimum);
+    and beside it (`PATH_tokens.png`) the attention on every token of the settings that keep it
+    (`_plot_bounce_tokens`).
 
     **Arguments:**
 
@@ -422,9 +424,8 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     """
     settings = summary["settings"]
     figure, axes = _panel_grid(len(settings), 4.1, 3.3)
-    colours = ("black", "tab:red", "tab:green", "tab:blue", "tab:purple", "tab:orange")
     for index, (axis, name, verdict) in enumerate(zip(axes, settings, summary["verdicts"])):
-        for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], colours):
+        for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], _ACTIVATION_COLOURS):
             axis.plot(data[f"steps_{index}"], np.nanmean(curves, axis=0), color=colour, label=activation)
         excess = "—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
         mark = ("bounce" if verdict["bounce"] else "no dip" if not verdict["sparsified"]
@@ -434,6 +435,52 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
                 f"{name}\nrebound excess {excess} nats: {mark}")
         axis.title.set_fontsize(8)
     _save(figure, path)
+    if any(key.startswith("token_attention_") for key in data):
+        _plot_bounce_tokens(data, summary, path.with_name(f"{path.stem}_tokens.png"))
+
+
+_ACTIVATION_COLOURS = ("black", "tab:red", "tab:green", "tab:blue", "tab:purple", "tab:orange")
+
+
+def _plot_bounce_tokens(data: dict, summary: dict, path: Path) -> None:
+    """Fig. 5's question, one row per setting that keeps the attention on every token, the linear
+    MLP left and the first nonlinear one right: the first run's attention on each token (mean over
+    classes) over training, coloured by salience (dark: most salient), a dot where each gaining
+    token's rise peaks (`token_order`), titled with the rank correlation of salience rank and peak
+    step (mean over runs)."""
+    indices = [int(key.rsplit("_", 1)[1]) for key in data if key.startswith("token_attention_")]
+    rows = {(row["setting"], row["activation"]): row for row in summary["tokens"]}
+    figure = Figure(figsize=(11, 3.6 * len(indices)), layout="constrained")
+    axes = figure.subplots(len(indices), 2, squeeze=False)
+    colours = colormaps["viridis"]
+    for (left, right), index in zip(axes, indices):
+        setting, activations = summary["settings"][index], summary["activations"][index]
+        steps = data[f"steps_{index}"]
+        for axis, column in ((left, 0), (right, 1)):
+            attention = data[f"token_attention_{index}"][column]
+            salience = data[f"token_salience_{index}"][column]
+            peaks = data[f"token_peak_step_{index}"][column][0]
+            reached = np.flatnonzero(attention[0] > 0)
+            order = reached[np.argsort(-salience[reached])]
+            for rank, token in enumerate(order):
+                colour = colours(rank / max(len(order) - 1, 1))
+                axis.plot(steps, attention[:, token], color=colour, linewidth=1.2)
+                if peaks[token] >= 0:
+                    axis.plot([peaks[token]], [attention[np.searchsorted(steps, peaks[token]), token]], "o", color=colour,
+                              markersize=4)
+            row = rows[(setting, activations[column])]
+            correlation = "–" if row["rank_correlation"] is None else f"{row['rank_correlation']:+.2f}"
+            axis.set_xlabel("step")
+            axis.set_ylabel("attention on the token (mean over classes)" if column == 0 else "")
+            axis.set_title(f"{setting}, {activations[column]}: salience rank vs peak step ρ = {correlation}\n"
+                           f"tokens per run: {row['tokens']:.0f}, gaining {row['gaining']:.1f}, recovering "
+                           f"{row['recovering']:.1f}", fontsize=8)
+            axis.set_yscale("log")
+            # a token that loses all attention would stretch the axis over tens of decades
+            axis.set_ylim(bottom=max(attention[:, reached].min(), 1e-3 * attention.max()) / 1.5)
+    figure.colorbar(ScalarMappable(Normalize(0, 1), colours), ax=axes[:, 1].tolist(),
+                    label="salience rank (0: most salient, 1: least)", shrink=0.5)
+    figure.savefig(path, dpi=110)
 
 
 def plot_fig3(data: dict, summary: dict, path: Path) -> None:

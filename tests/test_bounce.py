@@ -9,9 +9,21 @@ import pytest
 
 from jomasim._errors import OutOfRangeError
 from jomasim.experiments.block import MemberNumbers
-from jomasim.experiments.bounce import BounceConfig, FixedGradientConfig, rebound_measures, verdict
+from jomasim.experiments.bounce import (
+    BounceConfig,
+    FixedGradientConfig,
+    Toy,
+    Trained,
+    ingredient_verdicts,
+    pair_outcome,
+    rebound_measures,
+    run_status,
+    token_order,
+    verdict,
+)
+from jomasim.experiments.compare import CompareConfig
 from jomasim.experiments.fig4 import Fig4Config, discrete_toy
-from jomasim.experiments.reproduce import reproduce
+from jomasim.experiments.reproduce import REPRODUCTIONS, reproduce
 from jomasim.models import JoMABlock
 
 STEPS = np.arange(0, 101, 10)
@@ -74,6 +86,90 @@ def test_fixed_gradient_objective_has_the_loss_gradient_at_the_start():
         "the signal is held at its initial value, not recomputed"
 
 
+def _bumps(peaks: list[float], width: float = 15.0) -> np.ndarray:
+    """Attention `(1, n, tokens)` on STEPS: a first token that falls from the start, then one bump
+    per other token peaking at `peaks` (none: the token only falls)."""
+    curves = [np.exp(-STEPS / 40)] + [0.5 + (np.exp(-((STEPS - peak) / width) ** 2) if peak is not None else -STEPS / 400)
+                                      for peak in peaks]
+    return np.stack(curves, axis=1)[None]
+
+
+def test_token_order_of_constructed_curves_both_ways():
+    salience = np.array([[0.1, 4.0, 3.0, 2.0, 1.0]])  # tokens 1..4 from most to least salient; token 0 the least
+    later, measures_peak = token_order(STEPS, _bumps([20, 40, 60, 80]), salience, gain=0.1)
+    assert later["rank_correlation"] == pytest.approx(1.0) and later["later_share"] == 1.0 and later["cases"] == 1
+    assert later["gaining"] == 4 and later["tokens"] == 5
+    np.testing.assert_array_equal(measures_peak[0], [-1, 20, 40, 60, 80])
+    sooner, _ = token_order(STEPS, _bumps([80, 60, 40, 20]), salience, gain=0.1)
+    assert sooner["rank_correlation"] == pytest.approx(-1.0) and sooner["later_share"] == 0.0
+    # two gaining tokens are too few for a correlation, and a token that only falls never gains
+    few, _ = token_order(STEPS, _bumps([20, 40, None, None]), salience, gain=0.1)
+    assert few["cases"] == 0 and np.isnan(few["rank_correlation"]) and few["gaining"] == 2
+    # a token that loses attention and wins some back recovers; its peak is the top of the recovery
+    dip = np.where(STEPS < 50, 1.0 - STEPS / 100, 0.5 + (STEPS - 50) / 100)[None, :, None]
+    recovered, peak = token_order(STEPS, dip, np.ones((1, 1)), gain=0.1)
+    assert recovered["recovering"] == 1 and peak[0, 0] == 100 and recovered["peaks_at_end"] == 1.0
+    assert token_order(STEPS, 1.0 - STEPS[None, :, None] / 200, np.ones((1, 1)), gain=0.1)[0]["recovering"] == 0
+
+
+def test_run_status_and_pair_outcome():
+    falling, bouncing = rebound_measures(STEPS, FALLING[None], 0.02), rebound_measures(STEPS, DIP_AND_RISE[None], 0.02)
+    flat = rebound_measures(STEPS, np.full((1, 11), 2.5), 0.02)
+    early = rebound_measures(STEPS, np.concatenate([FALLING[:5], np.full(6, FALLING[4])])[None], 0.02)
+    assert [run_status(found, 0.1) for found in (bouncing, falling, flat, early)] == [
+        "rebounds", "censored", "no dip", "no rebound"]
+    assert run_status(rebound_measures(STEPS, np.full((1, 11), np.nan), 0.02), 0.1) == "no runs"
+    assert pair_outcome("rebounds", "no rebound") == "needed"
+    assert pair_outcome("no rebound", "rebounds") == pair_outcome("rebounds", "rebounds") == "not needed"
+    assert pair_outcome("no rebound", "no rebound") == "no rebound either way"
+    assert pair_outcome("rebounds", "censored") == pair_outcome("no dip", "no rebound") == "untested"
+
+
+def test_ingredient_verdicts_pair_settings_that_differ_in_one_ingredient():
+    bouncing, early = (rebound_measures(STEPS, curve[None], 0.02) for curve in (
+        DIP_AND_RISE, np.concatenate([FALLING[:5], np.full(6, FALLING[4])])))
+    cases = (Trained("A: both", CompareConfig, {}, family="f", ingredients={"Adam": True, "LayerNorm": True}),
+             Trained("B: no Adam", CompareConfig, {}, family="f", ingredients={"Adam": False, "LayerNorm": True}),
+             Trained("C: neither", CompareConfig, {}, family="f", ingredients={"Adam": False, "LayerNorm": False}),
+             Trained("D: other family", CompareConfig, {}, family="g", ingredients={"Adam": False, "LayerNorm": True}))
+    activations = [("linear", "relu")] * 4
+    measures = [{"linear": bouncing, "relu": bouncing}, {"linear": early, "relu": early},
+                {"linear": early, "relu": bouncing}, {"linear": bouncing, "relu": bouncing}]
+    found = {entry["ingredient"]: entry for entry in ingredient_verdicts(cases, activations, measures, 0.1)}
+    # Adam: A against B only (C differs in LayerNorm too, D is another family); B never rebounds
+    assert [(pair["with"], pair["without"]) for pair in found["Adam"]["pairs"]] == [
+        ("A: both (linear)", "B: no Adam (linear)"), ("A: both (relu)", "B: no Adam (relu)")]
+    assert found["Adam"]["verdict"] == "needed"
+    # LayerNorm: B against C; C's ReLU run rebounds without it, its linear run does not with or without
+    assert found["LayerNorm"]["verdict"] == "depends on the setting"
+    assert found["LayerNorm"]["counts"] == {"needed": 0, "not needed": 1, "no rebound either way": 1, "untested": 0}
+    # the nonlinearity: only C's ReLU rebounds where its linear run does not
+    assert found["nonlinearity"]["counts"]["needed"] == 1 and found["nonlinearity"]["counts"]["no rebound either way"] == 1
+    assert found["nonlinearity"]["verdict"] == "depends on the setting"
+    # the rebound without Adam: Adam is not needed
+    without = ingredient_verdicts(cases[:2], activations[:2], [measures[0], measures[0]], 0.1)
+    assert {entry["ingredient"]: entry["verdict"] for entry in without} == {"nonlinearity": "not needed",
+                                                                           "Adam": "not needed"}
+    flat = rebound_measures(STEPS, np.full((1, 11), 2.5), 0.02)
+    assert ingredient_verdicts(cases[:1], activations[:1], [{"linear": flat, "relu": bouncing}], 0.1)[0]["verdict"] == \
+        "undecided"
+
+
+def test_toy_keeps_the_attention_on_every_component():
+    curves = Toy().curves(BounceConfig(text=False), Toy.nonlinear)
+    toy = Fig4Config()
+    assert curves.attention.shape == (1, len(curves.steps), len(toy.targets()))
+    np.testing.assert_allclose(curves.attention.sum(axis=2), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(curves.salience[0], toy.targets())
+    assert curves.stable_rank is None, "the toy has no MLP"
+
+
+def test_missing_corpus_is_named_unless_the_text_settings_are_chosen(monkeypatch):
+    monkeypatch.delenv("JOMASIM_WIKITEXT", raising=False)
+    missing = REPRODUCTIONS["bounce"].missing
+    assert "text=false" in missing(set()) and missing({"corpus"}) is None and missing({"text"}) is None
+
+
 def test_toy_linear_counterpart_only_sparsifies():
     toy = Fig4Config()
     mu = jnp.asarray(toy.targets())
@@ -86,32 +182,50 @@ def test_toy_linear_counterpart_only_sparsifies():
 
 def test_bad_config_is_rejected():
     for bad in (dict(activations=("relu", "linear")), dict(activations=("linear",)), dict(activations=("linear", "tanhh")),
-                dict(margin=0.0), dict(length=0)):
+                dict(margin=0.0), dict(length=0), dict(text_activations=("relu",)), dict(text_steps=50),
+                dict(weight_decay=0.0), dict(corpus="")):
         with pytest.raises(OutOfRangeError):
             BounceConfig(**bad)
 
 
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
-    config = BounceConfig(activations=("linear", "silu"), seeds=2, steps=300, ladder=False)
+    config = BounceConfig(activations=("linear", "silu"), seeds=2, steps=300, ladder=False, text_seeds=1, text_steps=60,
+                          text_eval_every=20, text_width=16)
     return reproduce("bounce", config, tmp_path_factory.mktemp("bounce"))
 
 
 @pytest.mark.slow
 def test_reduced_run_reports_its_numbers(reduced):
     folder, summary = reduced
-    assert {path.name for path in folder.iterdir()} == {"bounce.png", "bounce.npz", "bounce_table.csv", "summary.json",
-                                                         "config.json"}
+    assert {path.name for path in folder.iterdir()} == {"bounce.png", "bounce_tokens.png", "bounce.npz", "bounce_table.csv",
+                                                         "summary.json", "config.json"}
     assert json.loads((folder / "summary.json").read_text())["verdict"] == summary["verdict"]
-    assert len(summary["settings"]) == 8 and len(summary["table"]) == 16
+    assert len(summary["settings"]) == 14 and len(summary["table"]) == 28
     rows = {(row["setting"], row["activation"]): row for row in summary["table"]}
     for found in summary["verdicts"]:
         linear = rows[(found["setting"], "linear")]["rebound"]
         assert found["rebound_linear"] == linear
         assert found["bounce"] == (found["excess"] > summary["margin"])
     # the toy rebounds for the nonlinear drive only, whatever the block does
-    assert summary["bounce_settings"][-1] == "nonlinear toy (Fig. 4)"
+    assert "nonlinear toy (Fig. 4)" in summary["bounce_settings"]
     assert summary["verdict"].startswith(f"rebound larger for a nonlinear φ than for the linear one by more than 0.1 nats "
-                                         f"in {len(summary['bounce_settings'])} of 8 settings")
+                                         f"in {len(summary['bounce_settings'])} of 14 settings")
+    # the real-data settings: the WikiText model's entropy and stable rank, one checkpoint every 20 minibatches
+    text = [index for index, name in enumerate(summary["settings"]) if name.startswith("WikiText")]
+    assert len(text) == 4 and summary["activations"][text[0]] == ["linear", "relu"]
+    ingredients = {entry["ingredient"]: entry for entry in summary["ingredients"]}
+    assert set(ingredients) == {"nonlinearity", "weight decay", "Adam", "LayerNorm", "dropout"}
+    assert len(ingredients["Adam"]["pairs"]) == len(ingredients["dropout"]["pairs"]) == 2
+    assert all(entry["verdict"] in ("needed", "not needed", "no rebound either way", "depends on the setting", "undecided")
+               for entry in ingredients.values())
+    assert [row["setting"] for row in summary["tokens"]][::2] == [summary["settings"][index] for index in (0, 8, 9)]
     with np.load(folder / "bounce.npz") as data:
-        assert data["entropy_0"].shape == (2, 2, 7) and data["entropy_7"].shape == (2, 1, 500)
+        assert data["entropy_0"].shape == (2, 2, 7) and data["entropy_9"].shape == (2, 1, 500)
+        assert data["token_attention_0"].shape == (2, 7, 20) and data["token_peak_step_9"].shape == (2, 1, 10)
+        assert data[f"entropy_{text[0]}"].shape == data[f"stable_rank_{text[0]}"].shape == (2, 1, 4)
+        for index in text:
+            for activation, curves in zip(summary["activations"][index], data[f"entropy_{index}"]):
+                row = rows[(summary["settings"][index], activation)]
+                assert row["entropy_initial"] == pytest.approx(curves[:, 0].mean())
+                assert row["rebound"] == pytest.approx(curves[0, -1] - curves[0].min())

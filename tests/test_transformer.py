@@ -1,6 +1,7 @@
 """JoMA against a one-layer Transformer (`jomasim compare --model transformer`), at reduced sizes."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -15,7 +16,7 @@ from jomasim.data import Bags, expectation_bags, make_token_data, query_embeddin
 from jomasim.experiments.block import MemberNumbers, build_member, run_members, train_member
 from jomasim.experiments.compare import CompareConfig, run_compare
 from jomasim.experiments.fit import read_run
-from jomasim.experiments.transformer import TransformerCompareConfig
+from jomasim.experiments.transformer import TransformerCompareConfig, _mlp_weights
 from jomasim.metrics import normalized_correlation
 from jomasim.models.one_layer import OneLayerTransformer
 from jomasim.train import OptimizerSpec, make_optimizer, train
@@ -255,3 +256,17 @@ def test_with_layernorm_the_block_reads_the_transformer_with_the_gain_at_the_sta
     np.testing.assert_allclose(read, plain.invariant((W0 / gain, z0)).predict(probe.V), rtol=1e-12)
     unnormed = TransformerCompareConfig(**SMALL, sequence_length=6)
     assert unnormed.member_start(numbers)[0].eta_w == plain.eta_w  # no LayerNorm: gain 1
+
+
+@pytest.mark.slow
+def test_weight_decay_acts_on_the_mlp_weights_alone():
+    config = TransformerCompareConfig(**SMALL, **BLOCK_SWITCHES, head=True, weight_decay=0.5)
+    numbers = _numbers(config)
+    joint, y0 = config.member_start(numbers)
+    decayed, plain = (dataclasses.replace(config, weight_decay=decay).train_and_read(joint, y0, numbers, 1, np.arange(2))
+                      for decay in (0.5, 0.0))
+    # one SGD step: the same gradient, plus the coupled decay −η_w λ W(0) on W and on nothing else
+    np.testing.assert_allclose(decayed.W[1] - plain.W[1], -numbers.eta_w * 0.5 * decayed.W[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(decayed.z, plain.z, rtol=0, atol=1e-14)
+    _, model = config._model(numbers)
+    assert sum(jax.tree_util.tree_leaves(_mlp_weights(nnx.state(model, nnx.Param)))) == 1, "W alone: not the head"

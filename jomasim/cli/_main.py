@@ -387,11 +387,10 @@ def _reproduce(args) -> None:
                      default=str))
     if "layout" in summary:
         print(summary["layout"])
-    files = [f"{name}.png", f"{name}.npz", "summary.json", "config.json"]
     if "table" in summary:
         shown = REPRODUCTIONS[name].shown
         print(format_rows([{key: row[key] for key in shown} if shown else row for row in summary["table"]]))
-        files.insert(2, f"{name}_table.csv")
+    files = sorted(path.name for path in folder.iterdir())
     print(f"wrote {folder}/ ({', '.join(files)}) in {summary['wall_seconds']:.1f} s")
     if failures := summary.get("failures"):
         named = ", ".join(failures[:5]) + (f" and {len(failures) - 5} more" if len(failures) > 5 else "")

@@ -66,6 +66,7 @@ HEADERS = {
     "entropy_min_step": ("at step", "where it is lowest"),
     "entropy_final": ("H end", "its value at the end"),
     "rebound": ("rebound", "H end − H min (nats)"),
+    "stable_rank_rebound": ("srank rebound", "the stable rank of the MLP's lower layer, end − lowest (– without an MLP)"),
     "runs": ("runs", "the runs that stayed finite"),
     "censored": ("censored", "of those, the runs whose minimum lies at their end (within censor_within, 2 % by default)"),
     "last_step": ("read at", "the step the other numbers are read at: the last save every run reached"),

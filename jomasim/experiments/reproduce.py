@@ -68,6 +68,13 @@ def _missing_corpus(named: set[str]) -> str | None:
     return f"no corpus: give --corpus or set {CORPUS_VARIABLE}"
 
 
+def _missing_text_corpus(named: set[str]) -> str | None:
+    if "text" in named:
+        return None
+    reason = _missing_corpus(named)
+    return reason and f"{reason} (or --set text=false to leave out the WikiText settings)"
+
+
 def _missing_checkpoints(named: set[str]) -> str | None:
     return None if "checkpoints" in named else "no checkpoints: give --checkpoints (and --text)"
 
@@ -100,8 +107,12 @@ REPRODUCTIONS = {
                                run_time="seconds per small checkpoint; needs checkpoints and the [pretrained] extra",
                                missing=_missing_checkpoints),
     "bounce": Reproduction(BounceConfig, run_bounce, plot_bounce,
-                           "sparse, then dense again: is the rebound larger for nonlinear than for linear MLPs, setting "
-                           "by setting", options=("seeds",), run_time="about 3 min"),
+                           "sparse, then dense again: from the nonlinearity, Adam, LayerNorm or dropout? Every setting "
+                           "with a linear control, the paper's WikiText model among them", options=("seeds", "corpus"),
+                           run_time="about 25 min; the WikiText settings need a corpus (--corpus or $JOMASIM_WIKITEXT)",
+                           shown=("setting", "activation", "entropy_initial", "entropy_min", "entropy_min_step",
+                                  "entropy_final", "rebound", "stable_rank_rebound", "runs", "censored"),
+                           missing=_missing_text_corpus),
     "reach": Reproduction(ReachConfig, run_reach, plot_reach,
                           "JoMA against a one-layer Transformer, one idealisation dropped per rung: where the theory "
                           "stops describing training, in direction and size, at the stored rates and at matched "

@@ -20,8 +20,9 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import optax
 
-from .._errors import OutOfRangeError, at_least
+from .._errors import OutOfRangeError, at_least, check_nonnegative
 from .._settings import setting
 from ..comparison import carried_shares, cumulative_trapezoid, theorem1_curves
 from ..data import Bags, check_query_count, expectation_bags, query_embeddings, sample_bags
@@ -60,6 +61,8 @@ class TransformerCompareConfig(CompareConfig):
     norm: str = setting("none", "LayerNorm: none, on the MLP's input (post), or also on the attention's inputs (pre)",
                         choices=NORMS)
     head: bool = setting(False, "a learned linear head on the hidden nodes (else they are the logits)")
+    weight_decay: float = setting(0.0, "coupled L2 decay on the MLP's weights W in training (the flows carry none: "
+                                  "a setting the theory does not model)", check=check_nonnegative)
     optimizer: str = setting("sgd", "optimizer of every parameter, at rates eta_z (attention) and eta_w (the rest)",
                              choices=OPTIMIZERS)
     measured_rate: bool = setting(False, "run the flows' logits (and Theorem 1's kappa) at eta_z times the rate factor "
@@ -145,7 +148,8 @@ class TransformerCompareConfig(CompareConfig):
         saved, losses, *states = train(
             model,
             lambda transformer, bags: transformer(bags),
-            lambda labels: make_optimizer(OptimizerSpec(self.optimizer), labels, numbers.eta_w, numbers.eta_z),
+            lambda labels: optax.chain(optax.add_decayed_weights(self.weight_decay, mask=_mlp_weights),
+                                       make_optimizer(OptimizerSpec(self.optimizer), labels, numbers.eta_w, numbers.eta_z)),
             steps=steps,
             save_steps=save_steps,
             batches=lambda step: self.bags(jax.random.fold_in(sequence_key, step), data.X, self.batch),
@@ -195,6 +199,11 @@ class TransformerCompareConfig(CompareConfig):
                                          adam_rate_z, cumulative_trapezoid(adam_rate_z, save_steps), adam_rate_w, clock_w,
                                          per_unit(weight_preconditioner)),
                        clock_w)
+
+
+def _mlp_weights(params):
+    """The mask of the MLP's first layer W among the Transformer's parameters (what weight decay acts on)."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[0], "key", None) == "W", params)
 
 
 def _from_first_step(values: jax.Array) -> jax.Array:

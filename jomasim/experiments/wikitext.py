@@ -35,7 +35,8 @@ from ..models.transformer import NORMS
 from ..train import OPTIMIZERS, OptimizerSpec, every_steps, make_optimizer, train, with_params
 
 
-def _folder_or_none(name: str, value: str | None) -> None:
+def folder_or_none(name: str, value: str | None) -> None:
+    """The check of a corpus folder setting: a folder name, or `None` for the environment's."""
     if value is not None and not value.strip():
         raise OutOfRangeError(f"{name}={value!r} is not allowed; give a folder, or none for ${CORPUS_VARIABLE}")
 
@@ -64,7 +65,7 @@ class WikitextConfig(Settings):
     sits, positional encodings."""
 
     corpus: str | None = setting(None, f"the corpus folder, in the WikiText layout (default: ${CORPUS_VARIABLE})",
-                                 check=_folder_or_none)
+                                 check=folder_or_none)
     train_split: str = setting("train", "the split trained on", choices=SPLITS)
     valid_split: str = setting("valid", "the split validated on", choices=SPLITS)
     min_count: int = setting(1, "words seen fewer times in the training split become <unk>", check=at_least(1))
