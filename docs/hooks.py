@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 
 _NUMBER = re.compile(r"\{\{\s*([\w/-]+):([\w.-]+)((?:\s*\|\s*[\w.%-]+)*)\s*\}\}")
-_TABLE = re.compile(r"\{\{\s*table\s+([\w-]+)(?::\s*([\w, ]+))?\s*\}\}")
+_TABLE = re.compile(r"\{\{\s*table\s+([\w-]+)(?:\.(\w+))?(?::\s*([\w, ]+))?\s*\}\}")
 _INLINE_MATH = re.compile(r'<span class="arithmatex">\\\((.*?)\\\)</span>', re.S)
 _DISPLAY_MATH = re.compile(r'<div class="arithmatex">\\\[(.*?)\\\]</div>', re.S)
 
@@ -89,12 +89,12 @@ def _number(match: re.Match) -> str:
 
 
 def _table(match: re.Match) -> str:
-    run, columns = match.group(1), match.group(2)
-    rows = _lookup(run, "table")
+    run, key, columns = match.group(1), match.group(2) or "table", match.group(3)
+    rows = _lookup(run, key)
     names = [name.strip() for name in columns.split(",")] if columns else list(rows[0])
     missing = [name for name in names if name not in rows[0]]
     if missing:
-        raise PluginError(f"docs: {run}'s table has no columns {missing}")
+        raise PluginError(f"docs: {run}'s {key} has no columns {missing}")
     lines = ["| " + " | ".join(HEADERS.get(name, (name,))[0] for name in names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(cell_text(row[name]) for name in names) + " |" for row in rows]
     return "\n".join(lines)

@@ -412,7 +412,8 @@ def plot_reach(data: dict, summary: dict, path: Path) -> None:
 
 def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     """The bounce search: one panel per setting, the attention entropy over training for each
-    activation (seed mean), titled with the verdict's excess rebound (nonlinear − linear) and what
+    activation (seed mean), titled with the verdict's excess rebound (nonlinear − linear, ± its
+    standard error over the seeds) and what
     it is: a bounce, no bounce, no dip (nothing tested) or censored (runs end at their minimum);
     and beside it (`PATH_tokens.png`) the attention on every token of the settings that keep it
     (`_plot_bounce_tokens`).
@@ -427,7 +428,8 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     for index, (axis, name, verdict) in enumerate(zip(axes, settings, summary["verdicts"])):
         for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], _ACTIVATION_COLOURS):
             axis.plot(data[f"steps_{index}"], np.nanmean(curves, axis=0), color=colour, label=activation)
-        excess = "—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
+        excess = ("—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
+                  + ("" if verdict["excess_se"] is None else f" ± {verdict['excess_se']:.2f}"))
         mark = ("bounce" if verdict["bounce"] else "no dip" if not verdict["sparsified"]
                 else "censored (runs end at their minimum)" if verdict["censored"]
                 else "no bounce")

@@ -314,21 +314,24 @@ def rebound_measures(steps: np.ndarray, curves: np.ndarray, censor_within: float
     **Returns:**
 
     `entropy_initial`, `entropy_min`, `entropy_min_step`, `entropy_final`, `dip` (initial −
-    minimum: how sparse the attention got), `rebound`, `runs` (how many runs were finite
-    throughout; NaN measures if none) and `censored` (how many of those are censored).
+    minimum: how sparse the attention got), `rebound`, `rebound_se` (the standard error of the
+    mean rebound over the runs; NaN with one run), `runs` (how many runs were finite throughout;
+    NaN measures if none) and `censored` (how many of those are censored).
     """
     finite = np.all(np.isfinite(curves), axis=1)
     kept = curves[finite]
     if not len(kept):
-        return {**dict.fromkeys(("entropy_initial", "entropy_min", "entropy_min_step", "entropy_final", "dip", "rebound"),
-                                np.nan), "runs": 0, "censored": 0}
+        return {**dict.fromkeys(("entropy_initial", "entropy_min", "entropy_min_step", "entropy_final", "dip", "rebound",
+                                 "rebound_se"), np.nan), "runs": 0, "censored": 0}
     steps = np.asarray(steps)
     lowest = np.argmin(kept, axis=1)
     minimum = kept[np.arange(len(kept)), lowest]
     late = steps[lowest] >= steps[-1] - censor_within * (steps[-1] - steps[0])
+    rebounds = kept[:, -1] - minimum
     return {"entropy_initial": float(np.mean(kept[:, 0])), "entropy_min": float(np.mean(minimum)),
             "entropy_min_step": float(np.mean(steps[lowest])), "entropy_final": float(np.mean(kept[:, -1])),
-            "dip": float(np.mean(kept[:, 0] - minimum)), "rebound": float(np.mean(kept[:, -1] - minimum)),
+            "dip": float(np.mean(kept[:, 0] - minimum)), "rebound": float(np.mean(rebounds)),
+            "rebound_se": float(np.std(rebounds, ddof=1) / np.sqrt(len(rebounds))) if len(rebounds) > 1 else np.nan,
             "runs": int(finite.sum()), "censored": int(late.sum())}
 
 
@@ -344,8 +347,10 @@ def verdict(measures: dict[str, dict], margin: float) -> dict:
     **Returns:**
 
     `rebound_linear`, `activation_max` and `rebound_max` (the nonlinear activation with the largest
-    rebound), `excess` (its rebound − the linear one's), `bounce` (`excess > margin`; false when a
-    rebound is unknown), `stable_rank_excess` (the largest nonlinear rebound of the MLP's stable
+    rebound), `excess` (its rebound − the linear one's) and `excess_se` (its standard error over
+    the seeds, from the activations run more than once; NaN with one run each), `bounce` (`excess > margin` and, where the seeds give a
+    standard error, `excess > 2 excess_se`: larger than the margin and than the seeds' scatter;
+    false when a rebound is unknown), `stable_rank_excess` (the largest nonlinear rebound of the MLP's stable
     rank − the linear one's; `None` without an MLP), `sparsified` (whether any activation's
     attention got sparser by more than `margin`: without that the setting cannot show a rebound,
     it is no test) and `censored` (the activations most of whose runs are censored,
@@ -361,13 +366,17 @@ def verdict(measures: dict[str, dict], margin: float) -> dict:
     nonlinear = {name: value for name, value in rebounds.items() if name != "linear" and np.isfinite(value)}
     linear = rebounds["linear"]
     if not nonlinear or not np.isfinite(linear):
-        return {"rebound_linear": linear, "activation_max": None, "rebound_max": np.nan, "excess": np.nan, "bounce": False,
-                "stable_rank_excess": rank_excess, "sparsified": sparsified, "censored": censored}
+        return {"rebound_linear": linear, "activation_max": None, "rebound_max": np.nan, "excess": np.nan,
+                "excess_se": np.nan, "bounce": False, "stable_rank_excess": rank_excess, "sparsified": sparsified,
+                "censored": censored}
     name = max(nonlinear, key=nonlinear.get)
     excess = nonlinear[name] - linear
+    # the scatter the seeds show (an activation run once has none to show)
+    errors = np.asarray([measures[name].get("rebound_se", np.nan), measures["linear"].get("rebound_se", np.nan)])
+    spread = float(np.sqrt(np.nansum(errors**2))) if np.isfinite(errors).any() else np.nan
     return {"rebound_linear": linear, "activation_max": name, "rebound_max": nonlinear[name], "excess": excess,
-            "bounce": bool(excess > margin), "stable_rank_excess": rank_excess, "sparsified": sparsified,
-            "censored": censored}
+            "excess_se": spread, "bounce": bool(excess > margin and (np.isnan(spread) or excess > 2 * spread)),
+            "stable_rank_excess": rank_excess, "sparsified": sparsified, "censored": censored}
 
 
 def token_order(steps: np.ndarray, attention: np.ndarray, salience: np.ndarray, gain: float) -> tuple[dict, np.ndarray]:
@@ -421,8 +430,9 @@ def token_order(steps: np.ndarray, attention: np.ndarray, salience: np.ndarray, 
     return measures, peak
 
 
-OUTCOMES = ("needed", "not needed", "no rebound either way")
-"""What one with/without pair says of an ingredient (`pair_outcome`), when it tests it."""
+OUTCOMES = {"needed": "needed", "not needed": "not_needed", "no rebound either way": "neither", "untested": "untested"}
+"""What one with/without pair says of an ingredient (`pair_outcome`), and the key that counts such
+pairs in an ingredient's verdict."""
 
 
 def run_status(measures: dict, margin: float) -> str:
@@ -468,9 +478,9 @@ def ingredient_verdicts(cases: tuple[EntropyCurves, ...], activations: list[tupl
 
     One entry per ingredient: `ingredient`, `verdict` (`"needed"`, `"not needed"` or `"no rebound
     either way"` when every tested pair says so; `"depends on the setting"` when tested pairs
-    disagree; `"undecided"` when no pair tests it), `counts` (pairs per outcome, `"untested"`
-    among them) and `pairs`: `with`, `without` (setting and activation), their statuses and
-    rebounds, and the `outcome`.
+    disagree; `"undecided"` when no pair tests it), the pairs per outcome (`needed`, `not_needed`,
+    `neither`, `untested`: `OUTCOMES`) and `pairs`: `with`, `without` (setting and activation),
+    their statuses and rebounds, and the `outcome`.
     """
     status = [{name: run_status(values, margin) for name, values in found.items()} for found in measures]
     pairs: dict[str, list[dict]] = {"nonlinearity": []}
@@ -500,8 +510,7 @@ def ingredient_verdicts(cases: tuple[EntropyCurves, ...], activations: list[tupl
         tested = {outcome for outcome in outcomes if outcome != "untested"}
         words = tested.pop() if len(tested) == 1 else "depends on the setting" if tested else "undecided"
         verdicts.append({"ingredient": ingredient, "verdict": words,
-                         "counts": {outcome: outcomes.count(outcome) for outcome in (*OUTCOMES, "untested")},
-                         "pairs": found})
+                         **{key: outcomes.count(outcome) for outcome, key in OUTCOMES.items()}, "pairs": found})
     return verdicts
 
 
@@ -510,11 +519,10 @@ def _json_number(value):
 
 
 def _ingredient_words(entry: dict) -> str:
-    counts = entry["counts"]
-    tested = sum(count for outcome, count in counts.items() if outcome != "untested")
-    said = ", ".join(f"{outcome} in {count}" for outcome, count in counts.items() if count and outcome != "untested")
-    return f"{entry['ingredient']}: {entry['verdict']}" + (f" ({said} of {tested} tested pairs)" if tested else
-                                                           f" (none of {counts['untested']} pairs tests it)")
+    tested = {outcome: entry[key] for outcome, key in OUTCOMES.items() if outcome != "untested" and entry[key]}
+    said = ", ".join(f"{outcome} in {count}" for outcome, count in tested.items())
+    return f"{entry['ingredient']}: {entry['verdict']}" + (f" ({said} of {sum(tested.values())} tested pairs)" if tested
+                                                           else f" (none of {entry['untested']} pairs tests it)")
 
 
 def run_bounce(config: BounceConfig) -> tuple[dict, dict]:
@@ -577,7 +585,8 @@ def run_bounce(config: BounceConfig) -> tuple[dict, dict]:
     bounced = [row["setting"] for row in verdicts if row["bounce"]]
     untested = [row["setting"] for row in verdicts if not row["sparsified"]]
     censored = [row["setting"] for row in verdicts if row["censored"] and row["sparsified"] and not row["bounce"]]
-    words = (f"rebound larger for a nonlinear φ than for the linear one by more than {config.margin:g} nats in "
+    words = (f"rebound larger for a nonlinear φ than for the linear one by more than {config.margin:g} nats and twice "
+             f"the seeds' standard error in "
              f"{len(bounced)} of {len(cases)} settings" + (f" ({'; '.join(bounced)})" if bounced else "")
              + (f"; in {len(untested)} the attention never got sparser by that much, so they test nothing "
                 f"({'; '.join(untested)})" if untested else "")
