@@ -479,7 +479,7 @@ def _plot_bounce_tokens(data: dict, summary: dict, path: Path) -> None:
                            f"{row['recovering']:.1f}", fontsize=8)
             axis.set_yscale("log")
             # a token that loses all attention would stretch the axis over tens of decades
-            axis.set_ylim(bottom=max(attention[:, reached].min(), 1e-3 * attention.max()) / 1.5)
+            axis.set_ylim(max(attention[:, reached].min(), 1e-3 * attention.max()) / 1.5, 1.5 * attention.max())
     figure.colorbar(ScalarMappable(Normalize(0, 1), colours), ax=axes[:, 1].tolist(),
                     label="salience rank (0: most salient, 1: least)", shrink=0.5)
     figure.savefig(path, dpi=110)

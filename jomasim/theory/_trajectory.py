@@ -13,22 +13,24 @@ from ._flows import AbstractFlow
 
 
 class Status(enum.IntEnum):
-    """How a trajectory ended."""
+    """How a trajectory ended: an integer code (what the compiled solve returns) that carries its
+    message (`describe`), as diffrax's `RESULTS` do."""
 
-    OK = 0
-    MAX_STEPS = 1
-    BLOWUP = 2
-    NONFINITE = 3
-    SOLVER_FAILURE = 4
+    OK = 0, "ok"
+    MAX_STEPS = 1, "max steps reached at {clock} = {time:.6g}"
+    BLOWUP = 2, "blow-up at {clock} = {time:.6g}"
+    NONFINITE = 3, "NaN or infinity in the state before {clock} = {time:.6g}"
+    SOLVER_FAILURE = 4, "solver failure at {clock} = {time:.6g}"
 
+    def __new__(cls, code: int, message: str):
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.message = message
+        return member
 
-_STATUS_TEXTS = {
-    Status.OK: "ok",
-    Status.MAX_STEPS: "max steps reached at {clock} = {time:.6g}",
-    Status.BLOWUP: "blow-up at {clock} = {time:.6g}",
-    Status.NONFINITE: "NaN or infinity in the state before {clock} = {time:.6g}",
-    Status.SOLVER_FAILURE: "solver failure at {clock} = {time:.6g}",
-}
+    def describe(self, time, clock: str = "t") -> str:
+        """This ending in words, at `time` on `clock` (`"t"`, or `"step"`)."""
+        return self.message.format(clock=clock, time=time)
 
 
 def status_messages(status, t_final, clock: str = "t") -> list[str]:
@@ -45,7 +47,7 @@ def status_messages(status, t_final, clock: str = "t") -> list[str]:
     """
     codes = np.atleast_1d(np.asarray(status))
     times = np.atleast_1d(np.asarray(t_final))
-    return [_STATUS_TEXTS[Status(int(code))].format(clock=clock, time=time) for code, time in zip(codes, times)]
+    return [Status(int(code)).describe(time, clock) for code, time in zip(codes, times)]
 
 
 class Trajectory(eqx.Module):
