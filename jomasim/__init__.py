@@ -25,6 +25,7 @@ from ._errors import ShapeMismatchError as ShapeMismatchError
 from .activation import Activation as Activation
 from .activation import get_activation as get_activation
 from .attention import ATTENTIONS as ATTENTIONS
+from .attention import AbstractAdditiveAttention as AbstractAdditiveAttention
 from .attention import AbstractAttention as AbstractAttention
 from .attention import ExpAttention as ExpAttention
 from .attention import LinearAttention as LinearAttention

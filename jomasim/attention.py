@@ -32,19 +32,17 @@ def _column(z: jax.Array, x: jax.Array) -> jax.Array:
 
 
 class AbstractAttention(eqx.Module):
-    """An attention form: its weights, their Jacobian, and Theorem 1's invariant for it.
-
-    Theorem 1's prediction is additive by default, ẑ(V) = ẑ₁(V) + ẑ₂(V) + c with the two parts
-    given by `terms`; a form whose invariant is not additive (linear attention) overrides
-    `predict`, `residual` and `constant`. The Theorem 1 methods take the `LogitInvariant` whose
-    numbers (c, η_z/η_w, T, b̄, branch) they use.
+    """An attention form: its weights, their Jacobian, its distribution, and Theorem 1's invariant
+    for it. The Theorem 1 methods take the `LogitInvariant` whose numbers (c, η_z/η_w, T, b̄,
+    branch) they use. Forms whose prediction is a sum ẑ₁ + ẑ₂ + c subclass
+    `AbstractAdditiveAttention`; the others (linear attention) implement every method themselves.
     """
 
     name: ClassVar[str]
-    additive: ClassVar[bool] = True
-    """Whether Theorem 1's prediction is the sum ẑ₁ + ẑ₂ + c of `terms`."""
+    additive: ClassVar[bool]
+    """Whether Theorem 1's prediction is the sum ẑ₁ + ẑ₂ + c (an `AbstractAdditiveAttention`)."""
     holds_mean_attention: ClassVar[bool] = False
-    """Whether Theorem 1 holds a mean attention b̄ fixed for this form (`mean_attention`)."""
+    """Whether Theorem 1 holds a mean attention b̄ fixed for this form (`mean_attention` gives it)."""
 
     @abc.abstractmethod
     def weights(self, z: jax.Array, x: jax.Array, temperature: jax.Array) -> jax.Array:
@@ -66,35 +64,58 @@ class AbstractAttention(eqx.Module):
         """The Jacobian ∂b/∂z of J4 for one frequency vector `x` `(M_c,)`: the `(M_c, M_c)`
         matrix with entry `[l, j] = ∂b_l/∂z_j`."""
 
+    @abc.abstractmethod
     def distribution(self, z: jax.Array, x: jax.Array, temperature: jax.Array) -> jax.Array:
-        """The attention as a probability distribution over tokens, for entropies and plots:
-        the weights normalised to sum to one over tokens (every column)."""
-        b = self.weights(z, x, temperature)
-        return b / jnp.sum(b, axis=0, keepdims=True)
-
-    def mean_attention(self, x: jax.Array) -> jax.Array:
-        """b̄, the mean attention that Theorem 1 holds fixed (forms with `holds_mean_attention`),
-        from the token frequencies `x` `(M_c, K)`, `(M_c,)`."""
-        raise InvalidChoiceError(f"attention={self.name!r} holds no mean attention fixed")
+        """The attention as a probability distribution over tokens, for entropies and plots (every
+        column sums to one)."""
 
     @abc.abstractmethod
-    def terms(self, invariant: "LogitInvariant", V: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The two parts (ẑ₁, ẑ₂) of the additive prediction at projected weights `V` `(M_c, K)`,
-        each `(M_c,)` (the two dashed curves of Fig. 2)."""
+    def mean_attention(self, x: jax.Array) -> jax.Array | None:
+        """b̄, the mean attention that Theorem 1 holds fixed, from the token frequencies `x`
+        `(M_c, K)`: `(M_c,)`; `None` for a form that holds none (`holds_mean_attention`)."""
 
+    @abc.abstractmethod
     def predict(self, invariant: "LogitInvariant", V: jax.Array) -> jax.Array:
-        """The predicted logits ẑ(V), `(M_c,)`."""
-        zhat1, zhat2 = self.terms(invariant, V)
-        return zhat1 + zhat2 + invariant.c
+        """The predicted logits ẑ(V) at projected weights `V` `(M_c, K)`, `(M_c,)`."""
 
+    @abc.abstractmethod
     def residual(self, invariant: "LogitInvariant", V: jax.Array, z: jax.Array) -> jax.Array:
         """How far `(V, z)` is from the invariant, `(M_c,)`: zero along the joint flow wherever
         Theorem 1 is exact."""
-        return z - self.predict(invariant, V)
 
+    @abc.abstractmethod
     def constant(self, invariant: "LogitInvariant", V0: jax.Array, z0: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         """The constant c (and the branch, for forms that need one) that make the prediction of
         `invariant` (whose own c is ignored) exact at `(V0, z0)`."""
+
+
+def _normalised(b: jax.Array) -> jax.Array:
+    """Non-negative weights normalised to sum to one over tokens (axis 0)."""
+    return b / jnp.sum(b, axis=0, keepdims=True)
+
+
+class AbstractAdditiveAttention(AbstractAttention):
+    """A form whose Theorem 1 prediction is additive, ẑ(V) = ẑ₁(V) + ẑ₂(V) + c, with the two parts
+    given by `terms`, and whose weights are non-negative (its distribution is b normalised)."""
+
+    additive: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def terms(self, invariant: "LogitInvariant", V: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The two parts (ẑ₁, ẑ₂) of the prediction at projected weights `V` `(M_c, K)`, each
+        `(M_c,)` (the two dashed curves of Fig. 2)."""
+
+    def distribution(self, z, x, temperature):
+        return _normalised(self.weights(z, x, temperature))
+
+    def predict(self, invariant, V):
+        zhat1, zhat2 = self.terms(invariant, V)
+        return zhat1 + zhat2 + invariant.c
+
+    def residual(self, invariant, V, z):
+        return z - self.predict(invariant, V)
+
+    def constant(self, invariant, V0, z0):
         zhat1, zhat2 = self.terms(invariant, V0)
         return z0 - zhat1 - zhat2, None
 
@@ -114,11 +135,10 @@ class LinearAttention(AbstractAttention):
         return jnp.diag(x) / temperature
 
     def distribution(self, z, x, temperature):
-        b = jnp.abs(self.weights(z, x, temperature))
-        return b / jnp.sum(b, axis=0, keepdims=True)
+        return _normalised(jnp.abs(self.weights(z, x, temperature)))
 
-    def terms(self, invariant, V):
-        raise InvalidChoiceError("attention='linear' has no additive split; use predict or residual")
+    def mean_attention(self, x):
+        return None
 
     def squared_logits(self, invariant: "LogitInvariant", V: jax.Array) -> jax.Array:
         """The predicted z² = κ' Σ_k v_k² + c."""
@@ -134,7 +154,7 @@ class LinearAttention(AbstractAttention):
         return z0**2 - invariant.lr_ratio * jnp.sum(V0**2, axis=1), jnp.where(z0 < 0, -1.0, 1.0)
 
 
-class ExpAttention(AbstractAttention):
+class ExpAttention(AbstractAdditiveAttention):
     """b = x ∘ exp(z / T). Theorem 1 (J10), exact: z = κ Σ_k v_k² + c with κ = η_z / (2 η_w T)."""
 
     name: ClassVar[str] = "exp"
@@ -145,12 +165,15 @@ class ExpAttention(AbstractAttention):
     def jacobian(self, z, x, temperature):
         return jnp.diag(self.weights(z, x, temperature)) / temperature
 
+    def mean_attention(self, x):
+        return None
+
     def terms(self, invariant, V):
         zhat1 = invariant.kappa * jnp.sum(V**2, axis=1)
         return zhat1, jnp.zeros_like(zhat1)
 
 
-class SoftmaxAttention(AbstractAttention):
+class SoftmaxAttention(AbstractAdditiveAttention):
     """b = x ∘ exp(z / T) / Σ_l x_l exp(z_l / T), computed with the largest logit subtracted so it
     stays finite for any finite logits. Theorem 1 (J11), approximate: z = κ (Σ_k v_k² −
     b̄ Σ_k ‖v_k‖²) + c with b̄ the mean token frequency x̄ (the attention at uniform logits), as in
@@ -161,8 +184,7 @@ class SoftmaxAttention(AbstractAttention):
 
     def weights(self, z, x, temperature):
         logits = _column(z / temperature, x)
-        unnormalised = x * jnp.exp(logits - jnp.max(logits))
-        return unnormalised / jnp.sum(unnormalised, axis=0, keepdims=True)
+        return _normalised(x * jnp.exp(logits - jnp.max(logits)))
 
     def jacobian(self, z, x, temperature):
         b = self.weights(z, x, temperature)
@@ -262,7 +284,14 @@ class LogitInvariant(eqx.Module):
 
     def terms(self, V: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The two parts (ẑ₁, ẑ₂) of an additive prediction (ẑ₂ = 0 for exp attention); the
-        full prediction is ẑ₁ + ẑ₂ + c."""
+        full prediction is ẑ₁ + ẑ₂ + c.
+
+        **Raises:**
+
+        `InvalidChoiceError` for a form whose prediction is not additive (linear attention).
+        """
+        if not isinstance(self.attention, AbstractAdditiveAttention):
+            raise InvalidChoiceError(f"attention={self.attention.name!r} has no additive split; use predict or residual")
         return self.attention.terms(self, V)
 
     def predict(self, V: jax.Array) -> jax.Array:

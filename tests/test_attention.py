@@ -86,7 +86,7 @@ def test_bad_attention_inputs_are_named():
         js.LogitInvariant.from_initial("exp", jnp.zeros((6, 4)), jnp.zeros(5))
 
 
-class Base2Attention(js.AbstractAttention):
+class Base2Attention(js.AbstractAdditiveAttention):
     """A fourth form, defined here only: b = x ∘ 2^{z/T}. It is exp attention at temperature
     T / ln 2, so Theorem 1 holds exactly with κ ln 2 in place of κ: z = κ ln 2 Σ_k v_k² + c."""
 
@@ -97,6 +97,9 @@ class Base2Attention(js.AbstractAttention):
 
     def jacobian(self, z, x, temperature):
         return jnp.diag(self.weights(z, x, temperature)) * jnp.log(2.0) / temperature
+
+    def mean_attention(self, x):
+        return None
 
     def terms(self, invariant, V):
         zhat1 = invariant.kappa * jnp.log(2.0) * jnp.sum(V**2, axis=1)
@@ -128,3 +131,10 @@ def test_a_new_attention_form_is_one_class():
     np.testing.assert_allclose(jax.vmap(invariant.residual)(V, z_path), 0.0, atol=1e-7)
     assert float(jnp.max(leak_curves(joint, invariant, W, z_path).invariant_leak)) < 1e-6
     np.testing.assert_allclose(reduced.logits(), z_path, rtol=1e-6, atol=1e-7)
+
+
+def test_the_linear_form_has_no_additive_split():
+    invariant = js.LogitInvariant.from_initial("linear", jnp.ones((6, 4)), jnp.ones(6))
+    with pytest.raises(js.InvalidChoiceError, match="attention='linear' has no additive split"):
+        invariant.terms(jnp.ones((6, 4)))
+    assert js.LinearAttention().mean_attention(jnp.ones((6, 4))) is None
