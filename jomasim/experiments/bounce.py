@@ -228,7 +228,7 @@ class BounceConfig(Settings):
                            "Adam rungs at matched progress")
     text: bool = setting(True, "also the paper's WikiText model, one layer (needs the corpus)")
     corpus: str | None = setting(None, f"the corpus folder, in the WikiText layout (default: ${CORPUS_VARIABLE})",
-                                      check=folder_or_none)
+                                 check=folder_or_none)
     text_train_split: str = setting("valid", "the split the WikiText model trains on", choices=SPLITS)
     text_valid_split: str = setting("test", "the split its checkpoints are evaluated on", choices=SPLITS)
     text_activations: tuple[str, ...] = setting(("linear", "relu"), "the WikiText model's MLP activations, the linear "
@@ -348,14 +348,14 @@ def verdict(measures: dict[str, dict], margin: float) -> dict:
 
     `rebound_linear`, `activation_max` and `rebound_max` (the nonlinear activation with the largest
     rebound), `excess` (its rebound − the linear one's) and `excess_se` (its standard error over
-    the seeds, from the activations run more than once; NaN with one run each), `bounce` (`excess > margin` and, where the seeds give a
-    standard error, `excess > 2 excess_se`: larger than the margin and than the seeds' scatter;
-    false when a rebound is unknown), `stable_rank_excess` (the largest nonlinear rebound of the MLP's stable
-    rank − the linear one's; `None` without an MLP), `sparsified` (whether any activation's
-    attention got sparser by more than `margin`: without that the setting cannot show a rebound,
-    it is no test) and `censored` (the activations most of whose runs are censored,
-    `rebound_measures`: they ended at or just after their minimum, so a missing rebound there is
-    no evidence either way).
+    the seeds, from the activations run more than once; NaN with one run each), `bounce` (`excess >
+    margin` and, where the seeds give a standard error, `excess > 2 excess_se`: larger than the
+    margin and than the seeds' scatter; false when a rebound is unknown), `stable_rank_excess`
+    (the largest nonlinear rebound of the MLP's stable rank − the linear one's; `None` without an
+    MLP), `sparsified` (whether any activation's attention got sparser by more than `margin`:
+    without that the setting cannot show a rebound, it is no test) and `censored` (the
+    activations most of whose runs are censored, `rebound_measures`: they ended at or just after
+    their minimum, so a missing rebound there is no evidence either way).
     """
     rebounds = {name: values["rebound"] for name, values in measures.items()}
     sparsified = any(values["dip"] > margin for values in measures.values())
