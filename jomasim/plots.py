@@ -431,7 +431,7 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
         excess = ("—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
                   + ("" if verdict["excess_se"] is None else f" ± {verdict['excess_se']:.2f}"))
         mark = ("bounce" if verdict["bounce"] else "no dip" if not verdict["sparsified"]
-                else "censored (runs end at their minimum)" if verdict["censored"]
+                else "censored" if verdict["censored"]
                 else "no bounce")
         _finish(axis, "step", "attention entropy (nats)" if axis.get_subplotspec().is_first_col() else "",
                 f"{name}\nrebound excess {excess} nats: {mark}")
