@@ -20,6 +20,7 @@ from jomasim.experiments.transformer import TransformerCompareConfig
 ALLOWED = {
     ("fig4", "v0", "-1"): "any finite initial value is one (the targets must exceed it, checked with them)",
     ("wikitext", "corpus", "no-such-folder"): "a folder's existence is checked when the run reads it",
+    ("bounce", "corpus", "no-such-folder"): "a folder's existence is checked when the run reads it",
 }
 """Generated values that are values after all, and why."""
 

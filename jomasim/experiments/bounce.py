@@ -242,8 +242,9 @@ class BounceConfig(Settings):
     text_sgd_lr: float = setting(3.0, "SGD's learning rate on WikiText: of 1, 3, 10 and 30 the one whose best "
                                  "validation loss comes closest to Adam's (matched progress)", check=check_positive)
     toy_save_every: int = setting(10, "keep the toy's entropy every N iterations", check=at_least(1))
-    margin: float = setting(0.1, "nats by which a nonlinear φ's mean rebound must exceed the linear φ's for the "
-                            "setting to count as a bounce from the nonlinearity", check=check_positive)
+    margin: float = setting(0.1, "nats by which a nonlinear φ's mean rebound must exceed the linear φ's (and twice "
+                            "the seeds' standard error) for the setting to count as a bounce from the nonlinearity; "
+                            "also the dip and the rebound that make a run sparser, and rebound", check=check_positive)
     censor_within: float = setting(0.02, "a run whose entropy minimum lies this fraction of its length or less before "
                                    "its last save is censored: it ended before a rebound could show",
                                    check=check_fraction)

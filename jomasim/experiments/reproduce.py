@@ -109,7 +109,8 @@ REPRODUCTIONS = {
     "bounce": Reproduction(BounceConfig, run_bounce, plot_bounce,
                            "sparse, then dense again: from the nonlinearity, Adam, LayerNorm or dropout? Every setting "
                            "with a linear control, the paper's WikiText model among them", options=("seeds", "corpus"),
-                           run_time="about 25 min; the WikiText settings need a corpus (--corpus or $JOMASIM_WIKITEXT)",
+                           run_time="about 40 min on 2 CPU cores, most of it the WikiText settings, which need a corpus "
+                           "(--corpus or $JOMASIM_WIKITEXT; --set text=false leaves them out)",
                            shown=("setting", "activation", "entropy_initial", "entropy_min", "entropy_min_step",
                                   "entropy_final", "rebound", "stable_rank_rebound", "runs", "censored"),
                            missing=_missing_text_corpus),
