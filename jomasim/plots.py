@@ -413,9 +413,8 @@ def plot_reach(data: dict, summary: dict, path: Path) -> None:
 def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     """The bounce search: one panel per setting, the attention entropy over training for each
     activation (seed mean), titled with the verdict's excess rebound (nonlinear − linear, ± its
-    standard error over the seeds) and what
-    it is: a bounce, no bounce, no dip (nothing tested) or censored (runs end at their minimum);
-    and beside it (`PATH_tokens.png`) the attention on every token of the settings that keep it
+    standard error over the seeds) and what it is: a bounce, no bounce, no dip (nothing tested) or
+    censored (runs end at their minimum); and beside it (`PATH_tokens.png`) the attention on every token of the settings that keep it
     (`_plot_bounce_tokens`).
 
     **Arguments:**
@@ -425,8 +424,9 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     """
     settings = summary["settings"]
     figure, axes = _panel_grid(len(settings), 4.1, 3.3)
+    colours = ("black", "tab:red", "tab:green", "tab:blue", "tab:purple", "tab:orange")
     for index, (axis, name, verdict) in enumerate(zip(axes, settings, summary["verdicts"])):
-        for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], _ACTIVATION_COLOURS):
+        for activation, curves, colour in zip(summary["activations"][index], data[f"entropy_{index}"], colours):
             axis.plot(data[f"steps_{index}"], np.nanmean(curves, axis=0), color=colour, label=activation)
         excess = ("—" if verdict["excess"] is None else f"{verdict['excess']:+.2f}"
                   + ("" if verdict["excess_se"] is None else f" ± {verdict['excess_se']:.2f}"))
@@ -439,9 +439,6 @@ def plot_bounce(data: dict, summary: dict, path: Path) -> None:
     _save(figure, path)
     if any(key.startswith("token_attention_") for key in data):
         _plot_bounce_tokens(data, summary, path.with_name(f"{path.stem}_tokens.png"))
-
-
-_ACTIVATION_COLOURS = ("black", "tab:red", "tab:green", "tab:blue", "tab:purple", "tab:orange")
 
 
 def _plot_bounce_tokens(data: dict, summary: dict, path: Path) -> None:

@@ -373,7 +373,7 @@ def verdict(measures: dict[str, dict], margin: float) -> dict:
     name = max(nonlinear, key=nonlinear.get)
     excess = nonlinear[name] - linear
     # the scatter the seeds show (an activation run once has none to show)
-    errors = np.asarray([measures[name].get("rebound_se", np.nan), measures["linear"].get("rebound_se", np.nan)])
+    errors = np.asarray([measures[name]["rebound_se"], measures["linear"]["rebound_se"]])
     spread = float(np.sqrt(np.nansum(errors**2))) if np.isfinite(errors).any() else np.nan
     return {"rebound_linear": linear, "activation_max": name, "rebound_max": nonlinear[name], "excess": excess,
             "excess_se": spread, "bounce": bool(excess > margin and (np.isnan(spread) or excess > 2 * spread)),

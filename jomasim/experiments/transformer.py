@@ -136,6 +136,13 @@ class TransformerCompareConfig(CompareConfig):
             return expectation_bags(X, self.queries)
         return sample_bags(key, X, self.queries, self.sequence_length, per_pair)
 
+    def _optimizer(self, labels, numbers: MemberNumbers) -> optax.GradientTransformation:
+        """The member's optimiser at its rates, with the coupled decay on W in front when there is one."""
+        optimizer = make_optimizer(OptimizerSpec(self.optimizer), labels, numbers.eta_w, numbers.eta_z)
+        if not self.weight_decay:
+            return optimizer
+        return optax.chain(optax.add_decayed_weights(self.weight_decay, mask=_mlp_weights), optimizer)
+
     def train_and_read(self, joint: JointFlow, y0, numbers: MemberNumbers, steps: int, save_steps) -> Readout:
         """The Transformer trained on fresh sequences every step (from the member's seed) and
         probed at the saves: z and V of the first query, the block state they stand for, the
@@ -148,8 +155,7 @@ class TransformerCompareConfig(CompareConfig):
         saved, losses, *states = train(
             model,
             lambda transformer, bags: transformer(bags),
-            lambda labels: optax.chain(optax.add_decayed_weights(self.weight_decay, mask=_mlp_weights),
-                                       make_optimizer(OptimizerSpec(self.optimizer), labels, numbers.eta_w, numbers.eta_z)),
+            lambda labels: self._optimizer(labels, numbers),
             steps=steps,
             save_steps=save_steps,
             batches=lambda step: self.bags(jax.random.fold_in(sequence_key, step), data.X, self.batch),
