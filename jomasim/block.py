@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ._errors import ShapeMismatchError
-from .activation import get_activation
+from .activation import AbstractActivation, get_activation
 from .attention import AbstractAttention
 from .data import TokenData
 
@@ -44,11 +44,11 @@ def block_hidden(W: jax.Array, z: jax.Array, data: TokenData, *, attention: Abst
 
 
 def block_loss(
-    W: jax.Array, z: jax.Array, data: TokenData, *, attention: AbstractAttention, activation: str, temperature: float
+    W: jax.Array, z: jax.Array, data: TokenData, *, attention: AbstractAttention, activation: "str | AbstractActivation", temperature: float
 ) -> jax.Array:
     """Mean cross-entropy of the block over the K classes (labels y = 0..K−1).
 
-    **Arguments:** as `block_hidden`, plus `activation`, the name of φ.
+    **Arguments:** as `block_hidden`, plus `activation`, φ or its name.
 
     **Returns:**
 
@@ -57,13 +57,13 @@ def block_loss(
     return hidden_loss(block_hidden(W, z, data, attention=attention, temperature=temperature), activation)
 
 
-def hidden_loss(hidden: jax.Array, activation: str) -> jax.Array:
+def hidden_loss(hidden: jax.Array, activation: "str | AbstractActivation") -> jax.Array:
     """The block's loss as a function of its pre-activations: mean cross-entropy of φ(hidden).
 
     **Arguments:**
 
     - `hidden`: `(K, K)`, row y the pre-activations of class y (`block_hidden`).
-    - `activation`: the name of φ.
+    - `activation`: φ (`jomasim.activation`) or its name.
 
     **Returns:**
 

@@ -36,7 +36,7 @@ import scipy.stats
 from .._errors import OutOfRangeError, at_least, check_fraction, check_positive, check_seed
 from .._progress import progress_bar
 from .._settings import Settings, setting
-from ..activation import check_activations, get_activation
+from ..activation import check_activations
 from ..attention import get_attention
 from ..block import block_hidden, output_loss
 from ..corpus import CORPUS_VARIABLE, SPLITS
@@ -60,7 +60,7 @@ class FixedGradientConfig(CompareConfig):
     model: ClassVar[str] = "block-fixed-gradient"
 
     def objective(self, joint: JointFlow, y0):
-        phi = get_activation(joint.activation).fn
+        phi = joint.activation.fn
         hidden = block_hidden(*y0, joint.data, attention=joint.attention_form, temperature=joint.temperature)
         signal = jax.lax.stop_gradient(jax.grad(output_loss)(phi(hidden)))
         return lambda block: jnp.sum(signal * phi(block.hidden()))

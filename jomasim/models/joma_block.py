@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..activation import AbstractActivation, get_activation
 from ..attention import AbstractAttention, get_attention
 from ..block import block_hidden, hidden_loss
 from ..data import TokenData
@@ -27,14 +28,14 @@ class JoMABlock(nnx.Module):
     attention_parameters = ("z",)
 
     def __init__(self, data: TokenData, W0: jax.Array, z0: jax.Array, *, attention: "str | AbstractAttention",
-                 activation: str, temperature: float):
+                 activation: "str | AbstractActivation", temperature: float):
         """**Arguments:**
 
         - `data`: the token data.
         - `W0`, `z0`: initial parameters (e.g. `JointFlow.initial_state`, so that theory and
           training start from the same point).
-        - `attention`: the attention form (or its name); `activation`: the activation's name, as in
-          `JointFlow`.
+        - `attention`: the attention form (or its name); `activation`: the activation (or its name), as
+          in `JointFlow`.
         - `temperature`: T > 0.
         """
         self.X = nnx.Variable(data.X)
@@ -43,7 +44,7 @@ class JoMABlock(nnx.Module):
         self.W = nnx.Param(W0)
         self.z = nnx.Param(z0)
         self.attention = get_attention(attention)
-        self.activation = activation
+        self.activation = get_activation(activation)
 
     @property
     def data(self) -> TokenData:

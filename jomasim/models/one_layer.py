@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._errors import check_choice
-from ..activation import get_activation
+from ..activation import AbstractActivation, get_activation
 from ..attention import AbstractAttention, get_attention
 from ..block import LAYER_NORM_EPSILON
 from ..data import Bags
@@ -156,7 +156,7 @@ class OneLayerTransformer(nnx.Module):
     def __init__(self, embeddings: jax.Array, W0: jax.Array, z0: jax.Array, key: jax.Array, *,
                  attention_params: str = "logits", learned_embeddings: bool = False, learned_value: bool = False,
                  norm: str = "none", head: bool = False, attention: "str | AbstractAttention" = "softmax",
-                 activation: str = "linear", temperature: float = 1.0):
+                 activation: "str | AbstractActivation" = "linear", temperature: float = 1.0):
         """**Arguments:**
 
         - `embeddings`: the initial embeddings `(M_c + M_Q, d)` (the data's orthonormal U and the
@@ -184,7 +184,7 @@ class OneLayerTransformer(nnx.Module):
         self.head = nnx.Param(lecun(head_key, (n_hidden, n_hidden))) if head else None
         self.head_bias = nnx.Param(jnp.zeros(n_hidden, W0.dtype)) if head else None
         self.attention = get_attention(attention)
-        self.activation = activation
+        self.activation = get_activation(activation)
         self.temperature = nnx.Variable(jnp.asarray(temperature, dtype=W0.dtype))
 
     def _tables(self) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -233,7 +233,7 @@ class OneLayerTransformer(nnx.Module):
     def __call__(self, bags: Bags, logits: jax.Array | None = None, read_path: str | None = None) -> jax.Array:
         """The mean cross-entropy over the samples (at the table `logits`, along `read_path`, as
         `hidden`)."""
-        out = get_activation(self.activation).fn(self.hidden(bags, logits, read_path))
+        out = self.activation.fn(self.hidden(bags, logits, read_path))
         if self.head is not None:
             out = out @ self.head[...] + self.head_bias[...]
         log_probs = jax.nn.log_softmax(out, axis=1)

@@ -168,7 +168,7 @@ class Block(nnx.Module):
         self.up = nnx.Linear(config.d_model, config.d_hidden, rngs=rngs, **init.linear(config.d_model))
         self.down = nnx.Linear(config.d_hidden, config.d_model, rngs=rngs, **init.linear(config.d_hidden))
         self.norm = config.norm
-        self.activation = config.ffn_activation
+        self.activation = get_activation(config.ffn_activation)
         self.dropout_rate = config.dropout
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -179,7 +179,7 @@ class Block(nnx.Module):
         after = (lambda norm, y: norm(y)) if self.norm == "post" else (lambda norm, y: y)
         attended, maps = self.attention(before(self.norm1, x), keys[0])
         x = after(self.norm1, x + dropout(attended, self.dropout_rate, keys[1]))
-        hidden = get_activation(self.activation).fn(self.up(before(self.norm2, x)))
+        hidden = self.activation.fn(self.up(before(self.norm2, x)))
         out = self.down(dropout(hidden, self.dropout_rate, keys[2]))
         return after(self.norm2, x + dropout(out, self.dropout_rate, keys[3])), maps, hidden
 

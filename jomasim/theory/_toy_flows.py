@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from .._errors import ShapeMismatchError, check_finite, check_positive
-from ._flows import AbstractFlow, _as_float
+from ._flows import AbstractFlow, as_float
 
 
 class SalienceFlow(AbstractFlow):
@@ -38,10 +38,10 @@ class SalienceFlow(AbstractFlow):
         check_positive("eta_w", eta_w)
         check_positive("kappa", kappa)
         check_finite("c", c)
-        self.delta = _as_float(delta)
-        self.eta_w = _as_float(eta_w)
-        self.kappa = _as_float(kappa)
-        self.c = jnp.broadcast_to(_as_float(c), jnp.shape(delta)[:1])
+        self.delta = as_float(delta)
+        self.eta_w = as_float(eta_w)
+        self.kappa = as_float(kappa)
+        self.c = jnp.broadcast_to(as_float(c), jnp.shape(delta)[:1])
 
     def __call__(self, t, V, args):
         return self.eta_w * jnp.exp(self.logits(V))[:, None] * self.delta
@@ -82,9 +82,9 @@ class NonlinearToyFlow(AbstractFlow):
         check_finite("mu", mu)
         check_positive("rate", rate)
         check_positive("temperature", temperature)
-        self.mu = _as_float(mu)
-        self.rate = _as_float(rate)
-        self.temperature = _as_float(temperature)
+        self.mu = as_float(mu)
+        self.rate = as_float(rate)
+        self.temperature = as_float(temperature)
         self.normalized = normalized
 
     def __call__(self, t, v, args):
