@@ -75,7 +75,7 @@ def test_verdict_both_ways():
 def test_fixed_gradient_objective_has_the_loss_gradient_at_the_start():
     config = FixedGradientConfig(activation="gelu", seeds=1)
     numbers = MemberNumbers(*(jnp.asarray(value[0]) for value in config.members(0.1, 0.1)))
-    joint, y0 = config.member_start(numbers)
+    joint, y0 = config.model.start(config, numbers)
 
     def gradient(objective, state):
         def block(W, z):
@@ -84,7 +84,7 @@ def test_fixed_gradient_objective_has_the_loss_gradient_at_the_start():
 
         return jax.grad(lambda W, z: objective(block(W, z)), argnums=(0, 1))(*state)
 
-    fixed = config.objective(joint, y0)
+    fixed = config.model.objective(joint, y0)
     for ours, theirs in zip(gradient(fixed, y0), gradient(JoMABlock.__call__, y0)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-14)
     moved = (y0[0] + 0.3 * jax.random.normal(jax.random.key(1), y0[0].shape), y0[1])

@@ -36,7 +36,7 @@ def _numbers(config, seed=0):
 def test_transformer_in_the_block_setting_trains_to_the_blocks_parameters():
     config = TransformerCompareConfig(**SMALL, **BLOCK_SWITCHES, init_scale=0.3)
     numbers = _numbers(config)
-    joint, model = config._model(numbers)
+    joint, model = config.model.initial_model(config, numbers)
     _, y0, _ = build_member(config, numbers)
     saves = np.arange(0, 61, 10)
     block = train_member(joint, y0, numbers.eta_w, numbers.eta_z, 60, saves)
@@ -75,7 +75,7 @@ def test_minibatch_gradients_are_unbiased_for_long_sequences():
     """At L = 1000 the gradient on sampled sequences, averaged over batches, is the expectation's."""
     config = TransformerCompareConfig(**SMALL, attention_params="qk", embeddings="learned", value="learned",
                                       norm="post", head=True, init_scale=0.5)
-    joint, model = config._model(_numbers(config))
+    joint, model = config.model.initial_model(config, _numbers(config))
     X = joint.data.X
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -121,7 +121,7 @@ def test_attention_over_positions_is_attention_over_token_counts():
     """Without positions a sequence is its counts: the model's attention over its positions summed
     per token equals the attention form on the empirical frequencies."""
     config = TransformerCompareConfig(**SMALL, attention_params="qk")
-    joint, model = config._model(_numbers(config))
+    joint, model = config.model.initial_model(config, _numbers(config))
     bags = sample_bags(jax.random.key(3), joint.data.X, 1, 50, 2)
     per_position = model.attention_distribution(bags)
     counts = jax.vmap(lambda tokens: jnp.bincount(tokens, length=8) / 50)(bags.tokens)
@@ -242,8 +242,8 @@ def test_with_layernorm_the_block_reads_the_transformer_with_the_gain_at_the_sta
     probed state and run at η_w g₀², and Theorem 1's closed form is the same in either reading."""
     config = TransformerCompareConfig(**SMALL, norm="post", sequence_length=6)
     numbers = _numbers(config)
-    joint, (W0, z0) = config.member_start(numbers)
-    plain, model = config._model(numbers)
+    joint, (W0, z0) = config.model.start(config, numbers)
+    plain, model = config.model.initial_model(config, numbers)
     bags = expectation_bags(plain.data.X)
     f = np.asarray(model._mlp_input(bags))
     gain = np.mean(1 / np.sqrt(np.var(f, axis=1) + 1e-5))
@@ -255,18 +255,18 @@ def test_with_layernorm_the_block_reads_the_transformer_with_the_gain_at_the_sta
     read = joint.invariant((W0, z0)).predict(gain * probe.V)
     np.testing.assert_allclose(read, plain.invariant((W0 / gain, z0)).predict(probe.V), rtol=1e-12)
     unnormed = TransformerCompareConfig(**SMALL, sequence_length=6)
-    assert unnormed.member_start(numbers)[0].eta_w == plain.eta_w  # no LayerNorm: gain 1
+    assert unnormed.model.start(unnormed, numbers)[0].eta_w == plain.eta_w  # no LayerNorm: gain 1
 
 
 @pytest.mark.slow
 def test_weight_decay_acts_on_the_mlp_weights_alone():
     config = TransformerCompareConfig(**SMALL, **BLOCK_SWITCHES, head=True, weight_decay=0.5)
     numbers = _numbers(config)
-    joint, y0 = config.member_start(numbers)
-    decayed, plain = (dataclasses.replace(config, weight_decay=decay).train_and_read(joint, y0, numbers, 1, np.arange(2))
+    joint, y0 = config.model.start(config, numbers)
+    decayed, plain = (config.model.train_and_read(dataclasses.replace(config, weight_decay=decay), joint, y0, numbers, 1, np.arange(2))
                       for decay in (0.5, 0.0))
     # one SGD step: the same gradient, plus the coupled decay −η_w λ W(0) on W and on nothing else
     np.testing.assert_allclose(decayed.W[1] - plain.W[1], -numbers.eta_w * 0.5 * decayed.W[0], rtol=0, atol=1e-12)
     np.testing.assert_allclose(decayed.z, plain.z, rtol=0, atol=1e-14)
-    _, model = config._model(numbers)
+    _, model = config.model.initial_model(config, numbers)
     assert sum(jax.tree_util.tree_leaves(_mlp_weights(nnx.state(model, nnx.Param)))) == 1, "W alone: not the head"

@@ -99,10 +99,10 @@ def _add_block_command(commands, name: str, config: type, handler, help: str, de
     parser = commands.add_parser(name, help=help, description=description)
     _add_config_options(parser, config)
     if models is not None:
-        parser.add_argument("--model", choices=tuple(models), default=config.model,
-                            help=f"the model trained against the flows (default {config.model})")
+        parser.add_argument("--model", choices=tuple(models), default=config.model.name,
+                            help=f"the model trained against the flows (default {config.model.name})")
         for each in models.values():
-            _add_config_options(parser.add_argument_group(f"--model {each.model}"), each, skip=tuple(flat_fields(config)),
+            _add_config_options(parser.add_argument_group(f"--model {each.model.name}"), each, skip=tuple(flat_fields(config)),
                                 defaults=False)
     _add_output_options(parser)
     parser.set_defaults(handler=handler)
@@ -401,12 +401,12 @@ def _reproduce(args) -> None:
 def _run(command: str, config, args, work: Callable, plot: Callable, figure: str, print_table: Callable) -> None:
     """Runs `work(config) -> (results, summary)` inside a fresh run folder and writes config.json,
     data.npz, summary.json and the figure; nothing is left behind if anything fails."""
-    model = "" if config.model == "block" else f"{config.model}-"
+    model = "" if config.model.name == "block" else f"{config.model.name}-"
     stem = f"{command}-{model}{config.attention}-{config.activation}"
     name = args.name if args.name is not None else claim_run_name(args.out, stem)
     with run_directory(args.out, name, claimed=args.name is None) as folder:
         results, summary = work(config)
-        write_json(folder / "config.json", {"command": command, "model": config.model, "config": dataclasses.asdict(config),
+        write_json(folder / "config.json", {"command": command, "model": config.model.name, "config": dataclasses.asdict(config),
                                             "seeds": config.seed_list, "environment": environment()})
         write_npz(folder / "data.npz", **results.arrays())
         plot(results, folder / figure)
@@ -451,7 +451,7 @@ def _compare(args) -> None:
         print_table(summary, columns, statuses)
         print_stops(summary, "step")
         print_theorem1(summary, "train")
-        print_agreement(summary, "train", "step", config.model)
+        print_agreement(summary, "train", "step", config.model.name)
         clocks = seed_numbers(summary, "adam_clock_w")
         if clocks:
             print(f"the flows ran on Adam's clock: {config.steps} Adam steps moved the MLP's weights as far as "

@@ -13,6 +13,7 @@ flow with step 1) and a member's curves line up with its training whatever its r
 model may give the flows another clock (a Transformer trained with Adam: Adam's, `Readout.clock`).
 """
 
+import abc
 import dataclasses
 import functools
 import time
@@ -31,6 +32,7 @@ from .._settings import Settings, setting
 from ..activation import ACTIVATIONS
 from ..assumptions import leak_curves
 from ..attention import ATTENTIONS
+from ..block import block_hidden, output_loss
 from ..comparison import agreement, logits_and_weights, theorem1_curves
 from ..data import EMBEDDINGS, VARIANTS, check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
@@ -64,6 +66,89 @@ def training_status(diverged_at: int) -> str:
     return "ok" if diverged_at < 0 else f"non-finite loss at step {int(diverged_at)}"
 
 
+class AbstractTrainedModel(eqx.Module):
+    """The model trained against the flows, a strategy of the setting: how a member starts, how it
+    is trained and read as JoMA's quantities, and how much memory a member holds. Its methods take
+    the setting, whose fields size and switch it; the final models are `TrainedBlock`,
+    `FixedGradientBlock` and the one-layer Transformer
+    (`jomasim.experiments.transformer.TrainedTransformer`).
+
+    **Class attributes:**
+
+    - `name`: what `config.json`, the command line (`--model`) and the sweeps call it.
+    """
+
+    name: eqx.AbstractClassVar[str]
+
+    @abc.abstractmethod
+    def start(self, setting: "BlockSetting", numbers: "MemberNumbers") -> tuple[JointFlow, tuple]:
+        """A member's joint flow (its data, rates `numbers.eta_w`, `numbers.eta_z`) and the state
+        (W(0), z(0)) that the flows and the trained model start from. Traceable."""
+
+    @abc.abstractmethod
+    def train_and_read(self, setting: "BlockSetting", joint: JointFlow, y0, numbers: "MemberNumbers", steps: int,
+                       save_steps) -> "Readout":
+        """The member's model trained from `y0` (`start`) for `steps` steps and read at
+        `save_steps`. Traceable."""
+
+    @abc.abstractmethod
+    def member_bytes(self, setting: "BlockSetting", steps: int, saves: int, mode: str) -> int:
+        """An estimate of the memory one member holds at once, in bytes."""
+
+
+def block_member_bytes(setting: "BlockSetting", steps: int, saves: int, mode: str) -> int:
+    """The block's part of a member's memory: every run of the mode keeps its states (W, `d × K`),
+    V (`M_c × K`) and z at every save, Theorem 1's ẑ and residual, and training its loss at every
+    step; doubled for the copies made between the compiled call and the NumPy results."""
+    d, K, M = setting.dim, setting.n_classes, setting.n_distinct + setting.n_common
+    per_save = len(MODE_RUNS[mode]) * (d * K + M * K + M) + 2 * M
+    return 2 * 8 * (saves * per_save + (steps if mode != "theory" else 0))
+
+
+class AbstractBlockModel(AbstractTrainedModel):
+    """The `JoMABlock` itself, started from the setting's data and state and trained by full-batch
+    SGD at the member's rates on an `objective`."""
+
+    @abc.abstractmethod
+    def objective(self, joint: JointFlow, y0) -> Callable[[JoMABlock], jax.Array]:
+        """What training minimises, as a function of the `JoMABlock`. Traceable."""
+
+    def start(self, setting, numbers):
+        joint, y0, _ = build_member(setting, numbers)
+        return joint, y0
+
+    def train_and_read(self, setting, joint, y0, numbers, steps, save_steps):
+        trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps, self.objective(joint, y0))
+        return Readout(trained.W, trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z)), trained.losses,
+                       jax.vmap(joint.loss)(trained.W, trained.z))
+
+    def member_bytes(self, setting, steps, saves, mode):
+        return block_member_bytes(setting, steps, saves, mode)
+
+
+class TrainedBlock(AbstractBlockModel):
+    """The block trained on its loss: SGD on it is the joint flow's Euler scheme."""
+
+    name: ClassVar[str] = "block"
+
+    def objective(self, joint, y0):
+        return JoMABlock.__call__
+
+
+class FixedGradientBlock(AbstractBlockModel):
+    """The block trained under JoMA's Assumption 1 made exact: the back-propagated gradient
+    g = ∂L/∂φ(h) of every class and hidden node is held at its value at initialisation (as if the
+    layers above were frozen), so training minimises Σ g(0) ∘ φ(h) instead of the cross-entropy.
+    The nonlinearity still acts through φ'(h); only the loss's own saturation is gone."""
+
+    name: ClassVar[str] = "block-fixed-gradient"
+
+    def objective(self, joint, y0):
+        phi = joint.activation.fn
+        hidden = block_hidden(*y0, joint.data, attention=joint.attention_form, temperature=joint.temperature)
+        signal = jax.lax.stop_gradient(jax.grad(output_loss)(phi(hidden)))
+        return lambda block: jnp.sum(signal * phi(block.hidden()))
+
 
 @dataclasses.dataclass(frozen=True)
 class BlockSetting(Settings):
@@ -76,8 +161,8 @@ class BlockSetting(Settings):
     the joint flow then *is* the training run. Each field is checked where it is declared.
     """
 
-    model: ClassVar[str] = "block"
-    """The model trained against the flows (`member_start`, `train_and_read`)."""
+    model: ClassVar[AbstractTrainedModel] = TrainedBlock()
+    """The model trained against the flows (its strategy)."""
 
     scale_closure: ClassVar[bool] = False
     """Whether the preconditioned flow gets the scale path of a LayerNorm (a Transformer's option)."""
@@ -111,31 +196,9 @@ class BlockSetting(Settings):
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
     def member_bytes(self, steps: int, saves: int, mode: str) -> int:
-        """An estimate of the memory one member holds at once, in bytes: every run of the mode
-        keeps its states (W, `d × K`), V (`M_c × K`) and z at every save, Theorem 1's ẑ and
-        residual, and training its loss at every step; doubled for the copies made between the
-        compiled call and the NumPy results."""
-        d, K, M = self.dim, self.n_classes, self.n_distinct + self.n_common
-        per_save = len(MODE_RUNS[mode]) * (d * K + M * K + M) + 2 * M
-        return 2 * 8 * (saves * per_save + (steps if mode != "theory" else 0))
-
-    def member_start(self, numbers: "MemberNumbers") -> tuple[JointFlow, tuple]:
-        """A member's joint flow (its data, rates `numbers.eta_w`, `numbers.eta_z`) and the state
-        (W(0), z(0)) that the flows and the trained model start from. Traceable."""
-        joint, y0, _ = build_member(self, numbers)
-        return joint, y0
-
-    def objective(self, joint: JointFlow, y0) -> Callable[[JoMABlock], jax.Array]:
-        """What training minimises, as a function of the `JoMABlock`: its loss. Traceable."""
-        return JoMABlock.__call__
-
-    def train_and_read(self, joint: JointFlow, y0, numbers: "MemberNumbers", steps: int, save_steps) -> "Readout":
-        """The member's model trained from `y0` (`member_start`) for `steps` steps and read at
-        `save_steps`: here the `JoMABlock`, full-batch SGD on `objective` at the member's rates.
-        Traceable."""
-        trained = train_member(joint, y0, numbers.eta_w, numbers.eta_z, steps, save_steps, self.objective(joint, y0))
-        return Readout(trained.W, trained.z, jax.vmap(joint.projected_weights)((trained.W, trained.z)), trained.losses,
-                       jax.vmap(joint.loss)(trained.W, trained.z))
+        """An estimate of the memory one member holds at once, in bytes (its model's,
+        `AbstractTrainedModel.member_bytes`)."""
+        return self.model.member_bytes(self, steps, saves, mode)
 
     def members(self, eta_w: float, eta_z: float) -> "MemberNumbers":
         """One member per seed, all with this setting's numbers and the rates (η_w, η_z)."""
@@ -183,7 +246,7 @@ def build_member(setting: BlockSetting, numbers: MemberNumbers) -> tuple[JointFl
 
 
 class Readout(NamedTuple):
-    """A trained model read as JoMA's quantities at the saves (`BlockSetting.train_and_read`).
+    """A trained model read as JoMA's quantities at the saves (`AbstractTrainedModel.train_and_read`).
 
     **Fields:**
 
@@ -263,6 +326,19 @@ def train_blocks(joint: JointFlow, y0, eta_w: jax.Array, eta_z: jax.Array, steps
     )
 
 
+class _Made(NamedTuple):
+    """One run of a member as `measure_member` makes it: its logits `(n, M_c)` and projected weights
+    `(n, M_c, K)` at the saves, which saves it reached with finite values, its block state (W, z)
+    where Theorem 1's leak may be measured on it (training, the joint flow; else `None`), and how
+    its solve ended (a flow's; `None` for training)."""
+
+    z: jax.Array
+    V: jax.Array
+    reached: jax.Array
+    state: tuple | None = None
+    solve: Solve | None = None
+
+
 def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str) -> MemberResult:
     """Everything one member's runs give, at the saved steps. Traceable (vmap it over members).
 
@@ -284,17 +360,15 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     reached with finite values.
     """
     save_steps = jnp.asarray(save_steps, dtype=jnp.result_type(float))
-    joint, y0 = setting.member_start(numbers)
+    joint, y0 = setting.model.start(setting, numbers)
     reduced = ReducedFlow.from_joint(joint, y0)
     invariant = joint.invariant(y0)
-    logits_weights, block_states, solves, reached, training, probes = {}, {}, {}, [], None, None
+    made, training, probes = {}, None, None
     flow_times = save_steps
     if mode != "theory":
-        trained = setting.train_and_read(joint, y0, numbers, steps, save_steps.astype(int))
-        block_states["train"] = trained.W, trained.z
-        logits_weights["train"] = trained.z, trained.V
+        trained = setting.model.train_and_read(setting, joint, y0, numbers, steps, save_steps.astype(int))
         diverged = first_nonfinite(trained.losses)
-        reached.append((diverged < 0) | (save_steps < diverged))
+        made["train"] = _Made(trained.z, trained.V, (diverged < 0) | (save_steps < diverged), (trained.W, trained.z))
         training = Training(trained.losses, trained.loss, diverged)
         probes = trained.probes
         if trained.clock is not None:
@@ -316,27 +390,24 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
                 at_optimizer_rates, preconditioner, flow_times, weight_preconditioner, setting.scale_closure), y0))
         for name, flow, start in flows:
             trajectory = solve(flow, start, flow_times, setting.solve)
-            logits_weights[name] = logits_and_weights(flow, trajectory.ys)
-            if name == "joint":
-                block_states[name] = trajectory.ys
-            reached.append(trajectory.reached)
             # the time reached, on the saves' clock (the flows' own is Adam's with Adam)
             t_final = jnp.interp(trajectory.t_final, flow_times, save_steps)
-            solves[name] = Solve(trajectory.status, t_final, trajectory.num_steps, trajectory.num_rejected_steps)
-    reference = MODE_RUNS[mode][0]
-    z_ref, V_ref = logits_weights[reference]
+            made[name] = _Made(*logits_and_weights(flow, trajectory.ys), trajectory.reached,
+                               trajectory.ys if name == "joint" else None,
+                               Solve(trajectory.status, t_final, trajectory.num_steps, trajectory.num_rejected_steps))
+    reference = made[MODE_RUNS[mode][0]]
     # every reached mask is a prefix of the saves
-    last = jnp.sum(jnp.all(jnp.stack(reached), axis=0)) - 1
+    last = jnp.sum(jnp.all(jnp.stack([run.reached for run in made.values()]), axis=0)) - 1
     runs = {}
-    for name, (z, V) in logits_weights.items():
+    for name, run in made.items():
         runs[name] = RunResult(
-            z, V, jax.vmap(lambda logits: mean_attention_entropy(joint.attention((None, logits))))(z),
-            solve=solves.get(name),
-            agreement=None if name == reference else agreement(z, V, z_ref, V_ref, last),
-            theorem1=theorem1_curves(invariant, V, z, joint.data.X, preconditioner if name == "train" else None,
-                                     optimizer_invariant, weights) if name in (reference, "joint") else None,
+            run.z, run.V, jax.vmap(lambda logits: mean_attention_entropy(joint.attention((None, logits))))(run.z),
+            solve=run.solve,
+            agreement=None if run is reference else agreement(run.z, run.V, reference.z, reference.V, last),
+            theorem1=theorem1_curves(invariant, run.V, run.z, joint.data.X, preconditioner if name == "train" else None,
+                                     optimizer_invariant, weights) if run is reference or name == "joint" else None,
         )
-    leaks = leak_curves(joint, invariant, *block_states[reference])
+    leaks = leak_curves(joint, invariant, *reference.state)
     drift_at_parting = None
     if "reduced" in runs and leaks.bbar_drift is not None:
         parted = runs["reduced"].agreement.parted_index

@@ -81,7 +81,7 @@ class BlockSweep(SweepTask):
     @functools.cached_property
     def static_axes(self) -> dict[str, tuple]:
         """The code-path axes and their values: `STATIC_AXES`, and the Transformer's switches."""
-        if self.base.model == "block":
+        if self.base.model.name == "block":
             return STATIC_AXES
         fields = flat_fields(type(self.base))
         switches = {name: tuple(fields[name].choices) if fields[name].choices is not None else None
@@ -170,4 +170,4 @@ class BlockSweep(SweepTask):
     def describe(self) -> dict[str, Any]:
         described = {"experiment": "block", "mode": self.mode, "base": dataclasses.asdict(self.base)}
         # a block sweep's description is as before models existed, so its folders still resume
-        return described if self.base.model == "block" else {**described, "model": self.base.model}
+        return described if self.base.model.name == "block" else {**described, "model": self.base.model.name}

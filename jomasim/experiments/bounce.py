@@ -38,11 +38,9 @@ from .._progress import progress_bar
 from .._settings import Settings, setting
 from ..activation import check_activations
 from ..attention import get_attention
-from ..block import block_hidden, output_loss
 from ..corpus import CORPUS_VARIABLE, SPLITS
 from ..metrics import stable_rank
-from ..theory import JointFlow
-from .block import run_members
+from .block import AbstractTrainedModel, FixedGradientBlock, run_members
 from .compare import CompareConfig
 from .fig4 import Fig4Config, discrete_toy
 from .reach import ReachConfig
@@ -52,18 +50,10 @@ from .wikitext import WikitextConfig, folder_or_none, run_wikitext
 
 @dataclasses.dataclass(frozen=True)
 class FixedGradientConfig(CompareConfig):
-    """The §3.5 block trained under JoMA's Assumption 1 made exact: the back-propagated gradient
-    g = ∂L/∂φ(h) of every class and hidden node is held at its value at initialisation (as if the
-    layers above were frozen), so training minimises Σ g(0) ∘ φ(h) instead of the cross-entropy.
-    The nonlinearity still acts through φ'(h); only the loss's own saturation is gone."""
+    """The §3.5 block trained with its back-propagated gradient held at initialisation
+    (`FixedGradientBlock`: JoMA's Assumption 1 made exact), with the block's settings."""
 
-    model: ClassVar[str] = "block-fixed-gradient"
-
-    def objective(self, joint: JointFlow, y0):
-        phi = joint.activation.fn
-        hidden = block_hidden(*y0, joint.data, attention=joint.attention_form, temperature=joint.temperature)
-        signal = jax.lax.stop_gradient(jax.grad(output_loss)(phi(hidden)))
-        return lambda block: jnp.sum(signal * phi(block.hidden()))
+    model: ClassVar[AbstractTrainedModel] = FixedGradientBlock()
 
 
 class Curves(NamedTuple):

@@ -203,7 +203,7 @@ def _fit_member(setting: CompareConfig, numbers: MemberNumbers, z_trained, steps
                 free: int, fit: FitConfig):
     """One seed's fit of the first `free` entries of `start` (the rest held; traceable, vmapped over
     seeds)."""
-    joint, y0 = setting.member_start(numbers)
+    joint, y0 = setting.model.start(setting, numbers)
     # a few parameters and hundreds of residuals: the Jacobian in forward mode, one JVP each through the solve
     options = dataclasses.replace(setting.solve, adjoint="forward")
     args = (joint, y0, knots, z_trained[:fitted], steps[:fitted], options)
