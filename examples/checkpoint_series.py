@@ -27,7 +27,7 @@ import numpy as np
 
 from jomasim.corpus import CORPUS_VARIABLE, load_corpus
 from jomasim.experiments.pretrained import PretrainedConfig
-from jomasim.experiments.reproduce import reproduce
+from jomasim.runs import reproduce
 
 KINDS = ("gpt_neox", "opt")
 """The model layouts trained: GPT-NeoX (Pythia) and OPT, the two `reproduce pretrained` reads."""

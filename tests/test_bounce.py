@@ -23,8 +23,8 @@ from jomasim.experiments.bounce import (
 )
 from jomasim.experiments.compare import CompareConfig
 from jomasim.experiments.fig4 import Fig4Config, discrete_toy
-from jomasim.experiments.reproduce import REPRODUCTIONS, reproduce
 from jomasim.models import JoMABlock
+from jomasim.runs import REPRODUCTIONS, reproduce
 
 STEPS = np.arange(0, 101, 10)
 FALLING = 2.5 - 1.5 * (1 - np.exp(-STEPS / 30))                     # sparser and sparser: no rebound

@@ -13,11 +13,11 @@ from jomasim.cli._overrides import field_values
 from jomasim.corpus import CORPUS_VARIABLE
 from jomasim.experiments.fig3 import Fig3Config, run_fig3
 from jomasim.experiments.fig4 import Fig4Config, run_fig4
-from jomasim.experiments.reproduce import REPRODUCTIONS, reproduce_all
 from jomasim.experiments.scan_snap import ScanSnapConfig
 from jomasim.experiments.table1 import Table1Config
 from jomasim.experiments.wikitext import WikitextConfig
 from jomasim.io import non_finite_entries
+from jomasim.runs import REPRODUCTIONS, reproduce_all
 
 
 @pytest.fixture(scope="module")

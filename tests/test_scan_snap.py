@@ -9,7 +9,6 @@ import pytest
 
 from jomasim._errors import InvalidChoiceError, OutOfRangeError
 from jomasim.data import make_sequence_classes
-from jomasim.experiments.reproduce import reproduce
 from jomasim.experiments.scan_snap import (
     ENTROPIES,
     INITS,
@@ -21,6 +20,7 @@ from jomasim.experiments.scan_snap import (
 )
 from jomasim.metrics import entropy
 from jomasim.models.scan_snap import ScanSnapModel, token_attention
+from jomasim.runs import reproduce
 
 SMALL = dict(panels=(1, 2), eta_z=(0.5, 1.5, 3.0), eta_ratio=(1.0, 4.0), seeds=2, steps=40, batch=32, length=48,
              eval_batch=64, save_every=20)

@@ -14,8 +14,8 @@ from jomasim.cli import _main as cli
 from jomasim.experiments import block_theory, compare
 from jomasim.experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
 from jomasim.experiments.fit import FitConfig
-from jomasim.experiments.reproduce import REPRODUCTIONS
 from jomasim.experiments.transformer import TransformerCompareConfig
+from jomasim.runs import REPRODUCTIONS
 
 ALLOWED = {
     ("fig4", "v0", "-1"): "any finite initial value is one (the targets must exceed it, checked with them)",

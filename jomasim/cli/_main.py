@@ -18,16 +18,16 @@ from .._compile import CACHE_VARIABLE, compile_cache_folder, use_compile_cache
 from .._errors import JomasimError, NonFiniteResultError, OutOfRangeError, at_least, check_choice, check_positive
 from .._progress import showing_progress, working
 from .._settings import build, flat_fields
-from ..experiments.block import MODE_RUNS, MODES
+from ..experiments.block import MODES, Mode
 from ..experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
 from ..experiments.block_theory import BlockTheoryConfig, run_block_theory
 from ..experiments.compare import CompareConfig, compare
 from ..experiments.fit import FitConfig, fit_run, fit_summary, read_run
-from ..experiments.reproduce import REPRODUCTIONS, reproduce, reproduce_all
 from ..experiments.results import OUTPUT_NAMES
 from ..experiments.transformer import COMPARE_MODELS
-from ..io import check_folder_path, check_run_name, claim_run_name, environment, run_directory, unique_run_name, write_json, write_npz
+from ..io import check_folder_path, check_run_name, claim_run_name, run_directory, unique_run_name
 from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
+from ..runs import REPRODUCTIONS, reproduce, reproduce_all, write_run
 from ..sweep import MERGED_COLUMNS, Grid, initialize_processes, load_grid, parse_axis_values, resolve_points, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
 from ._overrides import field_values, option_type, split_assignment
@@ -189,7 +189,7 @@ def _plot_specs(args, task: BlockSweep, grid: Grid) -> list[tuple[str, str, str 
         varied = [name for name, values in grid.axes.items() if len(values) > 1 and name != "seed"]
         if not varied:
             return []
-        runs = [OUTPUT_NAMES[run] for run in MODE_RUNS[task.mode]]
+        runs = [OUTPUT_NAMES[run] for run in Mode(task.mode).runs]
         values = [f"nc_{out}_z" for out in runs[1:]] + [f"entropy_{runs[0]}"] + (
             ["parted_step_reduced"] if "reduced" in runs[1:] else [])
         return [(value, varied[0], varied[1] if len(varied) > 1 else None) for value in values]
@@ -406,11 +406,10 @@ def _run(command: str, config, args, work: Callable, plot: Callable, figure: str
     name = args.name if args.name is not None else claim_run_name(args.out, stem)
     with run_directory(args.out, name, claimed=args.name is None) as folder:
         results, summary = work(config)
-        write_json(folder / "config.json", {"command": command, "model": config.model.name, "config": dataclasses.asdict(config),
-                                            "seeds": config.seed_list, "environment": environment()})
-        write_npz(folder / "data.npz", **results.arrays())
-        plot(results, folder / figure)
-        write_json(folder / "summary.json", summary)
+        write_run(folder, ("config.json", {"command": command, "model": config.model.name,
+                                           "config": dataclasses.asdict(config), "seeds": config.seed_list}),
+                  arrays=("data.npz", results.arrays()), figure=(figure, lambda path: plot(results, path)),
+                  summary=("summary.json", summary))
     print_table(summary)
     if _crawled_at_relu_kinks(config, summary):
         print("note: with ReLU the flows are not smooth and adaptive solvers crawl where hidden units cross zero; "
@@ -486,10 +485,12 @@ def _fit(args) -> None:
         results = fit_run(run, config)
     summary = {**fit_summary(run, results), "wall_seconds": time.perf_counter() - started}
     with run_directory(args.run, "fit", replace=True) as folder:
-        write_json(folder / "fit.json", {**summary, "config": dataclasses.asdict(config), "environment": environment()})
-        write_npz(folder / "fit.npz", steps=results.steps, z_trained=run.z, z_before=results.z_before,
-                  z_after=results.z_after, lr_ratio=results.lr_ratio, time_scale=results.time_scale, knots=results.knots)
-        plot_fit(run, results, folder / "fit.png")
+        # the fit's summary is its record: one file with the numbers, the settings and the environment
+        write_run(folder, ("fit.json", {**summary, "config": dataclasses.asdict(config)}),
+                  arrays=("fit.npz", {"steps": results.steps, "z_trained": run.z, "z_before": results.z_before,
+                                      "z_after": results.z_after, "lr_ratio": results.lr_ratio,
+                                      "time_scale": results.time_scale, "knots": results.knots}),
+                  figure=("fit.png", lambda path: plot_fit(run, results, path)))
     print(f"trained with rho = eta_z / eta_w = {summary['trained_lr_ratio']:.4g}; fitted on steps "
           f"{summary['fitted_steps'][0]:g}-{summary['fitted_steps'][1]:g}, held out "
           f"{summary['held_out_steps'][0]:g}-{summary['held_out_steps'][1]:g}")

@@ -15,6 +15,7 @@ model may give the flows another clock (a Transformer trained with Adam: Adam's,
 
 import abc
 import dataclasses
+import enum
 import functools
 import time
 from collections.abc import Callable
@@ -50,15 +51,33 @@ from ..theory import (
 from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
 from .results import OUTPUT_NAMES, MemberResult, RunResult, Solve, Training, TransformerProbes, flatten, scalars
 
-MODES = ("theory", "train", "both")
-"""`theory`: the joint and the reduced flow; `train`: SGD only; `both`: all three."""
+
+class Mode(enum.StrEnum):
+    """Which runs a batch of members makes: `theory`, the joint, the reduced and the tracked flow;
+    `train`, training only; `both`, all four. A mode is its name (`Mode("both") == "both"`, as the
+    command line and a sweep's files write it) and carries its runs and what it does in words.
+
+    **Attributes:**
+
+    - `runs`: the runs it makes (`results.RUNS` names); the first is the reference the others are
+      compared with.
+    - `work`: what its compiled call does, in words (its progress line).
+    """
+
+    THEORY = "theory", ("joint", "reduced", "tracked"), "integrating the flows"
+    TRAIN = "train", ("train",), "training"
+    BOTH = "both", ("train", "joint", "reduced", "tracked"), "training and integrating the flows"
+
+    def __new__(cls, name: str, runs: tuple[str, ...], work: str):
+        member = str.__new__(cls, name)
+        member._value_ = name
+        member.runs = runs
+        member.work = work
+        return member
 
 
-MODE_RUNS = {"theory": ("joint", "reduced", "tracked"), "train": ("train",), "both": ("train", "joint", "reduced", "tracked")}
-"""The runs each mode makes (`results.RUNS` names); the first is the reference the others are compared with."""
-
-MODE_WORK = {"theory": "integrating the flows", "train": "training", "both": "training and integrating the flows"}
-"""What a mode's compiled call does, in words (its progress line)."""
+MODES = tuple(mode.value for mode in Mode)
+"""The modes' names."""
 
 
 def training_status(diverged_at: int) -> str:
@@ -101,8 +120,8 @@ def block_member_bytes(setting: "BlockSetting", steps: int, saves: int, mode: st
     V (`M_c × K`) and z at every save, Theorem 1's ẑ and residual, and training its loss at every
     step; doubled for the copies made between the compiled call and the NumPy results."""
     d, K, M = setting.dim, setting.n_classes, setting.n_distinct + setting.n_common
-    per_save = len(MODE_RUNS[mode]) * (d * K + M * K + M) + 2 * M
-    return 2 * 8 * (saves * per_save + (steps if mode != "theory" else 0))
+    per_save = len(Mode(mode).runs) * (d * K + M * K + M) + 2 * M
+    return 2 * 8 * (saves * per_save + (steps if mode != Mode.THEORY else 0))
 
 
 class AbstractBlockModel(AbstractTrainedModel):
@@ -350,7 +369,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     - `save_steps`: the steps measured, `(n,)` (any non-negative reals in `theory` mode): the
       times at which the flows, at the member's rates, are saved (unless the trained model gives
       its own clock, `Readout.clock`).
-    - `mode`: `"theory"`, `"train"` or `"both"` (see `MODES`).
+    - `mode`: a `Mode` (or its name: `"theory"`, `"train"` or `"both"`).
 
     **Returns:**
 
@@ -365,7 +384,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     invariant = joint.invariant(y0)
     made, training, probes = {}, None, None
     flow_times = save_steps
-    if mode != "theory":
+    if mode != Mode.THEORY:
         trained = setting.model.train_and_read(setting, joint, y0, numbers, steps, save_steps.astype(int))
         diverged = first_nonfinite(trained.losses)
         made["train"] = _Made(trained.z, trained.V, (diverged < 0) | (save_steps < diverged), (trained.W, trained.z))
@@ -382,7 +401,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     if weight_preconditioner is not None:
         # Theorem 1's weights D_W on V = U_Cᵀ W (exact for coordinate embeddings, the identity)
         weights = 1 / jnp.einsum("dm,ndk->nmk", joint.data.U_c**2, weight_preconditioner)
-    if mode != "train":
+    if mode != Mode.TRAIN:
         flows = [("joint", joint, y0), ("reduced", reduced, y0[0]), ("tracked", TrackedMeanFlow.from_joint(joint), y0)]
         if preconditioner is not None:
             at_optimizer_rates = eqx.tree_at(lambda flow: flow.eta_z, joint, jnp.asarray(numbers.eta_z, joint.eta_z.dtype))
@@ -395,7 +414,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
             made[name] = _Made(*logits_and_weights(flow, trajectory.ys), trajectory.reached,
                                trajectory.ys if name == "joint" else None,
                                Solve(trajectory.status, t_final, trajectory.num_steps, trajectory.num_rejected_steps))
-    reference = made[MODE_RUNS[mode][0]]
+    reference = made[Mode(mode).runs[0]]
     # every reached mask is a prefix of the saves
     last = jnp.sum(jnp.all(jnp.stack([run.reached for run in made.values()]), axis=0)) - 1
     runs = {}
@@ -497,7 +516,8 @@ def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_
     The `BlockResults`.
     """
     check_choice("mode", mode, MODES)
-    if mode != "train":
+    mode = Mode(mode)
+    if mode != Mode.TRAIN:
         check_precision(setting.solve)
     arguments = (setting, MemberNumbers(*map(np.asarray, numbers)), steps, np.asarray(save_steps), mode)
     # compiled ahead of the call, so that compiling is timed and shown apart from running (a program
@@ -507,7 +527,7 @@ def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_
         measure = _compiled_measure_members(jax.default_backend()).lower(*arguments).compile()
     compile_seconds = time.perf_counter() - started
     batch = len(np.atleast_1d(numbers.seed))
-    with working(f"{MODE_WORK[mode]} ({batch} member{'s' if batch != 1 else ''})"):
+    with working(f"{mode.work} ({batch} member{'s' if batch != 1 else ''})"):
         members, numbers_of = jax.block_until_ready(measure(*arguments))
     as_numpy = functools.partial(jax.tree_util.tree_map, np.asarray)
     return BlockResults(as_numpy(members), as_numpy(numbers_of), np.asarray(save_steps), np.asarray(numbers.seed), clock,

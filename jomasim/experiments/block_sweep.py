@@ -23,7 +23,7 @@ from ..attention import ATTENTIONS
 from ..data import VARIANTS
 from ..sweep import SweepTask
 from ..theory import Status, status_messages
-from .block import MODE_RUNS, MODES, MemberNumbers, measure_member, training_status
+from .block import MODES, MemberNumbers, Mode, measure_member, training_status
 from .compare import CompareConfig
 from .results import OUTPUT_NAMES, scalars
 from .transformer import COMPARE_MODELS
@@ -158,7 +158,7 @@ class BlockSweep(SweepTask):
 
     def failures(self, row: dict[str, Any]) -> str:
         problems = []
-        for run in MODE_RUNS[self.mode]:
+        for run in Mode(self.mode).runs:
             out = OUTPUT_NAMES[run]
             if run == "train":
                 if row["diverged_at_train"] >= 0:

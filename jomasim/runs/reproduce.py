@@ -16,17 +16,18 @@ from typing import Any
 
 from .._errors import check_choice
 from ..corpus import CORPUS_VARIABLE
-from ..io import environment, non_finite_entries, run_directory, write_json, write_npz, write_rows_csv, write_text
+from ..experiments.bounce import BounceConfig, run_bounce
+from ..experiments.fig3 import Fig3Config, run_fig3
+from ..experiments.fig4 import Fig4Config, run_fig4
+from ..experiments.pretrained import PretrainedConfig, run_pretrained
+from ..experiments.reach import ReachConfig, run_reach
+from ..experiments.scan_snap import ScanSnapConfig, run_scan_snap
+from ..experiments.table1 import Table1Config, run_table1
+from ..experiments.wikitext import WikitextConfig, run_wikitext
+from ..io import non_finite_entries, run_directory, write_text
 from ..plots import plot_bounce, plot_fig3, plot_fig4, plot_pretrained, plot_reach, plot_scan_snap, plot_table1, plot_wikitext
 from ..report import ReportEntry, index_html
-from .bounce import BounceConfig, run_bounce
-from .fig3 import Fig3Config, run_fig3
-from .fig4 import Fig4Config, run_fig4
-from .pretrained import PretrainedConfig, run_pretrained
-from .reach import ReachConfig, run_reach
-from .scan_snap import ScanSnapConfig, run_scan_snap
-from .table1 import Table1Config, run_table1
-from .wikitext import WikitextConfig, run_wikitext
+from ._writer import write_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,13 +150,10 @@ def reproduce(name: str, config: Any, out: Path) -> tuple[Path, dict]:
         summary = {**summary, "wall_seconds": time.perf_counter() - started}
         if failures := non_finite_entries(summary):
             summary["failures"] = failures
-        write_json(folder / "config.json", {"reproduction": name, "config": dataclasses.asdict(config),
-                                            "environment": environment()})
-        write_npz(folder / f"{name}.npz", **data)
-        entry.plot(data, summary, folder / f"{name}.png")
-        if "table" in summary:
-            write_rows_csv(folder / f"{name}_table.csv", summary["table"])
-        write_json(folder / "summary.json", summary)
+        write_run(folder, ("config.json", {"reproduction": name, "config": dataclasses.asdict(config)}),
+                  arrays=(f"{name}.npz", data), figure=(f"{name}.png", lambda path: entry.plot(data, summary, path)),
+                  table=(f"{name}_table.csv", summary["table"]) if "table" in summary else None,
+                  summary=("summary.json", summary))
     return Path(out) / folder_name, summary
 
 
