@@ -46,7 +46,7 @@ def _save(figure: Figure, path: Path) -> None:
 
 
 def _mark_failures(axis, solve) -> None:
-    """Draws a red cross at the end time of every trajectory of a flow's `Solve` that did not finish."""
+    """Draws a red cross at the end time of every trajectory of a flow's `SolveOutcome` that did not finish."""
     for time, code in zip(solve.t_final, solve.status):
         if code != Status.OK:
             axis.axvline(time, color="red", linestyle=":", linewidth=1)
@@ -150,13 +150,13 @@ def plot_block_theory(results: BlockResults, path: Path) -> None:
     middle.axhline(1.0, color="gray", linewidth=0.8)
     middle.axhline(AGREEMENT, color="gray", linestyle=":", linewidth=0.8)
     _finish(middle, "t", "normalized correlation", "Theorem 1 on the joint flow")
-    _mark_failures(middle, joint.solve)
+    _mark_failures(middle, joint.outcome)
 
     _seed_curves(right, ts, joint.entropy, reached, "joint flow", color="tab:orange")
     _seed_curves(right, ts, reduced.entropy, reached, "reduced JoMA flow", color="tab:purple", linestyle="--")
     _seed_curves(right, ts, tracked.entropy, reached, "tracked-b̄ flow", color="tab:green", linestyle=":")
     _finish(right, "t", "attention entropy (nats)", "attention entropy, mean over classes")
-    _mark_failures(right, reduced.solve)
+    _mark_failures(right, reduced.outcome)
     _leak_panel(leaks, ts, results, reached, "t", "the joint flow")
     _save(figure, path)
 

@@ -115,7 +115,7 @@ def test_sweep_matches_members_run_one_by_one(reference):
         last = members.last_index[0]
         np.testing.assert_allclose(result.table["entropy_ode"][row], members.joint.entropy[0, last], rtol=1e-9)
         np.testing.assert_allclose(result.table["nc_zhat_z"][row], members.joint.theorem1.nc_zhat_z[0, last], rtol=1e-9)
-        assert result.table["status_ode"][row] == members.joint.solve.status[0]
+        assert result.table["status_ode"][row] == members.joint.outcome.status[0]
 
 
 def test_failed_points_are_marked_and_leave_their_chunk_unharmed(reference, tmp_path):
@@ -383,6 +383,6 @@ def test_a_sweep_stops_flows_at_the_blow_up_threshold_as_compare_does(tmp_path):
         members = run_members(task.base, task.base.members(task.base.eta_w, eta_z), 40, task.base.save_steps, "theory")
         for name, out in (("joint", "ode"), ("reduced", "reduced")):
             run = getattr(members.members, name)
-            expected = float(run.solve.t_final[0]) if int(run.solve.status[0]) == js.Status.BLOWUP else np.nan
+            expected = float(run.outcome.t_final[0]) if int(run.outcome.status[0]) == js.Status.BLOWUP else np.nan
             np.testing.assert_allclose(result.table[f"blowup_step_{out}"][row], expected, rtol=1e-9)
     assert np.isnan(result.table["blowup_step_reduced"][0]) and np.isfinite(result.table["blowup_step_reduced"][1])

@@ -49,7 +49,7 @@ from ..theory import (
     status_messages,
 )
 from ..train import OptimizerSpec, first_nonfinite, make_optimizer, train
-from .results import OUTPUT_NAMES, MemberResult, RunResult, Solve, Training, TransformerProbes, flatten, scalars
+from .results import OUTPUT_NAMES, MemberResult, RunResult, SolveOutcome, Training, TransformerProbes, flatten, scalars
 
 
 class Mode(enum.StrEnum):
@@ -355,7 +355,7 @@ class _Made(NamedTuple):
     V: jax.Array
     reached: jax.Array
     state: tuple | None = None
-    solve: Solve | None = None
+    outcome: SolveOutcome | None = None
 
 
 def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str) -> MemberResult:
@@ -413,7 +413,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
             t_final = jnp.interp(trajectory.t_final, flow_times, save_steps)
             made[name] = _Made(*logits_and_weights(flow, trajectory.ys), trajectory.reached,
                                trajectory.ys if name == "joint" else None,
-                               Solve(trajectory.status, t_final, trajectory.num_steps, trajectory.num_rejected_steps))
+                               SolveOutcome(trajectory.status, t_final, trajectory.num_steps, trajectory.num_rejected_steps))
     reference = made[Mode(mode).runs[0]]
     # every reached mask is a prefix of the saves
     last = jnp.sum(jnp.all(jnp.stack([run.reached for run in made.values()]), axis=0)) - 1
@@ -421,7 +421,7 @@ def measure_member(setting: BlockSetting, numbers: MemberNumbers, steps: int, sa
     for name, run in made.items():
         runs[name] = RunResult(
             run.z, run.V, jax.vmap(lambda logits: mean_attention_entropy(joint.attention((None, logits))))(run.z),
-            solve=run.solve,
+            outcome=run.outcome,
             agreement=None if run is reference else agreement(run.z, run.V, reference.z, reference.V, last),
             theorem1=theorem1_curves(invariant, run.V, run.z, joint.data.X, preconditioner if name == "train" else None,
                                      optimizer_invariant, weights) if run is reference or name == "joint" else None,
@@ -472,8 +472,8 @@ class BlockResults(NamedTuple):
 
     def messages(self, run: str) -> list[str]:
         """What happened to each member's flow `run` (`"joint"` or `"reduced"`), in words."""
-        solved = getattr(self.members, run).solve
-        return status_messages(solved.status, solved.t_final, self.clock)
+        outcome = getattr(self.members, run).outcome
+        return status_messages(outcome.status, outcome.t_final, self.clock)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every curve under its output name (`results.flatten`), with `steps` and `seeds`: the
@@ -494,7 +494,7 @@ class BlockResults(NamedTuple):
                    **{name: [None if isinstance(value, float) and np.isnan(value) else value
                              for value in values.tolist()] for name, values in sorted(self.scalars.items())}}
         for name, run in self.members.runs().items():
-            if run.solve is not None:
+            if run.outcome is not None:
                 summary[f"status_{OUTPUT_NAMES[name]}"] = self.messages(name)
         if self.members.training is not None:
             summary["status_train"] = [training_status(step) for step in self.members.training.diverged_at]

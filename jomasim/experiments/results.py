@@ -44,7 +44,7 @@ SNAP_TOLERANCE = 0.01
 of its final value until the end (having left that band before)."""
 
 
-class Solve(NamedTuple):
+class SolveOutcome(NamedTuple):
     """How a flow's solve ended: its `Status` code, the time it reached (on the saves' clock)
     and its step counts."""
 
@@ -61,7 +61,7 @@ class RunResult(NamedTuple):
 
     - `z`: attention logits `(n, M_c)`; `V`: projected weights `(n, M_c, K)`; `entropy`: the mean
       attention entropy `(n,)`.
-    - `solve`: how the solve ended (flows); `None` for training.
+    - `outcome`: how the solve ended (flows); `None` for training.
     - `agreement`: against the reference run; `None` for the reference itself.
     - `theorem1`: Theorem 1 along this run (the reference, and the joint flow in `both` mode).
     """
@@ -69,7 +69,7 @@ class RunResult(NamedTuple):
     z: jax.Array
     V: jax.Array
     entropy: jax.Array
-    solve: Solve | None = None
+    outcome: SolveOutcome | None = None
     agreement: Agreement | None = None
     theorem1: Theorem1Curves | None = None
 
@@ -178,7 +178,7 @@ def _named(prefix: str, fields: tuple | None, suffix: str = "") -> dict[str, jax
 
 def flatten(result: MemberResult) -> dict[str, np.ndarray]:
     """Every array of a result under its output name (the module docstring's scheme), as written
-    to `data.npz`: the `save_curves`, each run's z, V, solve and parting save, Theorem 1's
+    to `data.npz`: the `save_curves`, each run's z, V, solve outcome and parting save, Theorem 1's
     residual and ẑ, the losses, `X`, `delta`, `last_index`. Arrays keep their leading member axis."""
     arrays = {**save_curves(result), "X": result.X, "delta": result.delta, "last_index": result.last_index}
     if result.bbar_drift_parted_reduced is not None:
@@ -189,7 +189,7 @@ def flatten(result: MemberResult) -> dict[str, np.ndarray]:
         arrays["nc_zhat_z_queries"] = result.probes.nc_zhat_z_queries
     for name, run in result.runs().items():
         out = OUTPUT_NAMES[name]
-        arrays.update({f"z_{out}": run.z, f"V_{out}": run.V, **_named("", run.solve, f"_{out}")})
+        arrays.update({f"z_{out}": run.z, f"V_{out}": run.V, **_named("", run.outcome, f"_{out}")})
         if run.agreement is not None:
             arrays[f"parted_index_{out}"] = run.agreement.parted_index
         if run.theorem1 is not None:
@@ -265,9 +265,9 @@ def scalars(result: MemberResult, steps: jax.Array) -> dict[str, jax.Array]:
         if run.agreement is not None:
             parted = run.agreement.parted_index
             numbers[f"parted_step_{out}"] = jnp.where(parted >= 0, steps[parted], jnp.nan)
-        if run.solve is not None:
-            numbers.update(_named("", run.solve, f"_{out}"))
-            numbers[f"blowup_step_{out}"] = jnp.where(run.solve.status == Status.BLOWUP, run.solve.t_final, jnp.nan)
+        if run.outcome is not None:
+            numbers.update(_named("", run.outcome, f"_{out}"))
+            numbers[f"blowup_step_{out}"] = jnp.where(run.outcome.status == Status.BLOWUP, run.outcome.t_final, jnp.nan)
     if result.bbar_drift_parted_reduced is not None:
         numbers["bbar_drift_parted_reduced"] = result.bbar_drift_parted_reduced
     if result.training is not None:
