@@ -18,13 +18,22 @@ from .._compile import CACHE_VARIABLE, compile_cache_folder, use_compile_cache
 from .._errors import JomasimError, NonFiniteResultError, OutOfRangeError, at_least, check_choice, check_positive
 from .._progress import showing_progress, working
 from .._settings import build, flat_fields
-from ..experiments.block import MODES, Mode
-from ..experiments.block_sweep import SWEEP_PER_POINT, BlockSweep
-from ..experiments.block_theory import BlockTheoryConfig, run_block_theory
-from ..experiments.compare import CompareConfig, compare
-from ..experiments.fit import FitConfig, fit_run, fit_summary, read_run
-from ..experiments.results import OUTPUT_NAMES
-from ..experiments.transformer import COMPARE_MODELS
+from ..experiments import (
+    COMPARE_MODELS,
+    MODES,
+    OUTPUT_NAMES,
+    SWEEP_PER_POINT,
+    BlockSweep,
+    BlockTheoryConfig,
+    CompareConfig,
+    FitConfig,
+    Mode,
+    fit_run,
+    fit_summary,
+    read_run,
+    run_block_theory,
+)
+from ..experiments.compare import compare
 from ..io import check_folder_path, check_run_name, claim_run_name, run_directory, unique_run_name
 from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..runs import REPRODUCTIONS, reproduce, reproduce_all, write_run
