@@ -45,9 +45,9 @@ def _save(figure: Figure, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def _mark_failures(axis, solve) -> None:
+def _mark_failures(axis, outcome) -> None:
     """Draws a red cross at the end time of every trajectory of a flow's `SolveOutcome` that did not finish."""
-    for time, code in zip(solve.t_final, solve.status):
+    for time, code in zip(outcome.t_final, outcome.status):
         if code != Status.OK:
             axis.axvline(time, color="red", linestyle=":", linewidth=1)
             axis.plot([time], [axis.get_ylim()[0]], "rx")

@@ -255,10 +255,15 @@ class InvariantRateFlow(AbstractWeightsAndLogitsFlow):
 
 class _Closure(type):
     """The type of the named closures: calling one builds an `InvariantRateFlow` with its
-    strategies (its `__new__`), and a flow is an instance of it when it holds them (`holds`)."""
+    strategies (its `__new__`), and a flow is an instance of it when it holds strategies of the
+    kinds its `strategies` names (rate ratio, held mean, drive)."""
+
+    strategies: tuple[type[AbstractRateRatio], type[AbstractHeldMean], type[AbstractDrive]]
 
     def __instancecheck__(cls, instance) -> bool:
-        return isinstance(instance, InvariantRateFlow) and cls.holds(instance)
+        return isinstance(instance, InvariantRateFlow) and all(
+            isinstance(part, kind) for part, kind in zip((instance.rate_ratio, instance.held_mean, instance.drive),
+                                                         cls.strategies))
 
 
 class TrackedMeanFlow(metaclass=_Closure):
@@ -275,6 +280,8 @@ class TrackedMeanFlow(metaclass=_Closure):
     (or with `from_joint`): an `InvariantRateFlow` with `FlowRatio` and `CurrentMean`.
     """
 
+    strategies = (FlowRatio, CurrentMean, GradientDrive)
+
     def __new__(cls, data: TokenData, *, attention: "str | AbstractAttention" = "softmax",
                 activation: "str | AbstractActivation" = "linear", eta_w: float = 1.0, eta_z: float = 1.0,
                 temperature: float = 1.0) -> InvariantRateFlow:
@@ -286,12 +293,6 @@ class TrackedMeanFlow(metaclass=_Closure):
         """The tracked closure of `joint`: its data, attention, activation, rates and temperature."""
         return cls(joint.data, attention=joint.attention_form, activation=joint.activation, eta_w=joint.eta_w,
                    eta_z=joint.eta_z, temperature=joint.temperature)
-
-    @staticmethod
-    def holds(flow: InvariantRateFlow) -> bool:
-        """Whether `flow` holds this closure's strategies."""
-        return (isinstance(flow.rate_ratio, FlowRatio) and isinstance(flow.held_mean, CurrentMean)
-                and isinstance(flow.drive, GradientDrive))
 
 
 class ScheduledReducedFlow(metaclass=_Closure):
@@ -306,17 +307,13 @@ class ScheduledReducedFlow(metaclass=_Closure):
     (`ratios`, `knots`) and `FrequencyMean`; its `eta_z` is `ratios[0] · eta_w`.
     """
 
+    strategies = (PiecewiseRatio, FrequencyMean, GradientDrive)
+
     def __new__(cls, data: TokenData, ratios, knots, *, attention: "str | AbstractAttention" = "softmax",
                 activation: "str | AbstractActivation" = "linear", eta_w: float = 1.0, temperature: float = 1.0) -> InvariantRateFlow:
         ratios = as_float(ratios)
         return InvariantRateFlow(data, PiecewiseRatio(ratios, as_float(knots)), FrequencyMean(), GradientDrive(),
                                  attention=attention, activation=activation, eta_w=eta_w, eta_z=ratios[0] * eta_w, temperature=temperature)
-
-    @staticmethod
-    def holds(flow: InvariantRateFlow) -> bool:
-        """Whether `flow` holds this closure's strategies."""
-        return (isinstance(flow.rate_ratio, PiecewiseRatio) and isinstance(flow.held_mean, FrequencyMean)
-                and isinstance(flow.drive, GradientDrive))
 
 
 class PreconditionedReducedFlow(metaclass=_Closure):
@@ -334,6 +331,8 @@ class PreconditionedReducedFlow(metaclass=_Closure):
     `times`, `weight_preconditioners`).
     """
 
+    strategies = (FlowRatio, FrequencyMean, MeasuredDrive)
+
     def __new__(cls, data: TokenData, preconditioners, times, *, attention: "str | AbstractAttention" = "softmax",
                 activation: "str | AbstractActivation" = "linear", eta_w: float = 1.0, eta_z: float = 1.0, temperature: float = 1.0,
                 weight_preconditioners=None, scale_path: bool = False) -> InvariantRateFlow:
@@ -349,9 +348,3 @@ class PreconditionedReducedFlow(metaclass=_Closure):
         return cls(joint.data, preconditioners, times, attention=joint.attention_form, activation=joint.activation,
                    eta_w=joint.eta_w, eta_z=joint.eta_z, temperature=joint.temperature,
                    weight_preconditioners=weight_preconditioners, scale_path=scale_path)
-
-    @staticmethod
-    def holds(flow: InvariantRateFlow) -> bool:
-        """Whether `flow` holds this closure's strategies."""
-        return (isinstance(flow.rate_ratio, FlowRatio) and isinstance(flow.held_mean, FrequencyMean)
-                and isinstance(flow.drive, MeasuredDrive))
