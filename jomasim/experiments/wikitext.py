@@ -73,7 +73,7 @@ class WikitextConfig(Settings):
     lr: float = setting(1e-4, "the learning rate of depths", check=check_positive)
     ablation_depth: int = setting(5, "the depth of the learning-rate ablation (Fig. 8)", check=at_least(1))
     ablation_lrs: tuple[float, ...] = setting((1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2), "the rates of the "
-                                              "learning-rate ablation (none: no ablation)", check=each(check_positive))
+                                              "learning-rate ablation (empty: no ablation)", check=each(check_positive))
     seeds: int = setting(3, "seeds per run (vmapped)", check=at_least(1))
     d_model: int = setting(200, "the model's width", check=at_least(1))
     d_hidden: int = setting(200, "its MLP's width", check=at_least(1))
