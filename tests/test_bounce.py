@@ -12,6 +12,7 @@ from jomasim.experiments.block import MemberNumbers
 from jomasim.experiments.bounce import (
     BounceConfig,
     FixedGradientConfig,
+    RunMeasures,
     Toy,
     Trained,
     ingredient_verdicts,
@@ -33,42 +34,53 @@ DIP_AND_RISE = 2.5 - 2.0 * np.sin(np.pi * STEPS / 140)               # a minimum
 
 def test_rebound_measures_of_constructed_curves():
     falling = rebound_measures(STEPS, FALLING[None], 0.02)
-    assert falling["rebound"] == 0 and falling["entropy_min_step"] == 100
-    assert falling["dip"] == pytest.approx(FALLING[0] - FALLING[-1])
+    assert falling.rebound == 0 and falling.entropy_min_step == 100
+    assert falling.dip == pytest.approx(FALLING[0] - FALLING[-1])
     both = rebound_measures(STEPS, np.stack([DIP_AND_RISE, DIP_AND_RISE + 0.1, np.full(11, np.nan)]), 0.02)
-    assert both["runs"] == 2, "a run that went non-finite is left out"
-    assert both["entropy_min_step"] == 70
-    assert both["rebound"] == pytest.approx(DIP_AND_RISE[-1] - DIP_AND_RISE[7])
-    assert both["entropy_min"] == pytest.approx(DIP_AND_RISE[7] + 0.05)
-    assert rebound_measures(STEPS, np.full((2, 11), np.nan), 0.02)["runs"] == 0
-    assert falling["censored"] == 1 and both["censored"] == 0, "a minimum at the last save is censored"
+    assert both.runs == 2, "a run that went non-finite is left out"
+    assert both.entropy_min_step == 70
+    assert both.rebound == pytest.approx(DIP_AND_RISE[-1] - DIP_AND_RISE[7])
+    assert both.entropy_min == pytest.approx(DIP_AND_RISE[7] + 0.05)
+    assert rebound_measures(STEPS, np.full((2, 11), np.nan), 0.02).runs == 0
+    assert falling.censored == 1 and both.censored == 0, "a minimum at the last save is censored"
     # a minimum one save (10 % of the run) before the end counts as censored only within 10 %
     near = np.concatenate([FALLING[:-1], [FALLING[-2] + 0.01]])
-    assert rebound_measures(STEPS, near[None], 0.02)["censored"] == 0
-    assert rebound_measures(STEPS, near[None], 0.1)["censored"] == 1
+    assert rebound_measures(STEPS, near[None], 0.02).censored == 0
+    assert rebound_measures(STEPS, near[None], 0.1).censored == 1
+
+
+def _verdict(measures, margin):
+    """The verdict of settings without an MLP (the attention's measures alone)."""
+    return verdict({name: RunMeasures(found) for name, found in measures.items()}, margin)
 
 
 def test_verdict_both_ways():
     linear, bouncing = rebound_measures(STEPS, FALLING[None], 0.02), rebound_measures(STEPS, DIP_AND_RISE[None], 0.02)
-    found = verdict({"linear": linear, "gelu": bouncing, "relu": linear}, margin=0.1)
-    assert found["bounce"] and found["activation_max"] == "gelu" and found["sparsified"]
-    assert found["excess"] == pytest.approx(bouncing["rebound"])
+    found = _verdict({"linear": linear, "gelu": bouncing, "relu": linear}, margin=0.1)
+    assert found.bounce and found.activation_max == "gelu" and found.sparsified
+    assert found.excess == pytest.approx(bouncing.rebound)
     # the same rebound for the linear MLP: the nonlinearity is not what makes it
-    assert not verdict({"linear": bouncing, "gelu": bouncing}, margin=0.1)["bounce"]
+    assert not _verdict({"linear": bouncing, "gelu": bouncing}, margin=0.1).bounce
     # a rebound within the seeds' scatter does not count: one seed rebounds, the other does not
     scattered = rebound_measures(STEPS, np.stack([DIP_AND_RISE, FALLING]), 0.02)
-    assert scattered["rebound_se"] == pytest.approx(bouncing["rebound"] / 2)
-    unsure = verdict({"linear": linear, "gelu": scattered}, margin=0.1)
-    assert unsure["excess"] > 0.1 and unsure["excess"] == pytest.approx(unsure["excess_se"]) and not unsure["bounce"]
-    assert np.isnan(found["excess_se"]), "one run each: no standard error, the margin alone decides"
+    assert scattered.rebound_se == pytest.approx(bouncing.rebound / 2)
+    unsure = _verdict({"linear": linear, "gelu": scattered}, margin=0.1)
+    assert unsure.excess > 0.1 and unsure.excess == pytest.approx(unsure.excess_se) and not unsure.bounce
+    assert np.isnan(found.excess_se), "one run each: no standard error, the margin alone decides"
     # a rebound below the margin does not count
-    assert not verdict({"linear": linear, "gelu": bouncing}, margin=bouncing["rebound"] + 0.01)["bounce"]
+    assert not _verdict({"linear": linear, "gelu": bouncing}, margin=bouncing.rebound + 0.01).bounce
     flat = rebound_measures(STEPS, np.full((1, 11), 2.5), 0.02)
-    assert not verdict({"linear": flat, "silu": flat}, margin=0.1)["sparsified"]
+    assert not _verdict({"linear": flat, "silu": flat}, margin=0.1).sparsified
     # the nonlinear runs end at their minimum: no rebound there is censored, and the verdict says so
-    censored = verdict({"linear": bouncing, "gelu": linear}, margin=0.1)
-    assert not censored["bounce"] and censored["censored"] == ["gelu"]
-    assert found["censored"] == ["linear", "relu"]
+    censored = _verdict({"linear": bouncing, "gelu": linear}, margin=0.1)
+    assert not censored.bounce and censored.censored == ["gelu"]
+    assert found.censored == ["linear", "relu"]
+    # with an MLP the stable rank's rebound is compared too; without one its columns are empty
+    ranked = verdict({"linear": RunMeasures(linear, linear), "gelu": RunMeasures(bouncing, bouncing)}, margin=0.1)
+    assert ranked.stable_rank_excess == pytest.approx(bouncing.rebound - linear.rebound)
+    assert found.stable_rank_excess is None
+    assert RunMeasures(linear).record()["stable_rank_rebound"] is None
+    assert RunMeasures(linear, bouncing).record()["stable_rank_rebound"] == bouncing.rebound
 
 
 @pytest.mark.slow
@@ -103,19 +115,19 @@ def _bumps(peaks: list[float], width: float = 15.0) -> np.ndarray:
 def test_token_order_of_constructed_curves_both_ways():
     salience = np.array([[0.1, 4.0, 3.0, 2.0, 1.0]])  # tokens 1..4 from most to least salient; token 0 the least
     later, measures_peak = token_order(STEPS, _bumps([20, 40, 60, 80]), salience, gain=0.1)
-    assert later["rank_correlation"] == pytest.approx(1.0) and later["later_share"] == 1.0 and later["cases"] == 1
-    assert later["gaining"] == 4 and later["tokens"] == 5
+    assert later.rank_correlation == pytest.approx(1.0) and later.later_share == 1.0 and later.cases == 1
+    assert later.gaining == 4 and later.tokens == 5
     np.testing.assert_array_equal(measures_peak[0], [-1, 20, 40, 60, 80])
     sooner, _ = token_order(STEPS, _bumps([80, 60, 40, 20]), salience, gain=0.1)
-    assert sooner["rank_correlation"] == pytest.approx(-1.0) and sooner["later_share"] == 0.0
+    assert sooner.rank_correlation == pytest.approx(-1.0) and sooner.later_share == 0.0
     # two gaining tokens are too few for a correlation, and a token that only falls never gains
     few, _ = token_order(STEPS, _bumps([20, 40, None, None]), salience, gain=0.1)
-    assert few["cases"] == 0 and np.isnan(few["rank_correlation"]) and few["gaining"] == 2
+    assert few.cases == 0 and np.isnan(few.rank_correlation) and few.gaining == 2
     # a token that loses attention and wins some back recovers; its peak is the top of the recovery
     dip = np.where(STEPS < 50, 1.0 - STEPS / 100, 0.5 + (STEPS - 50) / 100)[None, :, None]
     recovered, peak = token_order(STEPS, dip, np.ones((1, 1)), gain=0.1)
-    assert recovered["recovering"] == 1 and peak[0, 0] == 100 and recovered["peaks_at_end"] == 1.0
-    assert token_order(STEPS, 1.0 - STEPS[None, :, None] / 200, np.ones((1, 1)), gain=0.1)[0]["recovering"] == 0
+    assert recovered.recovering == 1 and peak[0, 0] == 100 and recovered.peaks_at_end == 1.0
+    assert token_order(STEPS, 1.0 - STEPS[None, :, None] / 200, np.ones((1, 1)), gain=0.1)[0].recovering == 0
 
 
 def test_run_status_and_pair_outcome():

@@ -53,7 +53,8 @@ def checkpoints(request, tmp_path_factory):
 
 def test_stable_rank_and_entropy_come_from_the_saved_weights(checkpoints):
     kind, folders, known = checkpoints
-    data, summary = run_pretrained(PretrainedConfig(checkpoints=tuple(folders), token_ids=TOKENS))
+    result = run_pretrained(PretrainedConfig(checkpoints=tuple(folders), token_ids=TOKENS))
+    data, summary = result.arrays(), result.summary()
     np.testing.assert_array_equal(data["steps"], [0, 1000, 2000])
     np.testing.assert_allclose(data["stable_rank"][:, 0], known, rtol=1e-6)  # 15/9, 1, 13/9
     assert summary["stable_rank_min_step"][0] == 1000 and summary["stable_rank_v_shape"][0]
@@ -132,7 +133,8 @@ def test_a_trained_series_is_read_in_step_order_from_its_saved_weights(kind, tmp
                                      steps=100, save_every=25)
     assert [folder.name for folder in folders] == ["step0", "step25", "step50", "step75", "step100"]
     listed = sorted(map(str, folders))  # as a shell lists them: step0, step100, step25, step50, step75
-    data, summary = run_pretrained(PretrainedConfig(checkpoints=tuple(listed), token_ids=TOKENS))
+    result = run_pretrained(PretrainedConfig(checkpoints=tuple(listed), token_ids=TOKENS))
+    data, summary = result.arrays(), result.summary()
     np.testing.assert_array_equal(data["steps"], [0, 25, 50, 75, 100])
     assert summary["checkpoints"] == list(map(str, folders))
     for row, folder in enumerate(folders):

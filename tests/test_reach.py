@@ -13,7 +13,8 @@ SIZES = dict(n_distinct=4, n_common=4, n_classes=5, dim=12)
 def ladder():
     config = ReachConfig(activations=("linear",), seeds=2, steps=60, save_every=20, length=8, short_length=4,
                          matched_adam=None, calibrate=True, search_points=4, search_seeds=1, **SIZES)
-    return config, *run_reach(config)
+    result = run_reach(config)
+    return config, result.arrays(), result.summary()
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ from jomasim.runs import REPRODUCTIONS, reproduce_all
 
 @pytest.fixture(scope="module")
 def fig4():
-    return run_fig4(Fig4Config())
+    result = run_fig4(Fig4Config())
+    return result.arrays(), result.summary()
 
 
 def test_fig4_discrete_update_gets_sparse_then_dense(fig4):
@@ -47,11 +48,12 @@ def test_fig4_ode_dips_and_converges_salient_first(fig4):
 
 
 def test_fig3_most_salient_token_wins_and_V_is_low_rank():
-    data, summary = run_fig3(Fig3Config())
-    assert summary["status_train"] == "ok"
-    assert summary["winner"][0] == summary["predicted_winner"][0] == int(np.argmax(data["delta"][:, 0]))
+    result = run_fig3(Fig3Config())
+    summary = result.summary()
+    assert result.status_train == "ok"
+    assert result.winner[0] == result.predicted_winner[0] == int(np.argmax(result.delta[:, 0]))
     assert summary["winner_in_salient"] >= 0.9
-    assert summary["sigma_ratio"] >= 5.0
+    assert result.sigma_ratio == summary["sigma_ratio"] >= 5.0
     assert summary["entropy_final"] < summary["entropy_initial"] - 1.5, "attention gets sparse"
 
 

@@ -104,7 +104,8 @@ def test_bad_config_is_rejected():
 
 @pytest.fixture(scope="module")
 def small_run():
-    return run_scan_snap(ScanSnapConfig(**SMALL))
+    result = run_scan_snap(ScanSnapConfig(**SMALL))
+    return result.arrays(), result.summary()
 
 
 def test_larger_attention_rate_gives_sparser_attention(small_run):

@@ -190,7 +190,7 @@ import matplotlib
 backend = matplotlib.get_backend()
 import jax, jax.numpy as jnp
 import jomasim as js
-import jomasim.plots
+import jomasim.runs.figures
 result = {"x64": jax.config.jax_enable_x64, "backend_kept": matplotlib.get_backend() == backend}
 flow = js.NonlinearToyFlow(jnp.array([1.0, 2.0, 3.0]))
 try:

@@ -18,7 +18,7 @@ from jomasim.cli import main
 from jomasim.experiments.block import MemberNumbers, run_members
 from jomasim.experiments.block_sweep import BlockSweep
 from jomasim.io import PAUSE_VARIABLE, process_owner
-from jomasim.plots import _sweep_title, plot_sweep
+from jomasim.runs.figures.sweep import _sweep_title, plot_sweep
 from jomasim.sweep import (
     Grid,
     computed_chunks,

@@ -38,7 +38,8 @@ def test_bad_settings_are_named():
 
 @pytest.fixture(scope="module")
 def small_table():
-    return run_table1(Table1Config(**SMALL))
+    result = run_table1(Table1Config(**SMALL))
+    return result.arrays(), result.summary()
 
 
 @pytest.mark.slow

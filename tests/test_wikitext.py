@@ -42,7 +42,8 @@ def test_missing_corpus_is_one_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_layer_0_attention_sparsifies_and_loss_falls(tmp_path, monkeypatch):
     monkeypatch.setenv("JOMASIM_CACHE", str(tmp_path / "cache"))
-    data, summary = run_wikitext(WikitextConfig(**TINY))
+    result = run_wikitext(WikitextConfig(**TINY))
+    data, summary = result.arrays(), result.summary()
     assert [run["depth"] for run in summary["runs"]] == [1]
     for index, run in enumerate(summary["runs"]):
         assert run["entropy_min"][0] < run["entropy_initial"][0] - 0.1, "layer 0 gets sparser within the run"
@@ -108,7 +109,7 @@ def test_the_optimizer_switch_trains_as_optax_does_directly(streams, optimizer):
         value, grads = gradient(params, step)
         updates, state = optimizer.update(grads, state, params)
         params, _ = optax.apply_updates(params, updates), losses.append(value)
-    np.testing.assert_allclose(result["losses"][0], losses, rtol=1e-5)  # float32, compiled against eager
+    np.testing.assert_allclose(result.losses[0], losses, rtol=1e-5)  # float32, compiled against eager
     # the stable rank at every checkpoint is the SVD's of that checkpoint's MLP lower layers
     final = [np.linalg.svd(np.asarray(params["blocks"][layer]["up"]["kernel"][...]), compute_uv=False) for layer in (0,)]
-    np.testing.assert_allclose(result["stable_rank"][0, -1], [np.sum(s**2) / s[0] ** 2 for s in final], rtol=1e-5)
+    np.testing.assert_allclose(result.stable_rank[0, -1], [np.sum(s**2) / s[0] ** 2 for s in final], rtol=1e-5)

@@ -27,16 +27,16 @@ from ..experiments import (
     BlockTheoryConfig,
     CompareConfig,
     FitConfig,
+    FittedRun,
     Mode,
     fit_run,
-    fit_summary,
     read_run,
     run_block_theory,
 )
 from ..experiments.compare import compare
 from ..io import check_folder_path, check_run_name, claim_run_name, run_directory, unique_run_name
-from ..plots import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..runs import REPRODUCTIONS, reproduce, reproduce_all, write_run
+from ..runs.figures import plot_block_theory, plot_compare, plot_fit, plot_sweep
 from ..sweep import MERGED_COLUMNS, Grid, initialize_processes, load_grid, parse_axis_values, resolve_points, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
 from ._overrides import field_values, option_type, split_assignment
@@ -491,15 +491,13 @@ def _fit(args) -> None:
     seeds = len(run.seeds)
     with working(f"fitting the reduced flow to {seeds} seed{'s' if seeds != 1 else ''} (compiling, then "
                  f"at most {config.iterations} Levenberg-Marquardt steps)"):
-        results = fit_run(run, config)
-    summary = {**fit_summary(run, results), "wall_seconds": time.perf_counter() - started}
+        fitted = FittedRun(run, fit_run(run, config))
+    results = fitted.fit
+    summary = {**fitted.summary(), "wall_seconds": time.perf_counter() - started}
     with run_directory(args.run, "fit", replace=True) as folder:
         # the fit's summary is its record: one file with the numbers, the settings and the environment
         write_run(folder, ("fit.json", {**summary, "config": dataclasses.asdict(config)}),
-                  arrays=("fit.npz", {"steps": results.steps, "z_trained": run.z, "z_before": results.z_before,
-                                      "z_after": results.z_after, "lr_ratio": results.lr_ratio,
-                                      "time_scale": results.time_scale, "knots": results.knots}),
-                  figure=("fit.png", lambda path: plot_fit(run, results, path)))
+                  arrays=("fit.npz", fitted.arrays()), figure=("fit.png", lambda path: plot_fit(fitted, path)))
     print(f"trained with rho = eta_z / eta_w = {summary['trained_lr_ratio']:.4g}; fitted on steps "
           f"{summary['fitted_steps'][0]:g}-{summary['fitted_steps'][1]:g}, held out "
           f"{summary['held_out_steps'][0]:g}-{summary['held_out_steps'][1]:g}")

@@ -1,4 +1,5 @@
-"""Experiments: each module runs one study and returns its results as arrays and numbers.
+"""Experiments: each module runs one study and returns its typed result (its fields what it
+measured; `arrays()` and `summary()` what a run folder holds).
 
 The public face of the §3.5 block's studies is here (what the command line and a user script
 need); each reproduction's config and run function live in its own module (`fig3`, `reach`, …) and
@@ -19,8 +20,10 @@ from .block_theory import run_block_theory as run_block_theory
 from .compare import CompareConfig as CompareConfig
 from .compare import run_compare as run_compare
 from .fit import FitConfig as FitConfig
+from .fit import FitResults as FitResults
+from .fit import FittedRun as FittedRun
+from .fit import TrainedRun as TrainedRun
 from .fit import fit_run as fit_run
-from .fit import fit_summary as fit_summary
 from .fit import read_run as read_run
 from .results import OUTPUT_NAMES as OUTPUT_NAMES
 from .transformer import COMPARE_MODELS as COMPARE_MODELS

@@ -187,8 +187,9 @@ class Text(EntropyCurves):
                                     **self.switches)
 
     def curves(self, config: "BounceConfig", activation: str) -> Curves:
-        data, _ = run_wikitext(self.config(config, activation))
-        return Curves(data["steps"], data["entropy_0"][..., 0], data["stable_rank_0"][..., 0])
+        result = run_wikitext(self.config(config, activation))
+        (run,) = result.runs
+        return Curves(result.steps, run.entropy[..., 0], run.stable_rank[..., 0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,7 +293,39 @@ def _ladder_ingredients(rung: dict) -> dict[str, bool]:
             "Adam": rung.get("optimizer") == "adam"}
 
 
-def rebound_measures(steps: np.ndarray, curves: np.ndarray, censor_within: float) -> dict[str, float]:
+class ReboundMeasures(NamedTuple):
+    """How a curve dips and rebounds over training (`rebound_measures`): each number the mean over
+    the runs that stayed finite throughout (NaN if none).
+
+    **Fields:**
+
+    - `entropy_initial`, `entropy_min`, `entropy_min_step`, `entropy_final`: where it starts, its
+      minimum, the step of the minimum, where it ends (named for the attention entropy; the stable
+      rank's are read the same way).
+    - `dip`: initial − minimum (how sparse the attention got).
+    - `rebound`: final − minimum; `rebound_se`: the standard error of the mean rebound over the runs
+      (NaN with one run).
+    - `runs`: how many runs were finite throughout; `censored`: how many of those are censored
+      (their minimum lies too near the last save for a rebound to be seen).
+    """
+
+    entropy_initial: float
+    entropy_min: float
+    entropy_min_step: float
+    entropy_final: float
+    dip: float
+    rebound: float
+    rebound_se: float
+    runs: int
+    censored: int
+
+    @property
+    def mostly_censored(self) -> bool:
+        """Whether most of the runs that stayed finite are censored."""
+        return bool(self.runs and 2 * self.censored > self.runs)
+
+
+def rebound_measures(steps: np.ndarray, curves: np.ndarray, censor_within: float) -> ReboundMeasures:
     """The entropy's initial value, minimum, step of the minimum, final value and rebound (final −
     minimum), each the mean over the runs that stayed finite, and how many of them are censored.
 
@@ -304,73 +337,140 @@ def rebound_measures(steps: np.ndarray, curves: np.ndarray, censor_within: float
 
     **Returns:**
 
-    `entropy_initial`, `entropy_min`, `entropy_min_step`, `entropy_final`, `dip` (initial −
-    minimum: how sparse the attention got), `rebound`, `rebound_se` (the standard error of the
-    mean rebound over the runs; NaN with one run), `runs` (how many runs were finite throughout;
-    NaN measures if none) and `censored` (how many of those are censored).
+    The `ReboundMeasures`.
     """
     finite = np.all(np.isfinite(curves), axis=1)
     kept = curves[finite]
     if not len(kept):
-        return {**dict.fromkeys(("entropy_initial", "entropy_min", "entropy_min_step", "entropy_final", "dip", "rebound",
-                                 "rebound_se"), np.nan), "runs": 0, "censored": 0}
+        return ReboundMeasures(*[np.nan] * 7, runs=0, censored=0)
     steps = np.asarray(steps)
     lowest = np.argmin(kept, axis=1)
     minimum = kept[np.arange(len(kept)), lowest]
     late = steps[lowest] >= steps[-1] - censor_within * (steps[-1] - steps[0])
     rebounds = kept[:, -1] - minimum
-    return {"entropy_initial": float(np.mean(kept[:, 0])), "entropy_min": float(np.mean(minimum)),
-            "entropy_min_step": float(np.mean(steps[lowest])), "entropy_final": float(np.mean(kept[:, -1])),
-            "dip": float(np.mean(kept[:, 0] - minimum)), "rebound": float(np.mean(rebounds)),
-            "rebound_se": float(np.std(rebounds, ddof=1) / np.sqrt(len(rebounds))) if len(rebounds) > 1 else np.nan,
-            "runs": int(finite.sum()), "censored": int(late.sum())}
+    return ReboundMeasures(
+        entropy_initial=float(np.mean(kept[:, 0])), entropy_min=float(np.mean(minimum)),
+        entropy_min_step=float(np.mean(steps[lowest])), entropy_final=float(np.mean(kept[:, -1])),
+        dip=float(np.mean(kept[:, 0] - minimum)), rebound=float(np.mean(rebounds)),
+        rebound_se=float(np.std(rebounds, ddof=1) / np.sqrt(len(rebounds))) if len(rebounds) > 1 else np.nan,
+        runs=int(finite.sum()), censored=int(late.sum()))
 
 
-def verdict(measures: dict[str, dict], margin: float) -> dict:
+class RunMeasures(NamedTuple):
+    """One setting and activation measured: its attention entropy and, where it has an MLP, the
+    stable rank of the MLP's lower layer.
+
+    **Fields:**
+
+    - `attention`: the attention entropy's `ReboundMeasures`.
+    - `stable_rank`: the stable rank's, or `None` without an MLP.
+    """
+
+    attention: ReboundMeasures
+    stable_rank: ReboundMeasures | None = None
+
+    def record(self) -> dict:
+        """The row of the table: the attention's measures, and the stable rank's `stable_rank_dip`,
+        `stable_rank_rebound`, `stable_rank_min_step`, `stable_rank_censored` (`None` without an
+        MLP, so that every row has the same columns)."""
+        ranks = self.stable_rank
+        return _json_numbers({
+            **self.attention._asdict(),
+            "stable_rank_dip": None if ranks is None else ranks.dip,
+            "stable_rank_rebound": None if ranks is None else ranks.rebound,
+            "stable_rank_min_step": None if ranks is None else ranks.entropy_min_step,
+            "stable_rank_censored": None if ranks is None else ranks.censored,
+        })
+
+
+class Verdict(NamedTuple):
+    """Whether a setting's rebound comes from the nonlinearity (`verdict`).
+
+    **Fields:**
+
+    - `rebound_linear`: the linear activation's mean rebound.
+    - `activation_max`, `rebound_max`: the nonlinear activation with the largest rebound, and it
+      (`None`, NaN when no rebound is known).
+    - `excess`: its rebound − the linear one's; `excess_se`: its standard error over the seeds
+      (from the activations run more than once; NaN with one run each).
+    - `bounce`: `excess > margin` and, where the seeds give a standard error, `excess > 2
+      excess_se` (larger than the margin and than the seeds' scatter); false when a rebound is
+      unknown.
+    - `stable_rank_excess`: the largest nonlinear rebound of the MLP's stable rank − the linear
+      one's (`None` without an MLP).
+    - `sparsified`: whether any activation's attention got sparser by more than `margin`; without
+      that the setting cannot show a rebound, it is no test.
+    - `censored`: the activations most of whose runs are censored: they ended at or just after
+      their minimum, so a missing rebound there is no evidence either way.
+    """
+
+    rebound_linear: float
+    activation_max: str | None
+    rebound_max: float
+    excess: float
+    excess_se: float
+    bounce: bool
+    stable_rank_excess: float | None
+    sparsified: bool
+    censored: list[str]
+
+
+def verdict(measures: dict[str, RunMeasures], margin: float) -> Verdict:
     """Whether a setting's rebound comes from the nonlinearity.
 
     **Arguments:**
 
-    - `measures`: activation → its `rebound_measures`, `"linear"` among them, each with the stable
-      rank's `stable_rank_rebound` where the setting has an MLP (`None` otherwise).
+    - `measures`: activation → its `RunMeasures`, `"linear"` among them.
     - `margin`: nats.
 
     **Returns:**
 
-    `rebound_linear`, `activation_max` and `rebound_max` (the nonlinear activation with the largest
-    rebound), `excess` (its rebound − the linear one's) and `excess_se` (its standard error over
-    the seeds, from the activations run more than once; NaN with one run each), `bounce` (`excess >
-    margin` and, where the seeds give a standard error, `excess > 2 excess_se`: larger than the
-    margin and than the seeds' scatter; false when a rebound is unknown), `stable_rank_excess`
-    (the largest nonlinear rebound of the MLP's stable rank − the linear one's; `None` without an
-    MLP), `sparsified` (whether any activation's attention got sparser by more than `margin`:
-    without that the setting cannot show a rebound, it is no test) and `censored` (the
-    activations most of whose runs are censored, `rebound_measures`: they ended at or just after
-    their minimum, so a missing rebound there is no evidence either way).
+    The `Verdict`.
     """
-    rebounds = {name: values["rebound"] for name, values in measures.items()}
-    sparsified = any(values["dip"] > margin for values in measures.values())
-    censored = [name for name, values in measures.items() if values["runs"] and 2 * values["censored"] > values["runs"]]
-    ranks = {name: values.get("stable_rank_rebound") for name, values in measures.items()}
+    rebounds = {name: values.attention.rebound for name, values in measures.items()}
+    sparsified = any(values.attention.dip > margin for values in measures.values())
+    censored = [name for name, values in measures.items() if values.attention.mostly_censored]
+    ranks = {name: None if values.stable_rank is None else values.stable_rank.rebound for name, values in measures.items()}
     rank_excess = (max(value for name, value in ranks.items() if name != "linear") - ranks["linear"]
                    if all(value is not None and np.isfinite(value) for value in ranks.values()) else None)
     nonlinear = {name: value for name, value in rebounds.items() if name != "linear" and np.isfinite(value)}
     linear = rebounds["linear"]
     if not nonlinear or not np.isfinite(linear):
-        return {"rebound_linear": linear, "activation_max": None, "rebound_max": np.nan, "excess": np.nan,
-                "excess_se": np.nan, "bounce": False, "stable_rank_excess": rank_excess, "sparsified": sparsified,
-                "censored": censored}
+        return Verdict(rebound_linear=linear, activation_max=None, rebound_max=np.nan, excess=np.nan, excess_se=np.nan,
+                       bounce=False, stable_rank_excess=rank_excess, sparsified=sparsified, censored=censored)
     name = max(nonlinear, key=nonlinear.get)
     excess = nonlinear[name] - linear
     # the scatter the seeds show (an activation run once has none to show)
-    errors = np.asarray([measures[name]["rebound_se"], measures["linear"]["rebound_se"]])
+    errors = np.asarray([measures[name].attention.rebound_se, measures["linear"].attention.rebound_se])
     spread = float(np.sqrt(np.nansum(errors**2))) if np.isfinite(errors).any() else np.nan
-    return {"rebound_linear": linear, "activation_max": name, "rebound_max": nonlinear[name], "excess": excess,
-            "excess_se": spread, "bounce": bool(excess > margin and (np.isnan(spread) or excess > 2 * spread)),
-            "stable_rank_excess": rank_excess, "sparsified": sparsified, "censored": censored}
+    return Verdict(rebound_linear=linear, activation_max=name, rebound_max=nonlinear[name], excess=excess,
+                   excess_se=spread, bounce=bool(excess > margin and (np.isnan(spread) or excess > 2 * spread)),
+                   stable_rank_excess=rank_excess, sparsified=sparsified, censored=censored)
 
 
-def token_order(steps: np.ndarray, attention: np.ndarray, salience: np.ndarray, gain: float) -> tuple[dict, np.ndarray]:
+class TokenOrder(NamedTuple):
+    """Fig. 5's question measured on one setting and activation (`token_order`).
+
+    **Fields:**
+
+    - `tokens`, `gaining`, `recovering`: mean tokens per run reached, gaining and recovering
+      attention.
+    - `peaks_at_end`: the share of gaining tokens whose peak is the last save (still rising, their
+      peak censored; NaN with none gaining).
+    - `cases`: runs with a rank correlation; `rank_correlation`: their mean (NaN if none);
+      `later_share`: the share of them with a positive correlation.
+    """
+
+    tokens: float
+    gaining: float
+    recovering: float
+    peaks_at_end: float
+    cases: int
+    rank_correlation: float
+    later_share: float
+
+
+def token_order(steps: np.ndarray, attention: np.ndarray, salience: np.ndarray, gain: float) -> tuple[TokenOrder, np.ndarray]:
     """Fig. 5's claim, measured: do less salient tokens gain attention later?
 
     For every run, the tokens its attention reaches (attention > 0 at the start). A
@@ -393,11 +493,8 @@ def token_order(steps: np.ndarray, attention: np.ndarray, salience: np.ndarray, 
 
     **Returns:**
 
-    `(measures, peak_step)`: `measures` holds `tokens` and `gaining` (mean tokens per run reached,
-    gaining and recovering), `peaks_at_end` (the share of gaining tokens whose peak is the last save: still
-    rising, their peak censored), `cases` (runs with a correlation), `rank_correlation` (their mean;
-    NaN if none) and `later_share` (the share of them with a positive correlation); `peak_step`
-    `(runs, tokens)` is each gaining token's peak step (−1 for the others).
+    `(measures, peak_step)`: the `TokenOrder`, and each gaining token's peak step `(runs, tokens)`
+    (−1 for the others).
     """
     steps = np.asarray(steps)
     start = attention[:, 0]
@@ -413,11 +510,12 @@ def token_order(steps: np.ndarray, attention: np.ndarray, salience: np.ndarray, 
             order = scipy.stats.rankdata(-salience[run, chosen])
             correlations.append(float(np.corrcoef(order, scipy.stats.rankdata(peaks))[0, 1]))
     runs = len(start)
-    measures = {"tokens": float((start > 0).sum() / runs), "gaining": float(gaining.sum() / runs),
-                "recovering": float(recovering.sum() / runs),
-                "peaks_at_end": float(np.mean(peak[gaining] == steps[-1])) if gaining.any() else np.nan,
-                "cases": len(correlations), "rank_correlation": float(np.mean(correlations)) if correlations else np.nan,
-                "later_share": float(np.mean(np.asarray(correlations) > 0)) if correlations else np.nan}
+    measures = TokenOrder(
+        tokens=float((start > 0).sum() / runs), gaining=float(gaining.sum() / runs),
+        recovering=float(recovering.sum() / runs),
+        peaks_at_end=float(np.mean(peak[gaining] == steps[-1])) if gaining.any() else np.nan,
+        cases=len(correlations), rank_correlation=float(np.mean(correlations)) if correlations else np.nan,
+        later_share=float(np.mean(np.asarray(correlations) > 0)) if correlations else np.nan)
     return measures, peak
 
 
@@ -426,18 +524,18 @@ OUTCOMES = {"needed": "needed", "not needed": "not_needed", "no rebound either w
 pairs in an ingredient's verdict."""
 
 
-def run_status(measures: dict, margin: float) -> str:
+def run_status(measures: ReboundMeasures, margin: float) -> str:
     """What one setting and activation shows (`rebound_measures`): `"rebounds"` (sparser by more
     than `margin`, then back up by more than `margin`), `"no rebound"`, `"censored"` (no rebound,
     but most runs end at their minimum), `"no dip"` (never sparser by `margin`: no test) or
     `"no runs"` (none stayed finite)."""
-    if not measures["runs"]:
+    if not measures.runs:
         return "no runs"
-    if not measures["dip"] > margin:
+    if not measures.dip > margin:
         return "no dip"
-    if measures["rebound"] > margin:
+    if measures.rebound > margin:
         return "rebounds"
-    return "censored" if 2 * measures["censored"] > measures["runs"] else "no rebound"
+    return "censored" if measures.mostly_censored else "no rebound"
 
 
 def pair_outcome(with_status: str, without_status: str) -> str:
@@ -454,7 +552,7 @@ def pair_outcome(with_status: str, without_status: str) -> str:
 
 
 def ingredient_verdicts(cases: tuple[EntropyCurves, ...], activations: list[tuple[str, ...]],
-                        measures: list[dict[str, dict]], margin: float) -> list[dict]:
+                        measures: list[dict[str, ReboundMeasures]], margin: float) -> list[dict]:
     """A verdict per ingredient, from every with/without pair the settings hold: the nonlinearity's
     pairs are each setting's nonlinear activations against its linear one; another ingredient's
     are the settings of one family whose `ingredients` differ in it alone, activation by activation.
@@ -480,8 +578,8 @@ def ingredient_verdicts(cases: tuple[EntropyCurves, ...], activations: list[tupl
         (i, a), (j, b) = with_, without
         pairs.setdefault(ingredient, []).append({
             "with": f"{cases[i].name} ({a})", "without": f"{cases[j].name} ({b})", "status_with": status[i][a],
-            "status_without": status[j][b], "rebound_with": _json_number(measures[i][a]["rebound"]),
-            "rebound_without": _json_number(measures[j][b]["rebound"]),
+            "status_without": status[j][b], "rebound_with": _json_number(measures[i][a].rebound),
+            "rebound_without": _json_number(measures[j][b].rebound),
             "outcome": pair_outcome(status[i][a], status[j][b])})
 
     for index, names in enumerate(activations):
@@ -509,6 +607,11 @@ def _json_number(value):
     return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
+def _json_numbers(record: dict) -> dict:
+    """A record with every number that is not finite as `None` (JSON's null)."""
+    return {key: _json_number(value) for key, value in record.items()}
+
+
 def _ingredient_words(entry: dict) -> str:
     tested = {outcome: entry[key] for outcome, key in OUTCOMES.items() if outcome != "untested" and entry[key]}
     said = ", ".join(f"{outcome} in {count}" for outcome, count in tested.items())
@@ -516,76 +619,136 @@ def _ingredient_words(entry: dict) -> str:
                                                            else f" (none of {entry['untested']} pairs tests it)")
 
 
-def run_bounce(config: BounceConfig) -> tuple[dict, dict]:
+class BounceSetting(NamedTuple):
+    """One setting of the search, every activation measured.
+
+    **Fields:**
+
+    - `name`: the setting's name; `activations`: its activations, the linear reference first.
+    - `steps`: its saves; `entropy`: the attention entropy `(activations, runs, saves)`;
+      `stable_rank`: the MLP's stable rank likewise (`None` without an MLP).
+    - `token_attention`: where the attention on each token is kept, the first run's `(activations,
+      saves, tokens)`; `token_salience`: `(activations, tokens)`; `token_peak_step`: `(activations,
+      runs, tokens)` (`token_order`); `None` where it is not kept.
+    - `measures`: activation → its `RunMeasures`; `verdict`: the setting's `Verdict`;
+      `tokens`: activation → its `TokenOrder` (empty where the attention on each token is not kept).
+    """
+
+    name: str
+    activations: tuple[str, ...]
+    steps: np.ndarray
+    entropy: np.ndarray
+    stable_rank: np.ndarray | None
+    token_attention: np.ndarray | None
+    token_salience: np.ndarray | None
+    token_peak_step: np.ndarray | None
+    measures: dict[str, RunMeasures]
+    verdict: Verdict
+    tokens: dict[str, TokenOrder]
+
+
+class BounceResult(NamedTuple):
+    """What the bounce search measured.
+
+    **Fields:**
+
+    - `config`: the settings it ran with.
+    - `settings`: every setting's `BounceSetting`, in order.
+    - `ingredients`: one verdict per ingredient (`ingredient_verdicts`).
+    """
+
+    config: BounceConfig
+    settings: list[BounceSetting]
+    ingredients: list[dict]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per setting i `steps_i`, `entropy_i`, and where the setting has them `stable_rank_i`,
+        `token_attention_i`, `token_salience_i`, `token_peak_step_i`."""
+        arrays = {}
+        for index, found in enumerate(self.settings):
+            arrays.update({f"steps_{index}": found.steps, f"entropy_{index}": found.entropy})
+            if found.stable_rank is not None:
+                arrays[f"stable_rank_{index}"] = found.stable_rank
+            if found.token_attention is not None:
+                arrays.update({f"token_attention_{index}": found.token_attention,
+                               f"token_salience_{index}": found.token_salience,
+                               f"token_peak_step_{index}": found.token_peak_step})
+        return arrays
+
+    def settings_where(self, holds) -> list[str]:
+        """The names of the settings whose verdict `holds(verdict)`."""
+        return [found.name for found in self.settings if holds(found.verdict)]
+
+    def summary(self) -> dict:
+        """`settings`, `activations`, `table` (one row per setting and activation,
+        `RunMeasures.record`), `verdicts` (one per setting), `tokens` (one row per setting and
+        activation that keeps them), `ingredients`, `margin`, `censor_within`, `bounce_settings`
+        (the settings whose verdict is a bounce from the nonlinearity), `untested_settings` (those
+        where the attention never got sparse), `censored_settings` (those without a bounce where
+        most runs of some activation end at their minimum) and `verdict` in words."""
+        config = self.config
+        bounced = self.settings_where(lambda found: found.bounce)
+        untested = self.settings_where(lambda found: not found.sparsified)
+        censored = self.settings_where(lambda found: found.censored and found.sparsified and not found.bounce)
+        words = (f"rebound larger for a nonlinear φ than for the linear one by more than {config.margin:g} nats and twice "
+                 f"the seeds' standard error in "
+                 f"{len(bounced)} of {len(self.settings)} settings" + (f" ({'; '.join(bounced)})" if bounced else "")
+                 + (f"; in {len(untested)} the attention never got sparser by that much, so they test nothing "
+                    f"({'; '.join(untested)})" if untested else "")
+                 + (f"; in {len(censored)} most runs of some activation reach their minimum within "
+                    f"{100 * config.censor_within:g} % of the end, so no rebound there is censored, not absent "
+                    f"({'; '.join(censored)})" if censored else "")
+                 + ". Per ingredient: " + "; ".join(_ingredient_words(entry) for entry in self.ingredients))
+        return {
+            "settings": [found.name for found in self.settings],
+            "activations": [found.activations for found in self.settings],
+            "table": [{"setting": found.name, "activation": activation, **measures.record()}
+                      for found in self.settings for activation, measures in found.measures.items()],
+            "verdicts": [{"setting": found.name, **_json_numbers(found.verdict._asdict())} for found in self.settings],
+            "tokens": [{"setting": found.name, "activation": activation, **_json_numbers(order._asdict())}
+                       for found in self.settings for activation, order in found.tokens.items()],
+            "ingredients": self.ingredients, "margin": config.margin, "censor_within": config.censor_within,
+            "bounce_settings": bounced, "untested_settings": untested, "censored_settings": censored, "verdict": words,
+        }
+
+
+def run_bounce(config: BounceConfig) -> BounceResult:
     """Trains every setting with every activation and measures the rebound.
 
     **Returns:**
 
-    `(data, summary)`: `data` holds per setting i `steps_i`, `entropy_i` `(activations, runs,
-    saves)`, where it has an MLP `stable_rank_i` likewise, and where the attention on each token is
-    kept `token_attention_i` (the first run's, `(activations, saves, tokens)`), `token_salience_i`
-    (`(activations, tokens)`) and `token_peak_step_i` (`(activations, runs, tokens)`,
-    `token_order`). `summary` holds `settings`, `table` (one row per setting and activation: the
-    `rebound_measures`, and the stable rank's `stable_rank_dip`, `stable_rank_rebound`,
-    `stable_rank_min_step`, `stable_rank_censored`), `verdicts` (one per setting: `verdict`), `tokens`
-    (one row per setting and activation that keeps them: `token_order`'s measures), `ingredients`
-    (`ingredient_verdicts`), `margin`, `censor_within`,
-    `bounce_settings` (the settings whose verdict is a bounce from the nonlinearity),
-    `untested_settings` (those where the attention never got sparse), `censored_settings` (those
-    without a bounce where most runs of some activation end at their minimum: `verdict`'s
-    `censored`) and `verdict` in words.
+    The `BounceResult`.
     """
     cases = config.settings()
-    data, rows, verdicts, tokens, measured = {}, [], [], [], []
+    settings = []
     bar = progress_bar(sum(len(case.activations(config)) for case in cases), "bounce", "setting and activation")
-    for index, case in enumerate(cases):
+    for case in cases:
         activations = case.activations(config)
         found, measures = [], {}
         for activation in activations:
             curves = case.curves(config, activation)
             bar.update()
-            measures[activation] = rebound_measures(curves.steps, curves.entropy, config.censor_within)
-            # the stable rank's measures, NaN (none) without an MLP, so that every row has the same columns
-            ranks = (rebound_measures(curves.steps, curves.stable_rank, config.censor_within)
-                     if curves.stable_rank is not None else dict.fromkeys(("dip", "rebound", "entropy_min_step"), np.nan))
-            measures[activation].update(stable_rank_dip=ranks["dip"], stable_rank_rebound=ranks["rebound"],
-                                        stable_rank_min_step=ranks["entropy_min_step"],
-                                        stable_rank_censored=ranks.get("censored"))
-            rows.append({"setting": case.name, "activation": activation,
-                         **{key: _json_number(value) for key, value in measures[activation].items()}})
+            measures[activation] = RunMeasures(
+                rebound_measures(curves.steps, curves.entropy, config.censor_within),
+                None if curves.stable_rank is None else rebound_measures(curves.steps, curves.stable_rank,
+                                                                         config.censor_within))
             found.append(curves)
-        data[f"steps_{index}"] = np.asarray(found[0].steps)
-        data[f"entropy_{index}"] = np.asarray([curves.entropy for curves in found])
-        if found[0].stable_rank is not None:
-            data[f"stable_rank_{index}"] = np.asarray([curves.stable_rank for curves in found])
-        if found[0].attention is not None:
-            peaks = []
+        kept = found[0].attention is not None  # the attention on each token, where the setting keeps it
+        tokens, peaks = {}, []
+        if kept:
             for activation, curves in zip(activations, found):
-                order, peak = token_order(curves.steps, curves.attention, curves.salience, config.token_gain)
-                tokens.append({"setting": case.name, "activation": activation,
-                               **{key: _json_number(value) for key, value in order.items()}})
+                tokens[activation], peak = token_order(curves.steps, curves.attention, curves.salience, config.token_gain)
                 peaks.append(peak)
-            data.update({f"token_attention_{index}": np.asarray([curves.attention[0] for curves in found]),
-                         f"token_salience_{index}": np.asarray([curves.salience[0] for curves in found]),
-                         f"token_peak_step_{index}": np.asarray(peaks)})
-        measured.append(measures)
-        verdicts.append({"setting": case.name, **{key: _json_number(value)
-                                                  for key, value in verdict(measures, config.margin).items()}})
+        settings.append(BounceSetting(
+            name=case.name, activations=activations, steps=np.asarray(found[0].steps),
+            entropy=np.asarray([curves.entropy for curves in found]),
+            stable_rank=np.asarray([curves.stable_rank for curves in found]) if found[0].stable_rank is not None else None,
+            token_attention=np.asarray([curves.attention[0] for curves in found]) if kept else None,
+            token_salience=np.asarray([curves.salience[0] for curves in found]) if kept else None,
+            token_peak_step=np.asarray(peaks) if kept else None,
+            measures=measures, verdict=verdict(measures, config.margin), tokens=tokens))
     bar.close()
-    ingredients = ingredient_verdicts(cases, [case.activations(config) for case in cases], measured, config.margin)
-    bounced = [row["setting"] for row in verdicts if row["bounce"]]
-    untested = [row["setting"] for row in verdicts if not row["sparsified"]]
-    censored = [row["setting"] for row in verdicts if row["censored"] and row["sparsified"] and not row["bounce"]]
-    words = (f"rebound larger for a nonlinear φ than for the linear one by more than {config.margin:g} nats and twice "
-             f"the seeds' standard error in "
-             f"{len(bounced)} of {len(cases)} settings" + (f" ({'; '.join(bounced)})" if bounced else "")
-             + (f"; in {len(untested)} the attention never got sparser by that much, so they test nothing "
-                f"({'; '.join(untested)})" if untested else "")
-             + (f"; in {len(censored)} most runs of some activation reach their minimum within "
-                f"{100 * config.censor_within:g} % of the end, so no rebound there is censored, not absent "
-                f"({'; '.join(censored)})" if censored else "")
-             + ". Per ingredient: " + "; ".join(_ingredient_words(entry) for entry in ingredients))
-    return data, {"settings": [case.name for case in cases], "activations": [case.activations(config) for case in cases],
-                  "table": rows, "verdicts": verdicts, "tokens": tokens, "ingredients": ingredients,
-                  "margin": config.margin, "censor_within": config.censor_within, "bounce_settings": bounced,
-                  "untested_settings": untested, "censored_settings": censored, "verdict": words}
+    ingredients = ingredient_verdicts(cases, [found.activations for found in settings],
+                                      [{name: values.attention for name, values in found.measures.items()}
+                                       for found in settings], config.margin)
+    return BounceResult(config=config, settings=settings, ingredients=ingredients)

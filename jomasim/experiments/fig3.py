@@ -11,6 +11,7 @@ across nodes ‖Δ_l:‖ (the rows that blow up first in J18–J19); and σ₁(V
 """
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,18 +49,87 @@ class Fig3Config(Settings):
                              steps=self.steps, save_every=self.save_every)
 
 
-def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
+class Fig3Result(NamedTuple):
+    """What Fig. 3 measured on one trained block.
+
+    **Fields:**
+
+    - `seed`: the seed of the data and the initial weights.
+    - `steps`: the save steps `(n,)`.
+    - `V`: V = U_Cᵀ W at every save `(n, M_c, K)`.
+    - `singular_values`: of V at every save `(n, min(M_c, K))` (NaN where V is not finite).
+    - `delta`: the data's salience Δ = E[x gᵀ] `(M_c, K)`.
+    - `closed_form_V0`: the closed form (J18–J19) of components 0..3 of v_0 `(n, 4)`, NaN past
+      their blow-up.
+    - `entropy`: the attention entropy at every save `(n,)`.
+    - `X`: the block's inputs.
+    - `status_train`: how the training ended, in words.
+    """
+
+    seed: int
+    steps: np.ndarray
+    V: np.ndarray
+    singular_values: np.ndarray
+    delta: np.ndarray
+    closed_form_V0: np.ndarray
+    entropy: np.ndarray
+    X: np.ndarray
+    status_train: str
+
+    @property
+    def winner(self) -> np.ndarray:
+        """Each hidden node's winning token at the end, argmax_l V_lk."""
+        return np.argmax(self.V[-1], axis=0)
+
+    @property
+    def predicted_winner(self) -> np.ndarray:
+        """Each hidden node's most salient token, argmax_l Δ_lk."""
+        return np.argmax(self.delta, axis=0)
+
+    @property
+    def salient_tokens(self) -> np.ndarray:
+        """The `SALIENT_TOKENS` tokens with the largest salience across nodes ‖Δ_l:‖."""
+        return np.argsort(-np.linalg.norm(self.delta, axis=1))[:SALIENT_TOKENS]
+
+    @property
+    def sigma_ratio(self) -> float:
+        """σ₁(V) / σ₂(V) at the end."""
+        return float(self.singular_values[-1, 0] / self.singular_values[-1, 1])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """`steps`, `V`, `singular_values`, `delta`, `closed_form_V0`, `entropy`, `X`."""
+        return {"steps": self.steps, "V": self.V, "singular_values": self.singular_values, "delta": self.delta,
+                "closed_form_V0": self.closed_form_V0, "entropy": self.entropy, "X": self.X}
+
+    def summary(self) -> dict:
+        """The winners (`winner`, `predicted_winner`, the fraction of nodes where they agree
+        `winner_matches`, `salient_tokens`, the fraction of nodes won by one of them
+        `winner_in_salient`), `sigma1`, `sigma2`, `sigma_ratio` at the end, `v0_final` (the four
+        plotted components), `entropy_initial`, `entropy_final`, `status_train`."""
+        winner, predicted, salient = self.winner, self.predicted_winner, self.salient_tokens
+        return {
+            "seed": self.seed,
+            "winner": winner.tolist(),
+            "predicted_winner": predicted.tolist(),
+            "winner_matches": float(np.mean(winner == predicted)),
+            "salient_tokens": salient.tolist(),
+            "winner_in_salient": float(np.mean(np.isin(winner, salient))),
+            "sigma1": float(self.singular_values[-1, 0]),
+            "sigma2": float(self.singular_values[-1, 1]),
+            "sigma_ratio": self.sigma_ratio,
+            "v0_final": self.V[-1, :4, 0].tolist(),
+            "entropy_initial": float(self.entropy[0]),
+            "entropy_final": float(self.entropy[-1]),
+            "status_train": self.status_train,
+        }
+
+
+def run_fig3(config: Fig3Config) -> Fig3Result:
     """Trains the block and measures V.
 
     **Returns:**
 
-    `(data, summary)`. `data`: `steps`, `V` `(n, M_c, K)` at every save, `singular_values`
-    `(n, min(M_c, K))`, `delta` (Δ), `closed_form_V0` `(n, 4)` (J18–J19 for components 0..3 of
-    v_0, NaN past their blow-up), `entropy` `(n,)`, `X`. `summary`: `winner` and
-    `predicted_winner` per hidden node (argmax_l V_lk at the end and argmax_l Δ_lk),
-    `winner_matches` (fraction of nodes where they agree), `salient_tokens` (the `SALIENT_TOKENS`
-    largest ‖Δ_l:‖), `winner_in_salient` (fraction of nodes whose winner is one of them), `sigma1`, `sigma2`, `sigma_ratio` at
-    the end, `v0_final` (the four plotted components), `entropy_initial`, `entropy_final`.
+    The `Fig3Result`.
     """
     setting = config.setting
     setting.check_memory("train")
@@ -74,31 +144,6 @@ def run_fig3(config: Fig3Config) -> tuple[dict[str, np.ndarray], dict]:
     finite = np.all(np.isfinite(V), axis=(1, 2))
     singular_values = np.full((len(V), min(V.shape[1:])), np.nan)
     singular_values[finite] = np.linalg.svd(V[finite], compute_uv=False)
-    winner = np.argmax(V[-1], axis=0)
-    predicted = np.argmax(delta, axis=0)
-    salient = np.argsort(-np.linalg.norm(delta, axis=1))[:SALIENT_TOKENS]
-    data = {
-        "steps": save_steps,
-        "V": V,
-        "singular_values": singular_values,
-        "delta": delta,
-        "closed_form_V0": np.where(np.isfinite(closed), closed, np.nan),
-        "entropy": trained.entropy[0],
-        "X": results.members.X[0],
-    }
-    summary = {
-        "seed": config.seed,
-        "winner": winner.tolist(),
-        "predicted_winner": predicted.tolist(),
-        "winner_matches": float(np.mean(winner == predicted)),
-        "salient_tokens": salient.tolist(),
-        "winner_in_salient": float(np.mean(np.isin(winner, salient))),
-        "sigma1": float(singular_values[-1, 0]),
-        "sigma2": float(singular_values[-1, 1]),
-        "sigma_ratio": float(singular_values[-1, 0] / singular_values[-1, 1]),
-        "v0_final": V[-1, :4, 0].tolist(),
-        "entropy_initial": float(data["entropy"][0]),
-        "entropy_final": float(data["entropy"][-1]),
-        "status_train": training_status(results.members.training.diverged_at[0]),
-    }
-    return data, summary
+    return Fig3Result(seed=config.seed, steps=save_steps, V=V, singular_values=singular_values, delta=delta,
+                      closed_form_V0=np.where(np.isfinite(closed), closed, np.nan), entropy=trained.entropy[0],
+                      X=results.members.X[0], status_train=training_status(results.members.training.diverged_at[0]))

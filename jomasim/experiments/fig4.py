@@ -14,6 +14,7 @@ authors used PyTorch's generator with seed 0, which gives other numbers), or giv
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -103,17 +104,76 @@ def _check_memory(config: Fig4Config) -> None:
                "components, iterations or ode_saves")
 
 
-def run_fig4(config: Fig4Config) -> tuple[dict[str, np.ndarray], dict]:
-    """Runs (a) and (b) and measures the entropy's dip and rebound.
+class Fig4Result(NamedTuple):
+    """What Fig. 4's two runs measured.
+
+    **Fields:**
+
+    - `mu`: the targets `(n,)`.
+    - `discrete_v`: run (a)'s v every `snapshot_every` iterations; `discrete_snapshot_steps`: those
+      iterations; `discrete_entropy`: its attention entropy at every iteration;
+      `discrete_entropy_limit`: H(softmax(μ²/T)) at run (a)'s T.
+    - `ode_ts`: run (b)'s save times; `ode_v`, `ode_entropy`: its state and attention entropy
+      there; `ode_t_final`: where the solve ended; `ode_status`: how, in words;
+      `ode_entropy_limit`: H(softmax(μ²/T)) at run (b)'s T.
+    - `convergence_time_predicted`, `convergence_time_measured`: per component (in the order of
+      μ), when it converges by (J24) and on the solve (NaN if never).
+    """
+
+    mu: np.ndarray
+    discrete_v: np.ndarray
+    discrete_snapshot_steps: np.ndarray
+    discrete_entropy: np.ndarray
+    discrete_entropy_limit: float
+    ode_ts: np.ndarray
+    ode_v: np.ndarray
+    ode_entropy: np.ndarray
+    ode_t_final: float
+    ode_status: str
+    ode_entropy_limit: float
+    convergence_time_predicted: np.ndarray
+    convergence_time_measured: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """`mu`, `discrete_v`, `discrete_snapshot_steps`, `discrete_entropy`, `ode_ts`, `ode_v`,
+        `ode_entropy`."""
+        return {"mu": self.mu, "discrete_v": self.discrete_v, "discrete_snapshot_steps": self.discrete_snapshot_steps,
+                "discrete_entropy": self.discrete_entropy, "ode_ts": self.ode_ts, "ode_v": self.ode_v,
+                "ode_entropy": self.ode_entropy}
+
+    def summary(self) -> dict:
+        """`mu`; for (a) (`discrete`) `entropy_initial`, `entropy_min`, `entropy_min_step`,
+        `entropy_final`, `entropy_limit`; for (b) (`ode`) the same with `_time` for `_step` (over
+        the saves the solve reached), its `status` and the convergence times."""
+        lowest = int(np.argmin(self.discrete_entropy))
+        discrete = {
+            "entropy_initial": float(self.discrete_entropy[0]),
+            "entropy_min": float(self.discrete_entropy[lowest]),
+            "entropy_min_step": lowest,
+            "entropy_final": float(self.discrete_entropy[-1]),
+            "entropy_limit": self.discrete_entropy_limit,
+        }
+        reached = self.ode_ts <= self.ode_t_final
+        lowest = int(np.argmin(np.where(reached, self.ode_entropy, np.inf)))
+        ode = {
+            "entropy_initial": float(self.ode_entropy[0]),
+            "entropy_min": float(self.ode_entropy[lowest]),
+            "entropy_min_time": float(self.ode_ts[lowest]),
+            "entropy_final": float(self.ode_entropy[np.flatnonzero(reached)[-1]]),
+            "entropy_limit": self.ode_entropy_limit,
+            "status": self.ode_status,
+            "convergence_time_predicted": self.convergence_time_predicted.tolist(),
+            "convergence_time_measured": self.convergence_time_measured.tolist(),
+        }
+        return {"mu": self.mu.tolist(), "discrete": discrete, "ode": ode}
+
+
+def run_fig4(config: Fig4Config) -> Fig4Result:
+    """Runs (a) and (b), whose attention entropy dips and rebounds.
 
     **Returns:**
 
-    `(data, summary)`. `data`: `mu`, `discrete_v` (snapshots every `snapshot_every` iterations),
-    `discrete_snapshot_steps`, `discrete_entropy` (every iteration), `ode_ts`, `ode_v`,
-    `ode_entropy`. `summary`: for (a) `entropy_initial`, `entropy_min`, `entropy_min_step`,
-    `entropy_final`, `entropy_limit` (= H(softmax(μ²/T))); for (b) the same with `_time` for
-    `_step`, the solver status, and per component (in the order of μ) the convergence time
-    predicted by (J24) and the one measured on the solve.
+    The `Fig4Result`.
     """
     _check_memory(config)
     mu = config.targets()
@@ -121,42 +181,20 @@ def run_fig4(config: Fig4Config) -> tuple[dict[str, np.ndarray], dict]:
     with working(f"(a) {config.iterations} iterations of the discrete update"):
         vs, discrete_entropy = map(np.asarray, discrete_toy(jnp.asarray(mu), jnp.asarray(v0), config.step,
                                                             config.temperature, config.iterations))
-    lowest = int(np.argmin(discrete_entropy))
-    discrete = {
-        "entropy_initial": float(discrete_entropy[0]),
-        "entropy_min": float(discrete_entropy[lowest]),
-        "entropy_min_step": lowest,
-        "entropy_final": float(discrete_entropy[-1]),
-        "entropy_limit": float(entropy(jax.nn.softmax(jnp.asarray(mu) ** 2 / config.temperature))),
-    }
-
     ts = np.linspace(0.0, config.ode_t_end, config.ode_saves)
     flow = NonlinearToyFlow(jnp.asarray(mu), temperature=config.ode_temperature)
     with working(f"(b) the ODE to t = {config.ode_t_end:g} (implicit solver)"):
         trajectory = simulate(flow, jnp.asarray(v0), ts, options=SolverOptions(solver="kvaerno5", rtol=1e-8, atol=1e-10))
         ode_v, ode_entropy = np.asarray(trajectory.ys), np.asarray(trajectory.entropy())
     reached = ts <= float(trajectory.t_final)
-    lowest_ode = int(np.argmin(np.where(reached, ode_entropy, np.inf)))
-    last = int(np.flatnonzero(reached)[-1])
-    ode = {
-        "entropy_initial": float(ode_entropy[0]),
-        "entropy_min": float(ode_entropy[lowest_ode]),
-        "entropy_min_time": float(ts[lowest_ode]),
-        "entropy_final": float(ode_entropy[last]),
-        "entropy_limit": float(entropy(jax.nn.softmax(jnp.asarray(mu) ** 2 / config.ode_temperature))),
-        "status": status_messages(trajectory.status, trajectory.t_final)[0],
-        "convergence_time_predicted": np.asarray(
-            convergence_time(jnp.asarray(mu), v0=config.v0, eps=config.converged, temperature=config.ode_temperature)
-        ).tolist(),
-        "convergence_time_measured": _first_converged(ts[reached], ode_v[reached], mu, config.converged).tolist(),
-    }
-    data = {
-        "mu": mu,
-        "discrete_v": vs[:: config.snapshot_every],
-        "discrete_snapshot_steps": np.arange(0, config.iterations, config.snapshot_every),
-        "discrete_entropy": discrete_entropy,
-        "ode_ts": ts,
-        "ode_v": ode_v,
-        "ode_entropy": ode_entropy,
-    }
-    return data, {"mu": mu.tolist(), "discrete": discrete, "ode": ode}
+    return Fig4Result(
+        mu=mu, discrete_v=vs[:: config.snapshot_every],
+        discrete_snapshot_steps=np.arange(0, config.iterations, config.snapshot_every),
+        discrete_entropy=discrete_entropy,
+        discrete_entropy_limit=float(entropy(jax.nn.softmax(jnp.asarray(mu) ** 2 / config.temperature))),
+        ode_ts=ts, ode_v=ode_v, ode_entropy=ode_entropy, ode_t_final=float(trajectory.t_final),
+        ode_status=status_messages(trajectory.status, trajectory.t_final)[0],
+        ode_entropy_limit=float(entropy(jax.nn.softmax(jnp.asarray(mu) ** 2 / config.ode_temperature))),
+        convergence_time_predicted=np.asarray(
+            convergence_time(jnp.asarray(mu), v0=config.v0, eps=config.converged, temperature=config.ode_temperature)),
+        convergence_time_measured=_first_converged(ts[reached], ode_v[reached], mu, config.converged))

@@ -270,22 +270,42 @@ def fit_run(run: TrainedRun, fit: FitConfig) -> FitResults:
     )
 
 
-def fit_summary(run: TrainedRun, results: FitResults) -> dict:
-    """The numbers of `fit.json`: lists with one value per seed, and what was fitted."""
-    return {
-        "seeds": run.seeds.tolist(),
-        "trained_lr_ratio": run.config.eta_z / run.config.eta_w,
-        "fitted_lr_ratio": (results.lr_ratio[:, 0] if results.lr_ratio.shape[1] == 1 else results.lr_ratio).tolist(),
-        "knot_steps": results.knots.tolist(),
-        "fitted_time_scale": results.time_scale.tolist(),
-        "time_scale_fitted": results.time_scale_fitted,
-        "correlation_lr_ratio_time_scale": results.correlation.tolist() if results.time_scale_fitted else None,
-        "nc_before": results.nc_before.tolist(),
-        "nc_after": results.nc_after.tolist(),
-        "nc_held_out": results.nc_held_out.tolist(),
-        "size_held_out": results.size_held_out.tolist(),
-        "status": ["converged" if code == 0 else "not converged" for code in results.status],
-        "iterations": results.iterations.tolist(),
-        "fitted_steps": [float(results.steps[0]), float(results.steps[results.fitted - 1])],
-        "held_out_steps": [float(results.steps[results.fitted]), float(results.steps[-1])],
-    }
+class FittedRun(NamedTuple):
+    """A fit with the run it was fitted to: what `jomasim fit` writes.
+
+    **Fields:**
+
+    - `run`: the `TrainedRun`.
+    - `fit`: its `FitResults`.
+    """
+
+    run: TrainedRun
+    fit: FitResults
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The contents of `fit.npz`: the saves, the trained z, the flow's z before and after the
+        fit, and the fitted ρ, time scale and knots."""
+        fit = self.fit
+        return {"steps": fit.steps, "z_trained": self.run.z, "z_before": fit.z_before, "z_after": fit.z_after,
+                "lr_ratio": fit.lr_ratio, "time_scale": fit.time_scale, "knots": fit.knots}
+
+    def summary(self) -> dict:
+        """The numbers of `fit.json`: lists with one value per seed, and what was fitted."""
+        run, results = self.run, self.fit
+        return {
+            "seeds": run.seeds.tolist(),
+            "trained_lr_ratio": run.config.eta_z / run.config.eta_w,
+            "fitted_lr_ratio": (results.lr_ratio[:, 0] if results.lr_ratio.shape[1] == 1 else results.lr_ratio).tolist(),
+            "knot_steps": results.knots.tolist(),
+            "fitted_time_scale": results.time_scale.tolist(),
+            "time_scale_fitted": results.time_scale_fitted,
+            "correlation_lr_ratio_time_scale": results.correlation.tolist() if results.time_scale_fitted else None,
+            "nc_before": results.nc_before.tolist(),
+            "nc_after": results.nc_after.tolist(),
+            "nc_held_out": results.nc_held_out.tolist(),
+            "size_held_out": results.size_held_out.tolist(),
+            "status": ["converged" if code == 0 else "not converged" for code in results.status],
+            "iterations": results.iterations.tolist(),
+            "fitted_steps": [float(results.steps[0]), float(results.steps[results.fitted - 1])],
+            "held_out_steps": [float(results.steps[results.fitted]), float(results.steps[-1])],
+        }

@@ -13,6 +13,7 @@ Which checkpoints, text and weight the paper used are not published; these are t
 import dataclasses
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -119,17 +120,52 @@ def measure_checkpoint(folder: str | Path, config: PretrainedConfig) -> tuple[np
     return entropy, np.asarray([float(stable_rank(weight)) for weight in weights])
 
 
-def run_pretrained(config: PretrainedConfig) -> tuple[dict[str, np.ndarray], dict]:
+class PretrainedResult(NamedTuple):
+    """What the checkpoints of one model measured, in step order (a listing such as `step0,
+    step100, step20` is read as 0, 20, 100).
+
+    **Fields:**
+
+    - `steps`: each checkpoint's step (from the folder names, else the position given).
+    - `checkpoints`: the folders in that order.
+    - `entropy`: each layer's attention entropy on the text `(n_checkpoints, n_layers)`.
+    - `stable_rank`: the stable rank of each layer's first MLP weight `(n_checkpoints, n_layers)`.
+    """
+
+    steps: np.ndarray
+    checkpoints: list[str]
+    entropy: np.ndarray
+    stable_rank: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """`steps`, `entropy`, `stable_rank`."""
+        return {"steps": self.steps, "entropy": self.entropy, "stable_rank": self.stable_rank}
+
+    def summary(self) -> dict:
+        """`steps`, `checkpoints`, and per layer `entropy_min_step`, `stable_rank_min_step` and
+        `stable_rank_v_shape` (the minimum lies strictly inside the series and the last value is
+        above it), and how far each rose again by the end, `stable_rank_rebound` and
+        `entropy_rebound` (last − minimum)."""
+        steps, ranks, entropy = self.steps, self.stable_rank, self.entropy
+        lowest = ranks.argmin(axis=0)
+        return {
+            "steps": steps.tolist(),
+            "checkpoints": self.checkpoints,
+            "entropy_min_step": steps[entropy.argmin(axis=0)].tolist(),
+            "stable_rank_min_step": steps[lowest].tolist(),
+            "stable_rank_v_shape": [bool(0 < low < len(steps) - 1 and ranks[-1, layer] > ranks[low, layer])
+                                    for layer, low in enumerate(lowest)],
+            "stable_rank_rebound": (ranks[-1] - ranks.min(axis=0)).tolist(),
+            "entropy_rebound": (entropy[-1] - entropy.min(axis=0)).tolist(),
+        }
+
+
+def run_pretrained(config: PretrainedConfig) -> PretrainedResult:
     """Measures every checkpoint.
 
     **Returns:**
 
-    `(data, summary)`, the checkpoints in step order (a listing such as `step0, step100, step20`
-    is read as 0, 20, 100). `data`: `steps` (from the folder names, else the position given),
-    `entropy` and `stable_rank` `(n_checkpoints, n_layers)`. `summary`: `steps`, `checkpoints` (the
-    folders in that order), and per layer `entropy_min_step`, `stable_rank_min_step` and
-    `stable_rank_v_shape` (the minimum lies strictly inside the series and the last value is above it),
-    and how far each rose again by the end, `stable_rank_rebound` and `entropy_rebound` (last − minimum).
+    The `PretrainedResult`.
     """
     given = np.asarray([checkpoint_step(folder, index) for index, folder in enumerate(config.checkpoints)])
     order = np.argsort(given, kind="stable")
@@ -137,18 +173,6 @@ def run_pretrained(config: PretrainedConfig) -> tuple[dict[str, np.ndarray], dic
     measured = [measure_checkpoint(folder, config) for folder in folders]
     if len({len(entropy) for entropy, _ in measured}) != 1:
         raise OutOfRangeError("the checkpoints have different numbers of layers; give checkpoints of one model")
-    entropy = np.stack([entropy for entropy, _ in measured])
-    ranks = np.stack([rank for _, rank in measured])
-    lowest = ranks.argmin(axis=0)
-    layers = np.arange(ranks.shape[1])
-    summary = {
-        "steps": steps.tolist(),
-        "checkpoints": [str(folder) for folder in folders],
-        "entropy_min_step": steps[entropy.argmin(axis=0)].tolist(),
-        "stable_rank_min_step": steps[lowest].tolist(),
-        "stable_rank_v_shape": [bool(0 < low < len(steps) - 1 and ranks[-1, layer] > ranks[low, layer])
-                                for layer, low in zip(layers, lowest)],
-        "stable_rank_rebound": (ranks[-1] - ranks.min(axis=0)).tolist(),
-        "entropy_rebound": (entropy[-1] - entropy.min(axis=0)).tolist(),
-    }
-    return {"steps": steps, "entropy": entropy, "stable_rank": ranks}, summary
+    return PretrainedResult(steps=steps, checkpoints=[str(folder) for folder in folders],
+                            entropy=np.stack([entropy for entropy, _ in measured]),
+                            stable_rank=np.stack([rank for _, rank in measured]))

@@ -12,6 +12,7 @@ dense again.
 """
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -209,17 +210,43 @@ def _entropy_drop(results) -> np.ndarray:
     return entropy[:, 0] - entropy[:, -1]
 
 
-def calibrate(config: ReachConfig, rung: dict, activation: str, target: float) -> dict:
+class Calibration(NamedTuple):
+    """The search for a matched rung's η_z (`calibrate`).
+
+    **Fields:**
+
+    - `rung`, `activation`: the rung and the MLP activation searched.
+    - `target`: the block's entropy drop it aims for.
+    - `eta_z`: the values tried; `drops`: their mean entropy drops.
+    - `chosen`: the η_z picked; `bracketed`: whether two values bracket the target.
+    """
+
+    rung: str
+    activation: str
+    target: float
+    eta_z: list[float]
+    drops: list[float]
+    chosen: float
+    bracketed: bool
+
+
+def calibrate(config: ReachConfig, name: str, rung: dict, activation: str, target: float) -> Calibration:
     """The η_z of a rung (η_w as given) at which its attention entropy falls as far as `target`:
     `config.search_points` values, log-spaced over η_z / `search_span` … η_z · `search_span`, each
     trained on `config.search_seeds` seeds, all in one compiled, vmapped call; the mean drop is
     interpolated (linearly in log η_z) between the two values that bracket the target, or the
     closest value is taken when none do.
 
+    **Arguments:**
+
+    - `config`: the ladder's settings.
+    - `name`, `rung`: the rung's name and settings.
+    - `activation`: the MLP activation.
+    - `target`: the entropy drop aimed for.
+
     **Returns:**
 
-    The search's record: `target`, `eta_z` (the values tried), `drops` (their mean entropy drops),
-    `chosen` (the η_z picked) and `bracketed` (whether two values bracket the target).
+    The search's `Calibration`.
     """
     run = dataclasses.replace(config.config(rung, activation), seeds=config.search_seeds)
     dataclasses.replace(run, seeds=config.search_points * config.search_seeds).check_memory("both")
@@ -236,23 +263,60 @@ def calibrate(config: ReachConfig, rung: dict, activation: str, target: float) -
         chosen = float(np.exp(np.log(tried[low]) + share * (np.log(tried[low + 1]) - np.log(tried[low]))))
     else:
         chosen = float(tried[np.argmin(np.abs(drops - target))])
-    return {"target": float(target), "eta_z": tried.tolist(), "drops": drops.tolist(), "chosen": chosen,
-            "bracketed": bool(len(above))}
+    return Calibration(rung=name, activation=activation, target=float(target), eta_z=tried.tolist(),
+                       drops=drops.tolist(), chosen=chosen, bracketed=bool(len(above)))
 
 
-def run_reach(config: ReachConfig) -> tuple[dict, dict]:
+class ReachResult(NamedTuple):
+    """What the ladder measured.
+
+    **Fields:**
+
+    - `config`: the settings it ran with.
+    - `rungs`: every rung's name, the ladder's then the matched ones; `matched`: the matched ones.
+    - `steps`: the save steps.
+    - `curves`: per curve of `CURVES`, an array `(rungs, activations, seeds, saves)` (NaN where a
+      rung has no such run).
+    - `table`: one row per rung and activation (`_row`: means over seeds of the final numbers, the
+      rates, the progress, the regime), the rows of `reach_table.csv`.
+    - `calibration`: the `Calibration` of every calibrated rung and activation.
+    - `reach`: per activation, the last rung of the ladder up to which the reduced flow's final NC
+      with training stays at or above `config.describes` on average (`None`: not even the first);
+      `reach_with_size`: the same with its size ratio also within `config.size_within`.
+    """
+
+    config: ReachConfig
+    rungs: list[str]
+    matched: list[str]
+    steps: np.ndarray
+    curves: dict[str, np.ndarray]
+    table: list[dict]
+    calibration: list[Calibration]
+    reach: dict[str, str | None]
+    reach_with_size: dict[str, str | None]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """`steps` and every curve of `CURVES`."""
+        return {"steps": self.steps, **self.curves}
+
+    def summary(self) -> dict:
+        """The rungs, the matched ones, the activations, `table`, `reach`, `reach_with_size`,
+        `calibration`, and the thresholds they were judged by (`describes`, `size_within`, and
+        `agreement`, the NC the figure marks), `seeds`."""
+        config = self.config
+        return {"rungs": self.rungs, "matched": self.matched, "activations": list(config.activations), "table": self.table,
+                "reach": self.reach, "reach_with_size": self.reach_with_size,
+                "calibration": [search._asdict() for search in self.calibration], "describes": config.describes,
+                "size_within": config.size_within, "agreement": AGREEMENT, "seeds": config.seeds}
+
+
+def run_reach(config: ReachConfig) -> ReachResult:
     """Runs every rung (the ladder at the stored rates, then the matched-progress rungs) for every
     activation and seed.
 
     **Returns:**
 
-    `(data, summary)`: `data` holds `steps` and, per curve of `CURVES`, an array `(rungs,
-    activations, seeds, saves)` (NaN where a rung has no such run);
-    `summary` holds the rungs, the matched ones, the activations, `table` (one row per rung and
-    activation, `_row`: means over seeds, the rates, the progress, the regime), `reach` (per
-    activation, the last rung of the ladder up to which the reduced flow's final NC with training
-    stays at or above `config.describes` on average) and `reach_with_size` (the same with its size
-    ratio also within `config.size_within`).
+    The `ReachResult`.
     """
     ladder_rungs, matched = config.rungs(), config.matched_rungs()
     curves = {name: [] for name in CURVES}
@@ -264,9 +328,8 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
             settings = rung  # each activation's search starts from the rung's given rates
             if progress == "matched" and config.calibrate:
                 target = next(row["entropy_drop"] for row in rows if row["activation"] == activation)  # the block's
-                search = calibrate(config, rung, activation, target)
-                searches.append({"rung": name, "activation": activation, **search})
-                settings = {**rung, "eta_z": search["chosen"]}
+                searches.append(calibrate(config, name, rung, activation, target))
+                settings = {**rung, "eta_z": searches[-1].chosen}
             run = config.config(settings, activation)
             results = run_compare(run)
             steps = results.steps
@@ -274,7 +337,7 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
                 per_activation[key].append(curve)
             row = _row(name, activation, run, results, progress)
             if progress == "matched" and config.calibrate:
-                target = searches[-1]["target"]
+                target = searches[-1].target
                 row["progress"] = ("calibrated" if abs(row["entropy_drop"] - target) <= config.tolerance * target
                                    else f"not calibrated (entropy drop {row['entropy_drop']:.2f}, the block's {target:.2f})")
             rows.append(row)
@@ -286,9 +349,7 @@ def run_reach(config: ReachConfig) -> tuple[dict, dict]:
     reach = {size: {activation: _reach(ladder_rungs, [row for row in ladder_rows if row["activation"] == activation],
                                        config.describes, config.size_within if size else None)
                     for activation in config.activations} for size in (False, True)}
-    data = {"steps": np.asarray(steps), **{key: np.asarray(value) for key, value in curves.items()}}
-    return data, {"rungs": [name for name, _ in ladder_rungs + matched], "matched": [name for name, _ in matched],
-                  "activations": list(config.activations), "table": rows, "reach": reach[False],
-                  "reach_with_size": reach[True], "calibration": searches, "describes": config.describes,
-                  "size_within": config.size_within,
-                  "agreement": AGREEMENT, "seeds": config.seeds}
+    return ReachResult(config=config, rungs=[name for name, _ in ladder_rungs + matched],
+                       matched=[name for name, _ in matched], steps=np.asarray(steps),
+                       curves={key: np.asarray(value) for key, value in curves.items()}, table=rows,
+                       calibration=searches, reach=reach[False], reach_with_size=reach[True])

@@ -21,7 +21,7 @@ numbers of `summary.json` and of a sweep's table), with one scheme:
   of a curve add a suffix: `_initial`, `_max`, `_min`, `_min_step`, `_rebound`.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,21 @@ RUNS = ("train", "joint", "reduced", "tracked", "preconditioned")
 OUTPUT_NAMES = {"train": "train", "joint": "ode", "reduced": "reduced", "tracked": "tracked",
                 "preconditioned": "preconditioned"}
 """How the outputs name each run."""
+
+class StudyResult(Protocol):
+    """What a study's typed result gives the run folder's writer: its arrays (`NAME.npz`) and its
+    summary (`summary.json`, whose `table`, a list of rows, is also written as a CSV). Each study
+    returns its own final result type (`Fig3Result`, `ReachResult`, …) whose fields are what it
+    measured; the figures read those fields."""
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays the figure is drawn from, by name."""
+        ...
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers that carry the study's claim, as JSON values."""
+        ...
+
 
 SNAP_TOLERANCE = 0.01
 """A run has snapped once its attention entropy stays within this fraction of the initial entropy

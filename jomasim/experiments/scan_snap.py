@@ -17,7 +17,7 @@ size of each difference is measured. Each panel is one compiled, vmapped call.
 import dataclasses
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -302,22 +302,102 @@ def _slopes(mean: np.ndarray, config: ScanSnapConfig) -> np.ndarray:
     return np.linalg.lstsq(design[known], mean.ravel()[known], rcond=None)[0][:2]
 
 
-def run_scan_snap(config: ScanSnapConfig) -> tuple[dict[str, np.ndarray], dict]:
+class ScanSnapPanel(NamedTuple):
+    """One panel of Scan&Snap's Fig. 6 (one number of query tokens), measured.
+
+    **Fields:**
+
+    - `n_queries`, `n_classes`, `vocab_size`: its query tokens, classes and tokens.
+    - `entropy_initial_mean`: the mean initial entropy of its runs that did not diverge.
+    - `decreasing_in_eta_z`: per ratio η_Y/η_Z (as text), whether the mean final entropy falls at
+      every step up in η_Z.
+    - `entropy_slope_eta_z`, `entropy_slope_ratio`: the slopes of the cell means against log η_Z
+      and log η_Y/η_Z.
+    - `entropy_final_by_definition`: the mean final entropy over its cells in every reading of
+      `ENTROPIES` (what each difference of definition is worth).
+    """
+
+    n_queries: int
+    n_classes: int
+    vocab_size: int
+    entropy_initial_mean: float
+    decreasing_in_eta_z: dict[str, bool]
+    entropy_slope_eta_z: float
+    entropy_slope_ratio: float
+    entropy_final_by_definition: dict[str, float]
+
+
+class ScanSnapResult(NamedTuple):
+    """What the Scan&Snap grid measured.
+
+    **Fields:**
+
+    - `config`: the settings it ran with.
+    - `runs`: every column of the sweep table, one row per run.
+    - `entropy_mean`, `entropy_std`, `common_mass_mean`, `accuracy_mean`: per cell, over the seeds
+      that did not diverge, `(len(panels), len(eta_z), len(eta_ratio))`.
+    - `panels`: each panel's `ScanSnapPanel`.
+    - `entropy_slope_eta_z`, `entropy_slope_ratio`: one fit over every panel, an intercept per
+      panel (which rate matters more).
+    - `compute_seconds`: the sweep's seconds of compute.
+    """
+
+    config: ScanSnapConfig
+    runs: dict[str, np.ndarray]
+    entropy_mean: np.ndarray
+    entropy_std: np.ndarray
+    common_mass_mean: np.ndarray
+    accuracy_mean: np.ndarray
+    panels: list[ScanSnapPanel]
+    entropy_slope_eta_z: float
+    entropy_slope_ratio: float
+    compute_seconds: float
+
+    @property
+    def failed(self) -> int:
+        """How many runs diverged (left out of the cells)."""
+        return int(self.runs["failed"].sum())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The runs' columns, the cells' `entropy_mean`, `entropy_std`, `common_mass_mean`, and the
+        cells' axes `grid_panels`, `grid_eta_z`, `grid_eta_ratio`."""
+        return {**self.runs, "entropy_mean": self.entropy_mean, "entropy_std": self.entropy_std,
+                "common_mass_mean": self.common_mass_mean, "grid_panels": np.asarray(self.config.panels),
+                "grid_eta_z": np.asarray(self.config.eta_z), "grid_eta_ratio": np.asarray(self.config.eta_ratio)}
+
+    def summary(self) -> dict:
+        """`entropy_of`; the cells as rows of `table` (`n_queries`, `eta_z`, `eta_ratio`,
+        `entropy_final_mean`, `entropy_final_std`, `common_mass_final_mean`, `accuracy_final_mean`);
+        the `panels`; over every panel `entropy_initial_mean`, `all_decreasing_in_eta_z`, the two
+        slopes, `failed` and `compute_seconds`."""
+        config = self.config
+        rows = [
+            {"n_queries": n_queries, "eta_z": eta_z, "eta_ratio": ratio,
+             "entropy_final_mean": float(self.entropy_mean[p, i, j]), "entropy_final_std": float(self.entropy_std[p, i, j]),
+             "common_mass_final_mean": float(self.common_mass_mean[p, i, j]),
+             "accuracy_final_mean": float(self.accuracy_mean[p, i, j])}
+            for p, n_queries in enumerate(config.panels)
+            for i, eta_z in enumerate(config.eta_z) for j, ratio in enumerate(config.eta_ratio)
+        ]
+        return {
+            "entropy_of": config.entropy_of,
+            "table": rows,
+            "panels": [panel._asdict() for panel in self.panels],
+            "entropy_initial_mean": float(np.mean(self.runs["entropy_initial"])),
+            "all_decreasing_in_eta_z": all(all(panel.decreasing_in_eta_z.values()) for panel in self.panels),
+            "entropy_slope_eta_z": self.entropy_slope_eta_z,
+            "entropy_slope_ratio": self.entropy_slope_ratio,
+            "failed": self.failed,
+            "compute_seconds": self.compute_seconds,
+        }
+
+
+def run_scan_snap(config: ScanSnapConfig) -> ScanSnapResult:
     """Trains the whole grid (one compiled call per panel) and tabulates the final attention entropy.
 
     **Returns:**
 
-    `(data, summary)`. `data`: every column of the sweep table (one row per run), and
-    `entropy_mean`, `entropy_std`, `common_mass_mean` `(len(panels), len(eta_z), len(eta_ratio))`,
-    and their axes `grid_panels`, `grid_eta_z`, `grid_eta_ratio`. `summary`: the table as rows
-    `{n_queries, eta_z, eta_ratio, entropy_final_mean, entropy_final_std, common_mass_final_mean,
-    accuracy_final_mean}`; per panel (`panels`) its numbers of classes and tokens, mean initial entropy,
-    `decreasing_in_eta_z` (per ratio: whether the mean final entropy falls at every step up in
-    η_Z), the slopes against log η_Z and log η_Y/η_Z, and `entropy_final_by_definition` (the mean
-    final entropy over the panel's cells in every reading of `ENTROPIES`: what each difference of
-    definition is worth); over every panel `entropy_initial_mean`, `all_decreasing_in_eta_z`,
-    `entropy_slope_eta_z`, `entropy_slope_ratio` (one fit, an intercept per panel: which rate
-    matters more), `failed`.
+    The `ScanSnapResult`.
     """
     task = ScanSnapSweep(config)
     points = len(config.eta_z) * len(config.eta_ratio) * config.seeds
@@ -325,45 +405,23 @@ def run_scan_snap(config: ScanSnapConfig) -> tuple[dict[str, np.ndarray], dict]:
         result = run_sweep(task, config.grid, folder, chunk_size=points)
     table = result.table
     mean, std = entropy_table(table, config)
-    common, _ = entropy_table(table, config, "common_mass_final")
-    accuracy, _ = entropy_table(table, config, "accuracy_final")
     by_definition = {name: entropy_table(table, config, _column(name))[0] for name in ENTROPIES}
     panels = []
     for p, n_queries in enumerate(config.panels):
         mine = (table["n_queries"] == n_queries) & ~table["failed"]
-        decreasing = [bool(np.all(np.diff(mean[p, :, j]) < 0)) for j in range(len(config.eta_ratio))]
         slope_z, slope_ratio = _slopes(mean[p:p + 1], config)
         classes = config.classes(n_queries)
-        panels.append({
-            "n_queries": n_queries,
-            "n_classes": classes.n_classes,
-            "vocab_size": classes.vocab_size,
-            "entropy_initial_mean": float(np.mean(table["entropy_initial"][mine])),
-            "decreasing_in_eta_z": dict(zip(map(str, config.eta_ratio), decreasing)),
-            "entropy_slope_eta_z": float(slope_z),
-            "entropy_slope_ratio": float(slope_ratio),
-            "entropy_final_by_definition": {name: float(np.nanmean(values[p])) for name, values in by_definition.items()},
-        })
+        panels.append(ScanSnapPanel(
+            n_queries=n_queries, n_classes=classes.n_classes, vocab_size=classes.vocab_size,
+            entropy_initial_mean=float(np.mean(table["entropy_initial"][mine])),
+            decreasing_in_eta_z={str(ratio): bool(np.all(np.diff(mean[p, :, j]) < 0))
+                                 for j, ratio in enumerate(config.eta_ratio)},
+            entropy_slope_eta_z=float(slope_z), entropy_slope_ratio=float(slope_ratio),
+            entropy_final_by_definition={name: float(np.nanmean(values[p])) for name, values in by_definition.items()}))
     slope_z, slope_ratio = _slopes(mean, config)
-    rows = [
-        {"n_queries": n_queries, "eta_z": eta_z, "eta_ratio": ratio, "entropy_final_mean": float(mean[p, i, j]),
-         "entropy_final_std": float(std[p, i, j]), "common_mass_final_mean": float(common[p, i, j]),
-         "accuracy_final_mean": float(accuracy[p, i, j])}
-        for p, n_queries in enumerate(config.panels)
-        for i, eta_z in enumerate(config.eta_z) for j, ratio in enumerate(config.eta_ratio)
-    ]
-    data = {name: np.asarray(values) for name, values in table.items()}
-    data.update(entropy_mean=mean, entropy_std=std, common_mass_mean=common, grid_panels=np.asarray(config.panels),
-                grid_eta_z=np.asarray(config.eta_z), grid_eta_ratio=np.asarray(config.eta_ratio))
-    summary = {
-        "entropy_of": config.entropy_of,
-        "table": rows,
-        "panels": panels,
-        "entropy_initial_mean": float(np.mean(table["entropy_initial"])),
-        "all_decreasing_in_eta_z": all(all(panel["decreasing_in_eta_z"].values()) for panel in panels),
-        "entropy_slope_eta_z": float(slope_z),
-        "entropy_slope_ratio": float(slope_ratio),
-        "failed": int(table["failed"].sum()),
-        "compute_seconds": result.summary["compute_seconds"],
-    }
-    return data, summary
+    return ScanSnapResult(
+        config=config, runs={name: np.asarray(values) for name, values in table.items()}, entropy_mean=mean,
+        entropy_std=std, common_mass_mean=entropy_table(table, config, "common_mass_final")[0],
+        accuracy_mean=entropy_table(table, config, "accuracy_final")[0], panels=panels,
+        entropy_slope_eta_z=float(slope_z), entropy_slope_ratio=float(slope_ratio),
+        compute_seconds=result.summary["compute_seconds"])

@@ -14,6 +14,7 @@ The seeds of one setting train vmapped in one compiled call.
 
 import dataclasses
 import itertools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -190,63 +191,118 @@ def _level_score(measures: dict[str, np.ndarray], kind: str, level: int) -> np.n
     return np.asarray([row[mask].mean() if mask.any() else np.nan for row, mask in zip(values, varies)])
 
 
-def _layout(rows: list[dict], config: Table1Config, kind: str) -> str:
-    """The table as the paper lays it out: one line per C, a column per level and (N_ch, (N0, N1))."""
-    columns = [(level, n_ch, n0, n1) for level in (0, 1) for n_ch, (n0, n1) in itertools.product(config.n_children, config.latents)]
-    titles = [f"s={level} N_ch={n_ch} ({n0},{n1})" for level, n_ch, n0, n1 in columns]
-    by_setting = {(row["n_classes"], row["n_children"], row["n0"], row["n1"]): row for row in rows}
-    lines = [f"{kind} correlation, mean ± std over {config.seeds} seeds", "  C  " + "  ".join(titles)]
-    for n_classes in config.n_classes:
-        cells = []
-        for (level, n_ch, n0, n1), title in zip(columns, titles):
-            row = by_setting[n_classes, n_ch, n0, n1]
-            cells.append(f"{row[f's{level}_{kind}_mean']:.2f} ± {row[f's{level}_{kind}_std']:.2f}".rjust(len(title)))
-        lines.append(f"{n_classes:3d}  " + "  ".join(cells))
-    return "\n".join(lines)
+class Table1Row(NamedTuple):
+    """One row of Table 1 (one setting), every seed measured.
+
+    **Fields:**
+
+    - `setting`: the row's setting.
+    - `scores`: per seed, the mean best-match correlation of each level for each of `KINDS` in
+      turn (s = 0, then s = 1) `(seeds, 8)`.
+    - `accuracy`: per seed, the classification accuracy on the test batch.
+    - `losses`: the training loss of every step `(seeds, steps)`.
+    """
+
+    setting: Table1Setting
+    scores: np.ndarray
+    accuracy: np.ndarray
+    losses: np.ndarray
+
+    def mean(self, level: int, kind: str) -> float:
+        """The mean over seeds of level `level`'s correlation of kind `kind` (one of `KINDS`)."""
+        return float(np.nanmean(self.scores[:, KINDS.index(kind) * 2 + level]))
+
+    def std(self, level: int, kind: str) -> float:
+        """Its standard deviation over seeds."""
+        return float(np.nanstd(self.scores[:, KINDS.index(kind) * 2 + level]))
+
+    def record(self) -> dict:
+        """The row as the table writes it: the setting, `sLEVEL_KIND_mean` and `sLEVEL_KIND_std`
+        for every kind and level, `accuracy_mean`, `loss_final_mean`."""
+        row = dataclasses.asdict(self.setting)
+        for kind, level in itertools.product(KINDS, (0, 1)):
+            row[f"s{level}_{kind}_mean"] = self.mean(level, kind)
+            row[f"s{level}_{kind}_std"] = self.std(level, kind)
+        return {**row, "accuracy_mean": float(self.accuracy.mean()), "loss_final_mean": float(self.losses[:, -1].mean())}
 
 
-def run_table1(config: Table1Config) -> tuple[dict[str, np.ndarray], dict]:
+class Table1Result(NamedTuple):
+    """What Table 1 measured: every row, and the latent tree's co-occurrence against (J26).
+
+    **Fields:**
+
+    - `config`: the settings it ran with.
+    - `rows`: each setting's `Table1Row`, in the order of `config.settings`.
+    - `cooccurrence_height`: heights of the common ancestor; `cooccurrence_estimate`: the Monte
+      Carlo P[y_l = 1 | y_m = 1] at each; `cooccurrence_exact`: (J26) there.
+    """
+
+    config: Table1Config
+    rows: list[Table1Row]
+    cooccurrence_height: np.ndarray
+    cooccurrence_estimate: np.ndarray
+    cooccurrence_exact: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per row (index r) `scores_r`, `accuracy_r`, `loss_r`; and the co-occurrence check."""
+        rows = {f"{name}_{index}": values for index, row in enumerate(self.rows)
+                for name, values in (("scores", row.scores), ("accuracy", row.accuracy), ("loss", row.losses))}
+        return {**rows, "cooccurrence_height": self.cooccurrence_height,
+                "cooccurrence_estimate": self.cooccurrence_estimate, "cooccurrence_exact": self.cooccurrence_exact}
+
+    def layout(self, kind: str) -> str:
+        """The table of correlations of `kind` as the paper lays it out: one line per C, a column
+        per level and (N_ch, (N0, N1))."""
+        config = self.config
+        columns = [(level, n_ch, n0, n1) for level in (0, 1)
+                   for n_ch, (n0, n1) in itertools.product(config.n_children, config.latents)]
+        titles = [f"s={level} N_ch={n_ch} ({n0},{n1})" for level, n_ch, n0, n1 in columns]
+        by_setting = {(row.setting.n_classes, row.setting.n_children, row.setting.n0, row.setting.n1): row
+                      for row in self.rows}
+        lines = [f"{kind} correlation, mean ± std over {config.seeds} seeds", "  C  " + "  ".join(titles)]
+        for n_classes in config.n_classes:
+            cells = []
+            for (level, n_ch, n0, n1), title in zip(columns, titles):
+                row = by_setting[n_classes, n_ch, n0, n1]
+                cells.append(f"{row.mean(level, kind):.2f} ± {row.std(level, kind):.2f}".rjust(len(title)))
+            lines.append(f"{n_classes:3d}  " + "  ".join(cells))
+        return "\n".join(lines)
+
+    def summary(self) -> dict:
+        """`table` (`Table1Row.record` of every row), the row means of each level and kind as one
+        list (`s0_zero_mean_rows`, ...), `layout` (the zero-mean table as the paper prints it),
+        `cooccurrence` (`{height: {estimate, exact}}`) and `cooccurrence_max_error`."""
+        return {
+            "table": [row.record() for row in self.rows],
+            **{f"s{level}_{kind}_rows": [row.mean(level, kind) for row in self.rows] for kind in KINDS for level in (0, 1)},
+            "layout": self.layout("zero_mean"),
+            "cooccurrence": {str(height): {"estimate": float(estimate), "exact": float(exact)} for height, estimate, exact
+                             in zip(self.cooccurrence_height.tolist(), self.cooccurrence_estimate, self.cooccurrence_exact)},
+            "cooccurrence_max_error": float(np.max(np.abs(self.cooccurrence_estimate - self.cooccurrence_exact))),
+        }
+
+
+def run_table1(config: Table1Config) -> Table1Result:
     """Trains every row of the table and runs the correlation protocol; plus the co-occurrence check.
 
     **Returns:**
 
-    `(data, summary)`. `data`: per row (index r) `scores_r` `(seeds, 8)` (s = 0, 1 for each of
-    `KINDS` in turn), `accuracy_r`, `loss_r` (the training loss of every step, `(seeds, steps)`),
-    and the co-occurrence check `cooccurrence_height`, `cooccurrence_estimate`, `cooccurrence_exact`.
-    `summary`: `table` (one dict per row: the setting, `s0_zero_mean_mean`, `..._std`, the same
-    for `s1` and for every kind, e.g. `s0_initial_zero_mean_mean` at initialisation,
-    `accuracy_mean`, `loss_final_mean`), the row means of each as one list (`s0_zero_mean_rows`,
-    ...), `layout` (the zero-mean table as the paper prints it),
-    `cooccurrence` (`{height: {estimate, exact}}`) and `cooccurrence_max_error`.
+    The `Table1Result`.
     """
     check_fits(transformer_bytes(copies=config.seeds, vocabulary=VOCAB, outputs=max(config.n_classes), d_model=config.d_model,
                                  d_hidden=config.d_hidden, layers=config.n_layers, positions=config.length,
                                  train_sequences=config.batch, eval_sequences=config.test_batch),
                f"table1 with {config.seeds} seeds side by side", "seeds, d_model, d_hidden, n_layers, length, batch or test_batch")
-    data, rows = {}, []
+    rows = []
     bar = progress_bar(len(config.settings), "table1", "row")
-    for index, cell in enumerate(config.settings):
+    for cell in config.settings:
         measures = _train_row(config, cell)
         bar.update()
         scores = np.stack([_level_score(measures, kind, level) for kind in KINDS for level in (0, 1)], axis=1)
-        data.update({f"scores_{index}": scores, f"accuracy_{index}": measures["accuracy"], f"loss_{index}": measures["losses"]})
-        row = dataclasses.asdict(cell)
-        for column, (kind, level) in enumerate(itertools.product(KINDS, (0, 1))):
-            row[f"s{level}_{kind}_mean"] = float(np.nanmean(scores[:, column]))
-            row[f"s{level}_{kind}_std"] = float(np.nanstd(scores[:, column]))
-        row.update(accuracy_mean=float(measures["accuracy"].mean()), loss_final_mean=float(measures["losses"][:, -1].mean()))
-        rows.append(row)
+        rows.append(Table1Row(cell, scores, measures["accuracy"], measures["losses"]))
     bar.close()
     cooccurrence = tree_cooccurrence(**COOCCURRENCE)
     heights = sorted(cooccurrence)
-    data.update(cooccurrence_height=np.asarray(heights),
-                cooccurrence_estimate=np.asarray([cooccurrence[h][0] for h in heights]),
-                cooccurrence_exact=np.asarray([cooccurrence[h][1] for h in heights]))
-    summary = {
-        "table": rows,
-        **{f"s{level}_{kind}_rows": [row[f"s{level}_{kind}_mean"] for row in rows] for kind in KINDS for level in (0, 1)},
-        "layout": _layout(rows, config, "zero_mean"),
-        "cooccurrence": {str(h): {"estimate": cooccurrence[h][0], "exact": cooccurrence[h][1]} for h in heights},
-        "cooccurrence_max_error": float(np.max(np.abs(data["cooccurrence_estimate"] - data["cooccurrence_exact"]))),
-    }
-    return data, summary
+    return Table1Result(config=config, rows=rows, cooccurrence_height=np.asarray(heights),
+                        cooccurrence_estimate=np.asarray([cooccurrence[h][0] for h in heights]),
+                        cooccurrence_exact=np.asarray([cooccurrence[h][1] for h in heights]))

@@ -16,6 +16,7 @@ MLP is the control of JoMA's nonlinear mechanism), dropout (0.2 as the reference
 """
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -125,15 +126,42 @@ def _windows(stream: jax.Array, index, bptt: int) -> tuple[jax.Array, jax.Array]
     return rows[:-1].T, rows[1:].T
 
 
+class WikitextRun(NamedTuple):
+    """Every seed of one (depth, rate) trained on the corpus.
+
+    **Fields:**
+
+    - `depth`, `lr`: the run's number of layers and learning rate.
+    - `losses`: the training loss of every minibatch `(seeds, steps)`.
+    - `valid_loss`: the validation loss at every checkpoint `(seeds, n_save)`.
+    - `entropy`: each layer's attention entropy at every checkpoint `(seeds, n_save, depth)`.
+    - `stable_rank`: the stable rank of each layer's MLP lower layer there `(seeds, n_save, depth)`.
+    """
+
+    depth: int
+    lr: float
+    losses: np.ndarray
+    valid_loss: np.ndarray
+    entropy: np.ndarray
+    stable_rank: np.ndarray
+
+    def record(self, steps: np.ndarray) -> dict:
+        """The run's numbers: `depth`, `lr`, `valid_loss_min` (of the seed mean) and per layer, of
+        the seed-mean curves over the checkpoints `steps`, `entropy_initial`, `entropy_min`,
+        `entropy_min_step`, `entropy_final`, `entropy_rebound` (final − minimum) and the same of the
+        MLP's stable rank (`stable_rank_initial`, ..., `stable_rank_rebound`)."""
+        return {"depth": self.depth, "lr": self.lr, "valid_loss_min": float(self.valid_loss.mean(axis=0).min()),
+                **_dip(self.entropy.mean(axis=0), steps, "entropy"), **_dip(self.stable_rank.mean(axis=0), steps, "stable_rank")}
+
+
 def train_depth(config: WikitextConfig, depth: int, lr: float, train_stream: np.ndarray, valid_stream: np.ndarray,
-                vocab: int) -> dict[str, np.ndarray]:
+                vocab: int) -> WikitextRun:
     """Every seed of one (depth, rate), vmapped: training losses and, per checkpoint, validation loss
-    and per-layer attention entropy.
+    and per-layer attention entropy and MLP stable rank.
 
     **Returns:**
 
-    `losses` `(seeds, steps)`, `valid_loss` `(seeds, n_save)`, `entropy` and `stable_rank` `(seeds,
-    n_save, depth)`.
+    The `WikitextRun`.
     """
     model_config = TransformerConfig(vocab_size=vocab, n_outputs=vocab, d_model=config.d_model, n_layers=depth,
                                      n_heads=1, d_hidden=config.d_hidden, max_len=config.bptt, norm=config.norm,
@@ -167,10 +195,10 @@ def train_depth(config: WikitextConfig, depth: int, lr: float, train_stream: np.
             return (*jax.tree_util.tree_map(lambda values: values.mean(axis=0), per_window), ranks)
 
         valid_loss, entropy, ranks = jax.lax.map(evaluate, saved)
-        return {"losses": losses, "valid_loss": valid_loss, "entropy": entropy, "stable_rank": ranks}
+        return losses, valid_loss, entropy, ranks
 
     results = jax.jit(jax.vmap(one_seed))(jnp.arange(config.seeds))
-    return jax.tree_util.tree_map(np.asarray, results)
+    return WikitextRun(depth, lr, *map(np.asarray, results))
 
 
 def _dip(curves: np.ndarray, steps: np.ndarray, name: str) -> dict[str, list]:
@@ -182,17 +210,41 @@ def _dip(curves: np.ndarray, steps: np.ndarray, name: str) -> dict[str, list]:
             f"{name}_final": curves[-1].tolist(), f"{name}_rebound": (curves[-1] - low).tolist()}
 
 
-def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
+class WikitextResult(NamedTuple):
+    """What the WikiText runs measured.
+
+    **Fields:**
+
+    - `steps`: the checkpoints (minibatches trained).
+    - `runs`: the `WikitextRun` of every (depth, rate), in the order of `config.runs`.
+    - `vocabulary_size`, `train_tokens`, `valid_tokens`: the corpus as read.
+    """
+
+    steps: np.ndarray
+    runs: list[WikitextRun]
+    vocabulary_size: int
+    train_tokens: int
+    valid_tokens: int
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """`steps` and per run r: `depth_r`, `lr_r`, `losses_r`, `valid_loss_r`, `entropy_r`,
+        `stable_rank_r`."""
+        return {"steps": self.steps, **{f"{name}_{index}": value for index, run in enumerate(self.runs)
+                                        for name, value in run._asdict().items()}}
+
+    def summary(self) -> dict:
+        """`vocabulary_size`, `train_tokens`, `valid_tokens`, and `runs` (`WikitextRun.record` of
+        every run)."""
+        return {"vocabulary_size": self.vocabulary_size, "train_tokens": self.train_tokens,
+                "valid_tokens": self.valid_tokens, "runs": [run.record(self.steps) for run in self.runs]}
+
+
+def run_wikitext(config: WikitextConfig) -> WikitextResult:
     """Trains every (depth, rate) of `config.runs` and evaluates the checkpoints.
 
     **Returns:**
 
-    `(data, summary)`. `data`: `steps` (the checkpoints) and per run r: `depth_r`, `lr_r`,
-    `losses_r`, `valid_loss_r`, `entropy_r`, `stable_rank_r` (as `train_depth`). `summary`:
-    `vocabulary_size`, `train_tokens`, `valid_tokens`, and `runs`, one dict per run: `depth`, `lr`,
-    `valid_loss_min` (of the seed mean) and per layer, of the seed-mean curves, `entropy_initial`,
-    `entropy_min`, `entropy_min_step`, `entropy_final`, `entropy_rebound` (final − minimum) and the
-    same of the MLP's stable rank (`stable_rank_initial`, ..., `stable_rank_rebound`; `_dip`).
+    The `WikitextResult`.
     """
     corpus = load_corpus(config.corpus, train_split=config.train_split, valid_split=config.valid_split,
                          min_count=config.min_count)
@@ -206,19 +258,11 @@ def run_wikitext(config: WikitextConfig) -> tuple[dict[str, np.ndarray], dict]:
                                  train_sequences=config.columns, eval_sequences=config.eval_columns)
                + 8 * (train_stream.size + valid_stream.size),
                f"wikitext with {config.seeds} seeds side by side", "seeds, d_model, d_hidden, the depths, bptt or columns")
-    steps = config.save_steps
-    data, runs = {"steps": steps}, []
+    runs = []
     bar = progress_bar(len(config.runs), "wikitext", "depth and rate")
-    for index, (depth, lr) in enumerate(config.runs):
-        result = train_depth(config, depth, lr, train_stream, valid_stream, len(corpus.vocabulary))
+    for depth, lr in config.runs:
+        runs.append(train_depth(config, depth, lr, train_stream, valid_stream, len(corpus.vocabulary)))
         bar.update()
-        data.update({f"depth_{index}": depth, f"lr_{index}": lr, f"losses_{index}": result["losses"],
-                     f"valid_loss_{index}": result["valid_loss"], f"entropy_{index}": result["entropy"],
-                     f"stable_rank_{index}": result["stable_rank"]})
-        entropy, ranks = (result[name].mean(axis=0) for name in ("entropy", "stable_rank"))  # (n_save, depth): seed means
-        runs.append({"depth": depth, "lr": lr, "valid_loss_min": float(result["valid_loss"].mean(axis=0).min()),
-                     **_dip(entropy, steps, "entropy"), **_dip(ranks, steps, "stable_rank")})
     bar.close()
-    summary = {"vocabulary_size": len(corpus.vocabulary), "train_tokens": int(corpus.train.size),
-               "valid_tokens": int(corpus.valid.size), "runs": runs}
-    return data, summary
+    return WikitextResult(steps=config.save_steps, runs=runs, vocabulary_size=len(corpus.vocabulary),
+                          train_tokens=int(corpus.train.size), valid_tokens=int(corpus.valid.size))

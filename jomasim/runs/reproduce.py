@@ -1,10 +1,11 @@
 """`jomasim reproduce NAME`: the paper's results regenerated from the package alone.
 
-Each reproduction is a config dataclass, a function `run(config) -> (data, summary)` and a plot;
-`reproduce` writes `NAME.png`, `NAME.npz` (the plotted data), `summary.json` (the numbers that
-carry the claim), `NAME_table.csv` when the summary has a `table` (a list of rows) and
-`config.json` (settings and environment) into `runs/reproduce-NAME/`,
-replacing an earlier run of the same name only once the new one is complete.
+Each reproduction is a config dataclass, a function `run(config)` returning the study's typed
+result (`experiments.results.StudyResult`) and a figure of it; `reproduce` writes `NAME.png`,
+`NAME.npz` (the result's arrays), `summary.json` (its summary: the numbers that carry the claim),
+`NAME_table.csv` when the summary has a `table` (a list of rows) and `config.json` (settings and
+environment) into `runs/reproduce-NAME/`, replacing an earlier run of the same name only once the
+new one is complete.
 """
 
 import dataclasses
@@ -21,13 +22,14 @@ from ..experiments.fig3 import Fig3Config, run_fig3
 from ..experiments.fig4 import Fig4Config, run_fig4
 from ..experiments.pretrained import PretrainedConfig, run_pretrained
 from ..experiments.reach import ReachConfig, run_reach
+from ..experiments.results import StudyResult
 from ..experiments.scan_snap import ScanSnapConfig, run_scan_snap
 from ..experiments.table1 import Table1Config, run_table1
 from ..experiments.wikitext import WikitextConfig, run_wikitext
 from ..io import non_finite_entries, run_directory, write_text
-from ..plots import plot_bounce, plot_fig3, plot_fig4, plot_pretrained, plot_reach, plot_scan_snap, plot_table1, plot_wikitext
 from ..report import ReportEntry, index_html
 from ._writer import write_run
+from .figures import plot_bounce, plot_fig3, plot_fig4, plot_pretrained, plot_reach, plot_scan_snap, plot_table1, plot_wikitext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +40,8 @@ class Reproduction:
     **Fields:**
 
     - `config`: the config dataclass; `--set FIELD=VALUE` reaches every field.
-    - `run`: `run(config) -> (data, summary)`.
-    - `plot`: `plot(data, summary, path)`.
+    - `run`: `run(config)`, the study's typed result.
+    - `plot`: `plot(result, path)`, its figure.
     - `what`: one line on what it shows.
     - `options`: config fields that also get an option of their own (`--field-name`; its help is
       the field's).
@@ -53,8 +55,8 @@ class Reproduction:
     """
 
     config: type
-    run: Callable[[Any], tuple[dict, dict]]
-    plot: Callable[[dict, dict, Path], None]
+    run: Callable[[Any], StudyResult]
+    plot: Callable[[Any, Path], None]
     what: str
     options: tuple[str, ...] = ()
     presets: dict[str, tuple[Callable[..., Any], str]] = dataclasses.field(default_factory=dict)
@@ -146,12 +148,12 @@ def reproduce(name: str, config: Any, out: Path) -> tuple[Path, dict]:
     started = time.perf_counter()
     folder_name = f"reproduce-{name}"
     with run_directory(out, folder_name, replace=True) as folder:
-        data, summary = entry.run(config)
-        summary = {**summary, "wall_seconds": time.perf_counter() - started}
+        result = entry.run(config)
+        summary = {**result.summary(), "wall_seconds": time.perf_counter() - started}
         if failures := non_finite_entries(summary):
             summary["failures"] = failures
         write_run(folder, ("config.json", {"reproduction": name, "config": dataclasses.asdict(config)}),
-                  arrays=(f"{name}.npz", data), figure=(f"{name}.png", lambda path: entry.plot(data, summary, path)),
+                  arrays=(f"{name}.npz", result.arrays()), figure=(f"{name}.png", lambda path: entry.plot(result, path)),
                   table=(f"{name}_table.csv", summary["table"]) if "table" in summary else None,
                   summary=("summary.json", summary))
     return Path(out) / folder_name, summary
