@@ -72,7 +72,7 @@ def _argument_list(rng: random.Random, options: dict[str, list[str]], values: li
 
 def test_random_and_hostile_arguments_end_cleanly(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for name in ("compare", "run_block_theory", "reproduce", "reproduce_all", "initialize_processes"):
+    for name in ("run_experiment", "reproduce", "reproduce_all", "initialize_processes"):
         monkeypatch.setattr(cli, name, _reached)
     monkeypatch.setattr(cli, "run_sweep", _checked_sweep)
     options = _options(cli.build_parser())

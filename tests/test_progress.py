@@ -22,7 +22,7 @@ def test_a_bar_is_drawn_only_where_progress_is_shown(capsys):
 @pytest.mark.parametrize("terminal, quiet, shown", [(True, False, True), (True, True, False), (False, False, False)])
 def test_the_command_line_shows_progress_on_a_terminal_unless_quiet(monkeypatch, terminal, quiet, shown):
     seen = []
-    monkeypatch.setattr(_main, "_compare", lambda args: seen.append(progress_shown()))
+    monkeypatch.setattr(_main, "_command", lambda args: seen.append(progress_shown()))
     stderr = io.StringIO()
     stderr.isatty = lambda: terminal
     monkeypatch.setattr(sys, "stderr", stderr)

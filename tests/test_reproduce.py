@@ -2,11 +2,13 @@
 
 import dataclasses
 import json
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
-from jomasim._settings import flat_fields
+from jomasim._errors import at_least
+from jomasim._settings import Settings, flat_fields, setting
 from jomasim.cli import main
 from jomasim.cli._main import _not_runnable
 from jomasim.cli._overrides import field_values
@@ -17,7 +19,7 @@ from jomasim.experiments.scan_snap import ScanSnapConfig
 from jomasim.experiments.table1 import Table1Config
 from jomasim.experiments.wikitext import WikitextConfig
 from jomasim.io import non_finite_entries
-from jomasim.runs import REPRODUCTIONS, reproduce_all
+from jomasim.runs import REPRODUCTIONS, Reproduction, reproduce_all
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +183,50 @@ def test_each_reproduction_has_its_own_help_listing_every_field(name, capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "--help"])
     assert "fields (--set" not in capsys.readouterr().out
+
+
+@dataclasses.dataclass(frozen=True)
+class _ToyConfig(Settings):
+    """A study defined here: `size` numbers 0, 1, … times `scale`."""
+
+    size: int = setting(3, "how many numbers", check=at_least(1))
+    scale: float = setting(1.0, "what they are multiplied by")
+
+
+class _ToyResult(NamedTuple):
+    values: np.ndarray
+
+    def arrays(self) -> dict:
+        return {"values": self.values}
+
+    def summary(self) -> dict:
+        return {"total": float(self.values.sum()),
+                "table": [{"index": index, "value": float(value)} for index, value in enumerate(self.values)]}
+
+
+def _toy_figure(result: _ToyResult, path) -> None:
+    path.write_text(f"{len(result.values)} values")
+
+
+def test_a_study_registered_in_one_line_runs_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """A new reproduction is its config, its typed result, its figure and one registry entry: the
+    command line then gives it its options and `--set`, and the writer its files, its time and its
+    failures."""
+    monkeypatch.setitem(REPRODUCTIONS, "toy", Reproduction(
+        _ToyConfig, lambda config: _ToyResult(np.arange(config.size) * config.scale), _toy_figure, "numbers",
+        options=("size",)))
+    assert main(["reproduce", "toy", "--size", "4", "--set", "scale=2", "--out", str(tmp_path), "--quiet"]) == 0
+    folder = tmp_path / "reproduce-toy"
+    assert {path.name for path in folder.iterdir()} == {"toy.png", "toy.npz", "toy_table.csv", "summary.json", "config.json"}
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["total"] == 12.0 and summary["wall_seconds"] >= 0 and "failures" not in summary
+    np.testing.assert_array_equal(np.load(folder / "toy.npz")["values"], [0.0, 2.0, 4.0, 6.0])
+    record = json.loads((folder / "config.json").read_text())
+    assert record["reproduction"] == "toy" and record["config"] == {"size": 4, "scale": 2.0} and "environment" in record
+    assert (folder / "toy_table.csv").read_text().splitlines()[1:] == ["0,0.0", "1,2.0", "2,4.0", "3,6.0"]
+    capsys.readouterr()
+    # a number that is not finite is named, the run kept, and the command fails
+    with np.errstate(over="ignore"):
+        assert main(["reproduce", "toy", "--set", "scale=1e308", "--out", str(tmp_path), "--quiet"]) == 1
+    assert "toy computed numbers that are not finite (total" in capsys.readouterr().err
+    assert json.loads((folder / "summary.json").read_text())["failures"] == ["total", "table.2.value"]

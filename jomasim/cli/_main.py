@@ -6,7 +6,6 @@ import dataclasses
 import json
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -24,19 +23,15 @@ from ..experiments import (
     OUTPUT_NAMES,
     SWEEP_PER_POINT,
     BlockSweep,
-    BlockTheoryConfig,
-    CompareConfig,
     FitConfig,
     FittedRun,
     Mode,
     fit_run,
     read_run,
-    run_block_theory,
 )
-from ..experiments.compare import compare
 from ..io import check_folder_path, check_run_name, claim_run_name, run_directory, unique_run_name
-from ..runs import REPRODUCTIONS, reproduce, reproduce_all, write_run
-from ..runs.figures import plot_block_theory, plot_compare, plot_fit, plot_sweep
+from ..runs import COMMANDS, REPRODUCTIONS, Command, RunFiles, reproduce, reproduce_all, run_and_write, run_experiment
+from ..runs.figures import plot_fit, plot_sweep
 from ..sweep import MERGED_COLUMNS, Grid, initialize_processes, load_grid, parse_axis_values, resolve_points, run_sweep
 from ..theory._options import FIXED_STEP_SOLVERS
 from ._overrides import field_values, option_type, split_assignment
@@ -100,21 +95,21 @@ def _config_from(cls, args: argparse.Namespace):
     return build(cls, {name: getattr(args, name) for name in flat_fields(cls)})
 
 
-def _add_block_command(commands, name: str, config: type, handler, help: str, description: str,
-                       models: dict[str, type] | None = None) -> None:
-    """A block command (`compare`, `simulate`): an option for every field of its config, and the
-    output folder. With `models` (names to configs extending `config`), `--model` chooses one, and
-    the options of the others' own fields are added with no default (`_model_config`)."""
-    parser = commands.add_parser(name, help=help, description=description)
-    _add_config_options(parser, config)
-    if models is not None:
-        parser.add_argument("--model", choices=tuple(models), default=config.model.name,
-                            help=f"the model trained against the flows (default {config.model.name})")
-        for each in models.values():
-            _add_config_options(parser.add_argument_group(f"--model {each.model.name}"), each, skip=tuple(flat_fields(config)),
-                                defaults=False)
+def _add_command(commands, name: str, command: Command) -> None:
+    """A command of `COMMANDS` (`compare`, `simulate`): an option for every field of its config, and
+    the output folder. With `models` (names to configs extending `config`), `--model` chooses one,
+    and the options of the others' own fields are added with no default (`_model_config`)."""
+    parser = commands.add_parser(name, help=command.what, description=command.description)
+    _add_config_options(parser, command.config)
+    if command.models is not None:
+        default = command.config.model.name
+        parser.add_argument("--model", choices=tuple(command.models), default=default,
+                            help=f"the model trained against the flows (default {default})")
+        for each in command.models.values():
+            _add_config_options(parser.add_argument_group(f"--model {each.model.name}"), each,
+                                skip=tuple(flat_fields(command.config)), defaults=False)
     _add_output_options(parser)
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=_command)
 
 
 def _model_config(args: argparse.Namespace, base: type, models: dict[str, type]):
@@ -401,30 +396,36 @@ def _reproduce(args) -> None:
         print(format_rows([{key: row[key] for key in shown} if shown else row for row in summary["table"]]))
     files = sorted(path.name for path in folder.iterdir())
     print(f"wrote {folder}/ ({', '.join(files)}) in {summary['wall_seconds']:.1f} s")
-    if failures := summary.get("failures"):
-        named = ", ".join(failures[:5]) + (f" and {len(failures) - 5} more" if len(failures) > 5 else "")
-        raise NonFiniteResultError(f"{name} computed numbers that are not finite ({named}): the run diverged or "
-                                   f"overflowed; they are named in {folder}/summary.json under 'failures'")
+    _raise_failures(name, summary, folder / REPRODUCTIONS[name].files(name).summary)
 
 
-def _run(command: str, config, args, work: Callable, plot: Callable, figure: str, print_table: Callable) -> None:
-    """Runs `work(config) -> (results, summary)` inside a fresh run folder and writes config.json,
-    data.npz, summary.json and the figure; nothing is left behind if anything fails."""
-    model = "" if config.model.name == "block" else f"{config.model.name}-"
-    stem = f"{command}-{model}{config.attention}-{config.activation}"
-    name = args.name if args.name is not None else claim_run_name(args.out, stem)
+def _command(args) -> None:
+    """Runs a command of `COMMANDS` inside a fresh run folder (nothing is left behind if anything
+    fails), then prints what it found (`_REPORTS`)."""
+    command = COMMANDS[args.command]
+    config = (_model_config(args, command.config, command.models) if command.models is not None
+              else _config_from(command.config, args))
+    name = args.name if args.name is not None else claim_run_name(args.out, command.folder_stem(args.command, config))
     with run_directory(args.out, name, claimed=args.name is None) as folder:
-        results, summary = work(config)
-        write_run(folder, ("config.json", {"command": command, "model": config.model.name,
-                                           "config": dataclasses.asdict(config), "seeds": config.seed_list}),
-                  arrays=("data.npz", results.arrays()), figure=(figure, lambda path: plot(results, path)),
-                  summary=("summary.json", summary))
-    print_table(summary)
+        _, summary = run_experiment(args.command, command, config, folder)
+    if args.command in _REPORTS:
+        _REPORTS[args.command](config, summary)
     if _crawled_at_relu_kinks(config, summary):
         print("note: with ReLU the flows are not smooth and adaptive solvers crawl where hidden units cross zero; "
               "use --activation silu or gelu, or --solver euler --dt0 with a small step (compare: --dt0 1 is SGD)")
-    print(f"wrote {args.out / name}/ (config.json, data.npz, summary.json, {figure}) in {summary['wall_seconds']:.1f} s "
-          f"({summary['compile_seconds']:.1f} s of it compiling)")
+    files = command.files(args.command)
+    print(f"wrote {args.out / name}/ ({files.record}, {files.arrays}, {files.summary}, {files.figure}) in "
+          f"{summary['wall_seconds']:.1f} s ({summary['compile_seconds']:.1f} s of it compiling)")
+    _raise_failures(args.command, summary, args.out / name / files.summary)
+
+
+def _raise_failures(what: str, summary: dict, written: Path) -> None:
+    """Raises `NonFiniteResultError` when the summary (written to `written`) names numbers that are
+    not finite (`run_and_write`'s `failures`)."""
+    if failures := summary.get("failures"):
+        named = ", ".join(failures[:5]) + (f" and {len(failures) - 5} more" if len(failures) > 5 else "")
+        raise NonFiniteResultError(f"{what} computed numbers that are not finite ({named}): the run diverged or "
+                                   f"overflowed; they are named in {written} under 'failures'")
 
 
 def _crawled_at_relu_kinks(config, summary: dict) -> bool:
@@ -434,38 +435,33 @@ def _crawled_at_relu_kinks(config, summary: dict) -> bool:
     return config.activation == "relu" and config.solve.solver not in FIXED_STEP_SOLVERS and out_of_steps
 
 
-def _simulate(args) -> None:
-    def work(config):
-        started = time.perf_counter()
-        results = run_block_theory(config)
-        return results, results.job_summary(started)
-
+def _report_simulate(config, summary: dict) -> None:
     columns = ("nc_zhat_z", "nc_dzhat_dz", "size_zhat_z", "size_zhat_tracked_z", "entropy_zhat", "entropy_ode",
                "nc_reduced_z", "size_reduced_z", "nc_tracked_z", "size_tracked_z")
-    _run("simulate", _config_from(BlockTheoryConfig, args), args, work, plot_block_theory, "theory.png",
-         lambda summary: (print_table(summary, columns, ("status_ode", "status_reduced", "status_tracked")),
-                          print_stops(summary, "t"), print_theorem1(summary, "ode"),
-                          print_agreement(summary, "ode", "t")))
+    print_table(summary, columns, ("status_ode", "status_reduced", "status_tracked"))
+    print_stops(summary, "t")
+    print_theorem1(summary, "ode")
+    print_agreement(summary, "ode", "t")
 
 
-def _compare(args) -> None:
+def _report_compare(config, summary: dict) -> None:
     columns = ("nc_zhat_z", "nc_dzhat_dz", "size_zhat_z", "size_zhat_tracked_z", "nc_zhatP_z", "size_zhatP_z",
                "entropy_zhat", "entropy_train", "nc_ode_z", "nc_reduced_z", "size_reduced_z", "nc_tracked_z",
                "size_tracked_z", "nc_preconditioned_z", "size_preconditioned_z", "nc_zhat_z_worst_query")
-    config = _model_config(args, CompareConfig, COMPARE_MODELS)
-    statuses = ("status_train", "status_ode", "status_reduced", "status_tracked", "status_preconditioned")
+    print_table(summary, columns, ("status_train", "status_ode", "status_reduced", "status_tracked",
+                                   "status_preconditioned"))
+    print_stops(summary, "step")
+    print_theorem1(summary, "train")
+    print_agreement(summary, "train", "step", config.model.name)
+    clocks = seed_numbers(summary, "adam_clock_w")
+    if clocks:
+        print(f"the flows ran on Adam's clock: {config.steps} Adam steps moved the MLP's weights as far as "
+              f"{min(clocks):.3g}–{max(clocks):.3g} SGD steps at the same rate would, per unit of gradient")
 
-    def report(summary):
-        print_table(summary, columns, statuses)
-        print_stops(summary, "step")
-        print_theorem1(summary, "train")
-        print_agreement(summary, "train", "step", config.model.name)
-        clocks = seed_numbers(summary, "adam_clock_w")
-        if clocks:
-            print(f"the flows ran on Adam's clock: {config.steps} Adam steps moved the MLP's weights as far as "
-                  f"{min(clocks):.3g}–{max(clocks):.3g} SGD steps at the same rate would, per unit of gradient")
 
-    _run("compare", config, args, compare, plot_compare, "fig2.png", report)
+_REPORTS = {"compare": _report_compare, "simulate": _report_simulate}
+"""What a command of `COMMANDS` prints of its summary beyond where it wrote it (by name; a command
+without an entry prints only that)."""
 
 
 def _add_fit(commands) -> None:
@@ -487,17 +483,18 @@ def _add_fit(commands) -> None:
 def _fit(args) -> None:
     config = _config_from(FitConfig, args)
     run = read_run(args.run)
-    started = time.perf_counter()
     seeds = len(run.seeds)
-    with working(f"fitting the reduced flow to {seeds} seed{'s' if seeds != 1 else ''} (compiling, then "
-                 f"at most {config.iterations} Levenberg-Marquardt steps)"):
-        fitted = FittedRun(run, fit_run(run, config))
-    results = fitted.fit
-    summary = {**fitted.summary(), "wall_seconds": time.perf_counter() - started}
+
+    def work() -> FittedRun:
+        with working(f"fitting the reduced flow to {seeds} seed{'s' if seeds != 1 else ''} (compiling, then "
+                     f"at most {config.iterations} Levenberg-Marquardt steps)"):
+            return FittedRun(run, fit_run(run, config))
+
     with run_directory(args.run, "fit", replace=True) as folder:
         # the fit's summary is its record: one file with the numbers, the settings and the environment
-        write_run(folder, ("fit.json", {**summary, "config": dataclasses.asdict(config)}),
-                  arrays=("fit.npz", fitted.arrays()), figure=("fit.png", lambda path: plot_fit(fitted, path)))
+        fitted, summary = run_and_write(folder, work, plot_fit, _FIT_FILES,
+                                        lambda: {"config": dataclasses.asdict(config)})
+    results = fitted.fit
     print(f"trained with rho = eta_z / eta_w = {summary['trained_lr_ratio']:.4g}; fitted on steps "
           f"{summary['fitted_steps'][0]:g}-{summary['fitted_steps'][1]:g}, held out "
           f"{summary['held_out_steps'][0]:g}-{summary['held_out_steps'][1]:g}")
@@ -521,6 +518,11 @@ def _fit(args) -> None:
         for seed, ratios in zip(summary["seeds"], results.lr_ratio):
             print(f"{seed:4d}  " + "  ".join(f"{ratio:.4f}" for ratio in ratios))
     print(f"wrote {args.run / 'fit'}/ (fit.json, fit.npz, fit.png) in {summary['wall_seconds']:.1f} s")
+    _raise_failures("fit", summary, args.run / "fit" / _FIT_FILES.record)
+
+
+_FIT_FILES = RunFiles("fit.json", "fit.npz", "fit.png", summary=None)
+"""A fit's files, in `RUN/fit/`: its summary is its record."""
 
 
 def _add_process_options(parser) -> None:
@@ -538,20 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="jomasim", description="Simulate JoMA training dynamics and check them against training.")
     parser.add_argument("--version", action="version", version=f"jomasim {metadata.version('jomasim')}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-    _add_block_command(
-        commands, "compare", CompareConfig, _compare,
-        help="train the §3.5 block (or a one-layer Transformer) and compare it step by step with the JoMA ODEs",
-        description="Train the JoMA block (Flax NNX + optax SGD, vmapped over seeds) and integrate the joint, the "
-        "reduced and the tracked-b̄ JoMA ODEs (Diffrax) from the same data and initial state; compare them with "
-        "normalized correlation at every saved step. Defaults: the paper's Fig. 2 setting. --model transformer "
-        "trains a one-layer Transformer on sampled sequences instead, every JoMA idealisation a switch, and starts "
-        "the ODEs from its probed initial state.",
-        models=COMPARE_MODELS)
-    _add_block_command(
-        commands, "simulate", BlockTheoryConfig, _simulate,
-        help="integrate the joint, the reduced and the tracked-b̄ JoMA flows of the §3.5 block for several seeds",
-        description="Integrate the joint (W, z) gradient flow, the reduced JoMA flow and the tracked-b̄ flow of the "
-        "§3.5 block with Diffrax, vmapped over seeds, and check Theorem 1. Defaults: the paper's Fig. 2 setting.")
+    for name, command in COMMANDS.items():
+        _add_command(commands, name, command)
     _add_sweep(commands)
     _add_reproduce(commands)
     _add_fit(commands)

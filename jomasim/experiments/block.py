@@ -480,16 +480,11 @@ class BlockResults(NamedTuple):
         contents of `data.npz`."""
         return {**flatten(self.members), "steps": self.steps, "seeds": self.seeds}
 
-    def job_summary(self, started: float) -> dict:
-        """`summary` of a whole job begun at `started` (`time.perf_counter`): with `wall_seconds`,
-        its time, and `compile_seconds`, the part of it spent tracing and compiling."""
-        return {**self.summary(), "wall_seconds": time.perf_counter() - started, "compile_seconds": self.compile_seconds}
-
-    def summary(self) -> dict[str, list]:
+    def summary(self) -> dict:
         """The headline numbers per member, one list entry each: `seeds` and `results.scalars` (read
         at the last save every run reached), with each flow's `status_RUN` in words (`ok` or what
-        went wrong), `status_train` (`ok` or where training diverged), and every NaN (an event
-        that did not happen: no parting, no blow-up) as None."""
+        went wrong), `status_train` (`ok` or where training diverged), every NaN (an event that
+        did not happen: no parting, no blow-up) as None, and `compile_seconds`."""
         summary = {"seeds": self.seeds.tolist(),
                    **{name: [None if isinstance(value, float) and np.isnan(value) else value
                              for value in values.tolist()] for name, values in sorted(self.scalars.items())}}
@@ -498,7 +493,7 @@ class BlockResults(NamedTuple):
                 summary[f"status_{OUTPUT_NAMES[name]}"] = self.messages(name)
         if self.members.training is not None:
             summary["status_train"] = [training_status(step) for step in self.members.training.diverged_at]
-        return summary
+        return {**summary, "compile_seconds": self.compile_seconds}
 
 
 def run_members(setting: BlockSetting, numbers: MemberNumbers, steps: int, save_steps, mode: str,

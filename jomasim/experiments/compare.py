@@ -12,7 +12,6 @@ their clock, so step k of training sits at flow time k. At every saved step the 
 """
 
 import dataclasses
-import time
 from typing import ClassVar
 
 import numpy as np
@@ -76,16 +75,3 @@ def run_compare(config: CompareConfig) -> BlockResults:
     """
     config.check_memory("both")
     return run_members(config, config.members(config.eta_w, config.eta_z), config.steps, config.save_steps, "both")
-
-
-def compare(config: CompareConfig) -> tuple[BlockResults, dict]:
-    """`run_compare` and its summary (`BlockResults.job_summary`: with the job's seconds and the part
-    of them spent compiling).
-
-    **Returns:**
-
-    `(results, summary)`.
-    """
-    started = time.perf_counter()
-    results = run_compare(config)
-    return results, results.job_summary(started)

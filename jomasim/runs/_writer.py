@@ -1,10 +1,12 @@
-"""The one writer of a run folder's files."""
+"""The one writer of a run folder's files, and the one place a run is timed."""
 
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..io import environment, write_json, write_npz, write_rows_csv
+from ..experiments.results import StudyResult
+from ..io import environment, non_finite_entries, write_json, write_npz, write_rows_csv
 
 
 def write_run(folder: Path, record: tuple[str, dict[str, Any]], *, arrays: tuple[str, dict[str, Any]],
@@ -34,3 +36,56 @@ def write_run(folder: Path, record: tuple[str, dict[str, Any]], *, arrays: tuple
         write_rows_csv(folder / table[0], table[1])
     if summary is not None:
         write_json(folder / summary[0], summary[1])
+
+
+class RunFiles(NamedTuple):
+    """The names of a run folder's files.
+
+    **Fields:**
+
+    - `record`: the settings and the environment (JSON).
+    - `arrays`: the result's arrays (`.npz`).
+    - `figure`: its figure (`.png`).
+    - `summary`: its summary (JSON), or `None` to put the summary into the record, before the
+      settings (`fit.json`).
+    - `table`: the summary's `table` as a CSV, where it has one (`None`: not written apart).
+    """
+
+    record: str
+    arrays: str
+    figure: str
+    summary: str | None = "summary.json"
+    table: str | None = None
+
+
+def run_and_write(folder: Path, work: Callable[[], StudyResult], figure: Callable[[Any, Path], None], files: RunFiles,
+                  record: Callable[[], dict[str, Any]]) -> tuple[StudyResult, dict[str, Any]]:
+    """Runs a study and writes its run folder: the one place a run is timed.
+
+    **Arguments:**
+
+    - `folder`: the run folder (made by `io.run_directory`).
+    - `work`: computes the study's typed result.
+    - `figure`: `figure(result, path)` draws it.
+    - `files`: the folder's file names.
+    - `record`: gives the settings that made the run (`write_run` adds the environment), asked
+      once the work is done (a config too large to run is refused by the work, before its record
+      is made).
+
+    **Returns:**
+
+    `(result, summary)`: the summary is the result's with `wall_seconds` (the seconds `work`
+    took) and, when some number in it is not finite, `failures` naming where
+    (`io.non_finite_entries`): the run is written either way, and the caller reports the failure.
+    """
+    started = time.perf_counter()
+    result = work()
+    summary = {**result.summary(), "wall_seconds": time.perf_counter() - started}
+    if failures := non_finite_entries(summary):
+        summary["failures"] = failures
+    table = (files.table, summary["table"]) if files.table is not None and "table" in summary else None
+    settings = record()
+    write_run(folder, (files.record, settings if files.summary is not None else {**summary, **settings}),
+              arrays=(files.arrays, result.arrays()), figure=(files.figure, lambda path: figure(result, path)),
+              table=table, summary=(files.summary, summary) if files.summary is not None else None)
+    return result, summary
