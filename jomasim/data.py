@@ -7,6 +7,7 @@ sequences), stored as column y of `X` (shape `(M_c, K)`). The first `n_distinct`
 direction u_q).
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import equinox as eqx
@@ -17,6 +18,7 @@ import numpy as np
 from ._errors import (
     OutOfRangeError,
     ShapeMismatchError,
+    at_least,
     check_choice,
     check_finite,
     check_integer,
@@ -24,9 +26,26 @@ from ._errors import (
     check_positive,
     concrete,
 )
+from ._settings import Settings, setting
 
 VARIANTS = ("gaussian", "random")
 EMBEDDINGS = ("identity", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSizes(Settings):
+    """The sizes of the §3.5 data, declared once: a mixin of settings for every config that sets
+    them (the block's, `BlockSetting`, and the ladder's, `ReachConfig`) and the defaults of
+    `make_token_data`. The paper's Fig. 2 sizes: 10 distinct + 10 common tokens, K = 20, d = 30."""
+
+    n_distinct: int = setting(10, "distinct tokens per class", check=at_least(0))
+    n_common: int = setting(10, "tokens common to every class", check=at_least(0))
+    n_classes: int = setting(20, "classes K (and hidden nodes)", check=at_least(1))
+    dim: int = setting(30, "embedding dimension d", check=at_least(1))
+
+    def sizes(self) -> dict[str, int]:
+        """The four sizes by name, as `make_token_data` and `check_data_options` take them."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(BlockSizes)}
 
 
 class TokenData(eqx.Module):
@@ -127,10 +146,10 @@ def check_data_options(*, n_distinct: int, n_common: int, n_classes: int, dim: i
 def make_token_data(
     seed: int | jax.Array = 0,
     *,
-    n_distinct: int = 10,
-    n_common: int = 10,
-    n_classes: int = 20,
-    dim: int = 30,
+    n_distinct: int = BlockSizes.n_distinct,
+    n_common: int = BlockSizes.n_common,
+    n_classes: int = BlockSizes.n_classes,
+    dim: int = BlockSizes.dim,
     variant: str = "gaussian",
     saliency: float = 1.0,
     bump_width: float = 30.0,

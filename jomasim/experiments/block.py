@@ -29,13 +29,13 @@ import numpy as np
 from .._compile import block_compiler_options
 from .._errors import OutOfRangeError, at_least, check_choice, check_nonnegative, check_positive, check_seed
 from .._progress import working
-from .._settings import Settings, setting
+from .._settings import setting
 from ..activation import ACTIVATIONS
 from ..assumptions import leak_curves
 from ..attention import ATTENTIONS
 from ..block import block_hidden, output_loss
 from ..comparison import agreement, logits_and_weights, theorem1_curves
-from ..data import EMBEDDINGS, VARIANTS, check_data_options, make_token_data
+from ..data import EMBEDDINGS, VARIANTS, BlockSizes, check_data_options, make_token_data
 from ..metrics import mean_attention_entropy
 from ..models import JoMABlock
 from ..theory import (
@@ -170,7 +170,7 @@ class FixedGradientBlock(AbstractBlockModel):
 
 
 @dataclasses.dataclass(frozen=True)
-class BlockSetting(Settings):
+class BlockSetting(BlockSizes):
     """What every §3.5 block experiment shares: the data model, the block, the seeds and the solver.
 
     Defaults are the paper's Fig. 2 setting: Gaussian X, 10 distinct + 10 common tokens, K = 20
@@ -193,10 +193,6 @@ class BlockSetting(Settings):
     first_seed: int = setting(0, "the first seed (seeds first_seed, first_seed + 1, ...)", check=check_seed)
     variant: str = setting("gaussian", "token-frequency model", choices=VARIANTS)
     saliency: float = setting(1.0, "factor on the distinct tokens' frequencies", check=check_nonnegative)
-    n_distinct: int = setting(10, "distinct tokens per class", check=at_least(0))
-    n_common: int = setting(10, "tokens common to every class", check=at_least(0))
-    n_classes: int = setting(20, "classes K (and hidden nodes)", check=at_least(1))
-    dim: int = setting(30, "embedding dimension d", check=at_least(1))
     embedding: str = setting("identity", "contextual token embeddings", choices=EMBEDDINGS)
     init_scale: float = setting(0.01, "standard deviation of W(0) and z(0)", check=check_positive)
     solve: SolverOptions = setting(SolverOptions(), "how the flows are integrated",
@@ -204,8 +200,7 @@ class BlockSetting(Settings):
 
     def check_fields(self):
         check_seed("first_seed + seeds - 1", self.first_seed + self.seeds - 1)
-        check_data_options(n_distinct=self.n_distinct, n_common=self.n_common, n_classes=self.n_classes, dim=self.dim,
-                           variant=self.variant, saliency=self.saliency, embedding=self.embedding)
+        check_data_options(**self.sizes(), variant=self.variant, saliency=self.saliency, embedding=self.embedding)
         if self.solve.batch is not None:
             raise OutOfRangeError(f"batch={self.solve.batch!r} is not allowed here; each member is one solve (None)")
 
@@ -250,10 +245,7 @@ def build_member(setting: BlockSetting, numbers: MemberNumbers) -> tuple[JointFl
     data_key, init_key = jax.random.split(jax.random.key(numbers.seed))
     data = make_token_data(
         data_key,
-        n_distinct=setting.n_distinct,
-        n_common=setting.n_common,
-        n_classes=setting.n_classes,
-        dim=setting.dim,
+        **setting.sizes(),
         variant=setting.variant,
         saliency=numbers.saliency,
         embedding=setting.embedding,

@@ -18,9 +18,10 @@ import numpy as np
 
 from .._errors import OutOfRangeError, at_least, check_positive, check_seed
 from .._progress import progress_bar
-from .._settings import Settings, optional, setting
+from .._settings import optional, setting
 from ..activation import check_activations
 from ..comparison import AGREEMENT
+from ..data import BlockSizes
 from .block import MemberNumbers, run_members
 from .compare import run_compare
 from .transformer import TransformerCompareConfig
@@ -62,7 +63,7 @@ def check_factor(name: str, value: float) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReachConfig(Settings):
+class ReachConfig(BlockSizes):
     """Settings of the ladder; the defaults are `compare --model transformer`'s (the Fig. 2 sizes,
     SGD at 0.1 for 2000 steps), 8 seeds, a linear and a SiLU MLP, Adam at its usual rate 1e-3;
     and two rungs again at matched progress (JOMA_MATH §10.5): LayerNorm and Adam at rates at
@@ -98,10 +99,6 @@ class ReachConfig(Settings):
                                "by the theory (for `reach`)", check=check_positive)
     size_within: float = setting(2.0, "factor within which the reduced flow's size ‖Δz_flow‖/‖Δz‖ must lie for "
                                  "`reach_with_size` (size in [1/f, f])", check=check_factor)
-    n_distinct: int = setting(10, "distinct tokens per class", check=at_least(0))
-    n_common: int = setting(10, "common tokens", check=at_least(0))
-    n_classes: int = setting(20, "classes K", check=at_least(1))
-    dim: int = setting(30, "embedding dimension d", check=at_least(1))
 
     def check_fields(self):
         if not self.activations:
@@ -127,8 +124,7 @@ class ReachConfig(Settings):
         """The comparison of one rung and activation."""
         return TransformerCompareConfig(**{"eta_w": self.eta, "eta_z": self.eta, **rung}, activation=activation,
                                         seeds=self.seeds, first_seed=self.first_seed, steps=self.steps,
-                                        save_every=self.save_every, n_distinct=self.n_distinct, n_common=self.n_common,
-                                        n_classes=self.n_classes, dim=self.dim)
+                                        save_every=self.save_every, **self.sizes())
 
 
 def _mean(values) -> float | None:
