@@ -39,6 +39,7 @@ OUTPUT_NAMES = {"train": "train", "joint": "ode", "reduced": "reduced", "tracked
                 "preconditioned": "preconditioned"}
 """How the outputs name each run."""
 
+
 class StudyResult(Protocol):
     """What a study's typed result gives the run folder's writer: its arrays (`NAME.npz`) and its
     summary (`summary.json`, whose `table`, a list of rows, is also written as a CSV). Each study
