@@ -43,6 +43,11 @@ class BlockSizes(Settings):
     n_classes: int = setting(20, "classes K (and hidden nodes)", check=at_least(1))
     dim: int = setting(30, "embedding dimension d", check=at_least(1))
 
+    @property
+    def n_tokens(self) -> int:
+        """M_c, the contextual tokens: the distinct and the common ones."""
+        return self.n_distinct + self.n_common
+
     def sizes(self) -> dict[str, int]:
         """The four sizes by name, as `make_token_data` and `check_data_options` take them."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(BlockSizes)}

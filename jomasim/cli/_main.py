@@ -517,7 +517,8 @@ def _fit(args) -> None:
         print(f"rho(t) on the pieces between steps {', '.join(f'{knot:g}' for knot in results.knots)}:")
         for seed, ratios in zip(summary["seeds"], results.lr_ratio):
             print(f"{seed:4d}  " + "  ".join(f"{ratio:.4f}" for ratio in ratios))
-    print(f"wrote {args.run / 'fit'}/ (fit.json, fit.npz, fit.png) in {summary['wall_seconds']:.1f} s")
+    print(f"wrote {args.run / 'fit'}/ ({_FIT_FILES.record}, {_FIT_FILES.arrays}, {_FIT_FILES.figure}) in "
+          f"{summary['wall_seconds']:.1f} s")
     _raise_failures("fit", summary, args.run / "fit" / _FIT_FILES.record)
 
 

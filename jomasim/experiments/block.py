@@ -119,7 +119,7 @@ def block_member_bytes(setting: "BlockSetting", steps: int, saves: int, mode: st
     """The block's part of a member's memory: every run of the mode keeps its states (W, `d × K`),
     V (`M_c × K`) and z at every save, Theorem 1's ẑ and residual, and training its loss at every
     step; doubled for the copies made between the compiled call and the NumPy results."""
-    d, K, M = setting.dim, setting.n_classes, setting.n_distinct + setting.n_common
+    d, K, M = setting.dim, setting.n_classes, setting.n_tokens
     per_save = len(Mode(mode).runs) * (d * K + M * K + M) + 2 * M
     return 2 * 8 * (saves * per_save + (steps if mode != Mode.THEORY else 0))
 

@@ -121,7 +121,7 @@ def read_run(folder: Path) -> TrainedRun:
 def _checked_arrays(where: str, config: CompareConfig, arrays: dict[str, np.ndarray]):
     """The run's (steps, seeds, z_train) if they are the ones `config` describes and finite."""
     steps, seeds, z = arrays["steps"], arrays["seeds"], arrays["z_train"]
-    expected = (len(config.seed_list), len(config.save_steps), config.n_distinct + config.n_common)
+    expected = (len(config.seed_list), len(config.save_steps), config.n_tokens)
     if not (np.issubdtype(steps.dtype, np.number) and np.array_equal(steps, config.save_steps)):
         raise InvalidPathError(f"{where}: data.npz's steps are not the saves its config.json describes (every "
                                f"{config.save_every} of {config.steps} steps)")

@@ -268,8 +268,7 @@ class ReachResult(NamedTuple):
 
     **Fields:**
 
-    - `config`: the settings it ran with.
-    - `rungs`: every rung's name, the ladder's then the matched ones; `matched`: the matched ones.
+    - `config`: the settings it ran with (its rungs: `rungs`, `matched`).
     - `steps`: the save steps.
     - `curves`: per curve of `CURVES`, an array `(rungs, activations, seeds, saves)` (NaN where a
       rung has no such run).
@@ -282,14 +281,22 @@ class ReachResult(NamedTuple):
     """
 
     config: ReachConfig
-    rungs: list[str]
-    matched: list[str]
     steps: np.ndarray
     curves: dict[str, np.ndarray]
     table: list[dict]
     calibration: list[Calibration]
     reach: dict[str, str | None]
     reach_with_size: dict[str, str | None]
+
+    @property
+    def matched(self) -> list[str]:
+        """The names of the rungs run again at matched progress."""
+        return [name for name, _ in self.config.matched_rungs()]
+
+    @property
+    def rungs(self) -> list[str]:
+        """Every rung's name, the ladder's then the matched ones (the order of the curves' first axis)."""
+        return [name for name, _ in self.config.rungs()] + self.matched
 
     def arrays(self) -> dict[str, np.ndarray]:
         """`steps` and every curve of `CURVES`."""
@@ -345,7 +352,6 @@ def run_reach(config: ReachConfig) -> ReachResult:
     reach = {size: {activation: _reach(ladder_rungs, [row for row in ladder_rows if row["activation"] == activation],
                                        config.describes, config.size_within if size else None)
                     for activation in config.activations} for size in (False, True)}
-    return ReachResult(config=config, rungs=[name for name, _ in ladder_rungs + matched],
-                       matched=[name for name, _ in matched], steps=np.asarray(steps),
+    return ReachResult(config=config, steps=np.asarray(steps),
                        curves={key: np.asarray(value) for key, value in curves.items()}, table=rows,
                        calibration=searches, reach=reach[False], reach_with_size=reach[True])

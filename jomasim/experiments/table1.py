@@ -208,13 +208,17 @@ class Table1Row(NamedTuple):
     accuracy: np.ndarray
     losses: np.ndarray
 
+    def column(self, level: int, kind: str) -> np.ndarray:
+        """Per seed, level `level`'s correlation of kind `kind` (one of `KINDS`)."""
+        return self.scores[:, KINDS.index(kind) * 2 + level]
+
     def mean(self, level: int, kind: str) -> float:
-        """The mean over seeds of level `level`'s correlation of kind `kind` (one of `KINDS`)."""
-        return float(np.nanmean(self.scores[:, KINDS.index(kind) * 2 + level]))
+        """Its mean over seeds (`column`)."""
+        return float(np.nanmean(self.column(level, kind)))
 
     def std(self, level: int, kind: str) -> float:
-        """Its standard deviation over seeds."""
-        return float(np.nanstd(self.scores[:, KINDS.index(kind) * 2 + level]))
+        """Its standard deviation over seeds (`column`)."""
+        return float(np.nanstd(self.column(level, kind)))
 
     def record(self) -> dict:
         """The row as the table writes it: the setting, `sLEVEL_KIND_mean` and `sLEVEL_KIND_std`

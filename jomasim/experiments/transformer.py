@@ -46,7 +46,7 @@ class TrainedTransformer(AbstractTrainedModel):
         query's preconditioner P, and with W_Q, W_K the preconditioned flow's states), plus one
         step's sampled sequences (the larger of the training and the evaluation batch: each
         token's embedding, logit and hidden input, and their gradients)."""
-        d, K, M, Q = setting.dim, setting.n_classes, setting.n_distinct + setting.n_common, setting.queries
+        d, K, M, Q = setting.dim, setting.n_classes, setting.n_tokens, setting.queries
         parameters = d * K + 2 * d * d + (M + Q) * d + K * K + 4 * d + Q * M
         probes = 2 * Q * M + Q * M * M + (d * K + M * K + M if setting.attention_params == "qk" else 0)
         tokens = K * Q * max(setting.batch, setting.eval_sequences) * max(setting.sequence_length, M)
@@ -206,7 +206,7 @@ class TransformerCompareConfig(CompareConfig):
 
     def check_fields(self):
         super().check_fields()
-        check_query_count("queries", self.queries, dim=self.dim, n_tokens=self.n_distinct + self.n_common)
+        check_query_count("queries", self.queries, dim=self.dim, n_tokens=self.n_tokens)
         if self.scale_closure and (self.norm == "none" or (self.attention_params == "logits" and self.optimizer == "sgd")):
             raise OutOfRangeError(
                 f"scale_closure=True is not allowed with norm={self.norm!r}, attention_params={self.attention_params!r}, "

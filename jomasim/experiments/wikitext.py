@@ -145,12 +145,17 @@ class WikitextRun(NamedTuple):
     entropy: np.ndarray
     stable_rank: np.ndarray
 
+    @property
+    def valid_loss_min(self) -> float:
+        """The lowest validation loss of the seed mean over the checkpoints."""
+        return float(self.valid_loss.mean(axis=0).min())
+
     def record(self, steps: np.ndarray) -> dict:
         """The run's numbers: `depth`, `lr`, `valid_loss_min` (of the seed mean) and per layer, of
         the seed-mean curves over the checkpoints `steps`, `entropy_initial`, `entropy_min`,
         `entropy_min_step`, `entropy_final`, `entropy_rebound` (final − minimum) and the same of the
         MLP's stable rank (`stable_rank_initial`, ..., `stable_rank_rebound`)."""
-        return {"depth": self.depth, "lr": self.lr, "valid_loss_min": float(self.valid_loss.mean(axis=0).min()),
+        return {"depth": self.depth, "lr": self.lr, "valid_loss_min": self.valid_loss_min,
                 **_dip(self.entropy.mean(axis=0), steps, "entropy"), **_dip(self.stable_rank.mean(axis=0), steps, "stable_rank")}
 
 

@@ -4,7 +4,6 @@ Above `experiments` (the studies), below the command line."""
 
 from ._writer import RunFiles as RunFiles
 from ._writer import run_and_write as run_and_write
-from ._writer import write_run as write_run
 from .registry import COMMANDS as COMMANDS
 from .registry import REPRODUCTIONS as REPRODUCTIONS
 from .registry import AbstractExperiment as AbstractExperiment

@@ -1,4 +1,4 @@
-"""The one writer of a run folder's files, and the one place a run is timed."""
+"""The one writer of a run folder's files, which is also the one place a run is timed."""
 
 import time
 from collections.abc import Callable
@@ -7,35 +7,6 @@ from typing import Any, NamedTuple
 
 from ..experiments.results import StudyResult
 from ..io import environment, non_finite_entries, write_json, write_npz, write_rows_csv
-
-
-def write_run(folder: Path, record: tuple[str, dict[str, Any]], *, arrays: tuple[str, dict[str, Any]],
-              figure: tuple[str, Callable[[Path], None]], table: tuple[str, list[dict[str, Any]]] | None = None,
-              summary: tuple[str, dict[str, Any]] | None = None) -> None:
-    """Writes a run's files into `folder` (made by `io.run_directory`, which removes them all if any
-    step fails): the record of its settings with the environment it ran in, its arrays, its figure,
-    its table and its summary, in that order. Each file is given as `(file name, contents)`.
-
-    **Arguments:**
-
-    - `folder`: the run folder.
-    - `record`: the settings that made the run (the config, the command, the seeds); the writer adds
-      `environment` (`io.environment`: versions, commit, device), so every run records it.
-    - `arrays`: the arrays, written as one `.npz`.
-    - `figure`: a function that draws the figure into the path it is given.
-    - `table`: rows written as a CSV, or `None`.
-    - `summary`: the headline numbers as JSON, or `None` where the record holds them.
-    """
-    name, settings = record
-    write_json(folder / name, {**settings, "environment": environment()})
-    name, values = arrays
-    write_npz(folder / name, **values)
-    name, draw = figure
-    draw(folder / name)
-    if table is not None:
-        write_rows_csv(folder / table[0], table[1])
-    if summary is not None:
-        write_json(folder / summary[0], summary[1])
 
 
 class RunFiles(NamedTuple):
@@ -60,15 +31,18 @@ class RunFiles(NamedTuple):
 
 def run_and_write(folder: Path, work: Callable[[], StudyResult], figure: Callable[[Any, Path], None], files: RunFiles,
                   record: Callable[[], dict[str, Any]]) -> tuple[StudyResult, dict[str, Any]]:
-    """Runs a study and writes its run folder: the one place a run is timed.
+    """Runs a study and writes its run folder (made by `io.run_directory`, which removes every
+    file if any step fails): the record of its settings with the environment it ran in
+    (`io.environment`: versions, commit, device), its arrays, its figure, its table and its
+    summary, in that order. The one place a run is timed.
 
     **Arguments:**
 
-    - `folder`: the run folder (made by `io.run_directory`).
+    - `folder`: the run folder.
     - `work`: computes the study's typed result.
     - `figure`: `figure(result, path)` draws it.
     - `files`: the folder's file names.
-    - `record`: gives the settings that made the run (`write_run` adds the environment), asked
+    - `record`: gives the settings that made the run (the config, the command, the seeds), asked
       once the work is done (a config too large to run is refused by the work, before its record
       is made).
 
@@ -83,9 +57,12 @@ def run_and_write(folder: Path, work: Callable[[], StudyResult], figure: Callabl
     summary = {**result.summary(), "wall_seconds": time.perf_counter() - started}
     if failures := non_finite_entries(summary):
         summary["failures"] = failures
-    table = (files.table, summary["table"]) if files.table is not None and "table" in summary else None
-    settings = record()
-    write_run(folder, (files.record, settings if files.summary is not None else {**summary, **settings}),
-              arrays=(files.arrays, result.arrays()), figure=(files.figure, lambda path: figure(result, path)),
-              table=table, summary=(files.summary, summary) if files.summary is not None else None)
+    settings = record() if files.summary is not None else {**summary, **record()}
+    write_json(folder / files.record, {**settings, "environment": environment()})
+    write_npz(folder / files.arrays, **result.arrays())
+    figure(result, folder / files.figure)
+    if files.table is not None and "table" in summary:
+        write_rows_csv(folder / files.table, summary["table"])
+    if files.summary is not None:
+        write_json(folder / files.summary, summary)
     return result, summary

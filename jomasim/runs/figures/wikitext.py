@@ -28,7 +28,7 @@ def plot_wikitext(result: WikitextResult, path: Path) -> None:
             axis.plot(result.steps, entropy[:, layer], color=colour, label=f"layer {layer}" if run.depth <= 5 else None)
             right.plot(result.steps, ranks[:, layer], color=colour, linestyle="--")
         right.set_ylabel("MLP stable rank (dashed)")
-        axis.set_title(f"layers: {run.depth}, lr: {run.lr:g}, val loss: {run.valid_loss.mean(axis=0).min():.2f}",
+        axis.set_title(f"layers: {run.depth}, lr: {run.lr:g}, val loss: {run.valid_loss_min:.2f}",
                        fontsize=9)
         axis.set_xlabel("minibatch")
         axis.set_ylabel("attention entropy (nats, solid)")
